@@ -1,0 +1,219 @@
+"""Stride-1 3D convolution (NDHWC) with a fast, twice-differentiable CPU gradient.
+
+Every network conv goes through `conv3d`. On CPU, TensorFlow's own Conv3DBackpropInputV2 and
+Conv3DBackpropFilterV2 run several times slower than the forward Conv3D, so the gradients are
+rewritten in terms of fast ops:
+  - input gradient  = forward conv of dy with the kernel flipped in all three spatial axes and
+                      in/out channels swapped (padding mirrored),
+  - filter gradient = selectable formulation (see FILTER_GRAD_IMPLS), measured in bench/bench_conv3d.py.
+Both gradient functions are themselves custom-gradient'ed in terms of each other, so second-order
+gradients (R1, path length) stay on the fast path. On GPU, tf.nn.conv3d's cuDNN gradients are kept.
+"""
+
+import functools
+
+import tensorflow as tf
+
+IMPLS = ("auto", "fast", "tf")
+FILTER_GRAD_IMPLS = ("tf", "slices", "batch_channels")
+
+_impl = "auto"
+_filter_grad_impl = "tf"
+
+
+def set_impl(impl):
+    """'fast': custom gradients; 'tf': plain tf.nn.conv3d; 'auto': fast on CPU-only hosts, tf with a GPU."""
+    global _impl
+    if impl not in IMPLS:
+        raise ValueError(f"conv3d impl must be one of {IMPLS}, got {impl!r}")
+    _impl = impl
+
+
+def get_impl():
+    return _impl
+
+
+def set_filter_grad_impl(impl):
+    """How the fast path computes the filter gradient (benchmarks compare them)."""
+    global _filter_grad_impl
+    if impl not in FILTER_GRAD_IMPLS:
+        raise ValueError(f"filter gradient impl must be one of {FILTER_GRAD_IMPLS}, got {impl!r}")
+    _filter_grad_impl = impl
+
+
+def get_filter_grad_impl():
+    return _filter_grad_impl
+
+
+@functools.cache
+def _have_gpu():
+    return len(tf.config.list_physical_devices("GPU")) > 0
+
+
+def _resolved_impl():
+    if _impl == "auto":
+        return "tf" if _have_gpu() else "fast"
+    return _impl
+
+
+# ----------------------------------------------------------------------------------------------
+# Padding helpers. Padding is normalised to ((d0, d1), (h0, h1), (w0, w1)); negative = crop.
+
+
+def _same_pads(ksize):
+    return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in ksize)
+
+
+def explicit_pads(padding, ksize):
+    """'SAME' | 'VALID' | int | (pd, ph, pw) | (d0, d1, h0, h1, w0, w1) -> ((d0,d1),(h0,h1),(w0,w1))."""
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode == "SAME":
+            return _same_pads(ksize)
+        if mode == "VALID":
+            return ((0, 0),) * 3
+        raise ValueError(f"conv3d padding must be 'SAME', 'VALID' or int(s), got {padding!r}")
+    if isinstance(padding, int):
+        return ((padding, padding),) * 3
+    padding = tuple(int(p) for p in padding)
+    if len(padding) == 3:
+        return tuple((p, p) for p in padding)
+    if len(padding) == 6:
+        return tuple((padding[2 * i], padding[2 * i + 1]) for i in range(3))
+    raise ValueError(f"conv3d padding must have 3 or 6 entries, got {padding!r}")
+
+
+def pad_or_crop(x, pads):
+    """Zero-pad (positive) or crop (negative) the three spatial axes of an NDHWC tensor."""
+    if any(p < 0 for pair in pads for p in pair):
+        begin = [0] + [max(-lo, 0) for lo, _ in pads] + [0]
+        size = [-1] + [x.shape[1 + i] - max(-lo, 0) - max(-hi, 0) for i, (lo, hi) in enumerate(pads)] + [-1]
+        if any(s <= 0 for s in size[1:4]):
+            raise ValueError(f"cropping {pads} leaves nothing of shape {x.shape}")
+        x = tf.slice(x, begin, size)
+    if any(p > 0 for pair in pads for p in pair):
+        x = tf.pad(x, [[0, 0]] + [[max(lo, 0), max(hi, 0)] for lo, hi in pads] + [[0, 0]])
+    return x
+
+
+def _transposed_pads(pads, ksize):
+    # Input gradient of a conv with pads (lo, hi) is a conv of dy with pads (k-1-lo, k-1-hi).
+    return tuple((k - 1 - lo, k - 1 - hi) for (lo, hi), k in zip(pads, ksize, strict=True))
+
+
+def flip_swap(w):
+    """Kernel of the adjoint conv: flipped in all three spatial axes, in/out channels swapped."""
+    return tf.transpose(tf.reverse(w, axis=[0, 1, 2]), [0, 1, 2, 4, 3])
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain forward ops (no custom gradient).
+
+
+def _forward(x, w, pads):
+    ksize = tuple(w.shape[:3])
+    if pads == _same_pads(ksize):
+        return tf.nn.conv3d(x, w, strides=[1] * 5, padding="SAME")
+    return tf.nn.conv3d(pad_or_crop(x, pads), w, strides=[1] * 5, padding="VALID")
+
+
+def _filter_grad_forward(x, dy, pads, ksize):
+    """dw[a,b,c,i,o] = sum_{n,d,h,w} xpad[n, d+a, h+b, w+c, i] * dy[n, d, h, w, o]."""
+    cin, cout = x.shape[-1], dy.shape[-1]
+    impl = _filter_grad_impl
+    if impl == "tf":
+        if pads == _same_pads(ksize):
+            xp, mode = x, "SAME"
+        else:
+            xp, mode = pad_or_crop(x, pads), "VALID"
+        return tf.raw_ops.Conv3DBackpropFilterV2(
+            input=xp, filter_sizes=tf.constant([*ksize, cin, cout], tf.int32), out_backprop=dy,
+            strides=[1] * 5, padding=mode)
+    xp = pad_or_crop(x, pads)
+    out = tuple(dy.shape[1:4])
+    if impl == "slices":
+        # im2col: every kernel tap is a shifted view of xpad; one big matmul against dy.
+        cols = [xp[:, a:a + out[0], b:b + out[1], c:c + out[2], :]
+                for a in range(ksize[0]) for b in range(ksize[1]) for c in range(ksize[2])]
+        cols = tf.reshape(tf.stack(cols, axis=-2), [-1, len(cols) * cin])
+        dw = tf.matmul(cols, tf.reshape(dy, [-1, cout]), transpose_a=True)
+        return tf.reshape(dw, [*ksize, cin, cout])
+    # batch_channels: a forward conv whose batch is x's channels and whose channels are the batch,
+    # with dy as a (huge) kernel: out[i, a, b, c, o] = sum_{n,...} xpad^T[i, ..., n] * dy[..., n, o].
+    xt = tf.transpose(xp, [4, 1, 2, 3, 0])
+    kt = tf.transpose(dy, [1, 2, 3, 0, 4])
+    dw = tf.nn.conv3d(xt, kt, strides=[1] * 5, padding="VALID")
+    return tf.transpose(dw, [1, 2, 3, 0, 4])
+
+
+# ----------------------------------------------------------------------------------------------
+# Custom-gradient ops: conv and its filter gradient, each differentiated in terms of the other.
+
+
+def _conv_fast(x, w, pads):
+    ksize = tuple(w.shape[:3])
+    tpads = _transposed_pads(pads, ksize)
+
+    @tf.custom_gradient
+    def op(x, w):
+        y = _forward(x, w, pads)
+
+        def grad(dy):
+            dx = _conv_fast(dy, flip_swap(w), tpads)
+            dw = _filter_grad_fast(x, dy, pads, ksize)
+            return dx, dw
+
+        return y, grad
+
+    return op(x, w)
+
+
+def _filter_grad_fast(x, dy, pads, ksize):
+    tpads = _transposed_pads(pads, ksize)
+
+    @tf.custom_gradient
+    def op(x, dy):
+        dw = _filter_grad_forward(x, dy, pads, ksize)
+
+        def grad(ddw):
+            # <ddw, dw(x, dy)> is bilinear: d/dx is the input gradient of conv(., ddw) at dy,
+            # d/ddy is conv(x, ddw).
+            dx = _conv_fast(dy, flip_swap(ddw), tpads)
+            ddy = _conv_fast(x, ddw, pads)
+            return dx, ddy
+
+        return dw, grad
+
+    return op(x, dy)
+
+
+def _conv_1x1(x, w):
+    # A 1x1x1 conv is a matmul over channels; its autodiff gradients are matmuls too.
+    cin, cout = w.shape[-2], w.shape[-1]
+    y = tf.matmul(tf.reshape(x, [-1, cin]), tf.reshape(w, [cin, cout]))
+    spatial = x.shape[1:4]
+    if spatial.is_fully_defined():
+        return tf.reshape(y, [-1, *spatial, cout])
+    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [cout]], axis=0))
+
+
+def conv3d(x, w, padding="SAME"):
+    """Stride-1 conv of x [N,D,H,W,Cin] with w [kd,kh,kw,Cin,Cout].
+
+    padding: 'SAME', 'VALID', an int, (pd, ph, pw) or (d0, d1, h0, h1, w0, w1) zero padding
+    (negative crops). Gradients: fast custom path on CPU (see module doc), twice differentiable.
+    """
+    x = tf.convert_to_tensor(x)
+    w = tf.cast(tf.convert_to_tensor(w), x.dtype)
+    if w.shape.rank != 5 or x.shape.rank != 5:
+        raise ValueError(f"conv3d expects x rank 5 (NDHWC) and w rank 5, got {x.shape} and {w.shape}")
+    if x.shape[-1] != w.shape[-2]:
+        raise ValueError(f"conv3d channel mismatch: x {x.shape} vs w {w.shape}")
+    ksize = tuple(w.shape[:3])
+    pads = explicit_pads(padding, ksize)
+    impl = _resolved_impl()
+    if impl == "tf":
+        return _forward(x, w, pads)
+    if ksize == (1, 1, 1) and pads == ((0, 0),) * 3:
+        return _conv_1x1(x, w)
+    return _conv_fast(x, w, pads)

@@ -1,0 +1,265 @@
+"""Upsample, pad, FIR-filter, downsample (upfirdn) for NDHWC volumes, with per-axis factors.
+
+StyleGAN2-ADA's upfirdn2d extended to 3D: zero insertion by `up`, zero-pad (or crop) after
+insertion, convolve with a separable FIR filter, keep every `down`-th sample. The 1-D filter is
+applied along D, H and W in turn (three cheap passes; impl="dense" convolves with the k*k*k outer
+product instead, for comparison). Unlike the original 3D code, upsampling multiplies by prod(up)
+(factor**3 for isotropic 2x), so a constant volume stays constant away from the borders.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from dnnlib.ops import conv3d as _conv3d_mod
+from dnnlib.ops.conv3d import conv3d
+
+# ----------------------------------------------------------------------------------------------
+# Argument parsing.
+
+
+def setup_filter(f=(1, 3, 3, 1), normalize=True, flip=False, gain=1):
+    """1-D float32 taps, normalised to sum 1, scaled by gain**(1/3) (the filter is used on 3 axes)."""
+    f = np.asarray([1] if f is None else f, dtype=np.float64)
+    if f.ndim != 1 or f.size == 0:
+        raise ValueError(f"FIR filter must be a non-empty 1-D list of taps, got shape {f.shape}")
+    if normalize:
+        total = f.sum()
+        if total == 0:
+            raise ValueError("FIR filter taps sum to zero: cannot normalise")
+        f = f / total
+    if flip:
+        f = f[::-1]
+    f = f * (float(gain) ** (1.0 / 3.0))
+    return f.astype(np.float32)
+
+
+def _triple(v, name):
+    if isinstance(v, (int, np.integer)):
+        v = (int(v),) * 3
+    v = tuple(int(a) for a in v)
+    if len(v) != 3:
+        raise ValueError(f"{name} must be an int or 3 ints (D, H, W), got {v!r}")
+    return v
+
+
+def _factors(v, name):
+    v = _triple(v, name)
+    if any(a < 1 for a in v):
+        raise ValueError(f"{name} factors must be >= 1, got {v!r}")
+    return v
+
+
+def _pads6(padding):
+    """int | (pd, ph, pw) | (d0, d1, h0, h1, w0, w1) -> ((d0, d1), (h0, h1), (w0, w1))."""
+    if isinstance(padding, (int, np.integer)):
+        return ((int(padding), int(padding)),) * 3
+    p = tuple(int(a) for a in padding)
+    if len(p) == 3:
+        return tuple((a, a) for a in p)
+    if len(p) == 6:
+        return ((p[0], p[1]), (p[2], p[3]), (p[4], p[5]))
+    raise ValueError(f"padding must be an int, 3 ints or 6 ints, got {padding!r}")
+
+
+def _taps(f):
+    """Filter as a float64 NumPy 1-D array (static: it shapes the graph)."""
+    if f is None:
+        return np.ones([1])
+    if isinstance(f, tf.Tensor | tf.Variable):
+        f = f.numpy()
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim != 1 or f.size == 0:
+        raise ValueError(f"FIR filter must be 1-D taps (use setup_filter), got shape {f.shape}")
+    return f
+
+
+# ----------------------------------------------------------------------------------------------
+# Separable implementation: one 1-D upfirdn per axis, done on a free reshape of the tensor.
+
+
+def _upfirdn_axis(x, axis, taps, up, down, pad0, pad1):
+    """1-D upfirdn of x along spatial `axis` (1, 2 or 3) with correlation taps (already flipped)."""
+    shape = x.shape
+    length = shape[axis]
+    inner = int(np.prod(shape[axis + 1:]))
+    outer = [-1] + list(shape[1:axis])  # batch may be dynamic
+    x = tf.reshape(x, [-1, length, inner])
+    if up > 1:
+        x = tf.pad(x[:, :, None, :], [[0, 0], [0, 0], [0, up - 1], [0, 0]])
+        x = tf.reshape(x, [-1, length * up, inner])
+        length *= up
+    if pad0 < 0 or pad1 < 0:
+        lo, hi = max(-pad0, 0), max(-pad1, 0)
+        if length - lo - hi <= 0:
+            raise ValueError(f"upfirdn_3d cropping ({pad0}, {pad1}) leaves nothing of axis length {length}")
+        x = x[:, lo:length - hi, :]
+        length -= lo + hi
+    if pad0 > 0 or pad1 > 0:
+        x = tf.pad(x, [[0, 0], [max(pad0, 0), max(pad1, 0)], [0, 0]])
+        length += max(pad0, 0) + max(pad1, 0)
+    out_len = (length - len(taps)) // down + 1
+    if out_len <= 0:
+        raise ValueError(f"upfirdn_3d: axis of length {length} after padding is shorter than the filter")
+    if len(taps) > 1 or down > 1:
+        kernel = tf.constant(taps.reshape(-1, 1, 1, 1), dtype=x.dtype)
+        x = tf.nn.conv2d(x[..., None], kernel, strides=[1, down, 1, 1], padding="VALID")[..., 0]
+    elif taps[0] != 1:
+        x = x * tf.constant(taps[0], dtype=x.dtype)
+    return tf.reshape(x, outer + [out_len] + list(shape[axis + 1:]))
+
+
+def _upfirdn_separable(x, taps3, up, down, pads):
+    for axis in range(3):
+        x = _upfirdn_axis(x, axis + 1, taps3[axis], up[axis], down[axis], *pads[axis])
+    return x
+
+
+def _upfirdn_dense(x, taps3, up, down, pads):
+    # Zero-insert and pad every axis, then one 3-D conv with the outer-product kernel, channels folded into batch.
+    n_shape = x.shape
+    c = n_shape[-1]
+    for axis in range(3):
+        x = _upfirdn_axis(x, axis + 1, np.ones([1]), up[axis], 1, *pads[axis])
+    spatial = x.shape[1:4]
+    kernel = np.einsum("i,j,k->ijk", *taps3)[..., None, None]
+    xt = tf.reshape(tf.transpose(x, [0, 4, 1, 2, 3]), [-1, *spatial, 1])
+    y = tf.nn.conv3d(xt, tf.constant(kernel, dtype=x.dtype), strides=[1, *down, 1], padding="VALID")
+    y = tf.reshape(y, [-1, c, *y.shape[1:4]])
+    return tf.transpose(y, [0, 2, 3, 4, 1])
+
+
+def _upfirdn(x, taps3, up, down, pads, impl="separable"):
+    """taps3: per-axis correlation taps (already flipped and scaled), float64 NumPy."""
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank != 5:
+        raise ValueError(f"upfirdn_3d expects an NDHWC tensor, got shape {x.shape}")
+    if not x.shape[1:].is_fully_defined():
+        raise ValueError(f"upfirdn_3d needs static D, H, W, C, got shape {x.shape}")
+    if impl == "separable":
+        return _upfirdn_separable(x, taps3, up, down, pads)
+    if impl == "dense":
+        return _upfirdn_dense(x, taps3, up, down, pads)
+    raise ValueError(f"upfirdn_3d impl must be 'separable' or 'dense', got {impl!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API.
+
+
+def upfirdn_3d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="separable"):
+    """Upsample (zero insertion), pad/crop, FIR filter, downsample an NDHWC tensor.
+
+    x: [N, D, H, W, C]. f: 1-D taps (None = identity), applied along each axis with gain**(1/3).
+    up/down: int or (ud, uh, uw). padding: int, (pd, ph, pw) or (d0, d1, h0, h1, w0, w1), applied
+    after zero insertion; negative crops. Output size per axis: (in*up + p0 + p1 - len(f)) // down + 1.
+    """
+    taps = _taps(f)
+    if not flip_filter:
+        taps = taps[::-1]  # convolution = correlation with the reversed taps
+    g = float(gain) ** (1.0 / 3.0)
+    return _upfirdn(x, [taps * g] * 3, _factors(up, "up"), _factors(down, "down"), _pads6(padding), impl)
+
+
+def _resample_setup(f, up, down, padding, gain):
+    """Per-axis taps and padding for up/down/plain filtering, StyleGAN2's size conventions.
+
+    Axes resampled by 1 in an up/downsampling op are left alone (no blur along an axis that is not
+    resampled, e.g. the 24-slice axis of a 256x256x24 volume); filter_3d (up = down = 1 everywhere)
+    filters every axis. Upsampled axes get gain `up` so the mean is preserved.
+    """
+    taps = _taps(f)[::-1]
+    g = float(gain) ** (1.0 / 3.0)
+    resampling = max(up) > 1 or max(down) > 1
+    taps3, pads = [], []
+    for (p0, p1), u, d in zip(_pads6(padding), up, down, strict=True):
+        t = taps if (u > 1 or d > 1 or not resampling) else np.ones([1])
+        fw = len(t)
+        if u > 1:
+            p0, p1 = p0 + (fw + u - 1) // 2, p1 + (fw - u) // 2
+        elif d > 1:
+            p0, p1 = p0 + (fw - d + 1) // 2, p1 + (fw - d) // 2
+        else:
+            p0, p1 = p0 + fw // 2, p1 + (fw - 1) // 2
+        taps3.append(t * g * u)
+        pads.append((p0, p1))
+    return taps3, tuple(pads)
+
+
+def upsample_3d(x, f, up=2, padding=0, gain=1, impl="separable"):
+    """Zero-insert by `up` and filter; output size in*up (+ padding). Gain gain*prod(up): mean-preserving."""
+    up = _factors(up, "up")
+    taps3, pads = _resample_setup(f, up, (1, 1, 1), padding, gain)
+    return _upfirdn(x, taps3, up, (1, 1, 1), pads, impl)
+
+
+def downsample_3d(x, f, down=2, padding=0, gain=1, impl="separable"):
+    """Filter and keep every `down`-th sample; output size in/down (+ padding)."""
+    down = _factors(down, "down")
+    taps3, pads = _resample_setup(f, (1, 1, 1), down, padding, gain)
+    return _upfirdn(x, taps3, (1, 1, 1), down, pads, impl)
+
+
+def filter_3d(x, f, padding=0, gain=1, impl="separable"):
+    """FIR filter every axis keeping the size (+ padding)."""
+    taps3, pads = _resample_setup(f, (1, 1, 1), (1, 1, 1), padding, gain)
+    return _upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads, impl)
+
+
+def upsample_conv_3d(x, w, f, up=2, padding=0):
+    """conv3d(upsample_3d(x, f, up, padding), w, 'SAME') done as a transposed conv fused with the filter.
+
+    w: [kd, kh, kw, Cin, Cout]. The conv runs on the low-resolution input (prod(up) times fewer
+    multiply-adds). Like StyleGAN2, padding is applied once, before everything: the result equals the
+    unfused composition except in the outermost voxel layer of upsampled axes, where the filter's tail
+    is kept rather than cut to zero before the conv (see upfirdn_3d_ref.upsample_conv_3d_ref).
+    """
+    x = tf.convert_to_tensor(x)
+    w = tf.cast(tf.convert_to_tensor(w), x.dtype)
+    up = _factors(up, "up")
+    ksize = tuple(w.shape[:3])
+    if ksize == (1, 1, 1):
+        # A 1x1x1 conv commutes with upsampling: mix channels at low resolution.
+        return upsample_3d(conv3d(x, w, "VALID"), f, up, padding)
+    taps3, up_pads = _resample_setup(f, up, (1, 1, 1), padding, 1)
+    conv_pads = _conv3d_mod.explicit_pads("SAME", ksize)
+    # conv(upfirdn(Z)) == upfirdn(T): T = conv of the zero-inserted x with the flipped kernel (full),
+    # then the filter runs with its padding shifted by the conv's (k - 1) growth.
+    t = _transposed_conv(x, w, up)
+    pads = []
+    for (p0, p1), (c0, c1), k, u, n, tl in zip(up_pads, conv_pads, ksize, up, x.shape[1:4], t.shape[1:4], strict=True):
+        q0 = p0 + c0 - (k - 1)
+        q1 = p1 + c1 - (k - u) - (tl - (u * (n - 1) + k))  # t may carry trailing zeros
+        pads.append((q0, q1))
+    return _upfirdn(t, taps3, (1, 1, 1), (1, 1, 1), tuple(pads))
+
+
+def _transposed_conv(x, w, up):
+    """T[j] = sum_i x[i] * flip(w)[j - up*i] per axis: full conv of the zero-inserted x with w flipped
+    in ALL three spatial axes (the original flipped two). Output length up*(n-1) + k per axis."""
+    ksize = tuple(w.shape[:3])
+    out_spatial = [u * (n - 1) + k for u, n, k in zip(up, x.shape[1:4], ksize, strict=True)]
+    batch = tf.shape(x)[0]
+    kernel = tf.transpose(tf.reverse(w, axis=[0, 1, 2]), [0, 1, 2, 4, 3])  # [k, k, k, Cout, Cin]
+    out_shape = tf.stack([batch, *out_spatial, w.shape[-1]])
+    t = tf.nn.conv3d_transpose(x, kernel, out_shape, strides=[1, *up, 1], padding="VALID")
+    return tf.ensure_shape(t, [x.shape[0], *out_spatial, w.shape[-1]])
+
+
+def conv_downsample_3d(x, w, f, down=2, padding=0):
+    """downsample_3d(conv3d(x, w, 'SAME'), f, down, padding) done as filter then strided conv.
+
+    Like StyleGAN2, padding is applied once, before the filter: equal to the unfused composition
+    away from the borders (see upfirdn_3d_ref.conv_downsample_3d_ref for the exact definition).
+    """
+    x = tf.convert_to_tensor(x)
+    w = tf.cast(tf.convert_to_tensor(w), x.dtype)
+    down = _factors(down, "down")
+    ksize = tuple(w.shape[:3])
+    if ksize == (1, 1, 1):
+        # A 1x1x1 conv commutes with downsampling: mix channels at low resolution.
+        return conv3d(downsample_3d(x, f, down, padding), w, "VALID")
+    taps3, down_pads = _resample_setup(f, (1, 1, 1), down, padding, 1)
+    conv_pads = _conv3d_mod.explicit_pads("SAME", ksize)
+    pads = tuple((p0 + c0, p1 + c1) for (p0, p1), (c0, c1) in zip(down_pads, conv_pads, strict=True))
+    y = _upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads)
+    return tf.nn.conv3d(y, w, strides=[1, *down, 1], padding="VALID")

@@ -1,0 +1,185 @@
+"""Feature networks loaded from files the user gives. Nothing is ever downloaded.
+
+* InceptionV3 (2D, for FID/KID/precision-recall on slices): Keras' architecture built offline with weights=None,
+  then the user's weights loaded into it: the Keras notop file (inception_v3_weights_tf_dim_ordering_tf_kernels_
+  notop.h5, from --feature_weights or the Keras cache ~/.keras/models/), a full-top weights file, a .weights.h5
+  or a .keras model archive. Output: the 2048-d average-pool features. ``feature_weights="random"`` builds a
+  randomly initialised network to exercise the plumbing; its numbers are not comparable with anything.
+* Any 3D network (for 3D FID/KID/...): a Keras model file (.keras/.h5) with an optional layer name, or a
+  TensorFlow SavedModel directory with an optional output key; spatial outputs are averaged to a vector.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from dnnlib import UserError
+
+INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+INCEPTION_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
+RANDOM = "random"
+INPUT_SCALES = ("minus_one_one", "zero_one", "zscore")
+
+
+class FeatureNetwork:
+    """A callable np.ndarray batch -> np.ndarray [B, d] float32, with an id that keys caches."""
+
+    def __init__(self, fn, ident, comparable, description):
+        self._fn = fn
+        self.id = ident
+        self.comparable = comparable  # False for random weights: never cache or compare such numbers
+        self.description = description
+
+    def __call__(self, batch):
+        return np.asarray(self._fn(tf.convert_to_tensor(batch, tf.float32)), np.float32)
+
+
+def file_digest(path):
+    """sha256 of a file, or of every file under a directory (names included), to key caches."""
+    h = hashlib.sha256()
+    paths = [path]
+    if os.path.isdir(path):
+        paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
+    for p in paths:
+        h.update(os.path.relpath(p, path).encode() if p != path else b"")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def keras_cache_dir():
+    return os.path.join(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras")), "models")
+
+
+def find_inception_weights(feature_weights=None):
+    """Path of the user's InceptionV3 weights, or RANDOM; UserError saying exactly what to provide."""
+    if feature_weights == RANDOM:
+        return RANDOM
+    if feature_weights:
+        if not os.path.isfile(feature_weights):
+            raise UserError(f"--feature_weights={feature_weights}: no such file")
+        return feature_weights
+    for name in (INCEPTION_NOTOP_FILE, INCEPTION_TOP_FILE):
+        cached = os.path.join(keras_cache_dir(), name)
+        if os.path.isfile(cached):
+            return cached
+    raise UserError(
+        "InceptionV3 weights are needed for slice FID/KID/precision-recall and are never downloaded: pass "
+        f"--feature_weights=/path/to/{INCEPTION_NOTOP_FILE} (the Keras ImageNet notop weights, also accepted: "
+        f"{INCEPTION_TOP_FILE}, a .weights.h5 or .keras file of keras.applications.InceptionV3), or place it at "
+        f"{os.path.join(keras_cache_dir(), INCEPTION_NOTOP_FILE)}. --feature_weights=random runs the plumbing "
+        "with random weights (numbers not comparable)."
+    )
+
+
+def inception_v3(feature_weights=None, image_size=299):
+    """InceptionV3 pool features of RGB images [B, S, S, 3] in [-1, 1] (Keras' own preprocessing range)."""
+    import keras
+
+    path = find_inception_weights(feature_weights)
+    shape = (image_size, image_size, 3)
+    model = keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg", input_shape=shape)
+    if path == RANDOM:
+        ident, comparable, desc = "inception_v3-random-init", False, "InceptionV3, RANDOM weights (not comparable)"
+    else:
+        try:
+            model.load_weights(path)
+        except Exception as notop_error:  # maybe the with-top file: load into the full net, take its pool layer
+            try:
+                full = keras.applications.InceptionV3(weights=None, include_top=True, input_shape=(299, 299, 3))
+                full.load_weights(path)
+                model.set_weights(_notop_weights(full, model))
+            except Exception:
+                raise UserError(
+                    f"--feature_weights={path}: could not load InceptionV3 weights from it ({notop_error}); "
+                    f"expected Keras' {INCEPTION_NOTOP_FILE}"
+                ) from None
+        ident, comparable = f"inception_v3-{file_digest(path)}", True
+        desc = f"InceptionV3 ({os.path.basename(path)})"
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        return model(x, training=False)
+
+    return FeatureNetwork(run, ident, comparable, desc)
+
+
+def _notop_weights(full, notop):
+    # Both nets list their convolutional weights in the same order; the top adds only the final dense layer.
+    return full.get_weights()[: len(notop.get_weights())]
+
+
+def scale_volumes(x, input_scale):
+    """Map volumes in [-1, 1] to what a 3D feature network expects."""
+    if input_scale == "minus_one_one":
+        return x
+    if input_scale == "zero_one":
+        return (x + 1.0) * 0.5
+    if input_scale == "zscore":  # per volume over all voxels, as MedicalNet-style preprocessing
+        axes = list(range(1, x.shape.rank))
+        mean, var = tf.nn.moments(x, axes=axes, keepdims=True)
+        return (x - mean) / tf.sqrt(var + 1e-8)
+    raise UserError(f"--feature_input={input_scale!r}: choose one of {', '.join(INPUT_SCALES)}")
+
+
+def _pool_to_vector(y):
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank > 2:  # spatial feature map [B, ..., C] -> [B, C]
+        y = tf.reduce_mean(y, axis=list(range(1, y.shape.rank - 1)))
+    return tf.cast(y, tf.float32)
+
+
+def load_3d_network(path, layer=None, input_scale="minus_one_one"):
+    """A 3D feature network from a Keras model file or SavedModel directory; input volumes [B,D,H,W,C] in [-1,1]."""
+    if not path:
+        raise UserError("a 3D feature network is needed: pass --feature_network=<Keras .keras/.h5 or SavedModel dir>")
+    if not os.path.exists(path):
+        raise UserError(f"--feature_network={path}: no such file or directory")
+    scale_volumes(tf.zeros([1, 1]), input_scale)  # validate early
+    if os.path.isdir(path):
+        fn, desc = _savedmodel_fn(path, layer)
+    else:
+        fn, desc = _keras_fn(path, layer)
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        return _pool_to_vector(fn(scale_volumes(x, input_scale)))
+
+    ident = f"net3d-{file_digest(path)}-{layer or 'output'}-{input_scale}"
+    return FeatureNetwork(run, ident, True, f"{desc}, input {input_scale}")
+
+
+def _keras_fn(path, layer):
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:
+        raise UserError(f"--feature_network={path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
+    if layer:
+        names = [lyr.name for lyr in model.layers]
+        if layer not in names:
+            raise UserError(f"--feature_layer={layer!r} is not a layer of {path}; layers: {', '.join(names)}")
+        model = keras.Model(model.inputs, model.get_layer(layer).output)
+    return (lambda x: model(x, training=False)), f"Keras model {os.path.basename(path)}:{layer or 'output'}"
+
+
+def _savedmodel_fn(path, key):
+    try:
+        loaded = tf.saved_model.load(path)
+        sig = loaded.signatures["serving_default"]
+    except Exception as e:
+        raise UserError(f"--feature_network={path}: not a SavedModel with a serving_default signature ({e})") from None
+    outputs = list(sig.structured_outputs)
+    if key is None and len(outputs) == 1:
+        key = outputs[0]
+    if key not in outputs:
+        raise UserError(f"--feature_layer={key!r}: {path} has outputs {', '.join(outputs)}; name one")
+    _, kwargs = sig.structured_input_signature
+    if len(kwargs) != 1:
+        raise UserError(f"--feature_network={path}: expected one input tensor, found {', '.join(kwargs)}")
+    arg = next(iter(kwargs))
+    return (lambda x: sig(**{arg: x})[key]), f"SavedModel {os.path.basename(os.path.normpath(path))}:{key}"

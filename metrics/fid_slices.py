@@ -1,0 +1,70 @@
+"""FID on 2D slices with InceptionV3, in each of the three orientations.
+
+Each volume gives its middle slice (or every k-th slice, centred on the middle one) along each spatial axis; the
+grey slice, already in [-1, 1] (Keras' InceptionV3 input range), is resized bilinearly to 299x299 and repeated
+to RGB. FID is reported per axis and averaged. The original reported only the middle slice along the last axis.
+Axis meanings follow the dataset's canonical orientation (RAS: axis 0 sagittal, 1 coronal, 2 axial slices).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from metrics import frechet, metric_utils
+
+AXES = (0, 1, 2)
+RAS_SLICE_NAMES = {0: "sagittal", 1: "coronal", 2: "axial"}
+
+
+def slice_indices(n, step=None):
+    """Middle slice n // 2, or every `step`-th slice on both sides of it."""
+    mid = n // 2
+    if not step:
+        return [mid]
+    return list(range(mid % step, n, step))
+
+
+def slice_images(volumes, axis, step=None, size=299):
+    """volumes [B,D,H,W,C] in [-1,1] -> RGB images [B*S, size, size, 3] (first channel; grey repeated)."""
+    v = tf.convert_to_tensor(volumes, tf.float32)[..., 0]  # [B, D, H, W]
+    idx = slice_indices(v.shape[axis + 1], step)
+    s = tf.gather(v, idx, axis=axis + 1)  # [B, .., S, ..]
+    s = tf.experimental.numpy.moveaxis(s, axis + 1, 1)  # [B, S, h, w]
+    s = tf.reshape(s, [-1, s.shape[2], s.shape[3], 1])
+    s = tf.image.resize(s, [size, size], method="bilinear")
+    return tf.tile(s, [1, 1, 1, 3])
+
+
+def slice_extractor(net, step=None, size=299, chunk=32):
+    def extract(batch):
+        out = {}
+        for axis in AXES:
+            images = slice_images(batch, axis, step, size)
+            feats = [net(images[i : i + chunk]) for i in range(0, images.shape[0], chunk)]
+            out[f"axis{axis}"] = np.concatenate(feats, axis=0)
+        return out
+
+    return extract
+
+
+def slice_features(opts):
+    """(reals, fakes, net): dicts axis0/axis1/axis2 -> InceptionV3 features [N*S, 2048]."""
+    extra = {"slice_step": opts.slice_step or 0, "size": opts.inception_size}
+    return metric_utils.features(
+        opts, "inception", "inception_slices", lambda net: slice_extractor(net, opts.slice_step, opts.inception_size),
+        extra)
+
+
+def fid_slices(opts):
+    reals, fakes, net = slice_features(opts)
+    results = {}
+    for axis in AXES:
+        results[f"fid_slices_axis{axis}"] = frechet.frechet_distance_from_features(reals[f"axis{axis}"],
+                                                                                   fakes[f"axis{axis}"])
+    results["fid_slices"] = float(np.mean([results[f"fid_slices_axis{a}"] for a in AXES]))
+    opts.info.update(slice_info(opts, reals, fakes, net))
+    return results
+
+
+def slice_info(opts, reals, fakes, net):
+    return {"features": net.description, "comparable": net.comparable, "slice_step": opts.slice_step or "middle",
+            "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)}

@@ -1,0 +1,133 @@
+"""Registry of named metrics and the entry points the training loop and run_metrics.py call.
+
+calc_metric(name, G, dataset_dir, ...) evaluates one metric; calc_metrics(names, ...) several, sharing feature
+networks, real statistics and fake features between them. Results are EasyDict(metric, results (name -> float),
+info (how it was computed: feature network, sizes, kernel used ...), total_time, ...), appended as one JSON line
+to <run_dir>/metric-<name>.jsonl and logged to TensorBoard when a tf.summary writer is given.
+"""
+
+import json
+import os
+import time
+
+import tensorflow as tf
+
+from dnnlib import EasyDict, UserError
+from metrics import fid_3d, fid_slices, kid, metric_utils, mmd, ms_ssim, precision_recall
+
+METRICS = {}
+DESCRIPTIONS = {}
+
+
+def register_metric(name, fn, description):
+    METRICS[name] = fn
+    DESCRIPTIONS[name] = description
+
+
+register_metric("fid_slices", fid_slices.fid_slices, "FID of InceptionV3 slice features, per axis and mean")
+register_metric("kid", kid.kid, "KID (StyleGAN2-ADA) of InceptionV3 slice features, per axis and mean")
+register_metric("pr_slices", precision_recall.pr_slices, "precision/recall (k=3) of InceptionV3 slice features")
+register_metric("fid_3d", fid_3d.fid_3d, "FID of a user-given 3D network's features")
+register_metric("kid_3d", kid.kid_3d, "KID of a user-given 3D network's features")
+register_metric("pr_3d", precision_recall.pr_3d, "precision/recall (k=3) of a user-given 3D network's features")
+register_metric("mmd", mmd.mmd_metric, "the three voxel MMD^2 variants below, in one pass")
+register_metric("mmd_linear_batch8", mmd.mmd_linear_batch8_metric, "Kwon et al./original: biased linear, batches of 8")
+register_metric("mmd_linear_unbiased", mmd.mmd_linear_unbiased_metric, "MONAI MMDMetric: unbiased linear kernel")
+register_metric("mmd_gaussian_median", mmd.mmd_gaussian_median_metric, "Gaussian kernel, median bandwidth, voxels")
+register_metric("mmd_gaussian_median_3d", mmd.mmd_gaussian_median_3d_metric, "Gaussian MMD^2 on 3D features (HA-GAN)")
+register_metric("ms_ssim", ms_ssim.ms_ssim_metric, "MS-SSIM (MONAI convention) of fake pairs and real pairs")
+register_metric("ms_ssim_legacy_kwon", ms_ssim.ms_ssim_legacy_kwon_metric, "legacy MS-SSIM of Kwon et al.")
+
+
+def list_metrics():
+    return sorted(METRICS)
+
+
+def check_metric_names(names):
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise UserError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(list_metrics())}")
+    if not names:
+        raise UserError(f"--metrics is empty; choose from {', '.join(list_metrics())}")
+
+
+def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature_network=None, feature_layer=None,
+                 feature_input="minus_one_one", slice_step=None, inception_size=299, kernel_size=11, seed=0,
+                 psi=1.0, noise_mode="random", cache_dir=None):
+    """The options every metric reads. dataset_dir: a dataset directory or a tf.data.Dataset of reals."""
+    if int(num) < 2:
+        raise UserError(f"--num={num}: need at least 2 volumes")
+    if int(batch) < 1:
+        raise UserError(f"--batch={batch}: must be >= 1")
+    if dataset_dir is None:
+        raise UserError("--data is required: the dataset directory of the reals")
+    if isinstance(dataset_dir, str | os.PathLike) and not os.path.isdir(dataset_dir):
+        raise UserError(f"--data={dataset_dir}: no such dataset directory")
+    return EasyDict(
+        G=metric_utils.resolve_generator(G), reals=dataset_dir, num=int(num), batch=int(batch),
+        feature_weights=feature_weights, feature_network=feature_network, feature_layer=feature_layer,
+        feature_input=feature_input, slice_step=slice_step, inception_size=int(inception_size),
+        kernel_size=int(kernel_size), seed=int(seed), psi=float(psi), noise_mode=noise_mode,
+        cache_dir=cache_dir, dataset_key=metric_utils.dataset_key(dataset_dir), session={}, cache_hits=[], info={})
+
+
+def run_metric(name, opts):
+    """Evaluate one registered metric with prepared options (sharing opts.session with other metrics)."""
+    check_metric_names([name])
+    opts.info = {}
+    start = time.time()
+    results = METRICS[name](opts)
+    total = time.time() - start
+    return EasyDict(metric=name, results={k: float(v) for k, v in results.items()}, info=dict(opts.info),
+                    num=opts.num, total_time=total, total_time_str=f"{total:.1f}s", timestamp=time.time())
+
+
+def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, step=None, snapshot=None,
+                 network_source=None, **kwargs):
+    check_metric_names(list(names))
+    opts = make_options(G, dataset_dir, **kwargs)
+    out = []
+    for name in names:
+        result = run_metric(name, opts)
+        if network_source is None and isinstance(G, str | os.PathLike):
+            network_source = os.fspath(G)
+        report_metric(result, run_dir=run_dir, tb_writer=tb_writer, step=step, snapshot=snapshot,
+                      network=network_source)
+        out.append(result)
+    return out
+
+
+def calc_metric(name, G=None, dataset_dir=None, num=100, batch=4, feature_weights=None, run_dir=None, **kwargs):
+    """One metric. G: a LoadedNetwork, a Generator, or a path (run dir, checkpoint, SavedModel).
+    dataset_dir: a dataset directory or a tf.data.Dataset of reals. Other keywords: see make_options."""
+    return calc_metrics([name], G=G, dataset_dir=dataset_dir, num=num, batch=batch, feature_weights=feature_weights,
+                        run_dir=run_dir, **kwargs)[0]
+
+
+def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None, network=None):
+    """Append the result as a JSON line to <run_dir>/metric-<name>.jsonl; log scalars to TensorBoard."""
+    if run_dir is not None:
+        line = dict(result, snapshot=snapshot, network=network)
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, f"metric-{result.metric}.jsonl"), "a") as f:
+            f.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+    if tb_writer is not None:
+        with tb_writer.as_default():
+            for k, v in result.results.items():
+                tf.summary.scalar(f"Metrics/{k}", v, step=step if step is not None else 0)
+        tb_writer.flush()
+
+
+def format_table(results):
+    """Plain-text table of a list of results: metric, value name, value, time."""
+    rows = [("metric", "result", "value", "time")]
+    for r in results:
+        for k, v in r.results.items():
+            rows.append((r.metric, k, f"{v:.6g}", r.total_time_str))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in results:
+        if r.info.get("comparable") is False:
+            lines.append(f"note: {r.metric}: random feature weights, values NOT comparable")
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""What every metric shares: feeding reals and fakes in batches, collecting features, caching real statistics.
+
+Reals come from a dataset directory (training.dataset.make_dataset) or any tf.data.Dataset yielding
+volumes [B,D,H,W,C] in [-1,1] or (volumes, labels) pairs. Fakes come from a generator object (anything with
+z_dim, c_dim and __call__(z, c, psi=, noise_mode=) -> [N,D,H,W,C] in [-1,1]): z = RandomState(seed).randn,
+labels (conditional networks) drawn from the reals, outputs clipped to [-1, 1] as when written to disk.
+
+Real-side results (features, statistics) are cached on disk under <dataset>/.cache (or opts.cache_dir), keyed by
+a hash of the manifest's file checksums, the feature network id, the number of volumes and the options, so a
+second evaluation of the same dataset skips the reals. Results from random-weight networks are never cached.
+Within one session (several metrics of one evaluation) features are also memoised in memory.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from dnnlib import UserError
+
+
+def resolve_generator(G):
+    """A generator object from a LoadedNetwork, a Generator or a path (run dir, checkpoint or SavedModel)."""
+    if isinstance(G, str | os.PathLike):
+        from training.network_loader import load_generator
+
+        return load_generator(os.fspath(G)).G
+    if hasattr(G, "G") and not hasattr(G, "z_dim"):
+        return G.G
+    if not (hasattr(G, "z_dim") and hasattr(G, "c_dim") and callable(G)):
+        raise UserError(f"not a generator: {type(G).__name__} (expected a path, LoadedNetwork or Generator)")
+    return G
+
+
+def dataset_key(reals):
+    """Hash of a dataset directory's manifest (file checksums, shape); None for an in-memory tf.data.Dataset."""
+    if not isinstance(reals, str | os.PathLike):
+        return None
+    from training.dataset import load_manifest
+
+    m = load_manifest(os.fspath(reals))
+    content = {
+        "files": sorted(str(f.get("sha256", "")) for f in m.get("files", [])),
+        "shape": list(m.get("shape", [])),
+        "num_volumes": m.get("num_volumes"),
+        "normalisation": m.get("normalisation"),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _real_dataset(opts, shuffle=False, repeat=False):
+    if isinstance(opts.reals, str | os.PathLike):
+        from training.dataset import make_dataset
+
+        return make_dataset(os.fspath(opts.reals), batch_size=opts.batch, shuffle=shuffle, repeat=repeat,
+                            seed=opts.seed)
+    if isinstance(opts.reals, tf.data.Dataset):
+        ds = opts.reals
+        if shuffle:
+            ds = ds.unbatch().shuffle(256, seed=opts.seed).batch(opts.batch)
+        return ds.repeat() if repeat else ds
+    raise UserError(f"reals must be a dataset directory or a tf.data.Dataset, got {type(opts.reals).__name__}")
+
+
+def _split(element):
+    if isinstance(element, tuple | list):
+        return element[0], (element[1] if len(element) > 1 else None)
+    return element, None
+
+
+def iterate_reals(opts, num=None, shuffle=False):
+    """Yield float32 NumPy batches [b,D,H,W,C] in [-1,1], at most `num` (default opts.num) volumes in all."""
+    num = opts.num if num is None else num
+    done = 0
+    for element in _real_dataset(opts, shuffle=shuffle):
+        vol, _ = _split(element)
+        vol = np.asarray(vol, np.float32)
+        if vol.ndim != 5:
+            raise UserError(f"reals must be batches [B,D,H,W,C]; got an element of shape {vol.shape}")
+        vol = vol[: num - done]
+        done += vol.shape[0]
+        yield vol
+        if done >= num:
+            return
+
+
+def _label_batches(opts, G):
+    if G.c_dim == 0:
+        while True:
+            yield np.zeros([opts.batch, 0], np.float32)
+    for element in _real_dataset(opts, shuffle=True, repeat=True):
+        _, c = _split(element)
+        if c is None:
+            raise UserError(f"the generator is conditional (c_dim={G.c_dim}) but the reals carry no labels")
+        yield np.asarray(c, np.float32)
+
+
+def iterate_fakes(opts, num=None):
+    """Yield float32 NumPy batches [b,D,H,W,C] in [-1,1] from opts.G, `num` (default opts.num) in all."""
+    num = opts.num if num is None else num
+    G = opts.G
+    z_all = np.random.RandomState(opts.seed).randn(num, G.z_dim).astype(np.float32)
+    labels = _label_batches(opts, G)
+    for i in range(0, num, opts.batch):
+        z = z_all[i : i + opts.batch]
+        c = next(labels)[: z.shape[0]]
+        if c.shape[0] < z.shape[0]:
+            raise UserError(f"label batches are smaller than --batch={opts.batch}")
+        img = G(tf.constant(z), tf.constant(c) if G.c_dim else None, psi=opts.psi, noise_mode=opts.noise_mode)
+        yield np.clip(np.asarray(img, np.float32), -1.0, 1.0)
+
+
+COUNT = "_num_volumes"
+
+
+def count(arrays):
+    """Number of volumes behind a dict made by collect()."""
+    return int(arrays[COUNT].shape[0])
+
+
+def collect(batches, extractor):
+    """Run extractor (batch -> dict name -> [b, d]) over batches; concatenate per name."""
+    parts = {}
+    for batch in batches:
+        parts.setdefault(COUNT, []).append(np.zeros([batch.shape[0], 0], np.float32))  # counts volumes
+        for k, v in extractor(batch).items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    if not parts:
+        raise UserError("no volumes to evaluate (empty dataset?)")
+    return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Caching.
+
+
+def _cache_path(opts, tag, extra):
+    if opts.dataset_key is None or opts.cache_dir is False:
+        return None
+    key_src = json.dumps({"dataset": opts.dataset_key, "tag": tag, "num": opts.num, "extra": extra},
+                         sort_keys=True, default=str)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    cache_dir = opts.cache_dir or os.path.join(os.fspath(opts.reals), ".cache")
+    return os.path.join(cache_dir, f"{tag}-{key}.npz")
+
+
+def _save_npz(path, arrays):
+    d = os.path.dirname(path)
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+    except OSError as e:  # a read-only dataset: evaluate anyway, just without the cache
+        print(f"note: cannot write the real-statistics cache in {d} ({e}); continuing without it")
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def cached_reals(opts, tag, extra, compute, cacheable=True):
+    """dict of arrays for the reals: from the session memo, the disk cache, or compute() (then stored)."""
+    memo_key = ("reals", tag, json.dumps(extra, sort_keys=True, default=str))
+    if memo_key in opts.session:
+        return opts.session[memo_key]
+    path = _cache_path(opts, tag, extra) if cacheable else None
+    if path and os.path.isfile(path):
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+        opts.cache_hits.append(path)
+    else:
+        arrays = compute()
+        if path:
+            _save_npz(path, arrays)
+    opts.session[memo_key] = arrays
+    return arrays
+
+
+def memo_fakes(opts, tag, extra, compute):
+    key = ("fakes", tag, json.dumps(extra, sort_keys=True, default=str))
+    if key not in opts.session:
+        opts.session[key] = compute()
+    return opts.session[key]
+
+
+def feature_network(opts, kind):
+    """The session's feature network of `kind` ('inception' or '3d'), built once per session."""
+    from metrics import feature_networks
+
+    key = ("net", kind)
+    if key not in opts.session:
+        if kind == "inception":
+            net = feature_networks.inception_v3(opts.feature_weights, image_size=opts.inception_size)
+        elif kind == "3d":
+            net = feature_networks.load_3d_network(opts.feature_network, opts.feature_layer, opts.feature_input)
+        else:
+            raise ValueError(kind)
+        if not net.comparable:
+            print(f"warning: {net.description}: metric values exercise the plumbing only and are NOT comparable")
+        opts.session[key] = net
+    return opts.session[key]
+
+
+def features(opts, kind, tag, extractor_factory, extra):
+    """(real features dict, fake features dict, network) for a feature network kind; reals cached."""
+    net = feature_network(opts, kind)
+    extract = extractor_factory(net)
+    extra = dict(extra, net=net.id)
+    reals = cached_reals(opts, tag, extra, lambda: collect(iterate_reals(opts), extract), cacheable=net.comparable)
+    fakes = memo_fakes(opts, tag, extra, lambda: collect(iterate_fakes(opts), extract))
+    return reals, fakes, net
+
+
+def to_unit(volumes):
+    """[-1, 1] -> [0, 1] (the file intensities)."""
+    return (np.asarray(volumes, np.float32) + 1.0) * 0.5

@@ -1,0 +1,99 @@
+"""Use a trained generator: generate volumes, style mixing, interpolation, average volume.
+
+  python run_generator.py generate    --network=results/00000-demo --seeds=0-9 --outdir=out/gen
+  python run_generator.py style-mix   --network=... --row_seeds=1-4 --col_seeds=5-8 --styles=coarse --outdir=out/mix
+  python run_generator.py interpolate --network=... --seeds=1,2,3 --frames=16 --space=w --interp=slerp --outdir=out/int
+  python run_generator.py average     --network=... --seeds=0-99 --outdir=out/avg
+
+--network is a run directory (latest checkpoint), a checkpoint prefix, or a SavedModel of the generator.
+Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slices. The logic lives in
+training/generation.py.
+"""
+
+from absl import app, flags
+
+from dnnlib.cli import parse_int_ranges, run_main
+from dnnlib.errors import UserError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
+flags.DEFINE_string("outdir", None, "Output directory (must not exist unless --overwrite).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
+flags.DEFINE_string("seeds", None, "Seeds, e.g. 0-9,20 (generate, interpolate, average).")
+flags.DEFINE_string("row_seeds", None, "style-mix: seeds of the rows (they give the styles not replaced).")
+flags.DEFINE_string("col_seeds", None, "style-mix: seeds of the columns (they give the styles in --styles).")
+flags.DEFINE_string("styles", "coarse", "style-mix: ws taken from the column seed: coarse, middle, fine "
+                    "(named by resolution; listed in the error for a bad value), all, none, or ranges like 0-3.")
+flags.DEFINE_float("psi", 0.5, "Truncation psi (1 = none).")
+flags.DEFINE_integer("truncation_cutoff", None, "Truncate only the first N ws (default: all).")
+flags.DEFINE_enum("noise_mode", None, ["random", "const", "none"],
+                  "Per-layer noise. Default: random (from the seed) for generate/average, const for "
+                  "style-mix/interpolate, whose noise is shared by every volume (random = one draw from --noise_seed).")
+flags.DEFINE_integer("noise_seed", 0, "style-mix/interpolate: seed of the shared noise when --noise_mode=random.")
+flags.DEFINE_integer("class_idx", None, "Conditional networks: class index (one-hot label).")
+flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, comma-separated floats.")
+flags.DEFINE_integer("batch", 4, "Volumes per generator call.")
+flags.DEFINE_bool("uint8", False, "Also write a uint8 copy of every volume (*_uint8.nii.gz).")
+flags.DEFINE_integer("frames", 16, "interpolate: frames per segment between consecutive seeds (ends included).")
+flags.DEFINE_enum("space", "z", ["z", "w"], "interpolate: latent space.")
+flags.DEFINE_enum("interp", "linear", ["linear", "slerp"], "interpolate: linear or spherical.")
+flags.DEFINE_integer("axis", 2, "interpolate: slice axis of the strip/GIF (0 sagittal, 1 coronal, 2 axial).")
+flags.DEFINE_bool("save_frames", False, "interpolate: also write every frame as NIfTI.")
+
+
+def build_options(argv, f=FLAGS):
+    """Validate flags for the chosen command and resolve them into the options object."""
+    from dnnlib import EasyDict
+    from training.generation import COMMANDS
+
+    args = argv[1:]
+    if len(args) != 1 or args[0] not in COMMANDS:
+        raise UserError(f"give one command: {' | '.join(COMMANDS)} (got {' '.join(args) or 'none'})")
+    cmd = args[0]
+    for name in ("network", "outdir"):
+        if not f[name].value:
+            raise UserError(f"--{name} is required")
+    opts = EasyDict(command=cmd, network=f.network, outdir=f.outdir, overwrite=f.overwrite, psi=f.psi,
+                    truncation_cutoff=f.truncation_cutoff, noise_seed=f.noise_seed, class_idx=f.class_idx,
+                    batch=f.batch, uint8=f.uint8)
+    if f.batch < 1:
+        raise UserError(f"--batch={f.batch}: must be at least 1")
+    if f.label is not None:
+        try:
+            opts.label = [float(v) for v in f.label]
+        except ValueError:
+            raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
+    else:
+        opts.label = None
+    opts.noise_mode = f.noise_mode or ("random" if cmd in ("generate", "average") else "const")
+    if cmd == "style-mix":
+        if not f.row_seeds or not f.col_seeds:
+            raise UserError("style-mix needs --row_seeds and --col_seeds")
+        opts.row_seeds = parse_int_ranges(f.row_seeds, "--row_seeds")
+        opts.col_seeds = parse_int_ranges(f.col_seeds, "--col_seeds")
+        opts.styles = f.styles
+    else:
+        if not f.seeds:
+            raise UserError(f"{cmd} needs --seeds (e.g. --seeds=0-9)")
+        opts.seeds = parse_int_ranges(f.seeds, "--seeds")
+    if cmd == "interpolate":
+        if len(opts.seeds) < 2:
+            raise UserError("interpolate needs at least two --seeds")
+        if f.frames < 2:
+            raise UserError(f"--frames={f.frames}: need at least 2")
+        if f.axis not in (0, 1, 2):
+            raise UserError(f"--axis={f.axis}: expected 0, 1 or 2")
+        opts.update(frames=f.frames, space=f.space, interp=f.interp, axis=f.axis, save_frames=f.save_frames)
+    return opts
+
+
+def main(argv):
+    from training.generation import run_command
+
+    opts = build_options(argv)
+    summary = run_command(opts)
+    print(f"{opts.command}: wrote {summary.outdir}")
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

@@ -1,0 +1,202 @@
+"""StyleGAN2 losses and regularisers for 3D volumes (NDHWC).
+
+G: non-saturating logistic, softplus(-D(G(z))), plus path-length regularisation.
+D: logistic, softplus(D(G(z))) + softplus(-D(x)), plus R1 on reals and/or R2 on fakes.
+
+Everything random (latents, mixing cutoff, noise maps, path-length directions) is drawn by the caller
+from one checkpointed tf.random.Generator and passed in, so a resumed run continues the exact stream
+and replicas of a tf.distribute strategy see slices of the same global draw.
+
+Per-sample terms come back unreduced; `phase_objective` sums them and divides by the *global* count, so
+summing replica gradients (tf.distribute) equals the single-device mean.
+"""
+
+import math
+
+import tensorflow as tf
+
+PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
+
+
+def draw_generator_inputs(rng, G, batch, c=None, style_mixing_prob=0.0, with_pl_noise=False):
+    """One global draw for `batch` generated volumes: z, mixing latents/cutoff, noise maps (and pl directions)."""
+    num_ws = G.num_ws
+    out = {"z": rng.normal([batch, G.z_dim]), "z_mix": rng.normal([batch, G.z_dim])}
+    # As StyleGAN2: one cutoff per batch in [1, num_ws); with prob 1-p no mixing (cutoff = num_ws).
+    cutoff = rng.uniform([], 1, num_ws, dtype=tf.int32) if num_ws > 1 else tf.constant(num_ws, tf.int32)
+    coin = rng.uniform([])
+    out["cutoff"] = tf.where(coin < style_mixing_prob, cutoff, num_ws)
+    out["noise"] = [rng.normal([batch, *s[1:]]) for s in G.synthesis.noise_shapes]
+    if with_pl_noise:
+        d, h, w = G.img_shape
+        out["pl_noise"] = rng.normal([batch, d, h, w, G.img_channels]) / math.sqrt(d * h * w)
+    out["c"] = tf.zeros([batch, 0]) if c is None else c
+    return out
+
+
+def slice_replica(inputs, replica_id, num_replicas):
+    """This replica's share of a global draw: samples replica_id, replica_id + R, ... (strided).
+
+    Strided (not contiguous) slicing keeps minibatch-stddev groups identical to a single device
+    (networks.minibatch_stddev groups sample i with i mod N/g), so R replicas match one device exactly.
+    """
+    if num_replicas == 1:
+        return inputs
+
+    def take(x):
+        if not isinstance(x, tf.Tensor) or x.shape.rank == 0:
+            return x
+        n = x.shape[0] // num_replicas
+        return tf.gather(x, replica_id + num_replicas * tf.range(n))
+
+    return {k: ([take(v) for v in val] if isinstance(val, list) else take(val)) for k, val in inputs.items()}
+
+
+class StyleGAN2Loss:
+    """The terms of StyleGAN2's loss on a (G, D) pair; stateless apart from reading pl_mean."""
+
+    def __init__(self, G, D, r1_gamma=10.0, r2_gamma=0.0, pl_weight=2.0, pl_decay=0.01, pl_batch_shrink=2,
+                 style_mixing_prob=0.9, G_reg_interval=4, D_reg_interval=16):
+        self.G, self.D = G, D
+        self.r1_gamma, self.r2_gamma = float(r1_gamma), float(r2_gamma)
+        self.pl_weight, self.pl_decay = float(pl_weight), float(pl_decay)
+        self.pl_batch_shrink = max(1, int(pl_batch_shrink))
+        self.style_mixing_prob = float(style_mixing_prob)
+        self.G_reg_interval = int(G_reg_interval or 0)
+        self.D_reg_interval = int(D_reg_interval or 0)
+
+    # --- forward passes -------------------------------------------------------------------------
+
+    def mapping(self, z, c, z_mix=None, cutoff=None):
+        """ws [N,num_ws,w_dim]; layers >= cutoff take the styles of z_mix (style-mixing regularisation)."""
+        ws = self.G.mapping(z, c if self.G.c_dim else None)
+        if z_mix is not None and cutoff is not None:
+            ws_mix = self.G.mapping(z_mix, c if self.G.c_dim else None)
+            mask = (tf.range(self.G.num_ws) >= cutoff)[None, :, None]
+            ws = tf.where(mask, ws_mix, ws)
+        return ws
+
+    def run_G(self, inp, ws=None):
+        if ws is None:
+            ws = self.mapping(inp["z"], inp["c"], inp.get("z_mix"), inp.get("cutoff"))
+        noise = [n[..., None] if n.shape.rank == 4 else n for n in inp["noise"]] or None
+        img = self.G.synthesis(ws, noise=noise) if noise else self.G.synthesis(ws, noise_mode="none")
+        return img, ws
+
+    def run_D(self, img, c):
+        return self.D(img, c if self.D.c_dim else None)
+
+    # --- terms (per sample, unweighted) ----------------------------------------------------------
+
+    def g_main(self, inp):
+        """Non-saturating logistic G loss softplus(-D(G(z))) per sample, and the fake logits."""
+        img, _ = self.run_G(inp)
+        logits = self.run_D(img, inp["c"])[:, 0]
+        return tf.nn.softplus(-logits), logits
+
+    def path_lengths(self, inp):
+        """|J_w^T y|: y ~ N(0, I)/sqrt(D*H*W), gradient wrt all ws, squared-summed over w_dim, mean over num_ws."""
+        ws = self.mapping(inp["z"], inp["c"], inp.get("z_mix"), inp.get("cutoff"))
+        with tf.GradientTape() as tape:
+            tape.watch(ws)
+            img, _ = self.run_G(inp, ws=ws)
+            proj = tf.reduce_sum(img * inp["pl_noise"])
+        grads = tape.gradient(proj, ws)
+        return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
+
+    def d_main(self, inp, reals, real_c):
+        """Logistic D loss terms per sample: softplus(D(fake)), softplus(-D(real)); logits of both."""
+        fake, _ = self.run_G(inp)
+        fake = tf.stop_gradient(fake)
+        fake_logits = self.run_D(fake, inp["c"])[:, 0]
+        real_logits = self.run_D(reals, real_c)[:, 0]
+        return tf.nn.softplus(fake_logits), tf.nn.softplus(-real_logits), fake_logits, real_logits
+
+    def grad_penalty(self, img, c):
+        """|dD(x)/dx|^2 summed over ALL non-batch axes (D, H, W, C); the original dropped one axis for 5-D."""
+        with tf.GradientTape() as tape:
+            tape.watch(img)
+            logits = self.run_D(img, c)
+            total = tf.reduce_sum(logits)
+        g = tape.gradient(total, img)
+        return tf.reduce_sum(tf.square(g), axis=list(range(1, g.shape.rank))), logits[:, 0]
+
+    # --- phases ----------------------------------------------------------------------------------
+
+    def phase_objective(self, phase, inp, reals, real_c, global_batch, pl_mean=None):
+        """Scalar objective of one phase on this replica's share, plus statistics (sums over samples).
+
+        global_batch: generated/real samples over all replicas. The objective is sum(terms) / global count,
+        so gradients summed over replicas equal one device's mean. Lazy phases carry the interval as gain.
+        Returns (objective, stats) where stats maps tag -> (sum, count) and, for G reg phases,
+        stats["pl_mean_new"] is the updated running mean (identical on every replica).
+        """
+        stats = {}
+        objective = tf.constant(0.0)
+        if phase in ("Gmain", "Gboth"):
+            loss, logits = self.g_main(inp)
+            objective += tf.reduce_sum(loss) / global_batch
+            stats["Loss/G/loss"] = (tf.reduce_sum(loss), global_batch)
+            stats["Loss/scores/fake_G"] = (tf.reduce_sum(logits), global_batch)
+        if phase in ("Greg", "Gboth") and self.pl_weight > 0:
+            gain = self.G_reg_interval if phase == "Greg" else 1
+            pl_inp = {k: self._head(v, self.pl_batch_shrink) for k, v in inp.items()}
+            pl_global = global_batch // self.pl_batch_shrink
+            lengths = self.path_lengths(pl_inp)
+            # Running mean over the *global* batch: all replicas agree, as on one device.
+            ctx = tf.distribute.get_replica_context()
+            total = tf.reduce_sum(lengths)
+            if ctx is not None and ctx.num_replicas_in_sync > 1:
+                total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
+            batch_mean = tf.stop_gradient(total / pl_global)
+            pl_mean_new = pl_mean + (batch_mean - pl_mean) * self.pl_decay
+            penalty = tf.square(lengths - pl_mean_new)
+            objective += tf.reduce_sum(penalty) * (self.pl_weight * gain) / pl_global
+            stats["Loss/pl_penalty"] = (tf.reduce_sum(penalty), pl_global)
+            stats["Loss/G/reg"] = (tf.reduce_sum(penalty) * self.pl_weight, pl_global)
+            stats["pl_mean_new"] = pl_mean_new
+        if phase in ("Dmain", "Dboth"):
+            loss_gen, loss_real, fake_logits, real_logits = self.d_main(inp, reals, real_c)
+            objective += tf.reduce_sum(loss_gen + loss_real) / global_batch
+            stats["Loss/D/loss"] = (tf.reduce_sum(loss_gen + loss_real), global_batch)
+            stats["Loss/scores/fake"] = (tf.reduce_sum(fake_logits), global_batch)
+            stats["Loss/scores/real"] = (tf.reduce_sum(real_logits), global_batch)
+        if phase in ("Dreg", "Dboth"):
+            gain = self.D_reg_interval if phase == "Dreg" else 1
+            if self.r1_gamma > 0:
+                r1, _ = self.grad_penalty(reals, real_c)
+                objective += tf.reduce_sum(r1) * (self.r1_gamma / 2 * gain) / global_batch
+                stats["Loss/r1_penalty"] = (tf.reduce_sum(r1), global_batch)
+                stats["Loss/D/reg"] = (tf.reduce_sum(r1) * self.r1_gamma / 2, global_batch)
+            if self.r2_gamma > 0:
+                fake, _ = self.run_G(inp)
+                r2, _ = self.grad_penalty(tf.stop_gradient(fake), inp["c"])
+                objective += tf.reduce_sum(r2) * (self.r2_gamma / 2 * gain) / global_batch
+                stats["Loss/r2_penalty"] = (tf.reduce_sum(r2), global_batch)
+        return objective, stats
+
+    @staticmethod
+    def _head(v, shrink):
+        if isinstance(v, list):
+            return [x[: x.shape[0] // shrink] for x in v]
+        if isinstance(v, tf.Tensor) and v.shape.rank and v.shape.rank > 0:
+            return v[: v.shape[0] // shrink]
+        return v
+
+    def phases(self):
+        """[(name, module, interval)] in StyleGAN2 order; interval 0 = every step, regularisers folded in."""
+        out = []
+        for prefix, interval, has_reg in (("G", self.G_reg_interval, self.pl_weight > 0),
+                                          ("D", self.D_reg_interval, self.r1_gamma > 0 or self.r2_gamma > 0)):
+            if not has_reg:
+                out.append((prefix + "main", 1))
+            elif interval == 0:
+                out.append((prefix + "both", 1))
+            else:
+                out += [(prefix + "main", 1), (prefix + "reg", interval)]
+        return out
+
+
+def lazy_regularization_ratio(interval):
+    """StyleGAN2's lr/beta correction for lazy regularisation: mb_ratio = interval / (interval + 1)."""
+    return 1.0 if not interval else interval / (interval + 1)

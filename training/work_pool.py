@@ -1,0 +1,79 @@
+"""Ordered parallel map over worker processes, with a one-line progress bar.
+
+Workers are started with "spawn": the parent has usually imported TensorFlow (to write TFRecords),
+and forking a process that runs TensorFlow threads can deadlock. Each worker runs one SimpleITK
+thread, since the processes already use every core.
+"""
+
+import multiprocessing
+import os
+import sys
+import time
+
+
+def default_workers():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(initializer, initargs):
+    try:
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    except ImportError:
+        pass
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def imap_ordered(fn, items, workers=None, initializer=None, initargs=(), chunksize=1):
+    """Yield fn(item) in input order, computed by `workers` processes (inline when workers == 1)."""
+    items = list(items)
+    workers = min(default_workers() if workers is None else int(workers), max(len(items), 1))
+    if workers <= 1:
+        if initializer is not None:
+            initializer(*initargs)
+        for item in items:
+            yield fn(item)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(initializer, initargs)) as pool:
+        yield from pool.imap(fn, items, chunksize=chunksize)
+
+
+class Progress:
+    """'\\r[#####-----] 12/200  3.1 vol/s  ETA 1m' on stderr (only when it is a terminal, unless forced)."""
+
+    def __init__(self, total, label="", enabled=True, stream=None, width=30):
+        self.total, self.label, self.width = int(total), label, width
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.done = 0
+        self.start = time.time()
+        self._last = 0.0
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def update(self, n=1):
+        self.done += n
+        now = time.time()
+        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
+            self._last = now
+            self._draw(now)
+
+    def rate(self):
+        return self.done / max(time.time() - self.start, 1e-9)
+
+    def _draw(self, now):
+        frac = self.done / max(self.total, 1)
+        bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        line = f"{self.label}[{bar}] {self.done}/{self.total}  {rate:.2f} vol/s  ETA {eta:.0f}s"
+        if self._tty:
+            self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
+        elif self.done >= self.total or self.done % max(1, self.total // 10) == 0:
+            self.stream.write(line + "\n")
+        self.stream.flush()
