@@ -26,8 +26,9 @@ INPUT_SCALES = ("minus_one_one", "zero_one", "zscore")
 class FeatureNetwork:
     """A callable np.ndarray batch -> np.ndarray [B, d] float32, with an id that keys caches."""
 
-    def __init__(self, fn, ident, comparable, description):
+    def __init__(self, fn, ident, comparable, description, model=None):
         self._fn = fn
+        self.model = model  # the Keras model or loaded SavedModel behind fn (kept alive with it)
         self.id = ident
         self.comparable = comparable  # False for random weights: never cache or compare such numbers
         self.description = description
@@ -85,6 +86,7 @@ def inception_v3(feature_weights=None, image_size=299):
     if path == RANDOM:
         ident, comparable, desc = "inception_v3-random-init", False, "InceptionV3, RANDOM weights (not comparable)"
     else:
+        _check_weights_container(path)
         try:
             model.load_weights(path)
         except Exception as notop_error:  # maybe the with-top file: load into the full net, take its pool layer
@@ -100,11 +102,23 @@ def inception_v3(feature_weights=None, image_size=299):
         ident, comparable = f"inception_v3-{file_digest(path)}", True
         desc = f"InceptionV3 ({os.path.basename(path)})"
 
-    @tf.function(reduce_retracing=True)
+    # One trace for every batch size: tracing InceptionV3 costs seconds.
+    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32)])
     def run(x):
         return model(x, training=False)
 
-    return FeatureNetwork(run, ident, comparable, desc)
+    return FeatureNetwork(run, ident, comparable, desc, model)
+
+
+def _check_weights_container(path):
+    # Fail fast, before building networks: Keras weights are HDF5 (.h5, .weights.h5) or a zip archive (.keras).
+    import zipfile
+
+    import h5py
+
+    if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):
+        raise UserError(f"--feature_weights={path}: not an HDF5 or .keras file; could not load InceptionV3 weights "
+                        f"from it (expected Keras' {INCEPTION_NOTOP_FILE})")
 
 
 def _notop_weights(full, notop):
@@ -140,16 +154,16 @@ def load_3d_network(path, layer=None, input_scale="minus_one_one"):
         raise UserError(f"--feature_network={path}: no such file or directory")
     scale_volumes(tf.zeros([1, 1]), input_scale)  # validate early
     if os.path.isdir(path):
-        fn, desc = _savedmodel_fn(path, layer)
+        fn, desc, model = _savedmodel_fn(path, layer)
     else:
-        fn, desc = _keras_fn(path, layer)
+        fn, desc, model = _keras_fn(path, layer)
 
     @tf.function(reduce_retracing=True)
     def run(x):
         return _pool_to_vector(fn(scale_volumes(x, input_scale)))
 
     ident = f"net3d-{file_digest(path)}-{layer or 'output'}-{input_scale}"
-    return FeatureNetwork(run, ident, True, f"{desc}, input {input_scale}")
+    return FeatureNetwork(run, ident, True, f"{desc}, input {input_scale}", model)
 
 
 def _keras_fn(path, layer):
@@ -164,7 +178,7 @@ def _keras_fn(path, layer):
         if layer not in names:
             raise UserError(f"--feature_layer={layer!r} is not a layer of {path}; layers: {', '.join(names)}")
         model = keras.Model(model.inputs, model.get_layer(layer).output)
-    return (lambda x: model(x, training=False)), f"Keras model {os.path.basename(path)}:{layer or 'output'}"
+    return (lambda x: model(x, training=False)), f"Keras model {os.path.basename(path)}:{layer or 'output'}", model
 
 
 def _savedmodel_fn(path, key):
@@ -182,4 +196,6 @@ def _savedmodel_fn(path, key):
     if len(kwargs) != 1:
         raise UserError(f"--feature_network={path}: expected one input tensor, found {', '.join(kwargs)}")
     arg = next(iter(kwargs))
-    return (lambda x: sig(**{arg: x})[key]), f"SavedModel {os.path.basename(os.path.normpath(path))}:{key}"
+    desc = f"SavedModel {os.path.basename(os.path.normpath(path))}:{key}"
+    # `loaded` must outlive the signature (it owns the variables): FeatureNetwork keeps it as .model.
+    return (lambda x: sig(**{arg: x})[key]), desc, loaded

@@ -84,7 +84,7 @@ def run_metric(name, opts):
 
 def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, step=None, snapshot=None,
                  network_source=None, **kwargs):
-    check_metric_names(list(names))
+    preflight(list(names), **kwargs)
     opts = make_options(G, dataset_dir, **kwargs)
     out = []
     for name in names:
@@ -114,8 +114,19 @@ def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None
     if tb_writer is not None:
         with tb_writer.as_default():
             for k, v in result.results.items():
-                tf.summary.scalar(f"Metrics/{k}", v, step=step if step is not None else 0)
+                _tb_scalar(f"Metrics/{k}", v, step if step is not None else 0)
         tb_writer.flush()
+
+
+def _tb_scalar(tag, value, step):
+    # tf.summary.scalar needs the tensorboard package; the raw write with the scalars plugin's metadata does not,
+    # and TensorBoard shows it as an ordinary scalar.
+    from tensorflow.core.framework import summary_pb2
+
+    md = summary_pb2.SummaryMetadata()
+    md.plugin_data.plugin_name = "scalars"
+    md.data_class = summary_pb2.DATA_CLASS_SCALAR
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=md)
 
 
 def format_table(results):
@@ -131,3 +142,54 @@ def format_table(results):
         if r.info.get("comparable") is False:
             lines.append(f"note: {r.metric}: random feature weights, values NOT comparable")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pre-flight checks and the command behind run_metrics.py.
+
+SLICE_METRICS = ("fid_slices", "kid", "pr_slices")
+NET3D_METRICS = ("fid_3d", "kid_3d", "pr_3d", "mmd_gaussian_median_3d")
+
+
+def preflight(names, feature_weights=None, feature_network=None, **_):
+    """Fail before generating anything when a requested metric lacks its feature network."""
+    from metrics import feature_networks
+
+    check_metric_names(list(names))
+    if any(n in SLICE_METRICS for n in names):
+        feature_networks.find_inception_weights(feature_weights)
+    wanted = [n for n in names if n in NET3D_METRICS]
+    if wanted and not feature_network:
+        raise UserError(f"{', '.join(wanted)} need --feature_network (a Keras .keras/.h5 model or SavedModel "
+                        "directory of a 3D network) and usually --feature_layer")
+
+
+def is_run_dir(path):
+    return os.path.isdir(path) and (os.path.isdir(os.path.join(path, "checkpoints"))
+                                    or os.path.isfile(os.path.join(path, "training_options.json")))
+
+
+def run_command(opts):
+    """opts: EasyDict(network, data, metrics [names], json, overwrite, run_log, + make_options keywords).
+    Prints the table; returns the list of results."""
+    from dnnlib.fileutil import atomic_write_text
+
+    names = list(opts.metrics)
+    kwargs = {k: opts[k] for k in ("num", "batch", "feature_weights", "feature_network", "feature_layer",
+                                   "feature_input", "slice_step", "inception_size", "kernel_size", "seed", "psi",
+                                   "noise_mode", "cache_dir") if k in opts}
+    preflight(names, **kwargs)
+    if opts.get("json") and os.path.exists(opts.json) and not opts.get("overwrite"):
+        raise UserError(f"--json={opts.json} already exists; pass --overwrite to replace it")
+    run_dir = opts.network if opts.get("run_log", True) and is_run_dir(opts.network) else None
+    results = calc_metrics(names, G=opts.network, dataset_dir=opts.data, run_dir=run_dir,
+                           network_source=opts.network, **kwargs)
+    print(format_table(results))
+    if opts.get("json"):
+        atomic_write_text(opts.json, json.dumps({"network": opts.network, "data": os.fspath(opts.data),
+                                                 "options": kwargs, "results": results},
+                                                indent=2, sort_keys=True, default=str) + "\n")
+        print(f"wrote {opts.json}")
+    if run_dir:
+        print(f"appended to {os.path.join(run_dir, 'metric-<name>.jsonl')}")
+    return results

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+
 class MSSSIMResult(NamedTuple):
     values: np.ndarray  # [N] one value per pair of volumes
     kernel_size: int  # the window actually used (see the kernel-size rule)
@@ -279,7 +280,16 @@ def _pairs_metric(opts, name, fn, extra):
         lambda: {"values": pair_values(metric_utils.iterate_reals(opts, shuffle=True), fn)})["values"]
     fake = pair_values(metric_utils.iterate_fakes(opts), fn)
     opts.info.update({"pairs_fakes": int(fake.size), "pairs_reals": int(real.size), "data_range": "[0,1]"})
-    return {f"{name}_fakes": float(np.mean(fake)), f"{name}_reals": float(np.mean(real))}
+    if not (np.isfinite(fake).all() and np.isfinite(real).all()):
+        # Only the legacy formula can give NaN (a negative cs term to a fractional power): average the others
+        # and say how many pairs were left out.
+        opts.info.update({"nan_pairs_fakes": int(np.isnan(fake).sum()), "nan_pairs_reals": int(np.isnan(real).sum())})
+    return {f"{name}_fakes": _nanmean(fake), f"{name}_reals": _nanmean(real)}
+
+
+def _nanmean(v):
+    v = v[np.isfinite(v)]
+    return float(np.mean(v)) if v.size else float("nan")
 
 
 def ms_ssim_metric(opts):

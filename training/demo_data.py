@@ -17,10 +17,10 @@ from dnnlib.errors import UserError
 from dnnlib.fileutil import atomic_output_dir
 from training import dataset_writer, preprocess, work_pool
 
-# res name -> output shape, spacing (mm), MNI template resolution to start from, default count.
+# res name -> output shape, spacing (mm), default count.
 RESOLUTIONS = {
-    "demo": EasyDict(shape=(40, 48, 56), spacing=4.0, template_res=2, num_volumes=200),
-    "2mm": EasyDict(shape=(80, 96, 112), spacing=2.0, template_res=1, num_volumes=200),
+    "demo": EasyDict(shape=(40, 48, 56), spacing=4.0, num_volumes=200),
+    "2mm": EasyDict(shape=(80, 96, 112), spacing=2.0, num_volumes=200),
 }
 
 # Strength of the random variations (mm, fractions); documented in the manifest.
@@ -29,24 +29,43 @@ DEFAULT_VARIATION = EasyDict(
     velocity_smooth_mm=20.0,  # Gaussian smoothing of the velocity noise
     squaring_steps=6,
     global_scale=0.06,  # +-6% head size (uniform)
-    bias=0.2,  # multiplicative bias field std (log scale)
+    bias=0.12,  # multiplicative bias field std (log scale)
     bias_smooth_mm=60.0,
     gamma=(0.75, 1.35),  # contrast: v ** gamma, gamma log-uniform in this range
-    noise=(0.005, 0.03),  # Rician noise sigma as a fraction of full scale
+    noise=(0.005, 0.02),  # Rician noise sigma as a fraction of full scale
 )
 
 
-def load_template(res=2):
-    """(volume float32 [i,j,k] in [0,1], RAS affine) of nilearn's MNI152 T1 template; UserError if absent."""
-    try:
-        from nilearn.datasets import load_mni152_template
-    except ImportError:
-        raise UserError(
-            "the demo dataset needs nilearn (it ships the MNI152 template offline): "
-            "pip install nilearn   (or: pip install 'stylegan3d-tf2[demo]')"
-        ) from None
-    img = load_mni152_template(resolution=res)
-    vol = np.asarray(img.get_fdata(dtype=np.float32))
+_MNI_FILE = os.path.join("datasets", "data", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+_INSTALL_HINT = (
+    "the demo dataset needs nilearn (it ships the MNI152 template offline): "
+    "pip install nilearn   (or: pip install 'stylegan3d-tf2[demo]')"
+)
+
+
+def load_template():
+    """(volume float32 [i,j,k] in [0,1], RAS affine) of nilearn's 1 mm skull-stripped MNI152 T1 template.
+
+    The file is read straight from the installed package: importing nilearn.datasets costs ~10 s
+    (scikit-learn, pandas) and its own loader returns the same array. UserError says what to install.
+    """
+    import importlib.util
+
+    import nibabel as nib
+
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(_INSTALL_HINT)
+    path = os.path.join(list(spec.submodule_search_locations)[0], _MNI_FILE)
+    if os.path.isfile(path):
+        img = nib.load(path)
+    else:  # a nilearn release that moved the file: ask its API
+        try:
+            from nilearn.datasets import load_mni152_template
+        except ImportError:
+            raise UserError(_INSTALL_HINT) from None
+        img = load_mni152_template(resolution=1)
+    vol = np.clip(np.asarray(img.get_fdata(dtype=np.float32)), 0, None)
     return vol / max(float(vol.max()), 1e-6), np.asarray(img.affine, dtype=np.float64)
 
 
@@ -57,16 +76,29 @@ def _smooth_noise(rng, shape, sigma_vox, scale):
     return f * (scale / max(float(f.std()), 1e-6))
 
 
-def random_displacement(rng, shape, spacing, var):
-    """Diffeomorphic displacement field [3, *shape] in mm on the output grid: exp of a smooth velocity field.
+def _coarse_shape(shape):
+    return tuple(max(4, s // 4) for s in shape)
 
-    The velocity is drawn on a 4x coarser grid (smooth anyway), integrated there by scaling and squaring
-    (u <- u + u o (x + u)), then interpolated up to the full grid.
+
+def _upsample(fields, shape):
+    """Linear interpolation of coarse fields [c, *coarse] (cell-centred) up to [c, *shape]."""
+    from scipy import ndimage
+
+    coarse = fields.shape[1:]
+    fine = np.stack(
+        np.meshgrid(*[(np.arange(s) + 0.5) * c / s - 0.5 for s, c in zip(shape, coarse, strict=True)], indexing="ij")
+    )
+    return np.stack([ndimage.map_coordinates(f, fine, order=1, mode="nearest") for f in fields])
+
+
+def random_velocity_exp(rng, coarse, c_spacing, var):
+    """Diffeomorphic displacement [3, *coarse] in mm: exp of a smooth random velocity field.
+
+    Drawn and integrated on a coarse grid (the field is smooth anyway) by scaling and squaring:
+    u <- u + u o (x + u), squaring_steps times, starting from v / 2^steps.
     """
     from scipy import ndimage
 
-    coarse = tuple(max(4, s // 4) for s in shape)
-    c_spacing = spacing * np.asarray(shape) / np.asarray(coarse)
     sigma = var.velocity_smooth_mm / c_spacing
     v = np.stack([_smooth_noise(rng, coarse, sigma, var.velocity_mm) for _ in range(3)])  # mm
     u = v / (2.0**var.squaring_steps) / c_spacing[:, None, None, None]  # coarse voxels
@@ -74,11 +106,7 @@ def random_displacement(rng, shape, spacing, var):
     for _ in range(var.squaring_steps):
         pts = grid + u
         u = u + np.stack([ndimage.map_coordinates(u[a], pts, order=1, mode="nearest") for a in range(3)])
-    u_mm = u * c_spacing[:, None, None, None]
-    fine = np.stack(
-        np.meshgrid(*[(np.arange(s) + 0.5) * c / s - 0.5 for s, c in zip(shape, coarse, strict=True)], indexing="ij")
-    )
-    return np.stack([ndimage.map_coordinates(u_mm[a], fine, order=1, mode="nearest") for a in range(3)])
+    return u * c_spacing[:, None, None, None]
 
 
 def synth_volume(seed, template, t_affine, out_affine, shape, var):
@@ -88,22 +116,27 @@ def synth_volume(seed, template, t_affine, out_affine, shape, var):
     rng = np.random.default_rng(seed)
     shape = tuple(shape)
     spacing = np.linalg.norm(out_affine[:3, :3], axis=0)
+    coarse = _coarse_shape(shape)
+    c_spacing = spacing * np.asarray(shape) / np.asarray(coarse)
     ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij")).reshape(3, -1)
     world = out_affine[:3, :3] @ ijk + out_affine[:3, 3:4]
     centre = out_affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + out_affine[:3, 3]
     scale = float(np.exp(rng.uniform(-var.global_scale, var.global_scale)))
-    disp = random_displacement(rng, shape, spacing, var).reshape(3, -1)
+    disp = random_velocity_exp(rng, coarse, c_spacing, var)
+    log_bias = _smooth_noise(rng, coarse, var.bias_smooth_mm / c_spacing, var.bias)
+    fine = _upsample(np.concatenate([disp, log_bias[None]]), shape).reshape(4, -1)
     # Pull-back: the output voxel at x shows the template at centre + (x + u(x) - centre) / scale.
-    src_world = centre[:, None] + (world + disp - centre[:, None]) / scale
+    src_world = centre[:, None] + (world + fine[:3] - centre[:, None]) / scale
     inv = np.linalg.inv(t_affine)
     src_vox = inv[:3, :3] @ src_world + inv[:3, 3:4]
     vol = ndimage.map_coordinates(template, src_vox, order=1, mode="constant", cval=0.0).reshape(shape)
     brain = vol > 0.02
-    bias = np.exp(_smooth_noise(rng, shape, var.bias_smooth_mm / spacing, var.bias))
+    bias = np.exp(fine[3]).reshape(shape)
     gamma = float(np.exp(rng.uniform(np.log(var.gamma[0]), np.log(var.gamma[1]))))
     sigma = float(rng.uniform(*var.noise))
     v = np.clip(vol * bias, 0, None) ** gamma
-    v = np.sqrt((v + sigma * rng.standard_normal(shape)) ** 2 + (sigma * rng.standard_normal(shape)) ** 2)
+    n1, n2 = rng.standard_normal((2, *shape), dtype=np.float32) * sigma
+    v = np.sqrt((v + n1) ** 2 + n2**2)  # Rician: magnitude of a complex signal with Gaussian noise
     v = np.where(brain, v, 0.0).astype(np.float32)  # skull-stripped like the template: air stays 0
     out, intensity = preprocess.normalize_intensity(v, brain)
     params = {"seed": int(seed), "global_scale": scale, "gamma": gamma, "noise_sigma": sigma, "intensity": intensity}
@@ -143,7 +176,7 @@ def build_demo_dataset(
     if os.path.exists(out_dir) and not overwrite:
         raise UserError(f"{out_dir} already exists; pass --overwrite to replace it")
     t0 = time.time()
-    template, t_affine = load_template(cfg.template_res)
+    template, t_affine = load_template()
     out_affine = demo_grid(template, t_affine, cfg.shape, cfg.spacing)
     if cfg.spacing > np.min(np.linalg.norm(t_affine[:3, :3], axis=0)) + 1e-6:
         template, _ = preprocess.antialias(template, t_affine, [cfg.spacing] * 3)  # once, before the warps
@@ -182,14 +215,14 @@ def build_demo_dataset(
             synthetic=True,
             description=(
                 f"SYNTHETIC demo data: {n} random smooth diffeomorphic warps of the MNI152 T1 template "
-                f"(nilearn, resolution {cfg.template_res} mm) with bias fields, gamma contrast and Rician noise. "
+                "(nilearn, 1 mm) with bias fields, gamma contrast and Rician noise. "
                 "Not real subjects; for smoke tests and demos only."
             ),
             generator={
                 "seed": int(seed),
                 "res": res,
                 "variation": var,
-                "template": f"nilearn MNI152 T1 {cfg.template_res}mm",
+                "template": "nilearn MNI152 T1 1mm (skull-stripped)",
             },
             build_seconds=round(time.time() - t0, 2),
         )

@@ -27,6 +27,10 @@ _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 _NOISE_MODES = ("random", "const", "none")
 _SQRT_HALF = math.sqrt(0.5)
 
+# All control flow here is Python on static values: autograph conversion would only cost trace time
+# (~10x slower tracing), so callers' tf.functions run this code as plain Python.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 # ----------------------------------------------------------------------------------------------
 # Small helpers.
 
@@ -99,6 +103,8 @@ class FullyConnectedLayer(tf.Module):
         self.bias_gain = lr_multiplier
         self.out_shape = (self.out_features,)
 
+    @_no_autograph
+
     def __call__(self, x):
         x = tf.matmul(tf.cast(x, tf.float32), self.weight * self.weight_gain)
         b = None if self.bias is None else self.bias * self.bias_gain
@@ -133,6 +139,8 @@ class Conv3dLayer(tf.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * k**3)
         self.out_shape = (*out_shape, int(out_channels))
 
+    @_no_autograph
+
     def __call__(self, x, gain=1.0):
         w = tf.cast(self.weight * self.weight_gain, self.dtype)
         x = tf.cast(x, self.dtype)
@@ -153,6 +161,7 @@ def _grouped_conv3d_xla(x, w):
     return tf.nn.conv3d(x, w, strides=[1, 1, 1, 1, 1], padding="SAME")
 
 
+@_no_autograph
 def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
                      compute_dtype=tf.float32):
     """StyleGAN2 modulated 3D convolution.
@@ -222,6 +231,8 @@ class SynthesisLayer(tf.Module):
             self.noise_strength = tf.Variable(0.0, name="noise_strength")
         self.out_shape = (*self.resolution, int(out_channels))
 
+    @_no_autograph
+
     def __call__(self, x, w, noise_mode="random", noise=None, gain=1.0):
         styles = self.affine(w)
         x = modulated_conv3d(x, self.weight * self.weight_gain, styles, demodulate=True, up=self.up,
@@ -251,6 +262,8 @@ class ToRGBLayer(tf.Module):
         self.bias = tf.Variable(tf.zeros([int(out_channels)]), name="bias")
         self.weight_gain = 1.0 / math.sqrt(in_channels)
         self.out_shape = (*resolution, int(out_channels))
+
+    @_no_autograph
 
     def __call__(self, x, w):
         styles = self.affine(w) * self.weight_gain
@@ -292,6 +305,8 @@ class MappingNetwork(tf.Module):
         ]
         if w_avg_beta is not None:
             self.w_avg = tf.Variable(tf.zeros([self.w_dim]), trainable=False, name="w_avg")
+
+    @_no_autograph
 
     def __call__(self, z, c=None, psi=1.0, truncation_cutoff=None):
         parts = []
@@ -378,6 +393,8 @@ class SynthesisBlock(tf.Module):
     def noise_layers(self):
         return [layer for _, layer in self.layers]
 
+    @_no_autograph
+
     def __call__(self, x, img, ws, noise_mode, noise):
         """ws: list of [N,w_dim] (num_conv + num_torgb of them); noise: list per conv layer or None."""
         noise = noise or [None] * self.num_conv
@@ -436,6 +453,8 @@ class SynthesisNetwork(tf.Module):
         noised = [layer for b in self.blocks for layer in b.noise_layers()] if self.use_noise else []
         self.noise_shapes = [[1, *layer.resolution, 1] for layer in noised]
         self.const_noise = [layer.noise_const for layer in noised]
+
+    @_no_autograph
 
     def __call__(self, ws, noise_mode="random", noise=None):
         if noise_mode not in _NOISE_MODES:
@@ -497,6 +516,8 @@ class Generator(tf.Module):
         self.mapping = MappingNetwork(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, num_ws=self.num_ws,
                                       name="mapping", **mapping_kwargs)
 
+    @_no_autograph
+
     def __call__(self, z, c=None, psi=1.0, truncation_cutoff=None, noise_mode="random"):
         ws = self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
@@ -545,6 +566,8 @@ class DiscriminatorBlock(tf.Module):
                                  name="conv1_down", **common)
         self.layers += [("conv0", self.conv0), ("conv1_down", self.conv1)]
 
+    @_no_autograph
+
     def __call__(self, x, img):
         if self.in_channels == 0 or self.architecture == "skip":
             y = self.fromrgb(img)
@@ -560,6 +583,7 @@ class DiscriminatorBlock(tf.Module):
         return x, img
 
 
+@_no_autograph
 def minibatch_stddev(x, group_size=4, num_features=1):
     """Append num_features channels of the per-group feature std (float32). x [N,D,H,W,C].
 
@@ -603,6 +627,8 @@ class DiscriminatorEpilogue(tf.Module):
                                       name="fc")
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim, name="out")
         self.layers += [("conv", self.conv), ("fc", self.fc), ("out", self.out)]
+
+    @_no_autograph
 
     def __call__(self, x, img, cmap=None):
         x = tf.cast(x, tf.float32)
@@ -667,6 +693,8 @@ class Discriminator(tf.Module):
             # No stage above the base: the FromRGB lives in front of the epilogue.
             self.fromrgb = Conv3dLayer(self.img_channels, nf(0), 1, self.base_shape, activation="lrelu",
                                        conv_clamp=conv_clamp, name="fromrgb")
+
+    @_no_autograph
 
     def __call__(self, img, c=None):
         img = tf.convert_to_tensor(img)

@@ -14,6 +14,8 @@ Normalisation: clip to the [0.5, 99.5] percentiles of the foreground, then map l
 This module does not import TensorFlow (it runs in worker processes).
 """
 
+import os
+
 import numpy as np
 
 from dnnlib.easydict import EasyDict
@@ -136,8 +138,11 @@ def register_affine(moving, fixed, seed=0):
     )
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.25, seed)
+    # About 100k random samples: all voxels of small images, a fraction of 1 mm ones.
+    fraction = min(1.0, 1e5 / max(np.prod(fixed.GetSize()), 1))
+    if fraction < 1.0:
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(fraction, seed)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-4, numberOfIterations=200, gradientMagnitudeTolerance=1e-6
@@ -324,3 +329,28 @@ def preprocess_file(path, opts, template=None):
     """Read and preprocess one scan. UserError (one line, naming the file) for any bad input."""
     vol, aff = volume_io.read_volume(path)
     return preprocess_volume(vol, aff, opts, template=template, name=str(path))
+
+
+def options_from_manifest(manifest):
+    """The preprocessing options a dataset was made with (defaults for datasets that do not record them,
+    e.g. the synthetic demo set), with the manifest's shape and spacing."""
+    recorded = dict(manifest.get("preprocessing") or {})
+    recorded.update(shape=list(manifest["shape"]), spacing=list(manifest["spacing"]))
+    if manifest.get("storage_dtype"):
+        recorded["storage_dtype"] = manifest["storage_dtype"]
+    return default_options(**recorded)
+
+
+def preprocess_like_manifest(path, manifest):
+    """Preprocess one scan exactly as the dataset behind `manifest` was made (same grid, registration,
+    normalisation). Returns (volume01 [shape], affine, transform); UserError for bad input."""
+    opts = options_from_manifest(manifest)
+    template = None
+    if opts.register_to:
+        if not os.path.isfile(opts.register_to):
+            raise UserError(
+                f"{path}: the dataset was registered to {opts.register_to}, which no longer exists; "
+                "put the template back at that path"
+            )
+        template = Template(opts.register_to)
+    return preprocess_file(path, opts, template)

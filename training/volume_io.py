@@ -190,7 +190,8 @@ def read_volume(path):
     if data.ndim == 4:
         raise UserError(f"{path}: 4D image (shape {tuple(data.shape)}); expected a single 3D volume")
     if data.ndim != 3 or min(data.shape) < 2:
-        raise UserError(f"{path}: {data.ndim}D image of shape {tuple(data.shape)} is not a 3D volume")
+        real_dims = sum(int(s) > 1 for s in data.shape)
+        raise UserError(f"{path}: {real_dims}D image (shape {tuple(data.shape)}); expected a 3D volume")
     return np.ascontiguousarray(data, dtype=np.float32), affine
 
 

@@ -135,6 +135,12 @@ def _upfirdn(x, taps3, up, down, pads, impl="separable"):
         raise ValueError(f"upfirdn_3d expects an NDHWC tensor, got shape {x.shape}")
     if not x.shape[1:].is_fully_defined():
         raise ValueError(f"upfirdn_3d needs static D, H, W, C, got shape {x.shape}")
+    for n, t, u, d, (p0, p1) in zip(x.shape[1:4], taps3, up, down, pads, strict=True):
+        if n * u + min(p0, 0) + min(p1, 0) <= 0:
+            raise ValueError(f"upfirdn_3d cropping ({p0}, {p1}) leaves nothing of axis length {n * u}")
+        if n * u + p0 + p1 < len(t):
+            raise ValueError(f"upfirdn_3d: axis of length {n * u} padded by ({p0}, {p1}) is shorter than "
+                             f"the {len(t)}-tap filter")
     if impl == "separable":
         return _upfirdn_separable(x, taps3, up, down, pads)
     if impl == "dense":

@@ -1,0 +1,182 @@
+"""Benchmark the 3D kernels on this machine: conv3d forward, TF's gradients vs the fast ones, upfirdn.
+
+Usage: python bench/bench_conv3d.py [--quick] [--repeats 3] [--shapes 16x80x96x112x1,...]
+Prints GFLOP/s (FLOPs of a conv = 2 * N * D*H*W * k^3 * Cin * Cout) and ratios measured in this run.
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from dnnlib.ops import conv3d as C  # noqa: E402
+from dnnlib.ops import upfirdn_3d as U  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Small shapes only (about a minute).")
+flags.DEFINE_integer("repeats", 3, "Timed runs per op (best is reported).")
+flags.DEFINE_string("shapes", None, "Comma-separated CxDxHxWxN conv shapes (Cin = Cout = C), overriding the presets.")
+
+# Shapes the configs use: channels x D x H x W x batch.
+FULL_SHAPES = ["16x80x96x112x1", "64x20x24x28x4", "96x40x48x56x1", "96x80x96x112x1", "18x160x192x224x1"]
+QUICK_SHAPES = ["16x40x48x56x1", "64x20x24x28x4", "96x20x24x28x2"]
+
+
+def _parse_shape(s):
+    try:
+        c, d, h, w, n = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise app.UsageError(f"--shapes: {s!r} is not CxDxHxWxN (e.g. 16x80x96x112x1)") from None
+    return c, (d, h, w), n
+
+
+def best_time(fn, repeats):
+    fn()  # trace + warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        _ = [o.numpy() for o in tf.nest.flatten(out)][:0]
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_conv_shape(c, spatial, n, k, repeats):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
+    w = tf.constant(rng.standard_normal((k, k, k, c, c), dtype=np.float32) * 0.05)
+    dy = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
+    flops = 2 * n * np.prod(spatial) * k**3 * c * c
+    ksize = tf.constant([k, k, k, c, c], tf.int32)
+    ops = {
+        "forward tf.nn.conv3d": tf.function(lambda: tf.nn.conv3d(x, w, [1] * 5, "SAME")),
+        "dx TF Conv3DBackpropInputV2": tf.function(lambda: tf.raw_ops.Conv3DBackpropInputV2(
+            input_sizes=tf.constant([n, *spatial, c], tf.int32), filter=w, out_backprop=dy, strides=[1] * 5,
+            padding="SAME")),
+        "dx fast (fwd conv, flipped w)": tf.function(lambda: tf.nn.conv3d(dy, C.flip_swap(w), [1] * 5, "SAME")),
+        "dw TF Conv3DBackpropFilterV2": tf.function(lambda: tf.raw_ops.Conv3DBackpropFilterV2(
+            input=x, filter_sizes=ksize, out_backprop=dy, strides=[1] * 5, padding="SAME")),
+    }
+    pads = C.explicit_pads("SAME", (k, k, k))
+    for impl in C.FILTER_GRAD_IMPLS:
+        if impl == "tf":
+            continue
+
+        def fg(impl=impl):
+            C.set_filter_grad_impl(impl)
+            return C._filter_grad_forward(x, dy, pads, (k, k, k))
+
+        ops[f"dw {impl}"] = tf.function(fg)
+
+    def train_step(impl):
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                y = C.conv3d(x, w, "SAME")
+                loss = tf.reduce_sum(y * dy)
+            return tape.gradient(loss, [x, w])
+        return step
+
+    results = {}
+    for name, fn in ops.items():
+        try:
+            results[name] = best_time(fn, repeats)
+        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+            results[name] = float("nan")
+            print(f"  {name}: out of memory ({type(e).__name__})")
+    best_fg = min((results[f"dw {i}"], i) for i in C.FILTER_GRAD_IMPLS if i != "tf" and np.isfinite(results[f"dw {i}"]))
+    best_fg = min(best_fg, (results["dw TF Conv3DBackpropFilterV2"], "tf"))
+    for impl in ("tf", "fast"):
+        C.set_impl(impl)
+        C.set_filter_grad_impl(best_fg[1] if impl == "fast" else "tf")
+        results[f"fwd+bwd conv3d impl={impl}" + (f" (dw {best_fg[1]})" if impl == "fast" else "")] = best_time(
+            tf.function(train_step(impl)), repeats)
+    C.set_impl("auto")
+    C.set_filter_grad_impl("tf")
+    fwd = results["forward tf.nn.conv3d"]
+    print(f"\n{k}x{k}x{k} conv, {c} ch @ {'x'.join(map(str, spatial))} b{n}: {flops / 1e9:.2f} GFLOP per conv")
+    print(f"  {'op':45s} {'time s':>8s} {'GFLOP/s':>8s} {'vs fwd':>7s}")
+    for name, t in results.items():
+        f = flops * (3 if name.startswith("fwd+bwd") else 1)
+        print(f"  {name:45s} {t:8.3f} {f / t / 1e9:8.1f} {t / fwd:7.2f}")
+    return results
+
+
+def bench_1x1(c_in, c_out, spatial, n, repeats):
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.standard_normal((n, *spatial, c_in), dtype=np.float32))
+    w = tf.constant(rng.standard_normal((1, 1, 1, c_in, c_out), dtype=np.float32))
+
+    def step(fn):
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                loss = tf.reduce_sum(tf.square(fn()))
+            return tape.gradient(loss, [x, w])
+        return tf.function(run)
+
+    t_conv = best_time(step(lambda: tf.nn.conv3d(x, w, [1] * 5, "SAME")), repeats)
+    t_mm = best_time(step(lambda: C._conv_1x1(x, w)), repeats)
+    print(f"\n1x1x1 conv {c_in}->{c_out} @ {'x'.join(map(str, spatial))} b{n}, fwd+bwd: tf.nn.conv3d {t_conv:.3f}s, "
+          f"matmul {t_mm:.3f}s, ratio conv/matmul {t_conv / t_mm:.2f}")
+
+
+def bench_upfirdn(c, spatial, n, repeats):
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
+    f = U.setup_filter([1, 3, 3, 1])
+    print(f"\nupfirdn, {c} ch @ {'x'.join(map(str, spatial))} b{n}:")
+    for name, fn in [("upsample_3d x2", U.upsample_3d), ("downsample_3d /2", U.downsample_3d)]:
+        times = {impl: best_time(tf.function(lambda fn=fn, impl=impl: fn(x, f, 2, impl=impl)), repeats)
+                 for impl in ("separable", "dense")}
+        print(f"  {name:18s} separable {times['separable']:.3f}s  dense {times['dense']:.3f}s  "
+              f"dense/separable {times['dense'] / times['separable']:.2f}")
+
+
+def bench_resample_conv(c, spatial, n, repeats):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
+    w = tf.constant(rng.standard_normal((3, 3, 3, c, c), dtype=np.float32) * 0.05)
+    f = U.setup_filter([1, 3, 3, 1])
+
+    def step(fn):
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                loss = tf.reduce_sum(tf.square(fn()))
+            return tape.gradient(loss, [x, w])
+        return tf.function(run)
+
+    up_fused = best_time(step(lambda: U.upsample_conv_3d(x, w, f)), repeats)
+    up_plain = best_time(step(lambda: C.conv3d(U.upsample_3d(x, f), w)), repeats)
+    down_fused = best_time(step(lambda: U.conv_downsample_3d(x, w, f)), repeats)
+    down_plain = best_time(step(lambda: U.downsample_3d(C.conv3d(x, w), f)), repeats)
+    print(f"\nresampling 3x3x3 conv, {c} ch @ {'x'.join(map(str, spatial))} b{n} (input), fwd+bwd:")
+    print(f"  upsample_conv_3d {up_fused:.3f}s vs conv3d(upsample_3d) {up_plain:.3f}s  ratio {up_plain / up_fused:.2f}")
+    print(f"  conv_downsample_3d {down_fused:.3f}s vs downsample_3d(conv3d) {down_plain:.3f}s  "
+          f"ratio {down_plain / down_fused:.2f}")
+
+
+def main(_):
+    shapes = FLAGS.shapes.split(",") if FLAGS.shapes else (QUICK_SHAPES if FLAGS.quick else FULL_SHAPES)
+    shapes = [_parse_shape(s) for s in shapes]
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"conv3d impl auto -> {C._resolved_impl()}")
+    t0 = time.time()
+    for c, spatial, n in shapes:
+        bench_conv_shape(c, spatial, n, 3, FLAGS.repeats)
+    bench_1x1(64, 64, (20, 24, 28) if FLAGS.quick else (40, 48, 56), 2, FLAGS.repeats)
+    bench_1x1(32, 1, (40, 48, 56) if FLAGS.quick else (80, 96, 112), 2, FLAGS.repeats)
+    bench_upfirdn(16, (20, 24, 28) if FLAGS.quick else (40, 48, 56), 2, FLAGS.repeats)
+    bench_resample_conv(32, (10, 12, 14) if FLAGS.quick else (20, 24, 28), 2, FLAGS.repeats)
+    print(f"\ntotal {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    app.run(main)

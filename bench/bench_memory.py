@@ -1,0 +1,163 @@
+"""Peak resident memory of a training step and of generation, and generation throughput.
+
+Peak RSS only grows, so every measurement runs in a fresh subprocess of this script (--child):
+  train:    build G, D, optimisers; run each phase of the real step once; peak RSS after building and
+            after each phase. Two batch sizes give memory per volume (the slope) and the largest batch
+            that fits in --budget_gib (intercept + slope * batch <= budget).
+  generate: one volume at a time through G (mapping + synthesis, const noise) in a tf.function;
+            peak RSS and volumes/s (median of repeats after the first call).
+The regulariser batch is not shrunk here (pl_batch_shrink=1): Greg then holds as many volumes as the
+other phases, so the per-volume figure is an upper bound for every phase.
+
+    python -m bench.bench_memory --quick        # demo config (seconds)
+    python -m bench.bench_memory                # 2 mm training at batch 1 and 2; generation at 2 mm and 1 mm
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from bench import common  # noqa: E402
+from dnnlib import UserError  # noqa: E402
+from dnnlib.cli import run_main  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Demo config only (checks the script quickly).")
+flags.DEFINE_string("train_config", "Gorig-Dres-3d-2mm-base567", "Config of the training-step measurement.")
+flags.DEFINE_list("train_batches", ["1", "2"], "Batch sizes of the training-step measurement (two give the slope).")
+flags.DEFINE_list("gen_configs", ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"], "Generation configs.")
+flags.DEFINE_integer("gen_repeats", 2, "Timed generation calls after the first (median).")
+flags.DEFINE_float("budget_gib", 24.0, "Memory budget for the largest-batch extrapolation.")
+flags.DEFINE_enum("child", None, ["train", "generate"], "Internal: run one measurement in this process.")
+flags.DEFINE_string("config", None, "Internal (--child): config name.")
+flags.DEFINE_integer("batch", 1, "Internal (--child): batch size.")
+
+_TAG = "RESULT "
+
+
+def child_train(name, batch):
+    from bench.common import StepHarness, current_rss_bytes, peak_rss_bytes
+    from training.configs import get_config
+
+    cfg = get_config(name)
+    cfg.loss_kwargs.pl_batch_shrink = 1
+    rss0 = current_rss_bytes()
+    h = StepHarness(cfg, batch=batch, conv_impl="auto")
+    out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}}
+    for phase in h.phases:
+        t0 = time.perf_counter()
+        h.run(phase)
+        out["seconds"][phase] = time.perf_counter() - t0
+        out["phases"][phase] = peak_rss_bytes()
+    out["peak"] = peak_rss_bytes()
+    return out
+
+
+def child_generate(name, repeats):
+    import tensorflow as tf
+
+    from bench.common import current_rss_bytes, peak_rss_bytes, time_fn
+    from training.configs import build_networks, get_config
+
+    rss0 = current_rss_bytes()
+    G, _ = build_networks(get_config(name))
+    after_build = peak_rss_bytes()
+    z = tf.random.Generator.from_seed(0).normal([1, G.z_dim])
+
+    @tf.function
+    def gen(z):
+        return G(z, noise_mode="const")
+
+    t0 = time.perf_counter()
+    gen(z).numpy()
+    first = time.perf_counter() - t0
+    t = time_fn(lambda: gen(z).numpy(), warmup=0, repeats=repeats)
+    return {"rss_start": rss0, "after_build": after_build, "peak": peak_rss_bytes(), "first_call": first,
+            "seconds": t, "volumes_per_s": 1.0 / t}
+
+
+def run_child(*args):
+    cmd = [sys.executable, "-m", "bench.bench_memory", *args]
+    common.log("  $ " + " ".join(cmd[1:]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    for line in p.stdout.splitlines():
+        if line.startswith(_TAG):
+            return json.loads(line[len(_TAG):])
+    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+    return {"error": f"exit {p.returncode}: " + " | ".join(tail)}
+
+
+def _gib(b):
+    return b / common.GIB
+
+
+def parent():
+    train_cfg = "demo" if FLAGS.quick else FLAGS.train_config
+    gen_cfgs = ["demo"] if FLAGS.quick else FLAGS.gen_configs
+    try:
+        batches = sorted({int(b) for b in FLAGS.train_batches})
+    except ValueError:
+        raise UserError(f"--train_batches={FLAGS.train_batches}: expected integers") from None
+    if not batches or batches[0] < 1:
+        raise UserError("--train_batches must be positive integers")
+    print(f"bench_memory | {common.machine_line()}")
+    print(f"command: python -m bench.bench_memory {' '.join(sys.argv[1:])}")
+
+    rows, peaks = [], {}
+    for b in batches:
+        common.log(f"training step {train_cfg} batch {b} (fresh process) ...")
+        r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}")
+        if "error" in r:
+            rows.append([f"train {train_cfg}", b, "failed", "-", "-", r["error"][:120]])
+            continue
+        peaks[b] = r["peak"]
+        which = max(r["phases"], key=lambda p: r["phases"][p])
+        rows.append([f"train {train_cfg}", b, _gib(r["after_build"]), _gib(r["peak"]), _gib(r["peak"]) / b,
+                     f"peak reached in {which}; " + " ".join(f"{p}={s:.0f}s" for p, s in r["seconds"].items())])
+    for name in gen_cfgs:
+        common.log(f"generation {name} (fresh process) ...")
+        r = run_child("--child=generate", f"--config={name}", f"--gen_repeats={FLAGS.gen_repeats}")
+        if "error" in r:
+            rows.append([f"generate {name}", 1, "failed", "-", "-", r["error"][:120]])
+            continue
+        rows.append([f"generate {name}", 1, _gib(r["after_build"]), _gib(r["peak"]), _gib(r["peak"]),
+                     f"{r['volumes_per_s']:.3f} volumes/s ({r['seconds']:.2f}s each; "
+                     f"first call {r['first_call']:.1f}s)"])
+    print()
+    common.print_table(rows, ["measurement", "batch", "GiB after build", "peak GiB", "peak GiB/volume", "notes"])
+    if len(peaks) >= 2:
+        b0, b1 = min(peaks), max(peaks)
+        slope = (peaks[b1] - peaks[b0]) / (b1 - b0)
+        intercept = peaks[b0] - slope * b0
+        if slope > 0:
+            fit = math.floor((FLAGS.budget_gib * common.GIB - intercept) / slope)
+            print(f"\ntraining step {train_cfg}: {_gib(slope):.2f} GiB per extra volume, "
+                  f"{_gib(intercept):.2f} GiB fixed; "
+                  f"largest batch in {FLAGS.budget_gib:g} GiB: {max(fit, 0)} (linear extrapolation from batches "
+                  f"{b0} and {b1})")
+        else:
+            print(f"\ntraining step {train_cfg}: peak did not grow from batch {b0} to {b1} (noise); no extrapolation")
+    print(f"\ndone | {common.load_line()}")
+
+
+def main(argv):
+    del argv
+    if FLAGS.child == "train":
+        print(_TAG + json.dumps(child_train(FLAGS.config, FLAGS.batch)), flush=True)
+    elif FLAGS.child == "generate":
+        print(_TAG + json.dumps(child_generate(FLAGS.config, max(1, FLAGS.gen_repeats))), flush=True)
+    else:
+        parent()
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

@@ -1,0 +1,279 @@
+"""Full training step: images/s, sec/kimg, FLOPs, fraction of the machine's forward-conv peak, breakdown.
+
+For each config, the real step of training/train_step.py (Gmain, Dmain every step, Greg 1/G_reg_interval,
+Dreg 1/D_reg_interval, averaged over the intervals) on random reals, and in the same process:
+  - the analytic FLOPs (bench/flops.py) and achieved GFLOP/s;
+  - "peak": forward tf.nn.conv3d GFLOP/s measured at every conv shape of the step; the time the step's
+    convolutions (forward + input grad + filter grad + second-order terms) would take at forward speed;
+    fraction of peak = that time / the step's time (1.0 = every conv gradient at forward speed, nothing else);
+  - the same step with TensorFlow's own conv3d gradients (plain autodiff) and the ratio;
+  - a breakdown by ablation (demo config): the step re-traced with resampling FIRs, bias/activation,
+    modulation/demodulation or noise replaced by the cheapest op of the same shape; the time saved is
+    that part's share. Regularisers' share comes from the phase times; data input from the tf.data reader.
+
+    python -m bench.bench_step --quick               # demo-tiny config only, one repeat (minutes)
+    python -m bench.bench_step                       # + the 2 mm and 1 mm paper configs at batch 1 (long)
+"""
+
+import contextlib
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from bench import common, flops  # noqa: E402
+from dnnlib import UserError  # noqa: E402
+from dnnlib.cli import run_main  # noqa: E402
+
+PAPER = ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"]
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("configs", ["demo", *PAPER], "Configs to measure (training/configs.py names).")
+flags.DEFINE_bool("quick", False, "demo-tiny config only, one repeat (checks the script in minutes).")
+flags.DEFINE_integer("paper_batch", 1, "Batch for the paper configs (one step each: minutes on a CPU).")
+flags.DEFINE_integer("repeats", 3, "Timed repeats per phase for the demo-size configs (median).")
+flags.DEFINE_bool("plain", True, "Also time the step with TensorFlow's own conv3d gradients (demo-size configs).")
+flags.DEFINE_bool("plain_paper", False, "Also time plain autodiff at the paper configs (doubles their time).")
+flags.DEFINE_bool("breakdown", True, "Ablation breakdown at the first demo-size config.")
+flags.DEFINE_string("dataset", None, "A dataset folder for the data-input rate (default: datasets/demo-demo if built).")
+
+
+def _is_paper(name):
+    return not name.startswith("demo")
+
+
+# ----------------------------------------------------------------------------------------------
+# Ablations: patch training.networks' op names for the duration of a trace.
+
+
+def _triple(v):
+    return (int(v),) * 3 if isinstance(v, int) else tuple(int(a) for a in v)
+
+
+def _up_nearest(x, up):
+    import tensorflow as tf
+
+    ud, uh, uw = _triple(up)
+    _, d, h, w, c = x.shape
+    y = tf.reshape(x, [-1, d, 1, h, 1, w, 1, c])
+    y = tf.broadcast_to(y, [tf.shape(x)[0], d, ud, h, uh, w, uw, c])
+    return tf.reshape(y, [-1, d * ud, h * uh, w * uw, c])
+
+
+def _no_fir_patches():
+    """Resampling without the FIR filter: same convs, nearest/strided resampling."""
+    import tensorflow as tf
+
+    from dnnlib.ops.conv3d import conv3d
+
+    def upsample_3d(x, f, up=2, padding=0, gain=1):
+        return _up_nearest(x, up)
+
+    def downsample_3d(x, f, down=2, padding=0, gain=1):
+        dd, dh, dw = _triple(down)
+        return x[:, ::dd, ::dh, ::dw, :]
+
+    def upsample_conv_3d(x, w, f, up=2, padding=0):
+        w = tf.cast(w, x.dtype)
+        if tuple(w.shape[:3]) == (1, 1, 1):
+            return _up_nearest(conv3d(x, w, "VALID"), up)
+        up = _triple(up)
+        kernel = tf.transpose(tf.reverse(w, axis=[0, 1, 2]), [0, 1, 2, 4, 3])
+        out = tf.stack([tf.shape(x)[0], *[n * u for n, u in zip(x.shape[1:4], up, strict=True)], w.shape[-1]])
+        return tf.nn.conv3d_transpose(x, kernel, out, strides=[1, *up, 1], padding="SAME")
+
+    def conv_downsample_3d(x, w, f, down=2, padding=0):
+        w = tf.cast(w, x.dtype)
+        down = _triple(down)
+        if tuple(w.shape[:3]) == (1, 1, 1):
+            return conv3d(downsample_3d(x, f, down), w, "VALID")
+        return tf.nn.conv3d(x, w, strides=[1, *down, 1], padding="SAME")
+
+    return dict(upsample_3d=upsample_3d, downsample_3d=downsample_3d, upsample_conv_3d=upsample_conv_3d,
+                conv_downsample_3d=conv_downsample_3d)
+
+
+def _no_bias_act_patches():
+    def fused_bias_act(x, b=None, axis=-1, act="linear", alpha=None, gain=None, clamp=None):
+        return x
+
+    return dict(fused_bias_act=fused_bias_act)
+
+
+def _no_modulation_patches():
+    """Modulated conv as a plain conv; the batch-mean style scales the weight so styles stay connected."""
+    import tensorflow as tf
+
+    from training import networks
+
+    def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
+                         compute_dtype=tf.float32):
+        s = tf.reduce_mean(tf.cast(styles, tf.float32), axis=0)
+        w = tf.cast(tf.cast(weight, tf.float32) * s[:, None], compute_dtype)
+        if up is not None and max(up) > 1:
+            return networks.upsample_conv_3d(x, w, resample_filter, up=up)
+        return networks.conv3d(x, w, padding="SAME")
+
+    return dict(modulated_conv3d=modulated_conv3d)
+
+
+ABLATIONS = {
+    "FIR resampling (upfirdn)": _no_fir_patches,
+    "bias + activation": _no_bias_act_patches,
+    "modulation/demodulation": _no_modulation_patches,
+    "noise inputs": None,  # config change: use_noise=False
+}
+
+
+@contextlib.contextmanager
+def patched_networks(patches):
+    from training import networks
+
+    old = {k: getattr(networks, k) for k in patches}
+    for k, v in patches.items():
+        setattr(networks, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(networks, k, v)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def measure_config(name, quick):
+    from training.configs import get_config
+
+    paper = _is_paper(name)
+    cfg = get_config(name)
+    batch = FLAGS.paper_batch if paper else cfg.batch_size
+    warmup, repeats = (0, 1) if paper else (1, 1 if quick else FLAGS.repeats)
+    common.log(f"== {name}: batch {batch}, image {tuple(cfg.img_shape)} ({'one step per phase' if paper else ''}"
+               f"{'' if paper else f'warm-up {warmup}, median of {repeats}'})")
+    h = common.StepHarness(cfg, batch=batch, conv_impl="fast")
+    per_phase = flops.phase_flops(h.cfg, batch)
+    step_fl = flops.step_flops(h.cfg, batch)
+    conv_fl = flops.step_flops(h.cfg, batch, convs_only=True)
+    common.log(f"  analytic: {step_fl / 1e9:.1f} GFLOP per averaged step ({conv_fl / step_fl:.1%} in convs)")
+    phase_t, step_t = h.time_phases(warmup=warmup, repeats=repeats)
+    common.log("  forward-conv peak at the step's shapes ...")
+    peak_t, rates = common.peak_conv_time(flops.conv_work(h.cfg, batch), batch, repeats=1 if paper or quick else 2)
+    res = dict(name=name, batch=batch, phase_t=phase_t, step_t=step_t, step_fl=step_fl, conv_fl=conv_fl,
+               per_phase=per_phase, peak_t=peak_t, rates=rates, harness=h, weights={p: h.weight(p) for p in h.phases})
+    if FLAGS.plain and (not paper or FLAGS.plain_paper):
+        common.log("  plain autodiff (TensorFlow's conv3d gradients) ...")
+        hp = common.StepHarness(get_config(name), batch=batch, conv_impl="tf")
+        res["plain_phase_t"], res["plain_step_t"] = hp.time_phases(warmup=warmup, repeats=repeats)
+        del hp
+    return res
+
+
+def print_config(r):
+    B, st = r["batch"], r["step_t"]
+    print(f"\n### {r['name']} (batch {B})")
+    rows = []
+    for p, t in r["phase_t"].items():
+        fl = r["per_phase"][p]
+        plain = r.get("plain_phase_t", {}).get(p)
+        rows.append([p, f"1/{round(1 / r['weights'][p])}" if r["weights"][p] < 1 else "1", t, fl / 1e9, fl / t / 1e9,
+                     "-" if plain is None else plain, "-" if plain is None else plain / t])
+    rows.append(["step", "avg", st, r["step_fl"] / 1e9, r["step_fl"] / st / 1e9,
+                 r.get("plain_step_t", "-"), r["plain_step_t"] / st if "plain_step_t" in r else "-"])
+    common.print_table(rows, ["phase", "runs/step", "sec", "GFLOP", "GFLOP/s", "plain sec", "plain/fast"])
+    ips = B / st
+    print(f"images/s {ips:.3f}   sec/kimg {1000 / ips:,.0f}   achieved {r['step_fl'] / st / 1e9:.1f} GFLOP/s")
+    avg_rate = r["conv_fl"] / r["peak_t"] / 1e9
+    print(f"forward-conv peak at the step's shapes: {avg_rate:.1f} GFLOP/s (work-weighted; "
+          f"{min(r['rates'].values()):.1f}-{max(r['rates'].values()):.1f} per shape)")
+    print(f"fraction of peak: {r['peak_t'] / st:.1%}  (step convs at forward speed would take {r['peak_t']:.3f}s "
+          f"of the {st:.3f}s step; goal >= 50%)")
+    if "plain_step_t" in r:
+        print(f"plain autodiff step {r['plain_step_t']:.3f}s: fast path is {r['plain_step_t'] / st:.2f}x faster; "
+              f"plain reaches {r['peak_t'] / r['plain_step_t']:.1%} of peak")
+
+
+def breakdown(name, base, quick):
+    """Share of the step in each non-conv part, by ablation (same process, same shapes)."""
+    from training.configs import get_config
+
+    warmup, repeats = 1, 1 if quick else FLAGS.repeats
+    full_t = base["step_t"]
+    rows = []
+    for label, make in ABLATIONS.items():
+        common.log(f"  ablation: without {label} ...")
+        cfg = get_config(name)
+        patches = {}
+        if make is None:
+            cfg.G_kwargs.synthesis_kwargs.use_noise = False
+        else:
+            patches = make()
+        with patched_networks(patches):
+            h = common.StepHarness(cfg, batch=base["batch"], conv_impl="fast")
+            _, t = h.time_phases(warmup=warmup, repeats=repeats, progress=False)
+        rows.append([label, t, full_t - t, (full_t - t) / full_t])
+    reg = sum(t * base["weights"][p] for p, t in base["phase_t"].items() if p.endswith("reg"))
+    rows.append(["regularisers (Greg, Dreg amortised)", full_t - reg, reg, reg / full_t])
+    peak = base["peak_t"]
+    rows.append(["convs at forward speed (ideal)", "-", peak, peak / full_t])
+    print(f"\n### Breakdown at {name} (batch {base['batch']}); step {full_t:.3f}s")
+    common.print_table(rows, ["part removed", "step sec without", "sec saved", "share of step"])
+    parts = sum(r[3] for r in rows[:len(ABLATIONS)])
+    print(f"non-conv parts measured by ablation: {parts:.1%} of the step (goal < 15%); convs at forward speed "
+          f"{peak / full_t:.1%}; the rest ({1 - parts - peak / full_t:.1%}) is conv gradients slower than forward "
+          f"speed, optimiser and glue")
+
+
+def data_input(name, base):
+    from training.dataset import data_root, load_manifest, make_dataset
+
+    path = FLAGS.dataset or os.path.join(data_root(), "demo-demo")
+    try:
+        manifest = load_manifest(path)
+    except UserError as e:
+        print(f"\ndata input: skipped ({e}); pass --dataset")
+        return
+    if list(manifest.shape) != list(base["harness"].G.img_shape):
+        print(f"\ndata input: skipped ({path} is {manifest.shape}, the config trains {base['harness'].G.img_shape})")
+        return
+    ds = iter(make_dataset(path, batch_size=base["batch"], shuffle=True, repeat=True))
+    next(ds)
+    n, t0 = 10, time.perf_counter()
+    for _ in range(n):
+        next(ds)[0].numpy()
+    t = (time.perf_counter() - t0) / n
+    print(f"\ndata input ({path}): {t * 1000:.1f} ms per batch of {base['batch']} ({base['batch'] / t:.1f} volumes/s) "
+          f"vs step consumption {base['batch'] / base['step_t']:.1f} volumes/s: {t / base['step_t']:.1%} of a step "
+          f"if not overlapped")
+
+
+def main(argv):
+    del argv
+    names = ["demo-tiny"] if FLAGS.quick else FLAGS.configs
+    from training.configs import CONFIGS
+
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise UserError(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
+    if FLAGS.paper_batch < 1 or FLAGS.repeats < 1:
+        raise UserError("--paper_batch and --repeats must be >= 1")
+    print(f"bench_step | {common.machine_line()}")
+    print(f"command: python -m bench.bench_step {' '.join(sys.argv[1:])}")
+    results = []
+    for name in names:
+        r = measure_config(name, FLAGS.quick)
+        print_config(r)
+        if FLAGS.breakdown and not _is_paper(name) and not any(not _is_paper(x["name"]) for x in results):
+            breakdown(name, r, FLAGS.quick)
+            data_input(name, r)
+        r.pop("harness")
+        results.append(r)
+        print(f"({common.load_line()})", flush=True)
+    print(f"\ndone | {common.load_line()}")
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

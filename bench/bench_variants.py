@@ -1,0 +1,130 @@
+"""Implementation variants of the full training step, side by side in one run (same process, same shapes).
+
+Each variant re-traces the real step (training/train_step.py) and reports the lazy-averaged step time,
+its ratio to the default and the fraction of the forward-conv peak measured at the step's shapes:
+  default          conv3d fast gradients (auto on CPU), separable FIR, non-fused modconv, float32, no XLA
+  plain autodiff   TensorFlow's own conv3d gradients
+  filter grad=...  the fast path's other filter-gradient formulations (dnnlib.ops.conv3d)
+  xla              TrainSteps(xla=True): jit_compile on each phase's objective + gradients
+  dense FIR        upfirdn_3d impl="dense" (one 3-D conv with the k^3 outer-product filter)
+  fused modconv    grouped conv with per-sample weights (XLA-compiled grouped conv on CPU), +/- xla
+  bfloat16         G and D compute dtype bfloat16 (mapping, styles, D epilogue stay float32)
+
+    python -m bench.bench_variants --quick
+    python -m bench.bench_variants --config demo --repeats 3
+"""
+
+import contextlib
+import os
+import sys
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from bench import common, flops  # noqa: E402
+from dnnlib import UserError  # noqa: E402
+from dnnlib.cli import run_main  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", "demo", "Config to measure (training/configs.py name).")
+flags.DEFINE_integer("batch", None, "Batch (default: the config's).")
+flags.DEFINE_integer("repeats", 3, "Timed repeats per phase (median) after one warm-up.")
+flags.DEFINE_bool("quick", False, "demo-tiny config, one timed repeat per phase (checks the script).")
+flags.DEFINE_list("only", None, "Run only these variants (names as printed, comma-separated).")
+
+
+@contextlib.contextmanager
+def dense_fir():
+    """Force every upfirdn_3d call (incl. the fused up/down convs) onto the dense outer-product path."""
+    from dnnlib.ops import upfirdn_3d as mod
+
+    orig = mod._upfirdn
+
+    def dense(x, taps3, up, down, pads, impl="separable"):
+        return orig(x, taps3, up, down, pads, impl="dense")
+
+    mod._upfirdn = dense
+    try:
+        yield
+    finally:
+        mod._upfirdn = orig
+
+
+def _variants():
+    """name -> (harness kwargs, config edit fn or None, context manager factory or None)."""
+    def fused(cfg):
+        cfg.G_kwargs.synthesis_kwargs.fused_modconv = True
+
+    def bf16(cfg):
+        cfg.G_kwargs.synthesis_kwargs.compute_dtype = "bfloat16"
+        cfg.D_kwargs.compute_dtype = "bfloat16"
+
+    return {
+        "default": ({}, None, None),
+        "plain autodiff": ({"conv_impl": "tf"}, None, None),
+        "filter grad=slices": ({"filter_grad_impl": "slices"}, None, None),
+        "filter grad=batch_channels": ({"filter_grad_impl": "batch_channels"}, None, None),
+        "xla": ({"xla": True}, None, None),
+        "dense FIR": ({}, None, dense_fir),
+        "fused modconv": ({}, fused, None),
+        "fused modconv + xla": ({"xla": True}, fused, None),
+        "bfloat16": ({}, bf16, None),
+    }
+
+
+def main(argv):
+    del argv
+    from training.configs import get_config
+
+    config = "demo-tiny" if FLAGS.quick else FLAGS.config
+    cfg0 = get_config(config)
+    batch = FLAGS.batch or cfg0.batch_size
+    variants = _variants()
+    names = FLAGS.only or list(variants)
+    bad = [n for n in names if n not in variants]
+    if bad:
+        raise UserError(f"--only: unknown variants {bad}; choose from {', '.join(variants)}")
+    if "default" not in names:
+        names = ["default", *names]
+    repeats = 1 if FLAGS.quick else FLAGS.repeats
+    print(f"bench_variants | {common.machine_line()}")
+    print(f"command: python -m bench.bench_variants {' '.join(sys.argv[1:])}")
+    cfg_b = common.paper_batch_overrides(get_config(config), batch)
+    step_fl = flops.step_flops(cfg_b, batch)
+    common.log(f"{config} batch {batch}: {step_fl / 1e9:.2f} GFLOP per averaged step; forward-conv peak ...")
+    peak_t, _ = common.peak_conv_time(flops.conv_work(cfg_b, batch), batch, repeats=2, progress=False)
+    common.log(f"convs at forward speed: {peak_t:.3f}s per step")
+
+    rows, base_t = [], None
+    for name in names:
+        kwargs, edit, ctx = variants[name]
+        common.log(f"variant: {name}")
+        cfg = get_config(config)
+        if edit:
+            edit(cfg)
+        try:
+            with ctx() if ctx else contextlib.nullcontext():
+                h = common.StepHarness(cfg, batch=batch, conv_impl=kwargs.get("conv_impl", "auto"),
+                                       xla=kwargs.get("xla", False), filter_grad_impl=kwargs.get("filter_grad_impl"))
+                phase_t, t = h.time_phases(warmup=1, repeats=repeats, progress=False)
+        except Exception as e:  # a variant this build cannot run is a result, not a crash
+            msg = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+            common.log(f"  failed: {type(e).__name__}: {msg}")
+            if os.environ.get("BENCH_DEBUG"):
+                traceback.print_exc()
+            rows.append([name, "failed", "-", "-", "-", f"{type(e).__name__}: {msg}"])
+            continue
+        if name == "default":
+            base_t = t
+        common.log(f"  step {t:.3f}s  " + "  ".join(f"{p} {v:.3f}" for p, v in phase_t.items()))
+        rows.append([name, t, base_t / t if base_t else "-", step_fl / t / 1e9, peak_t / t,
+                     " ".join(f"{p}={v:.3f}" for p, v in phase_t.items())])
+    print(f"\n### Variants at {config}, batch {batch} (lazy-averaged step; median of {repeats})")
+    common.print_table(rows, ["variant", "step sec", "speed vs default", "GFLOP/s", "frac of peak", "phases sec"])
+    print(f"\ndone | {common.load_line()}")
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

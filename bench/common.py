@@ -1,0 +1,217 @@
+"""Shared helpers of the benchmark scripts: machine line, timing, peak memory, forward-conv peak, the real step.
+
+Timings on a shared CPU are noisy: every figure is a median of repeats after warm-up, and every script
+prints the load average next to its results so a reader can judge them.
+"""
+
+import datetime
+import os
+import platform
+import resource
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+GIB = 1024**3
+
+
+# ----------------------------------------------------------------------------------------------
+# Machine and reporting.
+
+
+def machine_line():
+    """One line: date (UTC), CPU, cores, RAM, TensorFlow version, load average."""
+    import psutil
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{now} | {cpu} | {os.cpu_count()} cores | {psutil.virtual_memory().total / GIB:.1f} GiB | "
+            f"TF {tf.__version__} | {load_line()}")
+
+
+def load_line():
+    a, b, c = os.getloadavg()
+    return f"load avg {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
+
+
+def print_table(rows, headers, floatfmt="{:.3g}"):
+    """Fixed-width text table; floats formatted with floatfmt."""
+    def fmt(v):
+        return floatfmt.format(v) if isinstance(v, float) else str(v)
+
+    cells = [[fmt(v) for v in r] for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    line = "  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for r in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def log(msg):
+    """Progress line with a timestamp, flushed (long runs print while they work)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing and memory.
+
+
+def time_fn(fn, warmup=1, repeats=3):
+    """Median wall time (s) of fn() over `repeats` calls after `warmup` calls; fn must block until done."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes():
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward-conv speed at exactly the step's shapes (bench/flops.py shape keys).
+
+
+def forward_rate(key, batch, repeats=3, dtype="float32"):
+    """Forward GFLOP/s of TF's own op for one flops.Layer.shape_key at `batch`.
+
+    conv3 / up3 / down3 are timed as a stride-1 'SAME' tf.nn.conv3d at the size where their multiply-adds
+    happen (same count), conv1 as the channel matmul it is. This is the machine's forward speed: a step
+    whose gradients ran at forward speed would reach 100% of it.
+    """
+    import tensorflow as tf
+
+    kind, spatial, cin, cout, k = key
+    rng = tf.random.Generator.from_seed(0)
+    x = rng.normal([batch, *spatial, cin], dtype=tf.float32)
+    if kind == "conv1":
+        x = tf.cast(tf.reshape(x, [-1, cin]), dtype)
+        w = tf.cast(rng.normal([cin, cout]), dtype)
+        op = tf.function(lambda: tf.reduce_sum(tf.matmul(x, w)[:1]))
+    else:
+        x = tf.cast(x, dtype)
+        w = tf.cast(rng.normal([k, k, k, cin, cout]), dtype)
+        op = tf.function(lambda: tf.reduce_sum(tf.nn.conv3d(x, w, [1] * 5, "SAME")[:1]))
+    seconds = time_fn(lambda: op().numpy(), warmup=1, repeats=repeats)
+    vox = 1
+    for s in spatial:
+        vox *= s
+    return 2.0 * batch * vox * k**3 * cin * cout / seconds / 1e9
+
+
+def peak_conv_time(work, batch, repeats=3, progress=True):
+    """Seconds the step's convolutions would take at forward speed, and the per-shape rates.
+
+    work: flops.conv_work(cfg, batch) -> {shape_key: FLOPs per averaged step}.
+    """
+    rates, total = {}, 0.0
+    for i, (key, fl) in enumerate(sorted(work.items(), key=lambda kv: -kv[1])):
+        rates[key] = forward_rate(key, batch, repeats=repeats)
+        total += fl / (rates[key] * 1e9)
+        if progress:
+            log(f"  peak {i + 1}/{len(work)} {key}: {rates[key]:.1f} GFLOP/s")
+    return total, rates
+
+
+# ----------------------------------------------------------------------------------------------
+# The real training step (training/train_step.py), built as the training loop builds it.
+
+
+def paper_batch_overrides(cfg, batch):
+    """Run a config at a smaller batch: pl_batch_shrink must divide the batch (1 at batch 1)."""
+    cfg.batch_size = cfg.batch_gpu = int(batch)
+    shrink = int(cfg.loss_kwargs.get("pl_batch_shrink", 1))
+    if batch % max(shrink, 1):
+        cfg.loss_kwargs.pl_batch_shrink = 1
+    return cfg
+
+
+class StepHarness:
+    """G, D, optimisers, loss, state and TrainSteps for one config; random reals (compute only, no I/O).
+
+    conv_impl: dnnlib.ops.conv3d impl during tracing ("fast" | "tf" | "auto"); the choice is baked into
+    the traced graphs, so one harness = one variant.
+    """
+
+    def __init__(self, cfg, batch=None, conv_impl="auto", xla=False, seed=0, filter_grad_impl=None):
+        import tensorflow as tf
+
+        from dnnlib.ops import conv3d as conv3d_mod
+        from training.configs import build_networks
+        from training.loss import StyleGAN2Loss
+        from training.train_state import Adam, TrainState
+        from training.train_step import TrainSteps
+
+        self.cfg = paper_batch_overrides(cfg, batch or cfg.batch_size)
+        self.batch = int(self.cfg.batch_size)
+        self.conv_impl, self.filter_grad_impl = conv_impl, filter_grad_impl
+        self._conv3d_mod = conv3d_mod
+        tf.random.set_seed(seed)
+        self.G, self.D = build_networks(self.cfg)
+        self.loss = StyleGAN2Loss(self.G, self.D, **self.cfg.loss_kwargs)
+        self.state = TrainState(seed)
+        G_opt = Adam(self.G.trainable_variables, **self.cfg.G_opt_kwargs)
+        D_opt = Adam(self.D.trainable_variables, **self.cfg.D_opt_kwargs)
+        self.steps = TrainSteps(tf.distribute.get_strategy(), self.G, self.D, G_opt, D_opt, self.loss, self.state,
+                                self.batch, xla=xla)
+        self.phases = [p for p, _ in self.loss.phases()]
+        self.intervals = dict(self.loss.phases())
+        rng = tf.random.Generator.from_seed(seed + 1)
+        self.reals = tf.clip_by_value(rng.normal([self.batch, *self.G.img_shape, self.G.img_channels]) * 0.5, -1, 1)
+        self.real_c = tf.zeros([self.batch, self.G.c_dim])
+
+    def _with_impl(self, fn):
+        mod = self._conv3d_mod
+        old, old_f = mod.get_impl(), mod.get_filter_grad_impl()
+        mod.set_impl(self.conv_impl)
+        if self.filter_grad_impl:
+            mod.set_filter_grad_impl(self.filter_grad_impl)
+        try:
+            return fn()
+        finally:
+            mod.set_impl(old)
+            mod.set_filter_grad_impl(old_f)
+
+    def trace(self, phase):
+        """Trace (not run) one phase's step, so the first timed call measures execution only."""
+        self._with_impl(lambda: self.steps._step[phase].get_concrete_function(self.reals, self.real_c))
+
+    def run(self, phase):
+        return self._with_impl(lambda: self.steps(phase, self.reals, self.real_c))
+
+    def weight(self, phase):
+        """Runs per step: 1 for main phases, 1/interval for lazy regularisers."""
+        iv = self.intervals[phase]
+        return 1.0 / iv if iv else 1.0
+
+    def time_phases(self, warmup=1, repeats=3, progress=True):
+        """{phase: median seconds} and the lazy-averaged step seconds."""
+        out = {}
+        for phase in self.phases:
+            t0 = time.perf_counter()
+            self.trace(phase)
+            if progress:
+                log(f"  traced {phase} in {time.perf_counter() - t0:.1f}s")
+            out[phase] = time_fn(lambda p=phase: self.run(p), warmup=warmup, repeats=repeats)
+            if progress:
+                log(f"  {phase}: {out[phase]:.3f}s")
+        return out, sum(t * self.weight(p) for p, t in out.items())

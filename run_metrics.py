@@ -1,0 +1,63 @@
+"""Evaluate a trained 3D generator: FID (slices / 3D), KID, MMD, MS-SSIM, precision/recall.
+
+  python run_metrics.py --network=results/00001-demo --data=datasets/demo-2mm \
+      --metrics=fid_slices,kid,mmd,ms_ssim --num=200 --feature_weights=inception_v3_..._notop.h5 --json=out.json
+
+--network: a run directory (latest checkpoint; results are also appended to its metric-<name>.jsonl), a
+checkpoint prefix or a SavedModel. Nothing is downloaded: slice metrics need InceptionV3 weights
+(--feature_weights or the Keras cache), 3D metrics a 3D network (--feature_network, --feature_layer).
+"""
+
+from absl import app, flags
+
+from dnnlib import EasyDict, UserError
+from dnnlib.cli import run_main
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("network", None, "Run directory, checkpoint prefix (<run>/checkpoints/ckpt-N) or SavedModel.")
+flags.DEFINE_string("data", None, "Dataset directory of the reals (made by dataset_tool.py).")
+flags.DEFINE_list("metrics", ["fid_slices", "kid", "mmd", "ms_ssim"], "Comma-separated metric names.")
+flags.DEFINE_integer("num", 100, "Number of fakes (and at most as many reals).")
+flags.DEFINE_integer("batch", 4, "Volumes per batch.")
+flags.DEFINE_string("feature_weights", None, "InceptionV3 weights file (Keras notop .h5); 'random' = plumbing only.")
+flags.DEFINE_string("feature_network", None, "3D feature network: Keras .keras/.h5 file or SavedModel directory.")
+flags.DEFINE_string("feature_layer", None, "Layer (Keras) or output key (SavedModel) of the 3D network.")
+flags.DEFINE_enum("feature_input", "minus_one_one", ["minus_one_one", "zero_one", "zscore"],
+                  "Intensity scaling of volumes fed to the 3D network.")
+flags.DEFINE_integer("slice_step", 0, "Slice FID: 0 = middle slice only, k = every k-th slice around the middle.")
+flags.DEFINE_integer("kernel_size", 11, "MS-SSIM window (odd); reduced to the largest that fits, and reported.")
+flags.DEFINE_integer("seed", 0, "Seed of the latents (and of pair sampling).")
+flags.DEFINE_float("psi", 1.0, "Truncation psi of the fakes.")
+flags.DEFINE_enum("noise_mode", "random", ["random", "const", "none"], "Noise mode of the generator.")
+flags.DEFINE_string("cache_dir", None, "Where to cache real statistics (default <data>/.cache).")
+flags.DEFINE_string("json", None, "Write all results to this JSON file.")
+flags.DEFINE_bool("overwrite", False, "Allow --json to replace an existing file.")
+flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl when --network is a run directory.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.network:
+        raise UserError("--network is required (a run directory, checkpoint or SavedModel)")
+    for name in ("num", "batch"):
+        if FLAGS[name].value < 1:
+            raise UserError(f"--{name}={FLAGS[name].value}: must be positive")
+    if FLAGS.kernel_size < 3 or FLAGS.kernel_size % 2 == 0:
+        raise UserError(f"--kernel_size={FLAGS.kernel_size}: must be an odd integer >= 3")
+    if FLAGS.slice_step < 0:
+        raise UserError(f"--slice_step={FLAGS.slice_step}: must be >= 0")
+    from metrics import metric_main
+
+    opts = EasyDict(network=FLAGS.network, data=FLAGS.data, metrics=[m.strip() for m in FLAGS.metrics if m.strip()],
+                    num=FLAGS.num, batch=FLAGS.batch, feature_weights=FLAGS.feature_weights,
+                    feature_network=FLAGS.feature_network, feature_layer=FLAGS.feature_layer,
+                    feature_input=FLAGS.feature_input, slice_step=FLAGS.slice_step or None,
+                    kernel_size=FLAGS.kernel_size, seed=FLAGS.seed, psi=FLAGS.psi, noise_mode=FLAGS.noise_mode,
+                    cache_dir=FLAGS.cache_dir, json=FLAGS.json, overwrite=FLAGS.overwrite, run_log=FLAGS.run_log)
+    metric_main.check_metric_names(opts.metrics)
+    metric_main.run_command(opts)
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

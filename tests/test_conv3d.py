@@ -1,0 +1,155 @@
+"""conv3d: forward against NumPy, first and second-order gradients against plain tf.nn.conv3d autodiff."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnnlib.ops import conv3d as C
+from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref, conv3d_ref, ref_pads
+
+PADDINGS = ["SAME", "VALID", 2, (1, 0, 2, -1, 0, 1)]
+
+
+@pytest.fixture(params=C.FILTER_GRAD_IMPLS)
+def filter_grad_impl(request):
+    old_impl, old_fg = C.get_impl(), C.get_filter_grad_impl()
+    C.set_impl("fast")
+    C.set_filter_grad_impl(request.param)
+    yield request.param
+    C.set_impl(old_impl)
+    C.set_filter_grad_impl(old_fg)
+
+
+def _plain_conv(x, w, padding):
+    # Independent of dnnlib.ops.conv3d: explicit tf.pad/slice + VALID tf.nn.conv3d with TF's own gradients.
+    pads = ref_pads(padding, w.shape[:3])
+    for axis, (lo, hi) in enumerate(pads, start=1):
+        n = x.shape[axis]
+        x = tf.gather(x, tf.range(max(-lo, 0), n - max(-hi, 0)), axis=axis)
+        width = [[0, 0]] * 5
+        width[axis] = [max(lo, 0), max(hi, 0)]
+        x = tf.pad(x, width)
+    return tf.nn.conv3d(x, w, strides=[1] * 5, padding="VALID")
+
+
+def _first_and_second(conv, x, w, v, u1, u2):
+    """y, dL/dx, dL/dw for L = sum(y * v), and the gradient of an R1/path-length-like penalty of them."""
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch([x, w])
+        with tf.GradientTape() as inner:
+            inner.watch([x, w])
+            y = conv(x, w)
+            loss = tf.reduce_sum(tf.sin(y) * v)
+        gx, gw = inner.gradient(loss, [x, w])
+        penalty = tf.reduce_sum(tf.square(gx) * u1) + tf.reduce_sum(gw * u2)
+    return [y, gx, gw, *outer.gradient(penalty, [x, w])]
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("k", [3, 1, 2])
+def test_fast_path_matches_reference_and_autodiff(filter_grad_impl, padding, k):
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((2, 5, 4, 7, 3))
+    w = rng.standard_normal((k, k, k, 3, 4)) * 0.3
+    y_ref = conv3d_ref(x, w, padding)
+    v = rng.standard_normal(y_ref.shape)
+    u1, u2 = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+    xt, wt = tf.constant(x), tf.constant(w)
+
+    # Forward and first-order gradients of sum(y * v) against the NumPy definitions.
+    with tf.GradientTape() as tape:
+        tape.watch([xt, wt])
+        y = C.conv3d(xt, wt, padding)
+        loss = tf.reduce_sum(y * v)
+    gx, gw = tape.gradient(loss, [xt, wt])
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gx.numpy(), conv3d_input_grad_ref(x.shape, w, v, padding), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gw.numpy(), conv3d_filter_grad_ref(x, v, w.shape[:3], padding), rtol=1e-10,
+                               atol=1e-10)
+
+    # Second order (gradient of a function of both gradients) against TF's own autodiff.
+    mine = _first_and_second(lambda a, b: C.conv3d(a, b, padding), xt, wt, v, u1, u2)
+    plain = _first_and_second(lambda a, b: _plain_conv(a, b, padding), xt, wt, v, u1, u2)
+    for m, p in zip(mine, plain, strict=True):
+        np.testing.assert_allclose(m.numpy(), p.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_third_order_through_nested_custom_gradients():
+    # The gradient functions are themselves custom-gradient'ed in terms of each other: go one level deeper.
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.standard_normal((1, 4, 3, 5, 2)))
+    w = tf.constant(rng.standard_normal((3, 3, 3, 2, 2)))
+
+    def third(conv):
+        with tf.GradientTape() as t3:
+            t3.watch(w)
+            with tf.GradientTape() as t2:
+                t2.watch(x)
+                with tf.GradientTape() as t1:
+                    t1.watch(x)
+                    loss = tf.reduce_sum(tf.sin(conv(x, w)))
+                gx = t1.gradient(loss, x)
+                pen = tf.reduce_sum(tf.sin(gx))
+            gxx = t2.gradient(pen, x)
+            z = tf.reduce_sum(tf.square(gxx))
+        return t3.gradient(z, w)
+
+    C.set_impl("fast")
+    try:
+        mine = third(lambda a, b: C.conv3d(a, b, "SAME"))
+    finally:
+        C.set_impl("auto")
+    plain = third(lambda a, b: tf.nn.conv3d(a, b, [1] * 5, "SAME"))
+    np.testing.assert_allclose(mine.numpy(), plain.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", ["tf", "auto"])
+def test_other_impls_agree(impl):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 3, 4, 5, 2))
+    w = rng.standard_normal((3, 3, 3, 2, 3))
+    C.set_impl(impl)
+    try:
+        y = C.conv3d(tf.constant(x), tf.constant(w), (1, 0, 1))
+    finally:
+        C.set_impl("auto")
+    np.testing.assert_allclose(y.numpy(), conv3d_ref(x, w, (1, 0, 1)), rtol=1e-10, atol=1e-10)
+    if not tf.config.list_physical_devices("GPU"):
+        assert C._resolved_impl() == "fast"
+
+
+def test_float32_graph_mode_with_dynamic_batch_and_variables():
+    rng = np.random.default_rng(9)
+    w = tf.Variable(rng.standard_normal((3, 3, 3, 4, 5)).astype(np.float32))
+    x = rng.standard_normal((2, 6, 5, 4, 4)).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 5, 4, 4])])
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = C.conv3d(x, w, "SAME")
+            y1 = C.conv3d(y, tf.ones([1, 1, 1, 5, 2]), "SAME")
+            loss = tf.reduce_sum(tf.square(y1))
+        return y1, tape.gradient(loss, w)
+
+    y1, gw = step(tf.constant(x))
+    assert y1.shape == (2, 6, 5, 4, 2)
+    y_ref = conv3d_ref(conv3d_ref(x, w.numpy()), np.ones([1, 1, 1, 5, 2]))
+    np.testing.assert_allclose(y1.numpy(), y_ref, rtol=1e-4, atol=1e-4)
+    dy = conv3d_input_grad_ref((2, 6, 5, 4, 5), np.ones([1, 1, 1, 5, 2]), 2 * y_ref)
+    np.testing.assert_allclose(gw.numpy(), conv3d_filter_grad_ref(x, dy, (3, 3, 3)), rtol=1e-3, atol=1e-2)
+
+
+def test_float16_and_bad_arguments():
+    x = tf.random.normal([1, 4, 4, 4, 2], seed=3)
+    w = tf.random.normal([3, 3, 3, 2, 2], seed=4)
+    y16 = C.conv3d(tf.cast(x, tf.float16), tf.cast(w, tf.float16))
+    assert y16.dtype == tf.float16
+    np.testing.assert_allclose(tf.cast(y16, tf.float32).numpy(), C.conv3d(x, w).numpy(), atol=0.05)
+    with pytest.raises(ValueError, match="channel"):
+        C.conv3d(x, tf.zeros([3, 3, 3, 3, 1]))
+    with pytest.raises(ValueError, match="padding"):
+        C.conv3d(x, w, "FULL")
+    with pytest.raises(ValueError, match="impl"):
+        C.set_impl("cudnn")
+    with pytest.raises(ValueError, match="impl"):
+        C.set_filter_grad_impl("magic")

@@ -1,0 +1,185 @@
+"""upfirdn_3d and the resampling helpers against the direct NumPy reference (dnnlib/ops/upfirdn_3d_ref.py)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnnlib.ops import upfirdn_3d as U
+from dnnlib.ops import upfirdn_3d_ref as R
+from dnnlib.ops.conv3d import conv3d
+
+F4 = [1, 3, 3, 1]
+
+
+def _rand(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def _np(t):
+    return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
+
+
+def test_setup_filter_normalises_flips_and_scales():
+    f = U.setup_filter([1, 2, 5], flip=True, gain=8)
+    assert f.dtype == np.float32
+    np.testing.assert_allclose(f, np.array([5, 2, 1]) / 8 * 2, rtol=1e-6)  # 8 ** (1/3) = 2 per axis
+    np.testing.assert_allclose(U.setup_filter(F4).sum(), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError):
+        U.setup_filter([1, -1])
+
+
+@pytest.mark.parametrize("impl", ["separable", "dense"])
+@pytest.mark.parametrize("up,down", list(itertools.product([1, 2, (2, 1, 3)], [1, 2, (1, 2, 3)])))
+def test_upfirdn_matches_reference(impl, up, down):
+    rng = np.random.default_rng(abs(hash((str(up), str(down)))) % 2**32)
+    x = _rand(rng, 2, 5, 4, 3, 2)
+    f = rng.uniform(0.5, 2, size=3)  # asymmetric taps catch a missing/extra flip
+    padding = (2, -1, 1, 3, 0, 1)
+    got = U.upfirdn_3d(tf.constant(x), f, up=up, down=down, padding=padding, gain=1.7, impl=impl)
+    want = R.upfirdn_3d_ref(x, f, up=up, down=down, padding=padding, gain=1.7)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(_np(got), want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_flip_filter_and_int_padding(flip):
+    rng = np.random.default_rng(1)
+    x = _rand(rng, 1, 7, 6, 5, 3)
+    f = [1.0, 2.0, 4.0, 0.5]
+    got = U.upfirdn_3d(tf.constant(x), f, up=2, down=(1, 2, 1), padding=1, flip_filter=flip)
+    want = R.upfirdn_3d_ref(x, f, up=2, down=(1, 2, 1), padding=1, flip_filter=flip)
+    np.testing.assert_allclose(_np(got), want, rtol=1e-10, atol=1e-10)
+    other = R.upfirdn_3d_ref(x, f, up=2, down=(1, 2, 1), padding=1, flip_filter=not flip)
+    assert np.abs(want - other).max() > 1e-3  # the flag really matters for asymmetric taps
+
+
+@pytest.mark.parametrize("factor", [2, (2, 2, 1), (1, 3, 2)])
+def test_resampling_helpers_match_reference(factor):
+    rng = np.random.default_rng(2)
+    x = _rand(rng, 2, 6, 6, 6, 2)
+    f = U.setup_filter(F4)
+    for pad in (0, (1, 0, 2)):
+        np.testing.assert_allclose(_np(U.upsample_3d(tf.constant(x), f, factor, padding=pad, gain=2)),
+                                   R.upsample_3d_ref(x, f, factor, padding=pad, gain=2), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_np(U.downsample_3d(tf.constant(x), f, factor, padding=pad)),
+                                   R.downsample_3d_ref(x, f, factor, padding=pad), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(U.filter_3d(tf.constant(x), f, padding=1)), R.filter_3d_ref(x, f, padding=1),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_output_sizes_and_untouched_axes():
+    x = tf.random.normal([1, 8, 6, 5, 1])
+    f = U.setup_filter(F4)
+    assert U.upsample_3d(x, f, (2, 2, 1)).shape == (1, 16, 12, 5, 1)
+    assert U.downsample_3d(x, f, (2, 2, 1)).shape == (1, 4, 3, 5, 1)
+    assert U.filter_3d(x, f).shape == x.shape
+    # An axis that is not resampled is not blurred either: a W-only ramp passes unchanged.
+    ramp = tf.tile(tf.reshape(tf.range(5, dtype=tf.float32), [1, 1, 1, 5, 1]), [1, 8, 6, 1, 1])
+    up = U.upsample_3d(ramp, f, (2, 2, 1))
+    np.testing.assert_allclose(_np(up)[0, 4:12, 3:9, :, 0], np.broadcast_to(np.arange(5.0), (8, 6, 5)), atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2, (2, 2, 1)])
+def test_constant_volume_stays_constant_in_interior(factor):
+    f = U.setup_filter(F4)
+    x = tf.fill([1, 8, 8, 8, 2], 0.75)
+    up = _np(U.upsample_3d(x, f, factor))
+    np.testing.assert_allclose(up[:, 2:-2, 2:-2, 2:-2], 0.75, rtol=1e-6)  # factor**3 gain, not factor**2
+    down = _np(U.downsample_3d(x, f, factor))
+    np.testing.assert_allclose(down[:, 1:-1, 1:-1, 1:-1], 0.75, rtol=1e-6)
+
+
+@pytest.mark.parametrize("up", [2, (2, 2, 1), (1, 2, 3)])
+@pytest.mark.parametrize("k", [3, 1])
+def test_upsample_conv_matches_reference_and_composition(up, k):
+    rng = np.random.default_rng(3)
+    x = _rand(rng, 2, 4, 5, 3, 3)
+    w = _rand(rng, k, k, k, 3, 4)  # random, so any kernel axis left unflipped shows
+    f = U.setup_filter(F4)
+    got = _np(U.upsample_conv_3d(tf.constant(x), tf.constant(w), f, up=up))
+    np.testing.assert_allclose(got, R.upsample_conv_3d_ref(x, w, f, up=up), rtol=1e-9, atol=1e-9)
+    unfused = _np(conv3d(U.upsample_3d(tf.constant(x), f, up), tf.constant(w), "SAME"))
+    assert got.shape == unfused.shape
+    m = k // 2  # pad once (StyleGAN2): only the outermost layer may differ from the unfused composition
+    inner = (slice(None), *(slice(m, s - m) for s in got.shape[1:4]))
+    np.testing.assert_allclose(got[inner], unfused[inner], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("down", [2, (2, 2, 1)])
+@pytest.mark.parametrize("k", [3, 1])
+def test_conv_downsample_matches_reference_and_composition(down, k):
+    rng = np.random.default_rng(4)
+    x = _rand(rng, 2, 10, 8, 6, 3)
+    w = _rand(rng, k, k, k, 3, 2)
+    f = U.setup_filter(F4)
+    got = _np(U.conv_downsample_3d(tf.constant(x), tf.constant(w), f, down=down))
+    np.testing.assert_allclose(got, R.conv_downsample_3d_ref(x, w, f, down=down), rtol=1e-9, atol=1e-9)
+    unfused = _np(U.downsample_3d(conv3d(tf.constant(x), tf.constant(w), "SAME"), f, down))
+    assert got.shape == unfused.shape
+    m = 0 if k == 1 else 1
+    inner = (slice(None), *(slice(m, s - m) for s in got.shape[1:4]))
+    np.testing.assert_allclose(got[inner], unfused[inner], rtol=1e-9, atol=1e-9)
+
+
+def test_gradients_numerically():
+    rng = np.random.default_rng(5)
+    f = [1.0, 2.0, 0.5]
+    x = tf.constant(_rand(rng, 1, 2, 3, 2, 1))
+    w = tf.constant(_rand(rng, 3, 3, 1, 1, 2))
+    cases = [
+        (lambda x: U.upfirdn_3d(x, f, up=(2, 1, 2), down=(1, 2, 1), padding=(1, 0, 2, -1, 1, 1)), [x]),
+        (lambda x: U.upfirdn_3d(x, f, up=2, down=(1, 2, 1), impl="dense"), [x]),
+        (lambda x, w: U.upsample_conv_3d(x, w, U.setup_filter(F4), up=(2, 1, 1)), [x, w]),
+        (lambda x, w: U.conv_downsample_3d(x, w, U.setup_filter(F4), down=(2, 1, 2)), [x, w]),
+    ]
+    for fn, args in cases:
+        theoretical, numerical = tf.test.compute_gradient(tf.function(fn), args)
+        for t, n in zip(theoretical, numerical, strict=True):
+            np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["separable", "dense"])
+def test_gradient_is_adjoint_of_reference(impl):
+    # upfirdn is linear in x: <d/dx sum(op(x) * v), x2> must equal <ref(x2), v> for any x2.
+    rng = np.random.default_rng(6)
+    x, x2 = _rand(rng, 2, 5, 4, 6, 2), _rand(rng, 2, 5, 4, 6, 2)
+    kw = dict(up=(2, 1, 2), down=(1, 2, 2), padding=(2, -1, 0, 1, 1, 2), gain=3.0)
+    f = [0.5, 1.0, 2.0, 1.5]
+    v = _rand(rng, *R.upfirdn_3d_ref(x, f, **kw).shape)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(U.upfirdn_3d(xt, f, impl=impl, **kw) * v)
+    grad = _np(tape.gradient(loss, xt))
+    np.testing.assert_allclose(np.sum(grad * x2), np.sum(R.upfirdn_3d_ref(x2, f, **kw) * v), rtol=1e-10)
+
+
+def test_float16_keeps_dtype_and_tf_function_with_dynamic_batch():
+    f = U.setup_filter(F4)
+    x32 = tf.random.normal([2, 4, 4, 4, 3], seed=1)
+    w32 = tf.random.normal([3, 3, 3, 3, 2], seed=2)
+    y16 = U.upsample_conv_3d(tf.cast(x32, tf.float16), tf.cast(w32, tf.float16), f)
+    assert y16.dtype == tf.float16
+    np.testing.assert_allclose(_np(tf.cast(y16, tf.float32)), _np(U.upsample_conv_3d(x32, w32, f)), atol=0.05)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 4, 3])])
+    def down_up(x):
+        return U.downsample_3d(U.upsample_3d(x, f, (2, 1, 2)), f, (2, 1, 2))
+
+    assert down_up(x32).shape == x32.shape
+
+
+def test_bad_arguments_raise():
+    x = tf.zeros([1, 4, 4, 4, 1])
+    with pytest.raises(ValueError, match="padding"):
+        U.upfirdn_3d(x, F4, padding=(1, 2))
+    with pytest.raises(ValueError, match="leaves nothing"):
+        U.upfirdn_3d(x, [1], padding=-2)
+    with pytest.raises(ValueError, match="shorter"):
+        U.upfirdn_3d(x, F4, padding=-1, impl="dense")
+    with pytest.raises(ValueError, match="up"):
+        U.upfirdn_3d(x, F4, up=0)
+    with pytest.raises(ValueError, match="NDHWC"):
+        U.upfirdn_3d(tf.zeros([4, 4, 4, 1]), F4)

@@ -1,0 +1,424 @@
+"""The training loop: networks, losses and Adam under a tf.distribute strategy; ticks, snapshots, checkpoints.
+
+Structure as StyleGAN2-ADA: each batch runs the phases Gmain, Greg (every G_reg_interval), Dmain, Dreg (every
+D_reg_interval), then the G EMA update. Only the chief writes (run dir, log, TensorBoard, checkpoints,
+snapshots, metrics). Resume is exact: optimiser slots, EMA, w_avg, pl_mean, counters and the RNG are in the
+checkpoint, and the data stream restarts at every checkpoint from a seed derived from the image count, so a
+run resumed from a checkpoint sees the same batches as one that never stopped.
+"""
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from dnnlib import EasyDict, UserError
+from dnnlib.fileutil import atomic_write_text
+from dnnlib.logging_util import Logger
+from dnnlib.run_dir import next_run_dir
+from training import snapshot as snap_io
+from training import tb_log
+from training.dataset import load_manifest, make_dataset
+from training.loss import StyleGAN2Loss, lazy_regularization_ratio
+from training.train_options import check_resume_compatible, load_run_options
+from training.train_state import Adam, TrainState, copy_weights, ema_beta
+from training.train_step import TrainSteps
+
+
+class TrainingDiverged(UserError):
+    """A loss or gradient became NaN/Inf: the run stops, the last good checkpoint stays."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategy.
+
+
+def make_strategy(name="auto"):
+    """auto: multi-worker if TF_CONFIG names several tasks, mirrored if >1 GPU, else the default (one device)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = "multi_worker" if _tf_config_tasks() > 1 else ("mirrored" if len(gpus) > 1 else "default")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"--strategy={name!r}: choose auto, one_device, mirrored or multi_worker")
+
+
+def _tf_config_tasks():
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except ValueError:
+        raise UserError("TF_CONFIG is not valid JSON") from None
+    return sum(len(v) for v in cluster.values())
+
+
+def is_chief(strategy):
+    ext = strategy.extended
+    return bool(getattr(ext, "should_checkpoint", True))
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def peak_memory_gb():
+    """Peak resident memory of this process (and the GPU peak when there is one), in GiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    text = f"{rss:.2f}GB"
+    if tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(Exception):
+            text += f" gpu {tf.config.experimental.get_memory_info('GPU:0')['peak'] / 2**30:.2f}GB"
+    return rss, text
+
+
+def format_time(s):
+    s = int(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s // 60 % 60:02d}m"
+
+
+def data_seed(seed, cur_nimg):
+    # A new but reproducible shuffle after every checkpoint: a resumed run sees the same stream.
+    return int((int(seed) * 1_000_003 + int(cur_nimg)) % (2**31 - 1))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop finishes the step, checkpoints and exits cleanly."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading_main():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # second signal: give up waiting
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nreceived {signal.Signals(signum).name}: finishing this step, then checkpointing", flush=True)
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def threading_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def restore_checkpoint(ckpt, manager, prefix, log):
+    """Restore `prefix`; if it is torn (killed mid-write, truncated), fall back to older intact checkpoints."""
+    candidates = [prefix] + [p for p in reversed(manager.checkpoints) if p != prefix] if manager else [prefix]
+    errors = []
+    for p in candidates:
+        try:
+            ckpt.read(p).assert_existing_objects_matched()
+            if p != prefix:
+                log(f"warning: checkpoint {prefix} is unreadable ({errors[0]}); resumed from {p} instead")
+            return p
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            errors.append(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__)
+    raise UserError(f"--resume: no readable checkpoint ({prefix}: {errors[0]})")
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop.
+
+
+def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=print):
+    """Train as `opts` (from train_options.build_options) says. Returns EasyDict(run_dir, snapshot_dir, ...)."""
+    opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, JSON-clean
+    strategy = strategy or make_strategy(opts.strategy)
+    chief = is_chief(strategy)
+    manifest = load_manifest(opts.data)
+    resumed_opts = load_run_options(opts.resume_run) if opts.get("resume") else None
+
+    # Run directory: a new results/NNNNN-desc, or the resumed run's own directory when continuing its latest
+    # checkpoint. Non-chief workers get a scratch directory they delete at the end.
+    tmp_dirs = []
+    if dry_run:
+        run_dir = None
+    elif not chief:
+        run_dir = tempfile.mkdtemp(prefix="stylegan3d-worker-")
+        tmp_dirs.append(run_dir)
+    elif opts.get("resume") and _is_latest(opts.resume_run, opts.resume):
+        run_dir = opts.resume_run
+    else:
+        run_dir = next_run_dir(opts.outdir, opts.desc + ("-resume" if opts.get("resume") else ""))
+    opts.run_dir = run_dir
+
+    logger = Logger(os.path.join(run_dir, "log.txt"), "a") if (chief and run_dir) else None
+    try:
+        return _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log_fn)
+    finally:
+        if logger is not None:
+            logger.close()
+        for d in tmp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _is_latest(run_dir, prefix):
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return latest is not None and os.path.abspath(latest) == os.path.abspath(prefix)
+
+
+def _build(opts, strategy):
+    from training.networks import Discriminator, Generator
+
+    tf.random.set_seed(opts.seed)
+    lk = opts.loss_kwargs
+    with strategy.scope():
+        G = Generator(**opts.G_kwargs)
+        D = Discriminator(**opts.D_kwargs)
+        G_ema = Generator(**opts.G_kwargs)
+        copy_weights(G_ema, G)
+        opt = {}
+        for name, module, interval in (("G", G, lk.G_reg_interval), ("D", D, lk.D_reg_interval)):
+            kw = EasyDict(opts[f"{name}_opt_kwargs"])
+            # Lazy regularisation: the reg phase runs every `interval` steps; correct lr and betas (StyleGAN2).
+            ratio = lazy_regularization_ratio(interval)
+            opt[name] = Adam(module.trainable_variables, lr=kw.lr * ratio, beta_1=kw.beta_1**ratio,
+                             beta_2=kw.beta_2**ratio, epsilon=kw.epsilon, name=f"{name}_opt")
+    # The RNG and counters live outside the strategy: every worker draws the same global stream.
+    state = TrainState(opts.seed, loss_scale=opts.precision == "mixed_fp16", name="state")
+    loss = StyleGAN2Loss(G, D, **opts.loss_kwargs)
+    return G, D, G_ema, opt["G"], opt["D"], state, loss
+
+
+def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log):
+    start_time = time.time()
+    G, D, G_ema, G_opt, D_opt, state, loss = _build(opts, strategy)
+    opts.G_kwargs = json.loads(json.dumps(G.get_config()))  # the loader rebuilds Generator(**G_kwargs)
+    opts.D_kwargs = json.loads(json.dumps(D.get_config()))
+    if resumed_opts is not None:
+        check_resume_compatible(opts, resumed_opts)
+    B = int(opts.batch_size)
+    steps = TrainSteps(strategy, G, D, G_opt, D_opt, loss, state, B, xla=opts.xla)
+    run_dir = opts.run_dir
+
+    ckpt = tf.train.Checkpoint(G=G, D=D, G_ema=G_ema, G_opt=G_opt, D_opt=D_opt, state=state)
+    manager = None
+    if run_dir is not None:
+        manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "checkpoints"),
+                                             max_to_keep=opts.keep_checkpoints, checkpoint_name="ckpt")
+    if opts.get("resume"):
+        used = restore_checkpoint(ckpt, manager if run_dir == opts.resume_run else None, opts.resume, log)
+        log(f"Resumed from {used} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, step {int(state.batch_idx.numpy())}")
+
+    if chief and run_dir:
+        opts.save_json(os.path.join(run_dir, "training_options.json"))
+        atomic_write_text(os.path.join(run_dir, "dataset.json"), EasyDict(manifest).to_json() + "\n")
+
+    if dry_run or chief:
+        log(f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}")
+    if dry_run:
+        from training.networks import summary
+
+        log(summary(G))
+        log(summary(D))
+
+    def data_iter():
+        seed = data_seed(opts.seed, int(state.cur_nimg.numpy()))
+
+        def fn(ctx):
+            return make_dataset(opts.data, B, shuffle=opts.data_shuffle, repeat=True, mirror=opts.mirror,
+                                seed=seed, input_context=ctx)
+
+        return iter(strategy.distribute_datasets_from_function(fn))
+
+    # Fixed latents and a batch of reals for the snapshot pictures.
+    snap_inputs = snap_io.SnapshotInputs(G, opts.samples, opts.seed)
+    reals_np = None
+    if chief and not dry_run:
+        reals_np, labels = next(iter(make_dataset(opts.data, opts.samples, shuffle=False, repeat=False,
+                                                  drop_remainder=False)))
+        reals_np = reals_np.numpy()
+        snap_inputs = snap_io.SnapshotInputs(G, opts.samples, opts.seed, labels=labels.numpy())
+    affine = np.asarray(manifest.affine, np.float64)
+    geometry = {k: manifest[k] for k in ("shape", "spacing", "affine", "orientation", "mirror_axis") if k in manifest}
+
+    writer = tf.summary.create_file_writer(run_dir) if (chief and run_dir) else None
+    total_nimg = int(round(opts.total_kimg * 1000))
+    tick_nimg = max(1, int(round(opts.kimg_per_tick * 1000)))
+    it = data_iter()
+
+    if dry_run:
+        reals, c = next(it)
+        for phase, _ in steps.phases:
+            t0 = time.time()
+            steps(phase, reals, c)
+            t1 = time.time()
+            steps(phase, reals, c)
+            log(f"dry run: phase {phase:<6} first call {t1 - t0:.2f}s (trace), then {time.time() - t1:.3f}s/step")
+        log("dry run: nothing written")
+        return EasyDict(run_dir=None, snapshot_dir=None, cur_nimg=0)
+
+    log(f"Training for {opts.total_kimg:g} kimg on {strategy.num_replicas_in_sync} replica(s), batch {B}; "
+        f"run directory {run_dir}" + ("" if chief else " (worker scratch)"))
+    tick_start_nimg = int(state.cur_nimg.numpy())
+    tick_start_time = time.time()
+    maintenance = time.time() - start_time
+    sums, counts = {}, {}
+    last_snapshot = None
+    done = int(state.cur_nimg.numpy()) >= total_nimg
+    steps_this_call = 0
+    tty = sys.__stderr__ is not None and sys.__stderr__.isatty()
+
+    with _StopFlag() as stop:
+        while not done:
+            reals, c = next(it)
+            batch_idx = int(state.batch_idx.numpy())
+            for phase, interval in steps.phases:
+                if interval > 1 and batch_idx % interval:
+                    continue
+                out = steps(phase, reals, c)
+                _check_finite(out, phase, batch_idx, int(state.cur_nimg.numpy()), opts, manager)
+                for k, v in out.items():
+                    if k.startswith("Loss/"):
+                        sums[k] = sums.get(k, 0.0) + v
+                        counts[k] = counts.get(k, 0) + 1
+            beta = ema_beta(B, opts.ema_kimg, opts.ema_rampup, int(state.cur_nimg.numpy()))
+            steps.ema(G_ema, beta)
+            state.cur_nimg.assign_add(B)
+            state.batch_idx.assign_add(1)
+            steps_this_call += 1
+            cur_nimg = int(state.cur_nimg.numpy())
+            done = cur_nimg >= total_nimg or (max_steps is not None and steps_this_call >= max_steps)
+            if tty and chief:
+                frac = min(1.0, (cur_nimg - tick_start_nimg) / tick_nimg)
+                print(f"\r  tick {int(state.cur_tick.numpy())}: {frac:4.0%} ({cur_nimg / 1000:.3f} kimg)",
+                      end="", file=sys.__stderr__, flush=True)
+            if stop.signum is not None:
+                if manager is not None:
+                    path = _save(manager, state, chief)
+                    log(f"stopped by {signal.Signals(stop.signum).name} at kimg {cur_nimg / 1000:.3f}; "
+                        f"checkpoint {path}; resume with --resume={run_dir}")
+                return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=True)
+            if not done and cur_nimg < tick_start_nimg + tick_nimg:
+                continue
+
+            # ---- tick ----
+            if tty and chief:
+                print("\r", end="", file=sys.__stderr__)
+            tick_end = time.time()
+            tick_time = tick_end - tick_start_time
+            kimg_done = (cur_nimg - tick_start_nimg) / 1000
+            sec_per_kimg = tick_time / max(kimg_done, 1e-9)
+            state.cur_tick.assign_add(1)
+            cur_tick = int(state.cur_tick.numpy())
+            _, mem = peak_memory_gb()
+            means = {k: sums[k] / counts[k] for k in sums}
+            log(f"tick {cur_tick:<4d} kimg {cur_nimg / 1000:<8.3f} time {format_time(tick_end - start_time):<9s} "
+                f"sec/tick {tick_time:<6.1f} sec/kimg {sec_per_kimg:<7.1f} maintenance {maintenance:<5.1f} "
+                f"peak_mem {mem}  " + " ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(means.items())))
+            if writer is not None:
+                with writer.as_default():
+                    step = cur_nimg
+                    for k, v in means.items():
+                        tb_log.scalar(k, v, step)
+                    tb_log.scalar("Progress/kimg", cur_nimg / 1000, step)
+                    tb_log.scalar("Progress/pl_mean", float(state.pl_mean.numpy()), step)
+                    tb_log.scalar("Progress/lr_G", float(G_opt.lr.numpy()), step)
+                    tb_log.scalar("Progress/lr_D", float(D_opt.lr.numpy()), step)
+                    tb_log.scalar("Timing/sec_per_kimg", sec_per_kimg, step)
+                    tb_log.scalar("Timing/sec_per_tick", tick_time, step)
+                    tb_log.scalar("Timing/maintenance_sec", maintenance, step)
+                    if state.loss_scale.enabled:
+                        tb_log.scalar("Progress/loss_scale", float(state.loss_scale.scale.numpy()), step)
+            sums, counts = {}, {}
+
+            # ---- snapshot, checkpoint, metrics ----
+            maint_start = time.time()
+            if done or cur_tick % opts.snap == 0:
+                if chief:
+                    last_snapshot = _snapshot(opts, run_dir, cur_nimg, G_ema, snap_inputs, reals_np, affine,
+                                              geometry, writer)
+                path = _save(manager, state, chief)
+                if chief:
+                    log(f"snapshot {last_snapshot}; checkpoint {path}")
+                if chief and opts.metrics:
+                    _metrics(opts, run_dir, G_ema, writer, cur_nimg, last_snapshot, log)
+                it = data_iter()  # restart the stream at the checkpoint (exact resume)
+            if writer is not None:
+                writer.flush()
+            tick_start_nimg, tick_start_time = cur_nimg, time.time()
+            maintenance = tick_start_time - maint_start
+
+    if chief:
+        log(f"Done: {cur_nimg / 1000:.3f} kimg in {format_time(time.time() - start_time)}.")
+        if last_snapshot:
+            log(f"Samples (NIfTI + PNG) are in {last_snapshot}")
+    return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=False)
+
+
+def _save(manager, state, chief):
+    # Every worker saves (MultiWorkerMirroredStrategy may need them all); non-chiefs write to scratch dirs.
+    # CheckpointManager writes the 'checkpoint' index last, so a kill mid-save leaves the previous one current.
+    return manager.save(checkpoint_number=int(state.batch_idx.numpy()))
+
+
+def _check_finite(out, phase, batch_idx, cur_nimg, opts, manager):
+    if out["loss_finite"] and (out["grads_finite"] or opts.precision == "mixed_fp16"):
+        return
+    bad = [k for k, v in out.items() if k.startswith("Loss/") and not np.isfinite(v)]
+    term = ", ".join(bad) if bad else ("the objective" if not np.isfinite(out["objective"]) else
+                                        f"the gradients of phase {phase}")
+    last = manager.latest_checkpoint if manager is not None else None
+    raise TrainingDiverged(f"non-finite value at step {batch_idx} (kimg {cur_nimg / 1000:.3f}), phase {phase}: "
+                           f"{term} is NaN/Inf; training stopped without saving. Last good checkpoint: "
+                           f"{last or 'none yet'}")
+
+
+def _snapshot(opts, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer):
+    snap_dir = os.path.join(run_dir, "snapshots", f"{cur_nimg // 1000:06d}")
+    fakes = snap_io.generate_fakes(G_ema, inputs)
+    options = {k: opts[k] for k in ("config", "G_kwargs", "data", "spacing_mm", "img_shape")}
+    snap_io.write_snapshot(snap_dir, fakes, reals, affine, G_ema=G_ema, geometry=geometry, options=options)
+    if writer is not None:
+        with writer.as_default():
+            tb_log.image("Images/fakes_mid_slices", snap_io.mid_slice_image(fakes)[0], cur_nimg)
+    return snap_dir
+
+
+def _metrics(opts, run_dir, G_ema, writer, cur_nimg, snap_dir, log):
+    from metrics import metric_main
+
+    # TensorBoard values are written here (tb_log works without the tensorboard package).
+    results = metric_main.calc_metrics(opts.metrics, G=G_ema, dataset_dir=opts.data, run_dir=run_dir,
+                                       tb_writer=None, step=cur_nimg, snapshot=snap_dir, num=opts.metric_num,
+                                       batch=min(8, opts.metric_num))
+    log(metric_main.format_table(results))
+    if writer is not None:
+        with writer.as_default():
+            for r in results:
+                for k, v in r.results.items():
+                    tb_log.scalar(f"Metrics/{k}", v, cur_nimg)
