@@ -9,7 +9,8 @@
 
 --input is a folder (searched recursively; DICOM series folders count as one scan), a glob pattern
 ("scans/**/*.nii.gz", quote it) or a list file (.txt, one path per line). Formats: NIfTI, MGH/MGZ,
-MHA/MHD, NRRD, DICOM. The logic lives in training/dataset_create.py, dataset_ops.py, demo_data.py.
+MHA/MHD, NRRD, DICOM. --source/--dest (and --outdir) are aliases of --input/--output.
+The logic lives in training/dataset_create.py, dataset_ops.py, demo_data.py.
 """
 
 import os
@@ -68,6 +69,10 @@ def define_flags(fv=FLAGS):
            enum_values=["demo", "2mm"])
     define("integer", "num_volumes", None, "demo: number of volumes (default 200).")
     define("bool", "progress", True, "Show a progress bar.")
+    # Names used by StyleGAN2-ADA's dataset_tool and by our other front ends.
+    flags.DEFINE_alias("source", "input", flag_values=fv)
+    flags.DEFINE_alias("dest", "output", flag_values=fv)
+    flags.DEFINE_alias("outdir", "output", flag_values=fv)
 
 
 def parse_triple(text, flag, kind=float):

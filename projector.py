@@ -269,33 +269,40 @@ def _file_stem(path):
 
 def find_manifest(network_path, data_dir=None):
     """The dataset manifest whose pipeline preprocesses image targets: --data's, else the run's copy
-    (dataset.json in the network path or up to three folders above it: run dir, checkpoint, snapshot SavedModel)."""
+    (dataset.json in the network path or up to three folders above it: run dir, checkpoint, snapshot SavedModel).
+    A run's copy has no shards beside it, so it is read as plain JSON: only its geometry and pipeline are used."""
     from training import dataset
 
     if data_dir:
         return dataset.load_manifest(data_dir)
     p = os.path.abspath(str(network_path))
+    p = p if os.path.isdir(p) else os.path.dirname(p)
     for _ in range(4):
-        cand = os.path.join(p if os.path.isdir(p) else os.path.dirname(p), "dataset.json")
+        cand = os.path.join(p, "dataset.json")
         if os.path.isfile(cand):
-            return dataset.load_manifest(os.path.dirname(cand))
+            try:
+                m = EasyDict.load_json(cand)
+            except (OSError, ValueError) as e:
+                raise UserError(f"{cand}: unreadable dataset manifest ({e})") from None
+            if "shape" not in m or "spacing" not in m:
+                raise UserError(f"{cand}: dataset manifest lacks shape/spacing; pass --data=<dataset folder>")
+            return m
         p = os.path.dirname(p)
     raise UserError(f"--target: image files are preprocessed with the training dataset's pipeline, but no "
                     f"dataset.json was found at or above {network_path}; pass --data=<dataset folder>")
 
 
 def file_targets(paths, manifest):
-    from training import preprocess, volume_io
+    """Image files preprocessed exactly as the dataset was (preprocess.preprocess_like_manifest)."""
+    from training import preprocess
 
     out = []
     for path in paths:
-        native, native_affine = volume_io.read_volume(path)
         arr, affine, transform = preprocess.preprocess_like_manifest(path, manifest)
         vol = np.asarray(arr, np.float32)
         vol = vol[..., None] if vol.ndim == 3 else vol
         out.append(EasyDict(name=_file_stem(path), volume=vol * 2 - 1, label=None, path=str(path),
-                            native_shape=native.shape, native_affine=native_affine, transform=transform,
-                            affine=np.asarray(affine, np.float64)))
+                            transform=transform, affine=np.asarray(affine, np.float64)))
     return out
 
 
@@ -359,7 +366,7 @@ def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400)):
     draw.rectangle([left, top, w - right, h - bottom], outline="black")
     for frac in (0.0, 0.5, 1.0):
         y = top + (1 - frac) * (h - top - bottom)
-        draw.text((5, y - 6), f"1e{lo + frac * (hi - lo):.1f}", fill="black")
+        draw.text((5, y - 6), f"{10 ** (lo + frac * (hi - lo)):.3g}", fill="black")
         x = left + frac * (w - left - right)
         draw.text((x - 10, h - bottom + 5), str(int(round(frac * n)) + 1), fill="black")
     draw.text((left, h - 18), "step", fill="black")
@@ -422,11 +429,12 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
     proj_unit, tgt_unit = generation.to_unit_range(proj), generation.to_unit_range(tgt)
     generation.write_volume(os.path.join(out, "projected.nii.gz"), proj, affine, uint8)
     generation.write_volume(os.path.join(out, "target.nii.gz"), tgt, affine, uint8)
-    if target.get("path"):
-        native = to_native_grid(proj_unit[..., 0], affine, target)
+    if target.get("transform") is not None:
         from training import volume_io
 
-        volume_io.write_nifti(os.path.join(out, "projected_native.nii.gz"), native, target.native_affine)
+        native, native_affine = to_native_grid(proj_unit[..., 0], affine, target.transform)
+        native, units = to_source_intensity(native, target.transform)
+        volume_io.write_nifti(os.path.join(out, "projected_native.nii.gz"), native, native_affine)
     np.save(os.path.join(out, "latent.npy"), result.ws[i])
     np.savez(os.path.join(out, "noise.npz"), *[n[i] for n in result.noise])
     curve = result.curve
@@ -436,18 +444,50 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
     comparison_png(os.path.join(out, "comparison.png"), tgt_unit, proj_unit)
     metrics = {k: float(v) for k, v in reconstruction_metrics(tgt_unit, proj_unit, data_range=1.0).items()}
     metrics["grid"] = "dataset"  # metrics are measured on the dataset grid, in [0, 1]
+    if target.get("transform") is not None:
+        metrics["native_intensity"] = units
     if target.get("true_ws") is not None:
         metrics["w_rmse"] = float(np.sqrt(np.mean((result.ws[i] - target.true_ws) ** 2)))
     atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def to_native_grid(volume_unit, dataset_affine, target):
-    """Resample a dataset-grid volume [D,H,W] back into the target file's own grid and affine (linear)."""
-    from training import preprocess
+def to_native_grid(volume, dataset_affine, transform, fill=0.0):
+    """Resample a dataset-grid volume [D,H,W] back into the source file's own grid (linear interpolation).
 
-    return preprocess.resample_to_native(volume_unit, dataset_affine, target.native_shape, target.native_affine,
-                                         target.transform)
+    Inverts what preprocessing recorded in `transform`: reorientation and crop/resample keep world
+    coordinates, so a source voxel's world point is looked up directly in the dataset grid; with registration
+    the point is first carried into template space (x_fixed = inv(fixed_to_moving) @ x_source).
+    Returns (array [source_shape], source_affine).
+    """
+    from scipy import ndimage
+
+    shape = tuple(int(s) for s in transform["source_shape"][:3])
+    src_affine = np.asarray(transform["source_affine"], np.float64)
+    world_to_data = np.linalg.inv(np.asarray(dataset_affine, np.float64))
+    reg = transform.get("registration")
+    if reg:
+        world_to_data = world_to_data @ np.linalg.inv(np.asarray(reg["fixed_to_moving_ras"], np.float64))
+    m = world_to_data @ src_affine  # source voxel -> dataset voxel
+    out = np.empty(shape, np.float32)
+    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    base = m[:3, 0:1] * ii.ravel() + m[:3, 1:2] * jj.ravel() + m[:3, 3:4]
+    for k in range(shape[2]):  # slab by slab: bounded memory for 1 mm scans
+        coords = base + m[:3, 2:3] * k
+        out[:, :, k] = ndimage.map_coordinates(np.asarray(volume, np.float32), coords, order=1, mode="constant",
+                                               cval=fill).reshape(shape[:2])
+    return out, src_affine
+
+
+def to_source_intensity(volume01, transform):
+    """Undo the dataset's linear intensity normalisation (clip [lo, hi] -> [0, 1]), so the projection written
+    in the scan's own grid is also in the scan's own units. Returns (volume, description of the units)."""
+    clip = (transform.get("intensity") or {}).get("clip")
+    if not clip:
+        return volume01, "[0, 1] (the dataset's)"
+    lo, hi = float(clip[0]), float(clip[1])
+    vol = (lo + np.asarray(volume01, np.float64) * (hi - lo)).astype(np.float32)
+    return vol, f"source units: [0, 1] -> [{lo:g}, {hi:g}]"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -477,8 +517,13 @@ def run_projection(opts):
                                                                                          "random"), c)
     if not targets:
         raise UserError("nothing to project: give --target, --data with --indices, or --target_seeds")
+    want = (*tuple(int(s) for s in G.img_shape), int(G.img_channels))
     for t, name in zip(targets, _unique_names([t.name for t in targets]), strict=True):
         t.name = name
+        if tuple(t.volume.shape) != want:
+            src = t.get("path") or opts.get("data") or "the dataset"
+            raise UserError(f"{src}: target {name} has shape {tuple(t.volume.shape)} on the dataset grid, but the "
+                            f"network makes {want}; use the dataset (--data) the network was trained on")
     seed_affine = generation.output_affine(geometry, G.img_shape) if opts.get("target_seeds") else None
 
     popts = {k: opts[k] for k in default_options() if k in opts}

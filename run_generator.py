@@ -15,6 +15,9 @@ from absl import app, flags
 from dnnlib.cli import parse_int_ranges, run_main
 from dnnlib.errors import UserError
 
+# Also in training.generation.COMMANDS; repeated here so flag errors are reported without importing TensorFlow.
+COMMANDS = ("generate", "style-mix", "interpolate", "average")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
 flags.DEFINE_string("outdir", None, "Output directory (must not exist unless --overwrite).")
@@ -22,8 +25,10 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
 flags.DEFINE_string("seeds", None, "Seeds, e.g. 0-9,20 (generate, interpolate, average).")
 flags.DEFINE_string("row_seeds", None, "style-mix: seeds of the rows (they give the styles not replaced).")
 flags.DEFINE_string("col_seeds", None, "style-mix: seeds of the columns (they give the styles in --styles).")
-flags.DEFINE_string("styles", "coarse", "style-mix: ws taken from the column seed: coarse, middle, fine "
-                    "(named by resolution; listed in the error for a bad value), all, none, or ranges like 0-3.")
+flags.DEFINE_string("styles", "coarse", "style-mix: ws taken from the column seed: a preset (coarse, middle, "
+                    "fine: lowest, middle, highest third of the resolutions), a resolution or range such as "
+                    "10x12x14 or 5x6x7-10x12x14, ws index ranges such as 0-3, all, or none. A bad value lists "
+                    "the network's presets with their resolutions.")
 flags.DEFINE_float("psi", 0.5, "Truncation psi (1 = none).")
 flags.DEFINE_integer("truncation_cutoff", None, "Truncate only the first N ws (default: all).")
 flags.DEFINE_enum("noise_mode", None, ["random", "const", "none"],
@@ -43,8 +48,9 @@ flags.DEFINE_bool("save_frames", False, "interpolate: also write every frame as 
 
 def build_options(argv, f=FLAGS):
     """Validate flags for the chosen command and resolve them into the options object."""
+    import os
+
     from dnnlib import EasyDict
-    from training.generation import COMMANDS
 
     args = argv[1:]
     if len(args) != 1 or args[0] not in COMMANDS:
@@ -53,6 +59,8 @@ def build_options(argv, f=FLAGS):
     for name in ("network", "outdir"):
         if not f[name].value:
             raise UserError(f"--{name} is required")
+    if os.path.exists(f.outdir) and not f.overwrite:
+        raise UserError(f"--outdir={f.outdir} already exists; pass --overwrite to replace it")
     opts = EasyDict(command=cmd, network=f.network, outdir=f.outdir, overwrite=f.overwrite, psi=f.psi,
                     truncation_cutoff=f.truncation_cutoff, noise_seed=f.noise_seed, class_idx=f.class_idx,
                     batch=f.batch, uint8=f.uint8)
@@ -88,9 +96,9 @@ def build_options(argv, f=FLAGS):
 
 
 def main(argv):
+    opts = build_options(argv)  # validate before importing TensorFlow: flag errors come back fast
     from training.generation import run_command
 
-    opts = build_options(argv)
     summary = run_command(opts)
     print(f"{opts.command}: wrote {summary.outdir}")
 

@@ -16,7 +16,8 @@ from dnnlib.cli import run_main
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix (<run>/checkpoints/ckpt-N) or SavedModel.")
 flags.DEFINE_string("data", None, "Dataset directory of the reals (made by dataset_tool.py).")
-flags.DEFINE_list("metrics", ["fid_slices", "kid", "mmd", "ms_ssim"], "Comma-separated metric names.")
+flags.DEFINE_list("metrics", ["fid_slices", "kid", "mmd", "ms_ssim"],
+                  "Comma-separated metric names; --metrics=list prints them with descriptions.")
 flags.DEFINE_integer("num", 100, "Number of fakes (and at most as many reals).")
 flags.DEFINE_integer("batch", 4, "Volumes per batch.")
 flags.DEFINE_string("feature_weights", None, "InceptionV3 weights file (Keras notop .h5); 'random' = plumbing only.")
@@ -38,6 +39,11 @@ flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl 
 def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.metrics == ["list"]:
+        from metrics import metric_main
+
+        print(metric_main.describe_metrics())
+        return
     if not FLAGS.network:
         raise UserError("--network is required (a run directory, checkpoint or SavedModel)")
     for name in ("num", "batch"):

@@ -6,9 +6,10 @@
 
 Image targets (any format the dataset tool reads) are preprocessed with exactly the training dataset's
 pipeline (dataset.json of --data, else the one in the run directory). Per target, a folder with:
-projected.nii.gz (dataset grid), projected_native.nii.gz (image targets: the file's own grid and affine),
-target.nii.gz, latent.npy [num_ws, w_dim], noise.npz, loss.csv, loss.png, comparison.png (target /
-projection / 4x |difference|), metrics.json (PSNR, SSIM, NRMSE on the dataset grid, [0, 1]).
+projected.nii.gz (dataset grid, [0, 1]), projected_native.nii.gz (image targets: back in the file's own grid,
+affine and intensity units), target.nii.gz, latent.npy [num_ws, w_dim], noise.npz, loss.csv, loss.png,
+comparison.png (target / projection / 4x |difference|), metrics.json (PSNR, SSIM, NRMSE on the dataset grid,
+in [0, 1]).
 The logic lives in projector.py.
 """
 
@@ -59,6 +60,8 @@ def build_options(argv, f=FLAGS):
     for name in ("network", "outdir"):
         if not f[name].value:
             raise UserError(f"--{name} is required")
+    if os.path.exists(f.outdir) and not f.overwrite:
+        raise UserError(f"--outdir={f.outdir} already exists; pass --overwrite to replace it")
     if not (f.target or f.indices or f.target_seeds):
         raise UserError("nothing to project: give --target, --data with --indices, or --target_seeds")
     if f.indices and not f.data:
@@ -92,9 +95,9 @@ def build_options(argv, f=FLAGS):
 
 
 def main(argv):
+    opts = build_options(argv)  # validate before importing TensorFlow: flag errors come back fast
     import projector
 
-    opts = build_options(argv)
     summary = projector.run_projection(opts)
     print(f"projected {len(summary)} target(s) into {opts.outdir}")
 

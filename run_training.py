@@ -41,6 +41,8 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_
                   "tf.distribute strategy; auto = multi_worker with TF_CONFIG, mirrored with >1 GPU, else one device.")
 flags.DEFINE_bool("lazy_reg", True, "Lazy regularisation (G every 4, D every 16 steps, lr/beta corrected); "
                   "--nolazy_reg adds the regularisers on every step as the original did.")
+flags.DEFINE_float("max_minutes", None, "Stop (with a final snapshot) after this many minutes of training "
+                   "(default: 11 for the no-flag demo, --config=demo without --kimg; else no limit).")
 flags.DEFINE_integer("samples", 8, "Sample volumes written per snapshot.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the last K).")
 flags.DEFINE_bool("dry_run", False, "Build everything, print options, networks and one step's timing; write nothing.")
@@ -48,7 +50,7 @@ flags.DEFINE_bool("summary", False, "Print the per-layer table and parameter tot
 
 OPTION_FLAGS = ("data", "config", "outdir", "batch", "kimg", "kimg_per_tick", "gamma", "r2_gamma", "mirror", "snap",
                 "metrics", "metric_num", "resume", "seed", "precision", "xla", "strategy", "lazy_reg", "samples",
-                "keep_checkpoints")
+                "keep_checkpoints", "max_minutes")
 
 
 def config_summary(config):

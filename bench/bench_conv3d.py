@@ -21,6 +21,7 @@ from dnnlib.ops import upfirdn_3d as U  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small shapes only (about a minute).")
 flags.DEFINE_integer("repeats", 3, "Timed runs per op (best is reported).")
+flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "resample"], "Which parts to run.")
 flags.DEFINE_string("shapes", None, "Comma-separated CxDxHxWxN conv shapes (Cin = Cout = C), overriding the presets.")
 
 # Shapes the configs use: channels x D x H x W x batch.
@@ -64,6 +65,7 @@ def bench_conv_shape(c, spatial, n, k, repeats):
             input=x, filter_sizes=ksize, out_backprop=dy, strides=[1] * 5, padding="SAME")),
     }
     pads = C.explicit_pads("SAME", (k, k, k))
+    default_fg = C.get_filter_grad_impl()
     for impl in C.FILTER_GRAD_IMPLS:
         if impl == "tf":
             continue
@@ -98,7 +100,7 @@ def bench_conv_shape(c, spatial, n, k, repeats):
         results[f"fwd+bwd conv3d impl={impl}" + (f" (dw {best_fg[1]})" if impl == "fast" else "")] = best_time(
             tf.function(train_step(impl)), repeats)
     C.set_impl("auto")
-    C.set_filter_grad_impl("tf")
+    C.set_filter_grad_impl(default_fg)
     fwd = results["forward tf.nn.conv3d"]
     print(f"\n{k}x{k}x{k} conv, {c} ch @ {'x'.join(map(str, spatial))} b{n}: {flops / 1e9:.2f} GFLOP per conv")
     print(f"  {'op':45s} {'time s':>8s} {'GFLOP/s':>8s} {'vs fwd':>7s}")
@@ -169,12 +171,17 @@ def main(_):
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"conv3d impl auto -> {C._resolved_impl()}")
     t0 = time.time()
-    for c, spatial, n in shapes:
-        bench_conv_shape(c, spatial, n, 3, FLAGS.repeats)
-    bench_1x1(64, 64, (20, 24, 28) if FLAGS.quick else (40, 48, 56), 2, FLAGS.repeats)
-    bench_1x1(32, 1, (40, 48, 56) if FLAGS.quick else (80, 96, 112), 2, FLAGS.repeats)
-    bench_upfirdn(16, (20, 24, 28) if FLAGS.quick else (40, 48, 56), 2, FLAGS.repeats)
-    bench_resample_conv(32, (10, 12, 14) if FLAGS.quick else (20, 24, 28), 2, FLAGS.repeats)
+    sections = set(FLAGS.sections)
+    if "conv" in sections:
+        for c, spatial, n in shapes:
+            bench_conv_shape(c, spatial, n, 3, FLAGS.repeats)
+    if "1x1" in sections:
+        bench_1x1(64, 64, (20, 24, 28) if FLAGS.quick else (40, 48, 56), 2, FLAGS.repeats)
+        bench_1x1(32, 1, (40, 48, 56) if FLAGS.quick else (80, 96, 112), 2, FLAGS.repeats)
+    if "upfirdn" in sections:
+        bench_upfirdn(16, (20, 24, 28), 2, FLAGS.repeats)  # dense is slow: keep this small
+    if "resample" in sections:
+        bench_resample_conv(32, (10, 12, 14) if FLAGS.quick else (20, 24, 28), 2, FLAGS.repeats)
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

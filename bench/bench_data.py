@@ -34,6 +34,7 @@ flags.DEFINE_integer("read_volumes", 256, "Volumes to read per read-rate measure
 flags.DEFINE_list("step_configs", ["demo", "Gorig-Dres-R2-3d-2mm-base567"], "Configs for the step rate.")
 flags.DEFINE_integer("step_batch", 2, "Batch for the paper (2 mm) step config.")
 flags.DEFINE_integer("workers", None, "Worker processes for conversion (default: all cores).")
+flags.DEFINE_list("parts", ["create", "demo", "read", "step"], "Measurements to run (read needs demo).")
 
 
 def make_scans(folder, n, seed=0):
@@ -59,22 +60,32 @@ def make_scans(folder, n, seed=0):
     return paths
 
 
+def _cpu_seconds():
+    """CPU time of this process and its finished children (pool workers): unlike wall time, it barely
+    depends on how many other jobs share the machine."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def convert_rate(paths, out, workers):
     from training import preprocess
     from training.dataset_create import create_dataset
 
     opts = preprocess.default_options(spacing=[2.0, 2.0, 2.0])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     m = create_dataset(paths, out, opts, workers=workers, overwrite=True, verbose=False, log=lambda s: None)
-    return m["num_volumes"] / (time.perf_counter() - t0)
+    n = m["num_volumes"]
+    return n / (time.perf_counter() - t0), (_cpu_seconds() - c0) / n
 
 
 def demo_rate(out, res, n, workers):
     from training.demo_data import build_demo_dataset
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     build_demo_dataset(out, res=res, num_volumes=n, workers=workers, overwrite=True, verbose=False)
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (_cpu_seconds() - c0) / n
 
 
 def read_rate(path, volumes, batch=8):
@@ -103,31 +114,45 @@ def step_rate(name, batch):
     return h.batch / t, tuple(h.G.img_shape), h.batch
 
 
+class _Rows(list):
+    """Table rows that are also logged as they are measured (long runs show partial results)."""
+
+    def append(self, row):
+        super().append(row)
+        common.log(f"  {row[0]}: {row[1]:.3g} volumes/s {row[2]}")
+
+
 def main(_argv):
     f = FLAGS
     n_scans, n_demo, n_read = (4, 8, 64) if f.quick else (f.num_scans, f.num_demo, f.read_volumes)
     print(common.machine_line())
-    rows = []
+    rows = _Rows()
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
-        common.log(f"writing {n_scans} synthetic 1 mm scans")
-        scans = make_scans(tmp, n_scans)
         workers = f.workers or os.cpu_count()
-        r_all = convert_rate(scans, os.path.join(tmp, "ds2mm"), workers)
-        rows.append([f"create 1mm->2mm 80x96x112, {workers} workers", r_all, ""])
-        if not f.quick:
-            r_one = convert_rate(scans, os.path.join(tmp, "ds2mm_1"), 1)
-            rows.append(["create 1mm->2mm 80x96x112, 1 worker", r_one, f"x{r_all / r_one:.2f} with {workers}"])
-        common.log("demo sets")
-        demo4 = os.path.join(tmp, "demo4")
-        demo2 = os.path.join(tmp, "demo2")
-        rows.append([f"demo build 4 mm 40x48x56 ({n_demo} vols)", demo_rate(demo4, "demo", n_demo, workers), ""])
-        rows.append([f"demo build 2 mm 80x96x112 ({n_demo} vols)", demo_rate(demo2, "2mm", n_demo, workers), ""])
-        common.log("read rates")
-        read2 = read_rate(demo2, n_read)
-        read4 = read_rate(demo4, n_read)
-        rows.append(["read make_dataset 80x96x112 batch 8", read2, ""])
-        rows.append(["read make_dataset 40x48x56 batch 8", read4, ""])
-        for name in f.step_configs:
+        if "create" in f.parts:
+            common.log(f"writing {n_scans} synthetic 1 mm scans")
+            scans = make_scans(tmp, n_scans)
+            r_all, cpu = convert_rate(scans, os.path.join(tmp, "ds2mm"), workers)
+            rows.append([f"create 1mm->2mm 80x96x112, {workers} workers", r_all, f"{cpu:.2f} CPU s/vol"])
+            if not f.quick:
+                r_one, cpu = convert_rate(scans, os.path.join(tmp, "ds2mm_1"), 1)
+                rows.append(["create 1mm->2mm 80x96x112, 1 worker", r_one,
+                             f"{cpu:.2f} CPU s/vol; x{r_all / r_one:.2f} with {workers}"])
+        read2 = read4 = None
+        if "demo" in f.parts:
+            common.log("demo sets")
+            demo4 = os.path.join(tmp, "demo4")
+            demo2 = os.path.join(tmp, "demo2")
+            for res, path, label in (("demo", demo4, "4 mm 40x48x56"), ("2mm", demo2, "2 mm 80x96x112")):
+                rate, cpu = demo_rate(path, res, n_demo, workers)
+                rows.append([f"demo build {label} ({n_demo} vols)", rate, f"{cpu:.3f} CPU s/vol"])
+            if "read" in f.parts:
+                common.log("read rates")
+                read2 = read_rate(demo2, n_read)
+                read4 = read_rate(demo4, n_read)
+                rows.append(["read make_dataset 80x96x112 batch 8", read2, ""])
+                rows.append(["read make_dataset 40x48x56 batch 8", read4, ""])
+        for name in f.step_configs if "step" in f.parts else []:
             common.log(f"step rate {name}")
             try:
                 rate, shape, batch = step_rate(name, f.step_batch)

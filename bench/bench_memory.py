@@ -9,7 +9,7 @@ Peak RSS only grows, so every measurement runs in a fresh subprocess of this scr
 The regulariser batch is not shrunk here (pl_batch_shrink=1): Greg then holds as many volumes as the
 other phases, so the per-volume figure is an upper bound for every phase.
 
-    python -m bench.bench_memory --quick        # demo config (seconds)
+    python -m bench.bench_memory --quick        # demo-tiny config (a few minutes on a loaded machine)
     python -m bench.bench_memory                # 2 mm training at batch 1 and 2; generation at 2 mm and 1 mm
 """
 
@@ -29,9 +29,10 @@ from dnnlib import UserError  # noqa: E402
 from dnnlib.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Demo config only (checks the script quickly).")
+flags.DEFINE_bool("quick", False, "demo-tiny config only (checks the script quickly).")
 flags.DEFINE_string("train_config", "Gorig-Dres-3d-2mm-base567", "Config of the training-step measurement.")
-flags.DEFINE_list("train_batches", ["1", "2"], "Batch sizes of the training-step measurement (two give the slope).")
+flags.DEFINE_list("train_batches", ["1", "2"], "Batch sizes of the training-step measurement (two give the slope; "
+                  "empty skips it).")
 flags.DEFINE_list("gen_configs", ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"], "Generation configs.")
 flags.DEFINE_integer("gen_repeats", 2, "Timed generation calls after the first (median).")
 flags.DEFINE_float("budget_gib", 24.0, "Memory budget for the largest-batch extrapolation.")
@@ -101,27 +102,28 @@ def _gib(b):
 
 
 def parent():
-    train_cfg = "demo" if FLAGS.quick else FLAGS.train_config
-    gen_cfgs = ["demo"] if FLAGS.quick else FLAGS.gen_configs
+    train_cfg = "demo-tiny" if FLAGS.quick else FLAGS.train_config
+    gen_cfgs = ["demo-tiny"] if FLAGS.quick else FLAGS.gen_configs
     try:
         batches = sorted({int(b) for b in FLAGS.train_batches})
     except ValueError:
         raise UserError(f"--train_batches={FLAGS.train_batches}: expected integers") from None
-    if not batches or batches[0] < 1:
-        raise UserError("--train_batches must be positive integers")
+    if batches and batches[0] < 1:
+        raise UserError("--train_batches must be positive integers (or empty to skip the training step)")
     print(f"bench_memory | {common.machine_line()}")
     print(f"command: python -m bench.bench_memory {' '.join(sys.argv[1:])}")
 
-    rows, peaks = [], {}
+    rows, peaks, after_build = [], {}, {}
     for b in batches:
         common.log(f"training step {train_cfg} batch {b} (fresh process) ...")
         r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}")
         if "error" in r:
             rows.append([f"train {train_cfg}", b, "failed", "-", "-", r["error"][:120]])
             continue
-        peaks[b] = r["peak"]
+        peaks[b], after_build[b] = r["peak"], r["after_build"]
         which = max(r["phases"], key=lambda p: r["phases"][p])
-        rows.append([f"train {train_cfg}", b, _gib(r["after_build"]), _gib(r["peak"]), _gib(r["peak"]) / b,
+        rows.append([f"train {train_cfg}", b, _gib(r["after_build"]), _gib(r["peak"]),
+                     _gib(r["peak"] - r["after_build"]) / b,
                      f"peak reached in {which}; " + " ".join(f"{p}={s:.0f}s" for p, s in r["seconds"].items())])
     for name in gen_cfgs:
         common.log(f"generation {name} (fresh process) ...")
@@ -129,11 +131,12 @@ def parent():
         if "error" in r:
             rows.append([f"generate {name}", 1, "failed", "-", "-", r["error"][:120]])
             continue
-        rows.append([f"generate {name}", 1, _gib(r["after_build"]), _gib(r["peak"]), _gib(r["peak"]),
+        rows.append([f"generate {name}", 1, _gib(r["after_build"]), _gib(r["peak"]), _gib(r["peak"] - r["after_build"]),
                      f"{r['volumes_per_s']:.3f} volumes/s ({r['seconds']:.2f}s each; "
                      f"first call {r['first_call']:.1f}s)"])
     print()
-    common.print_table(rows, ["measurement", "batch", "GiB after build", "peak GiB", "peak GiB/volume", "notes"])
+    common.print_table(rows, ["measurement", "batch", "GiB after build", "peak GiB", "(peak-build)/volume GiB",
+                              "notes"])
     if len(peaks) >= 2:
         b0, b1 = min(peaks), max(peaks)
         slope = (peaks[b1] - peaks[b0]) / (b1 - b0)
@@ -146,6 +149,12 @@ def parent():
                   f"{b0} and {b1})")
         else:
             print(f"\ntraining step {train_cfg}: peak did not grow from batch {b0} to {b1} (noise); no extrapolation")
+    elif len(peaks) == 1:
+        (b0, p0), = peaks.items()
+        per = (p0 - after_build[b0]) / b0
+        fit = math.floor((FLAGS.budget_gib * common.GIB - after_build[b0]) / per) if per > 0 else 0
+        print(f"\ntraining step {train_cfg}: at most {_gib(per):.2f} GiB per volume (peak minus after-build at batch "
+              f"{b0}); largest batch in {FLAGS.budget_gib:g} GiB: at least {max(fit, 0)} (conservative)")
     print(f"\ndone | {common.load_line()}")
 
 

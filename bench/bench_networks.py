@@ -14,6 +14,7 @@ filters and elementwise ops are left out (they are small next to the 3x3x3 convs
 
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -94,7 +95,7 @@ def bench_config(name, batch, repeats):
     in_shape, kernel = largest_conv(G)
     peak = conv_gflops(in_shape, kernel, batch, repeats=5 if np.prod(in_shape) < 2e6 else 2)
     print(f"\n== {name}  img {G.img_shape}  batch {batch}")
-    print(f"tf.nn.conv3d forward at {[batch, *in_shape]} x {list(kernel)}: {peak:.1f} GFLOP/s")
+    print(f"tf.nn.conv3d forward at {[batch, *in_shape]} x {list(kernel)}: {peak:.1f} GFLOP/s", flush=True)
 
     z = tf.random.normal([batch, G.z_dim])
     img = tf.random.normal([batch, *G.img_shape, G.img_channels])
@@ -117,8 +118,10 @@ def bench_config(name, batch, repeats):
         trace, first, t = time_fn(fn, [arg], repeats)
         achieved = flops / t / 1e9
         rows.append((label, flops, trace, first, t, achieved))
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
         print(f"{label} fwd+bwd: {flops / 1e9:9.1f} GFLOP  trace {trace:5.1f} s  first run {first:7.2f} s  "
-              f"timed {t:7.2f} s  -> {achieved:6.1f} GFLOP/s = {achieved / peak:5.1%} of conv3d forward")
+              f"timed {t:7.2f} s  -> {achieved:6.1f} GFLOP/s = {achieved / peak:5.1%} of conv3d forward  "
+              f"(process peak RSS {peak_rss:.1f} GiB)", flush=True)
     return rows
 
 

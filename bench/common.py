@@ -25,6 +25,7 @@ def machine_line():
     import psutil
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # the per-shape peak timers retrace on purpose: silence that warning
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -203,10 +204,10 @@ class StepHarness:
         iv = self.intervals[phase]
         return 1.0 / iv if iv else 1.0
 
-    def time_phases(self, warmup=1, repeats=3, progress=True):
-        """{phase: median seconds} and the lazy-averaged step seconds."""
+    def time_phases(self, warmup=1, repeats=3, progress=True, phases=None):
+        """{phase: median seconds} and the lazy-averaged step seconds (over the phases timed)."""
         out = {}
-        for phase in self.phases:
+        for phase in [p for p in self.phases if phases is None or p in phases]:
             t0 = time.perf_counter()
             self.trace(phase)
             if progress:
@@ -215,3 +216,26 @@ class StepHarness:
             if progress:
                 log(f"  {phase}: {out[phase]:.3f}s")
         return out, sum(t * self.weight(p) for p, t in out.items())
+
+
+def paired_seconds(base, other, phases, repeats=3):
+    """Interleaved A/B timing of two traced, warmed harnesses over `phases` (weighted per step).
+
+    On a shared machine the load drifts by minutes; alternating base and other and taking the median of the
+    pairwise differences cancels most of it. Returns (median base seconds, median other seconds, median
+    difference base - other).
+    """
+    tb, to, diff = [], [], []
+    for _ in range(max(1, repeats)):
+        pair = []
+        for h in (base, other):
+            t = 0.0
+            for p in phases:
+                t0 = time.perf_counter()
+                h.run(p)
+                t += (time.perf_counter() - t0) * h.weight(p)
+            pair.append(t)
+        tb.append(pair[0])
+        to.append(pair[1])
+        diff.append(pair[0] - pair[1])
+    return statistics.median(tb), statistics.median(to), statistics.median(diff)

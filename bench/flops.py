@@ -225,15 +225,17 @@ def step_flops(cfg, batch=None, c_dim=0, img_channels=1, convs_only=False):
     return sum(f * w[p] for p, f in phase_flops(cfg, batch, c_dim, img_channels, convs_only).items())
 
 
-def conv_work(cfg, batch=None, c_dim=0, img_channels=1):
+def conv_work(cfg, batch=None, c_dim=0, img_channels=1, phases=None):
     """{shape_key: FLOPs per averaged step} for every distinct conv shape of the step (multipliers applied).
 
     With a forward GFLOP/s measured at each key, sum(flops / rate) is the time the step's convolutions
-    would take if every gradient ran at forward speed: the benchmark's "peak" time.
+    would take if every gradient ran at forward speed: the benchmark's "peak" time. phases: restrict to these.
     """
     w = phase_weights(cfg)
     work = {}
     for phase, terms in phase_terms(cfg, batch, c_dim, img_channels).items():
+        if phases is not None and phase not in phases:
+            continue
         for layers, n, mult in terms:
             for layer in layers:
                 if layer.is_conv:

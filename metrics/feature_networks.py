@@ -177,7 +177,8 @@ def _keras_fn(path, layer):
         names = [lyr.name for lyr in model.layers]
         if layer not in names:
             raise UserError(f"--feature_layer={layer!r} is not a layer of {path}; layers: {', '.join(names)}")
-        model = keras.Model(model.inputs, model.get_layer(layer).output)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # keep the single-tensor call form
+        model = keras.Model(inputs, model.get_layer(layer).output)
     return (lambda x: model(x, training=False)), f"Keras model {os.path.basename(path)}:{layer or 'output'}", model
 
 

@@ -67,4 +67,5 @@ def fid_slices(opts):
 
 def slice_info(opts, reals, fakes, net):
     return {"features": net.description, "comparable": net.comparable, "slice_step": opts.slice_step or "middle",
+            "image_size": opts.inception_size,
             "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)}

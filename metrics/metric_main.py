@@ -43,6 +43,12 @@ def list_metrics():
     return sorted(METRICS)
 
 
+def describe_metrics():
+    """One line per metric: name and what it computes."""
+    width = max(len(n) for n in METRICS)
+    return "\n".join(f"{n.ljust(width)}  {DESCRIPTIONS[n]}" for n in list_metrics())
+
+
 def check_metric_names(names):
     unknown = [n for n in names if n not in METRICS]
     if unknown:
@@ -78,8 +84,10 @@ def run_metric(name, opts):
     start = time.time()
     results = METRICS[name](opts)
     total = time.time() - start
+    settings = {k: opts[k] for k in ("num", "batch", "seed", "psi", "noise_mode")}
     return EasyDict(metric=name, results={k: float(v) for k, v in results.items()}, info=dict(opts.info),
-                    num=opts.num, total_time=total, total_time_str=f"{total:.1f}s", timestamp=time.time())
+                    num=opts.num, options=settings, total_time=total, total_time_str=f"{total:.1f}s",
+                    timestamp=time.time())
 
 
 def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, step=None, snapshot=None,
@@ -89,8 +97,8 @@ def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, 
     out = []
     for name in names:
         result = run_metric(name, opts)
-        if network_source is None and isinstance(G, str | os.PathLike):
-            network_source = os.fspath(G)
+        if network_source is None:
+            network_source = os.fspath(G) if isinstance(G, str | os.PathLike) else getattr(G, "source", None)
         report_metric(result, run_dir=run_dir, tb_writer=tb_writer, step=step, snapshot=snapshot,
                       network=network_source)
         out.append(result)
@@ -107,7 +115,7 @@ def calc_metric(name, G=None, dataset_dir=None, num=100, batch=4, feature_weight
 def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None, network=None):
     """Append the result as a JSON line to <run_dir>/metric-<name>.jsonl; log scalars to TensorBoard."""
     if run_dir is not None:
-        line = dict(result, snapshot=snapshot, network=network)
+        line = dict(result, snapshot=snapshot, network=network, step=step)
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, f"metric-{result.metric}.jsonl"), "a") as f:
             f.write(json.dumps(line, sort_keys=True, default=str) + "\n")
@@ -165,6 +173,8 @@ def preflight(names, feature_weights=None, feature_network=None, **_):
 
 
 def is_run_dir(path):
+    if not isinstance(path, str | os.PathLike):
+        return False
     return os.path.isdir(path) and (os.path.isdir(os.path.join(path, "checkpoints"))
                                     or os.path.isfile(os.path.join(path, "training_options.json")))
 
@@ -186,7 +196,7 @@ def run_command(opts):
                            network_source=opts.network, **kwargs)
     print(format_table(results))
     if opts.get("json"):
-        atomic_write_text(opts.json, json.dumps({"network": opts.network, "data": os.fspath(opts.data),
+        atomic_write_text(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
                                                  "options": kwargs, "results": results},
                                                 indent=2, sort_keys=True, default=str) + "\n")
         print(f"wrote {opts.json}")

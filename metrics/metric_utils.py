@@ -6,9 +6,9 @@ z_dim, c_dim and __call__(z, c, psi=, noise_mode=) -> [N,D,H,W,C] in [-1,1]): z 
 labels (conditional networks) drawn from the reals, outputs clipped to [-1, 1] as when written to disk.
 
 Real-side results (features, statistics) are cached on disk under <dataset>/.cache (or opts.cache_dir), keyed by
-a hash of the manifest's file checksums, the feature network id, the number of volumes and the options, so a
-second evaluation of the same dataset skips the reals. Results from random-weight networks are never cached.
-Within one session (several metrics of one evaluation) features are also memoised in memory.
+a hash of the manifest (with its file checksums) and shard files, the feature network id, the number of volumes
+and the options, so a second evaluation of the same dataset skips the reals. Results from random-weight networks
+are never cached. Within one session (several metrics of one evaluation) features are also memoised in memory.
 """
 
 import contextlib
@@ -37,18 +37,20 @@ def resolve_generator(G):
 
 
 def dataset_key(reals):
-    """Hash of a dataset directory's manifest (file checksums, shape); None for an in-memory tf.data.Dataset."""
+    """Hash of a dataset directory: its whole manifest (source-file checksums, geometry, normalisation) plus the
+    names, sizes and modification times of its shards, so a dataset rewritten in place gets a new key.
+    None for an in-memory tf.data.Dataset (not cached)."""
     if not isinstance(reals, str | os.PathLike):
         return None
     from training.dataset import load_manifest
 
-    m = load_manifest(os.fspath(reals))
-    content = {
-        "files": sorted(str(f.get("sha256", "")) for f in m.get("files", [])),
-        "shape": list(m.get("shape", [])),
-        "num_volumes": m.get("num_volumes"),
-        "normalisation": m.get("normalisation"),
-    }
+    root = os.fspath(reals)
+    m = load_manifest(root)
+    shards = []
+    for name in m.get("shards", []):
+        st = os.stat(os.path.join(root, name))
+        shards.append([name, st.st_size, st.st_mtime_ns])
+    content = {"manifest": m, "shards": shards}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -99,19 +101,30 @@ def _label_batches(opts, G):
         yield np.asarray(c, np.float32)
 
 
+def _generator_fn(opts):
+    """G's forward pass; a tf.Module generator is traced once per session (batches are padded to a fixed size)."""
+    key = ("generator_fn",)
+    if key not in opts.session:
+        G = opts.G
+        fn = lambda z, c: G(z, c, psi=opts.psi, noise_mode=opts.noise_mode)  # noqa: E731
+        opts.session[key] = tf.function(fn) if isinstance(G, tf.Module) else fn
+    return opts.session[key]
+
+
 def iterate_fakes(opts, num=None):
     """Yield float32 NumPy batches [b,D,H,W,C] in [-1,1] from opts.G, `num` (default opts.num) in all."""
     num = opts.num if num is None else num
-    G = opts.G
-    z_all = np.random.RandomState(opts.seed).randn(num, G.z_dim).astype(np.float32)
+    G, b = opts.G, opts.batch
+    total = -(-num // b) * b  # whole batches: one static shape; the first `num` latents do not depend on b
+    z_all = np.random.RandomState(opts.seed).randn(total, G.z_dim).astype(np.float32)
     labels = _label_batches(opts, G)
-    for i in range(0, num, opts.batch):
-        z = z_all[i : i + opts.batch]
-        c = next(labels)[: z.shape[0]]
-        if c.shape[0] < z.shape[0]:
-            raise UserError(f"label batches are smaller than --batch={opts.batch}")
-        img = G(tf.constant(z), tf.constant(c) if G.c_dim else None, psi=opts.psi, noise_mode=opts.noise_mode)
-        yield np.clip(np.asarray(img, np.float32), -1.0, 1.0)
+    gen = _generator_fn(opts)
+    for i in range(0, num, b):
+        c = next(labels)
+        if c.shape[0] < b:
+            raise UserError(f"label batches are smaller than --batch={b}")
+        img = gen(tf.constant(z_all[i : i + b]), tf.constant(c[:b]) if G.c_dim else None)
+        yield np.clip(np.asarray(img, np.float32)[: num - i], -1.0, 1.0)
 
 
 COUNT = "_num_volumes"

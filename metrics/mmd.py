@@ -165,9 +165,7 @@ def _voxel_pass(opts, keep_vectors):
             del pending[0][:8], pending[1][:8]
         if not live[0]:
             pending[1].clear()  # no reals left to pair them with
-    if not batch8.values:
-        raise ValueError("mmd_linear_batch8 needs at least 8 reals and 8 fakes")
-    out = {"mmd_linear_batch8": batch8.value(), "mmd_linear_unbiased": unbiased.value(),
+    out = {"mmd_linear_batch8": batch8.value() if batch8.values else None, "mmd_linear_unbiased": unbiased.value(),
            "num_reals": unbiased.count[0], "num_fakes": unbiased.count[1], "batches8": len(batch8.values)}
     if keep_vectors:
         out["mmd_gaussian_median"], out["sigma"] = mmd_gaussian_median(np.concatenate(kept[0]),
@@ -176,10 +174,18 @@ def _voxel_pass(opts, keep_vectors):
     return out
 
 
-def _voxel_metric(opts, names):
+def _voxel_metric(opts, names, batch8_required=True):
     out = _voxel_pass(opts, keep_vectors="mmd_gaussian_median" in names)
+    if out["mmd_linear_batch8"] is None and "mmd_linear_batch8" in names:
+        if batch8_required:
+            from dnnlib import UserError
+
+            raise UserError(f"mmd_linear_batch8 needs at least 8 reals and 8 fakes; got {out['num_reals']} reals and "
+                            f"{out['num_fakes']} fakes (raise --num)")
+        names = [n for n in names if n != "mmd_linear_batch8"]
+        opts.info["mmd_linear_batch8"] = "left out: fewer than 8 reals or fakes"
     opts.info.update({"space": "voxels in [0,1]", "num_reals": out["num_reals"], "num_fakes": out["num_fakes"]})
-    if "mmd_linear_batch8" in names:
+    if out["mmd_linear_batch8"] is not None and "mmd_linear_batch8" in names:
         opts.info["batches_of_8"] = out["batches8"]
     if "mmd_gaussian_median" in names:
         opts.info["sigma"] = out["sigma"]
@@ -187,8 +193,8 @@ def _voxel_metric(opts, names):
 
 
 def mmd_metric(opts):
-    """All three voxel variants."""
-    return _voxel_metric(opts, VOXEL_VARIANTS)
+    """All three voxel variants (mmd_linear_batch8 left out, with a note, below 8 volumes)."""
+    return _voxel_metric(opts, VOXEL_VARIANTS, batch8_required=False)
 
 
 def mmd_linear_batch8_metric(opts):

@@ -195,6 +195,11 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert (tmp_path / "ds" / "keep.txt").read_text() == "mine"
     dataset_tool.run("create", _opts(input=str(tmp_path / "scans"), output=str(tmp_path / "ds"), overwrite=True))
     assert not (tmp_path / "ds" / "keep.txt").exists() and (tmp_path / "ds" / "dataset.json").exists()
+    # Ordinary permissions (umask applies), not the private ones of temporary files: others may read it.
+    mask = vio.current_umask()
+    assert os.stat(tmp_path / "ds").st_mode & 0o777 == 0o777 & ~mask
+    for name in os.listdir(tmp_path / "ds"):
+        assert os.stat(tmp_path / "ds" / name).st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_labels_from_csv_and_subject_split(tmp_path):
@@ -263,7 +268,7 @@ def test_command_line_exit_codes(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     tool = os.path.join(REPO, "dataset_tool.py")
     r = subprocess.run(
-        [sys.executable, tool, "create", f"--input={tmp_path}", f"--output={tmp_path}/ds", "--shape=64x64x64"],
+        [sys.executable, tool, "create", f"--source={tmp_path}", f"--dest={tmp_path}/ds", "--shape=64x64x64"],
         capture_output=True,
         text=True,
         env=env,
@@ -273,3 +278,38 @@ def test_command_line_exit_codes(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run([sys.executable, tool, "frobnicate"], capture_output=True, text=True, env=env, cwd=REPO)
     assert r.returncode == 2 and "create | info" in r.stderr
+
+
+def test_input_discovery_folder_glob_and_mhd(tmp_path):
+    from training.dataset_inputs import find_inputs
+
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    v = _head((20, 22, 24), 0)
+    nib.save(nib.Nifti1Image(v, RAS4), str(scans / "a.nii.gz"))
+    nib.save(nib.Nifti1Image(v, RAS4), str(scans / "sub" / "b.nii"))
+    _write_sitk(scans / "sub" / "c.mhd", v, LPS4)  # writes c.mhd + c.raw: one input
+    (scans / "notes.txt").write_text("not an image")
+    paths, root = find_inputs(str(scans))
+    assert [os.path.relpath(p, scans) for p in paths] == ["a.nii.gz", "sub/b.nii", "sub/c.mhd"]
+    assert root == str(scans)
+    paths, _ = find_inputs(str(scans / "**" / "*.nii*"))
+    assert sorted(os.path.basename(p) for p in paths) == ["a.nii.gz", "b.nii"]
+    with pytest.raises(UserError, match="no such folder"):
+        find_inputs(str(tmp_path / "missing"))
+
+
+def test_label_encoding_round_trips(tmp_path):
+    from training.dataset_labels import LabelTable, decode_labels
+
+    (tmp_path / "l.csv").write_text("path,site,grade,age\nx.nii.gz,A,1,30\ny.nii.gz,B,2,50\nz.nii.gz,A,2,\n")
+    t = LabelTable(tmp_path / "l.csv", categorical=["site", "grade"], continuous=["age"])
+    assert t.c_dim == 5 and t.filename_column == "path"
+    c, subject = t.lookup(str(tmp_path / "y.nii.gz"), str(tmp_path))
+    assert subject is None
+    np.testing.assert_allclose(c, [0, 1, 0, 1, 1.0])  # site B, grade 2, age (50 - 40) / 10
+    assert decode_labels(t.schema(), c) == {"site": "B", "grade": "2", "age": 50.0}
+    with pytest.raises(UserError, match="'age' is empty"):
+        t.lookup(str(tmp_path / "z.nii.gz"), str(tmp_path))
+    with pytest.raises(UserError, match="no row"):
+        t.lookup(str(tmp_path / "w.nii.gz"), str(tmp_path))

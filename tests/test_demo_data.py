@@ -95,6 +95,11 @@ def test_default_demo_dataset_is_built_once(tmp_path, monkeypatch):
     assert dataset.load_manifest(p1).synthetic is True
     with pytest.raises(UserError, match="unknown"):
         dataset.default_demo_dataset(res="7mm")
+    (tmp_path / "data" / "demo-2mm").mkdir()
+    (tmp_path / "data" / "demo-2mm" / "mine.txt").write_text("not a dataset")
+    with pytest.raises(UserError, match="remove it"):
+        dataset.default_demo_dataset(res="2mm")
+    assert (tmp_path / "data" / "demo-2mm" / "mine.txt").exists()
 
 
 def test_without_nilearn_the_message_says_what_to_install(monkeypatch):
@@ -103,3 +108,15 @@ def test_without_nilearn_the_message_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(UserError, match="pip install nilearn"):
         demo_data.load_template()
+
+
+def test_separable_upsampling_matches_map_coordinates():
+    f = np.random.default_rng(0).random((2, 5, 6, 7)).astype(np.float32)
+    shape = (20, 24, 21)
+    grid = np.stack(
+        np.meshgrid(
+            *[(np.arange(s) + 0.5) * c / s - 0.5 for s, c in zip(shape, f.shape[1:], strict=True)], indexing="ij"
+        )
+    )
+    ref = np.stack([ndimage.map_coordinates(x, grid, order=1, mode="nearest") for x in f])
+    np.testing.assert_allclose(demo_data._upsample(f, shape), ref, atol=1e-6)

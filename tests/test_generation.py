@@ -87,6 +87,11 @@ def test_presets_split_resolutions_low_to_high(G):
     assert generation.parse_styles("0-1,5", G) == [0, 1, 5]
     assert generation.parse_styles("all", G) == list(range(6))
     assert generation.parse_styles("none", G) == []
+    assert generation.parse_styles("10x12x14", G) == [1, 2]
+    assert generation.parse_styles("5x6x7-10x12x14", G) == [0, 1, 2]
+    assert generation.parse_styles("coarse,5", G) == [0, 5]
+    with pytest.raises(UserError, match="not a resolution"):
+        generation.parse_styles("40x48x56", G)
     with pytest.raises(UserError, match="out of range"):
         generation.parse_styles("4-9", G)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy import ndimage, signal
 
 from metrics import ms_ssim as ms
@@ -79,12 +80,16 @@ def test_legacy_kwon_matches_numpy_reference(vols):
 
 def test_reflect_filter_equals_scipy_even_when_window_exceeds_axis():
     rng = np.random.default_rng(1)
-    x = rng.uniform(size=(5, 4, 9))  # 13-tap window on axes shorter than the window
-    taps = ms.scipy_gaussian_window(1.5, 4.0)
-    out = np.einsum("ij,jkl->ikl", ms.filter_matrix(5, taps, "reflect"), x)
-    out = np.einsum("ij,kjl->kil", ms.filter_matrix(4, taps, "reflect"), out)
-    out = np.einsum("ij,klj->kli", ms.filter_matrix(9, taps, "reflect"), out)
-    np.testing.assert_allclose(out, ndimage.gaussian_filter(x, 1.5, truncate=4.0, mode="reflect"), atol=1e-12)
+    x = rng.uniform(size=(2, 5, 4, 9))  # 13-tap window on axes shorter than the window
+    got = ms.filter_3d(tf.constant(x, tf.float32), ms.scipy_gaussian_window(1.5, 4.0), "reflect").numpy()
+    for b in range(2):
+        np.testing.assert_allclose(got[b], ndimage.gaussian_filter(x[b], 1.5, truncate=4.0, mode="reflect"), atol=1e-6)
+
+
+def test_valid_filter_equals_fftconvolve():
+    x = np.random.default_rng(4).uniform(size=(1, 9, 10, 11))
+    got = ms.filter_3d(tf.constant(x, tf.float32), ms.gaussian_window(5), "valid").numpy()
+    np.testing.assert_allclose(got[0], signal.fftconvolve(x[0], _window3d(5), mode="valid"), atol=1e-6)
 
 
 def test_identical_is_one_and_noise_falls_monotonically(vols):
@@ -117,8 +122,33 @@ def test_small_volume_uses_fitted_kernel_and_reports_it():
     r = ms.ms_ssim(a, a[::-1], 1.0)
     assert (r.kernel_size, r.num_scales) == (3, 3)
     assert r.values.shape == (2,) and np.all(r.values < 0.9)
+    # Three scales with the first three weights renormalised to sum 1, checked against the NumPy reference.
+    w3 = W[:3] / W[:3].sum()
+    filt = lambda x: signal.fftconvolve(x, _window3d(3), mode="valid")  # noqa: E731
+    x, y = a[0, ..., 0], a[1, ..., 0]
+    terms = []
+    for j in range(3):
+        s, cs = _ssim_cs(x, y, filt)
+        terms.append(max(s if j == 2 else cs, 0.0))
+        x, y = _pool(x), _pool(y)
+    assert r.values[0] == pytest.approx(np.prod(np.array(terms) ** w3), abs=1e-5)
 
 
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="shape"):
         ms.ms_ssim(np.zeros((40, 40, 40)), np.zeros((40, 40, 41)), 1.0)
+
+
+def test_pair_values_fixed_chunks_in_order():
+    seen = []
+
+    def fn(a, b):
+        seen.append(a.shape[0])
+        return a.reshape(a.shape[0], -1)[:, 0] * 10 + b.reshape(b.shape[0], -1)[:, 0]
+
+    # Volumes whose [0,1] value is i / 10: pairs (0,1), (2,3), ... in stream order across uneven batches.
+    vols = [np.full((1, 2, 2, 2, 1), i / 10 * 2 - 1) for i in range(7)]
+    batches = [np.concatenate(vols[:3]), np.concatenate(vols[3:5]), np.concatenate(vols[5:])]
+    out = ms.pair_values(batches, fn, pairs_per_call=2)
+    np.testing.assert_allclose(out, [0 * 10 + 0.1, 0.2 * 10 + 0.3, 0.4 * 10 + 0.5], atol=1e-6)
+    assert seen == [2, 2]  # the last single pair was padded to the chunk size

@@ -57,6 +57,8 @@ def test_run_dir_and_checkpoint_prefix_restore_ema(tmp_path):
     np.testing.assert_array_equal(_volumes(net.G), expect)  # latest checkpoint, EMA weights (not G)
     assert net.geometry["affine"] == MANIFEST["affine"] and net.geometry["spacing"] == [8, 8, 8]
     assert net.options["G_kwargs"]["z_dim"] == 16 and net.source.endswith("ckpt-2")
+    from_dir = network_loader.load_generator(run / "checkpoints")  # the checkpoints folder: latest
+    assert from_dir.source.endswith("ckpt-2")
     older = network_loader.load_generator(str(run / "checkpoints" / "ckpt-1"))
     assert older.source.endswith("ckpt-1")
     assert np.abs(_volumes(older.G) - expect).max() > 1e-3
@@ -130,6 +132,8 @@ def test_saved_model_export_reload_identical(tmp_path):
     # Same graph -> bit-identical; graph vs eager differ only by float rounding of fused kernels.
     np.testing.assert_array_equal(out, network_loader._serving_fn(net.G)(z, c, tf.constant(0.6))["volume"].numpy())
     np.testing.assert_array_equal(again, expect)
+    snapshot = network_loader.load_generator(tmp_path)  # a snapshot folder holding generator/
+    np.testing.assert_array_equal(snapshot.G(z, c, psi=0.6, noise_mode="const").numpy(), expect)
     np.testing.assert_allclose(out, expect, rtol=0, atol=1e-5)
     assert net.geometry == geometry
     for a, b in zip(G.variables, net.G.variables, strict=True):  # w_avg and const noise maps too

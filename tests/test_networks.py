@@ -172,6 +172,17 @@ def test_fused_modconv_equals_non_fused(up):
         # voxel layer may differ, the interior must not.
         a, b = a[:, 1:-1, 1:-1, 1:-1], b[:, 1:-1, 1:-1, 1:-1]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    if up is None:
+        # The grouped conv (XLA) is differentiable and agrees with the shared-weight form.
+        r = tf.constant(np.random.default_rng(3).normal(size=a.shape).astype(np.float32))
+        grads = []
+        for fused in (False, True):
+            with tf.GradientTape() as tape:
+                tape.watch([x, W, s])
+                loss = tf.reduce_sum(N.modulated_conv3d(x, W, s, fused=fused) * r)
+            grads.append([g.numpy() for g in tape.gradient(loss, [x, W, s])])
+        for ga, gb in zip(*grads, strict=True):
+            np.testing.assert_allclose(ga, gb, rtol=1e-3, atol=1e-3)
 
 
 def test_minibatch_stddev_matches_numpy():
@@ -189,6 +200,9 @@ def test_minibatch_stddev_matches_numpy():
     np.testing.assert_allclose(got[..., :4], x)
     np.testing.assert_allclose(got[..., 4:], np.broadcast_to(expect_stat[:, None, None, None], (6, 2, 3, 2, 2)),
                                rtol=1e-5)
+    # Unknown batch at trace time: the group size is found in the graph, same result.
+    dyn = tf.function(lambda t: N.minibatch_stddev(t, 4, 2), input_signature=[tf.TensorSpec([None, 2, 3, 2, 4])])
+    np.testing.assert_allclose(dyn(tf.constant(x)).numpy(), got, rtol=1e-6)
     # A batch of 1 (group 1) gives sqrt(1e-8), not NaN.
     one = N.minibatch_stddev(tf.constant(x[:1]), 4, 1).numpy()
     np.testing.assert_allclose(one[..., 4], 1e-4, rtol=1e-3)
@@ -361,3 +375,18 @@ def test_summary_and_count_params():
         assert sum(int(r.split()[-2].replace(",", "")) for r in rows) == total  # every variable is in a row
     assert "[N, 20, 24, 28, 1]" in N.summary(G).replace("'", "")
     assert "[3, 20, 24, 28, 1]" in N.summary(G, tf.zeros([3, 8])).replace("'", "")
+
+
+def test_update_w_avg_inside_strategy_run():
+    # The training step may track w_avg inside a replica function; MEAN aggregation makes that legal.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        mapping = N.MappingNetwork(4, 0, 4, num_ws=2, num_layers=1)
+    ws = tf.ones([2, 2, 4])
+
+    @tf.function
+    def step():
+        strategy.run(lambda: mapping.update_w_avg(ws))
+
+    step()
+    np.testing.assert_allclose(mapping.w_avg.numpy(), 0.005 * np.ones(4), rtol=1e-5)

@@ -144,3 +144,26 @@ def test_registration_undoes_a_rigid_motion(tmp_path):
     fixed_to_moving = np.asarray(t.registration["fixed_to_moving_ras"])
     p = np.array([10.0, 20.0, -5.0, 1.0])
     assert np.linalg.norm(fixed_to_moving @ p - rot @ p) < 4.0
+
+
+def test_switching_off_reorientation_and_resampling():
+    vol = _head()
+    lia = np.array([[-3.0, 0, 0, 50], [0, 0, 3, -60], [0, -3, 0, 70], [0, 0, 0, 1]])
+    opts = pp.default_options(spacing=[2, 2, 2], shape=[20, 24, 28], reorient=False, resample=False)
+    out, out_aff, t = pp.preprocess_volume(vol, lia, opts)
+    assert vio.orientation_codes(out_aff) == ("L", "I", "A")  # the scan's own axes are kept
+    np.testing.assert_allclose(vio.voxel_sizes(out_aff), [3, 3, 3])  # and its own spacing
+    assert t.resample["method"] == "crop_pad" and "reorient" not in t
+    off = np.asarray(t.resample["offset"])
+    # Exact crop: output voxel 0 is source voxel `offset`, at the same world point.
+    np.testing.assert_allclose(out_aff @ [0, 0, 0, 1], lia @ [*off, 1])
+
+
+def test_foreground_centre_ignores_stray_voxels_like_coordinate_percentiles():
+    rng = np.random.default_rng(3)
+    m = rng.random((30, 40, 50)) < 0.002  # scattered noise voxels
+    m[5:20, 10:30, 3:40] = True
+    idx = np.nonzero(m)
+    ref = [(np.percentile(a, 0.5) + np.percentile(a, 99.5)) / 2 for a in idx]
+    np.testing.assert_allclose(pp.foreground_centre(m), ref, atol=0.5)
+    np.testing.assert_allclose(pp.foreground_centre(m), [12, 19.5, 21], atol=1.0)

@@ -202,8 +202,13 @@ def default_demo_dataset(res="demo", root=None, num_volumes=None, verbose=True):
     with _file_lock(os.path.join(root, f".demo-{res}.lock")):
         if _is_valid_dataset(path):  # someone else built it while we waited
             return path
+        if os.path.exists(path):  # never delete something we did not make
+            try:
+                load_manifest(path)
+            except UserError as e:
+                raise UserError(f"{path} exists but is not a usable dataset ({e}); remove it to rebuild") from None
         kwargs = {} if num_volumes is None else {"num_volumes": num_volumes}
-        demo_data.build_demo_dataset(path, res=res, overwrite=os.path.exists(path), verbose=verbose, **kwargs)
+        demo_data.build_demo_dataset(path, res=res, verbose=verbose, **kwargs)
     return path
 
 

@@ -5,6 +5,7 @@ writes records in input order, so the same inputs and options always give the sa
 Bad inputs are skipped with a one-line reason (or stop everything with strict=True).
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
 from dnnlib.fileutil import atomic_output_dir
 from training import dataset_writer, preprocess, work_pool
+from training.volume_io import share_permissions
 
 # Worker state: options and the registration template, loaded once per process.
 _W = EasyDict()
@@ -95,11 +97,11 @@ def create_dataset(
         job_labels.append((label, subject))
 
     files, affines = [], []
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
         n_shards = num_shards or dataset_writer.choose_num_shards(max(len(jobs), 1), opts.shape, opts.storage_dtype)
         writer = dataset_writer.ShardedWriter(tmp, n_shards)
         progress = work_pool.Progress(len(jobs), label="create ", enabled=verbose)
-        results = work_pool.imap_ordered(_work, jobs, workers, _init, (opts,))
+        results = stack.enter_context(contextlib.closing(work_pool.imap_ordered(_work, jobs, workers, _init, (opts,))))
         for path, (label, subject), res in zip(jobs, job_labels, results, strict=True):
             progress.update()
             if res[0] == "skip":
@@ -156,6 +158,7 @@ def create_dataset(
             build_seconds=round(time.time() - t0, 2),
         )
         dataset_writer.write_manifest(tmp, manifest)
+        share_permissions(tmp)
     if verbose:
         log(
             f"wrote {len(files)} volumes ({len(shards)} shards) to {out_dir}; skipped {len(skipped)} of {len(inputs)}"

@@ -8,7 +8,7 @@ from dnnlib.errors import UserError
 from dnnlib.fileutil import atomic_output_dir
 from training import dataset_writer
 from training.dataset import iterate_records, load_manifest, volume_affine
-from training.volume_io import write_nifti
+from training.volume_io import share_permissions, write_nifti
 
 
 def summary_lines(m):
@@ -95,6 +95,7 @@ def extract_dataset(dataset_dir, out_dir, indices=None, dtype="float32", overwri
             name = f"{rec.index:05d}-{_stem(src)}.nii.gz"
             write_nifti(os.path.join(tmp, name), vol, volume_affine(m, rec.index), dtype=dtype)
             written.append(os.path.join(out_dir, name))
+        share_permissions(tmp)
     return sorted(written)
 
 
@@ -158,4 +159,5 @@ def split_dataset(dataset_dir, out_dir, test_fraction=0.1, seed=0, overwrite=Fal
                 },
             )
             dataset_writer.write_manifest(os.path.join(tmp, part), sub)
+        share_permissions(tmp)
     return parts

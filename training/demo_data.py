@@ -7,6 +7,7 @@ a smooth bias field, gamma-adjusted (contrast), given Rician noise inside the br
 exactly like real scans. Everything follows from --seed. The manifest says "synthetic": true.
 """
 
+import contextlib
 import os
 import time
 
@@ -16,6 +17,7 @@ from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
 from dnnlib.fileutil import atomic_output_dir
 from training import dataset_writer, preprocess, work_pool
+from training.volume_io import share_permissions
 
 # res name -> output shape, spacing (mm), default count.
 RESOLUTIONS = {
@@ -81,14 +83,20 @@ def _coarse_shape(shape):
 
 
 def _upsample(fields, shape):
-    """Linear interpolation of coarse fields [c, *coarse] (cell-centred) up to [c, *shape]."""
-    from scipy import ndimage
+    """Linear interpolation of coarse fields [c, *coarse] (cell-centred) up to [c, *shape].
 
-    coarse = fields.shape[1:]
-    fine = np.stack(
-        np.meshgrid(*[(np.arange(s) + 0.5) * c / s - 0.5 for s, c in zip(shape, coarse, strict=True)], indexing="ij")
-    )
-    return np.stack([ndimage.map_coordinates(f, fine, order=1, mode="nearest") for f in fields])
+    Separable, one axis at a time with NumPy gathers: ~5x faster than map_coordinates on the full grid.
+    Edges clamp (the same as map_coordinates' mode="nearest").
+    """
+    out = np.asarray(fields, dtype=np.float32)
+    for axis, s in enumerate(shape, start=1):
+        c = out.shape[axis]
+        x = np.clip((np.arange(s) + 0.5) * c / s - 0.5, 0, c - 1)
+        i0 = np.floor(x).astype(np.int64)
+        i1 = np.minimum(i0 + 1, c - 1)
+        w = (x - i0).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(out.ndim)])
+        out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i1, axis=axis) * w
+    return out
 
 
 def random_velocity_exp(rng, coarse, c_spacing, var):
@@ -182,12 +190,15 @@ def build_demo_dataset(
         template, _ = preprocess.antialias(template, t_affine, [cfg.spacing] * 3)  # once, before the warps
     var = EasyDict(DEFAULT_VARIATION)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)]
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
         writer = dataset_writer.ShardedWriter(tmp, dataset_writer.choose_num_shards(n, cfg.shape, storage_dtype))
         progress = work_pool.Progress(n, label=f"demo-{res} ", enabled=verbose)
         files = []
         init_args = (template, t_affine, out_affine, tuple(cfg.shape), var, storage_dtype)
-        for index, (stored, params) in enumerate(work_pool.imap_ordered(_work, seeds, workers, _init, init_args)):
+        results = stack.enter_context(
+            contextlib.closing(work_pool.imap_ordered(_work, seeds, workers, _init, init_args))
+        )
+        for index, (stored, params) in enumerate(results):
             raw = stored.tobytes()
             shard = writer.write(dataset_writer.serialize_example(stored, index))
             files.append(
@@ -227,4 +238,5 @@ def build_demo_dataset(
             build_seconds=round(time.time() - t0, 2),
         )
         dataset_writer.write_manifest(tmp, manifest)
+        share_permissions(tmp)
     return manifest

@@ -113,6 +113,8 @@ class Runner:
     def labels(self, c, n):
         if self.c_dim == 0:
             return np.zeros([n, 0], np.float32)
+        if c is None:
+            raise UserError(f"the network is conditional (c_dim = {self.c_dim}): pass --class or --label")
         return np.tile(np.asarray(c, np.float32).reshape(1, self.c_dim), [n, 1])
 
     def map(self, z, c=None, psi=1.0, truncation_cutoff=None):
@@ -267,28 +269,44 @@ def describe_presets(G):
 
 
 def parse_styles(text, G):
-    """--styles: a preset (coarse, middle, fine), 'all', 'none', or ws index ranges like 0-3,6."""
+    """--styles -> sorted ws indices taken from the column seed. Comma-separated tokens, each a preset (coarse,
+    middle, fine), a resolution or resolution range named like the network's (10x12x14, 5x6x7-10x12x14), or ws
+    index ranges (0-3). 'all' and 'none' stand alone."""
     from dnnlib.cli import parse_int_ranges
 
     num_ws = int(G.num_ws)
     text = str(text).strip().lower()
-    presets = style_presets(G)
-    if text in presets:
-        idx = presets[text][0]
-        if not idx:
-            raise UserError(f"--styles={text}: this network is too shallow for a '{text}' preset\n"
-                            + describe_presets(G))
-        return idx
-    if text == "all":
-        return list(range(num_ws))
     if text in ("none", ""):
         return []
-    idx = parse_int_ranges(text, "--styles")
-    bad = [i for i in idx if not 0 <= i < num_ws]
-    if bad:
-        raise UserError(f"--styles={text}: indices {bad} out of range; this network has ws 0-{num_ws - 1}\n"
-                        + describe_presets(G))
-    return sorted(set(idx))
+    if text == "all":
+        return list(range(num_ws))
+    presets, res_of_ws = style_presets(G), ws_resolutions(G)
+    names = {"x".join(map(str, r)): r for r in res_of_ws}
+    out = set()
+
+    def fail(why):
+        one_line = "; ".join(" ".join(line.split()) for line in describe_presets(G).splitlines())
+        raise UserError(f"--styles={text}: {why} (presets: {one_line})")
+
+    for tok in (t.strip() for t in text.split(",")):
+        if tok in presets:
+            if not presets[tok][0]:
+                fail(f"this network is too shallow for a '{tok}' preset")
+            out.update(presets[tok][0])
+        elif "x" in tok:
+            ends = tok.split("-")
+            if len(ends) > 2 or any(e not in names for e in ends):
+                fail(f"'{tok}' is not a resolution (range) of this network: {', '.join(names)}")
+            sizes = [int(np.prod(names[e])) for e in ends]
+            lo, hi = min(sizes), max(sizes)
+            out.update(i for i, r in enumerate(res_of_ws) if lo <= int(np.prod(r)) <= hi)
+        else:
+            idx = parse_int_ranges(tok, "--styles")
+            bad = [i for i in idx if not 0 <= i < num_ws]
+            if bad:
+                fail(f"indices {bad} out of range; this network has ws 0-{num_ws - 1}")
+            out.update(idx)
+    return sorted(out)
 
 
 def style_mix(runner, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", c=None,
@@ -511,6 +529,7 @@ def run_command(opts):
                 cells += [res.rows[i : i + 1], res.mix[i]]
             _grids(path("stylemix"), np.concatenate(cells), len(opts.row_seeds) + 1, len(opts.col_seeds) + 1)
             summary.col_styles = col_styles
+            summary.presets = describe_presets(G).splitlines()
 
         elif opts.command == "interpolate":
             vols, ts = interpolate(runner, list(opts.seeds), int(opts.frames), opts.space, opts.interp, psi,

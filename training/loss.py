@@ -123,13 +123,13 @@ class StyleGAN2Loss:
 
     # --- phases ----------------------------------------------------------------------------------
 
-    def phase_objective(self, phase, inp, reals, real_c, global_batch, pl_mean=None):
+    def phase_objective(self, phase, inp, reals, real_c, global_batch, pl_mean=None, sync_pl=True):
         """Scalar objective of one phase on this replica's share, plus statistics (sums over samples).
 
         global_batch: generated/real samples over all replicas. The objective is sum(terms) / global count,
         so gradients summed over replicas equal one device's mean. Lazy phases carry the interval as gain.
         Returns (objective, stats) where stats maps tag -> (sum, count) and, for G reg phases,
-        stats["pl_mean_new"] is the updated running mean (identical on every replica).
+        stats["pl_mean_new"] is the updated running mean (identical on every replica when sync_pl).
         """
         stats = {}
         objective = tf.constant(0.0)
@@ -145,10 +145,13 @@ class StyleGAN2Loss:
             lengths = self.path_lengths(pl_inp)
             # Running mean over the *global* batch: all replicas agree, as on one device.
             ctx = tf.distribute.get_replica_context()
-            total = tf.reduce_sum(lengths)
+            total, count = tf.reduce_sum(lengths), pl_global
             if ctx is not None and ctx.num_replicas_in_sync > 1:
-                total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
-            batch_mean = tf.stop_gradient(total / pl_global)
+                if sync_pl:
+                    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
+                else:
+                    count = lengths.shape[0]
+            batch_mean = tf.stop_gradient(total / count)
             pl_mean_new = pl_mean + (batch_mean - pl_mean) * self.pl_decay
             penalty = tf.square(lengths - pl_mean_new)
             objective += tf.reduce_sum(penalty) * (self.pl_weight * gain) / pl_global

@@ -136,6 +136,8 @@ def load_generator(path):
                 "(<run>/checkpoints/ckpt-N) or a SavedModel directory written by export_generator")
     if _is_saved_model(path):
         return _load_saved_model(path)
+    if _is_saved_model(os.path.join(path, "generator")):  # a snapshot directory snapshots/NNNNNN/
+        return _load_saved_model(os.path.join(path, "generator"))
     if _is_run_dir(path):
         ckpt_dir = os.path.join(path, "checkpoints")
         prefix = tf.train.latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
@@ -148,6 +150,12 @@ def load_generator(path):
             raise UserError(f"{path}: checkpoint found but {run_dir}/training_options.json is missing "
                             "(a checkpoint prefix must sit in <run>/checkpoints/)")
         return _load_checkpoint(path, run_dir)
+    if os.path.isfile(os.path.join(path, "checkpoint")) and _is_run_dir(os.path.dirname(os.path.abspath(path))):
+        # <run>/checkpoints itself: take its latest checkpoint.
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise UserError(f"{path}: checkpoint index names no readable checkpoint")
+        return _load_checkpoint(prefix, os.path.dirname(os.path.abspath(path)))
     if os.path.isdir(path) and os.path.isdir(os.path.join(path, "checkpoints")):
         raise UserError(f"{path}: has checkpoints/ but no training_options.json; {expected}")
     if not os.path.exists(path) and not os.path.exists(path + ".index"):

@@ -104,7 +104,6 @@ class FullyConnectedLayer(tf.Module):
         self.out_shape = (self.out_features,)
 
     @_no_autograph
-
     def __call__(self, x):
         x = tf.matmul(tf.cast(x, tf.float32), self.weight * self.weight_gain)
         b = None if self.bias is None else self.bias * self.bias_gain
@@ -140,7 +139,6 @@ class Conv3dLayer(tf.Module):
         self.out_shape = (*out_shape, int(out_channels))
 
     @_no_autograph
-
     def __call__(self, x, gain=1.0):
         w = tf.cast(self.weight * self.weight_gain, self.dtype)
         x = tf.cast(x, self.dtype)
@@ -232,7 +230,6 @@ class SynthesisLayer(tf.Module):
         self.out_shape = (*self.resolution, int(out_channels))
 
     @_no_autograph
-
     def __call__(self, x, w, noise_mode="random", noise=None, gain=1.0):
         styles = self.affine(w)
         x = modulated_conv3d(x, self.weight * self.weight_gain, styles, demodulate=True, up=self.up,
@@ -264,7 +261,6 @@ class ToRGBLayer(tf.Module):
         self.out_shape = (*resolution, int(out_channels))
 
     @_no_autograph
-
     def __call__(self, x, w):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv3d(x, self.weight, styles, demodulate=False, fused=self.fused_modconv,
@@ -304,10 +300,11 @@ class MappingNetwork(tf.Module):
             for i in range(self.num_layers)
         ]
         if w_avg_beta is not None:
-            self.w_avg = tf.Variable(tf.zeros([self.w_dim]), trainable=False, name="w_avg")
+            # MEAN: an update made inside strategy.run averages over replicas instead of failing.
+            self.w_avg = tf.Variable(tf.zeros([self.w_dim]), trainable=False, name="w_avg",
+                                     aggregation=tf.VariableAggregation.MEAN)
 
     @_no_autograph
-
     def __call__(self, z, c=None, psi=1.0, truncation_cutoff=None):
         parts = []
         if self.z_dim > 0:
@@ -394,7 +391,6 @@ class SynthesisBlock(tf.Module):
         return [layer for _, layer in self.layers]
 
     @_no_autograph
-
     def __call__(self, x, img, ws, noise_mode, noise):
         """ws: list of [N,w_dim] (num_conv + num_torgb of them); noise: list per conv layer or None."""
         noise = noise or [None] * self.num_conv
@@ -455,7 +451,6 @@ class SynthesisNetwork(tf.Module):
         self.const_noise = [layer.noise_const for layer in noised]
 
     @_no_autograph
-
     def __call__(self, ws, noise_mode="random", noise=None):
         if noise_mode not in _NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {_NOISE_MODES}, got {noise_mode!r}")
@@ -517,7 +512,6 @@ class Generator(tf.Module):
                                       name="mapping", **mapping_kwargs)
 
     @_no_autograph
-
     def __call__(self, z, c=None, psi=1.0, truncation_cutoff=None, noise_mode="random"):
         ws = self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
@@ -567,7 +561,6 @@ class DiscriminatorBlock(tf.Module):
         self.layers += [("conv0", self.conv0), ("conv1_down", self.conv1)]
 
     @_no_autograph
-
     def __call__(self, x, img):
         if self.in_channels == 0 or self.architecture == "skip":
             y = self.fromrgb(img)
@@ -596,8 +589,11 @@ def minibatch_stddev(x, group_size=4, num_features=1):
     f = int(num_features)
     if c % f:
         raise ValueError(f"mbstd_num_features={f} must divide the channel count {c}")
-    cands = tf.range(int(group_size), 0, -1)
-    g = tf.boolean_mask(cands, tf.logical_and(cands <= n, tf.math.floormod(n, cands) == 0))[0]
+    if x.shape[0] is not None:  # static batch: a Python group size keeps the graph XLA-friendly
+        g = next(k for k in range(min(int(group_size), x.shape[0]), 0, -1) if x.shape[0] % k == 0)
+    else:
+        cands = tf.range(int(group_size), 0, -1)
+        g = tf.boolean_mask(cands, tf.logical_and(cands <= n, tf.math.floormod(n, cands) == 0))[0]
     y = tf.reshape(x, [g, -1, d, h, w, f, c // f])
     y = y - tf.reduce_mean(y, axis=0)
     y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + 1e-8)  # [M,D,H,W,F,c]
@@ -629,7 +625,6 @@ class DiscriminatorEpilogue(tf.Module):
         self.layers += [("conv", self.conv), ("fc", self.fc), ("out", self.out)]
 
     @_no_autograph
-
     def __call__(self, x, img, cmap=None):
         x = tf.cast(x, tf.float32)
         if self.architecture == "skip":
@@ -695,7 +690,6 @@ class Discriminator(tf.Module):
                                        conv_clamp=conv_clamp, name="fromrgb")
 
     @_no_autograph
-
     def __call__(self, img, c=None):
         img = tf.convert_to_tensor(img)
         if img.shape.rank != 5 or tuple(img.shape[1:]) != (*self.img_shape, self.img_channels):

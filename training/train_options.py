@@ -11,13 +11,14 @@ import numpy as np
 from dnnlib import EasyDict, UserError
 
 PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}
+DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 # Defaults of the flags run_training.py exposes; build_options(**overrides) takes the same names.
 DEFAULTS = dict(data=None, config="demo", outdir="results", batch=None, kimg=None, kimg_per_tick=None, gamma=None,
                 r2_gamma=None, mirror=False, snap=None, metrics=(), metric_num=64, resume=None, seed=0,
                 precision="fp32", xla=False, strategy="auto", lazy_reg=True, samples=8, keep_checkpoints=3,
-                data_shuffle=True, desc=None)
+                data_shuffle=True, desc=None, max_minutes=None)
 
 
 def resolve_resume(path):
@@ -31,11 +32,28 @@ def resolve_resume(path):
     if os.path.isdir(path):
         run_dir = path if os.path.isdir(os.path.join(path, "checkpoints")) else os.path.dirname(path)
         ckpt_dir = os.path.join(run_dir, "checkpoints")
-        prefix = tf.train.latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+        prefix = latest_intact_checkpoint(ckpt_dir)
         if prefix is None:
             raise UserError(f"--resume={path}: no checkpoint in {ckpt_dir}")
         return run_dir, prefix
     raise UserError(f"--resume={path}: not a run directory or a checkpoint prefix (<run>/checkpoints/ckpt-N)")
+
+
+def latest_intact_checkpoint(ckpt_dir):
+    """Newest checkpoint listed in ckpt_dir/checkpoint whose index file exists (a kill mid-save can lose it)."""
+    import tensorflow as tf
+
+    if not os.path.isdir(ckpt_dir):
+        return None
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    listed = list(state.all_model_checkpoint_paths) if state else []
+    if state and state.model_checkpoint_path and state.model_checkpoint_path not in listed:
+        listed.append(state.model_checkpoint_path)
+    for p in reversed(listed):
+        p = p if os.path.isabs(p) else os.path.join(ckpt_dir, p)
+        if os.path.isfile(p + ".index"):
+            return p
+    return None
 
 
 def load_run_options(run_dir, flag="--resume"):
@@ -107,6 +125,10 @@ def build_options(explicit=None, **kwargs):
     kimg_per_tick = float(args.kimg_per_tick or cfg.kimg_per_tick)
     # Default: a snapshot about every 2 kimg (every tick for the paper's 8-kimg ticks), at most every 50 ticks.
     snap = int(args.snap) if args.snap else max(1, min(50, int(round(2.0 / kimg_per_tick))))
+    # The no-flag demo must end in a time a new user waits for, whatever the machine: a wall-clock budget.
+    max_minutes = args.max_minutes
+    if max_minutes is None and args.config == "demo" and args.kimg is None:
+        max_minutes = DEMO_MINUTES
     metrics = list(args.metrics or [])
     if metrics:
         from metrics.metric_main import check_metric_names
@@ -126,7 +148,7 @@ def build_options(explicit=None, **kwargs):
         mirror=bool(args.mirror), samples=int(args.samples), keep_checkpoints=int(args.keep_checkpoints),
         data_shuffle=bool(args.data_shuffle), img_shape=shape, c_dim=c_dim, img_channels=channels,
         spacing_mm=[float(s) for s in manifest.spacing],
-        resume=resume_prefix, resume_run=resume_run,
+        resume=resume_prefix, resume_run=resume_run, max_minutes=None if max_minutes is None else float(max_minutes),
     )
 
 
@@ -142,7 +164,7 @@ def _validate_args(a):
         if not ok:
             raise UserError(f"--{name}={v!r}: must be a positive number")
 
-    for name in ("batch", "kimg", "kimg_per_tick", "snap"):
+    for name in ("batch", "kimg", "kimg_per_tick", "snap", "max_minutes"):
         positive(name, int if name in ("batch", "snap") else float)
     for name in ("samples", "keep_checkpoints", "metric_num"):
         positive(name, int, allow_none=False)

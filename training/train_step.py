@@ -26,7 +26,11 @@ class TrainSteps:
             raise ValueError(f"per-replica batch {self.batch_size // self.num_replicas} is not divisible by "
                              f"pl_batch_shrink={shrink}")
         self.phases = loss.phases()
-        self._compute = {p: tf.function(self._make_compute(p), jit_compile=bool(xla)) for p, _ in self.phases}
+        # XLA compiles the per-replica compute alone (a nested tf.function), which may not hold a cross-replica
+        # all-reduce: with XLA and several replicas the pl running mean uses each replica's own batch.
+        self.sync_pl = not (xla and self.num_replicas > 1)
+        self._compute = {p: (tf.function(self._make_compute(p), jit_compile=True) if xla else self._make_compute(p))
+                         for p, _ in self.phases}
         self._step = {p: tf.function(self._make_step(p)) for p, _ in self.phases}
         self._ema = tf.function(self._ema_step)
 
@@ -45,13 +49,13 @@ class TrainSteps:
 
     def _make_compute(self, phase):
         module, _ = self._module(phase)
-        loss, B = self.loss, self.batch_size
+        loss, B, sync_pl = self.loss, self.batch_size, self.sync_pl
 
         def compute(inp, reals, real_c, pl_mean, scale):
             variables = module.trainable_variables
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(variables)
-                objective, stats = loss.phase_objective(phase, inp, reals, real_c, B, pl_mean)
+                objective, stats = loss.phase_objective(phase, inp, reals, real_c, B, pl_mean, sync_pl=sync_pl)
                 scaled = objective * scale
             grads = tape.gradient(scaled, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]

@@ -28,7 +28,7 @@ from training import snapshot as snap_io
 from training import tb_log
 from training.dataset import load_manifest, make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
-from training.train_options import check_resume_compatible, load_run_options
+from training.train_options import check_resume_compatible, latest_intact_checkpoint, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 
@@ -145,7 +145,7 @@ def restore_checkpoint(ckpt, manager, prefix, log):
             if p != prefix:
                 log(f"warning: checkpoint {prefix} is unreadable ({errors[0]}); resumed from {p} instead")
             return p
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
             errors.append(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__)
     raise UserError(f"--resume: no readable checkpoint ({prefix}: {errors[0]})")
 
@@ -187,7 +187,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
 
 
 def _is_latest(run_dir, prefix):
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = latest_intact_checkpoint(os.path.join(run_dir, "checkpoints"))
     return latest is not None and os.path.abspath(latest) == os.path.abspath(prefix)
 
 
@@ -291,6 +291,7 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
     last_snapshot = None
     done = int(state.cur_nimg.numpy()) >= total_nimg
     steps_this_call = 0
+    deadline = None if not opts.get("max_minutes") else start_time + 60.0 * opts.max_minutes
     tty = sys.__stderr__ is not None and sys.__stderr__.isatty()
 
     with _StopFlag() as stop:
@@ -313,6 +314,9 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
             steps_this_call += 1
             cur_nimg = int(state.cur_nimg.numpy())
             done = cur_nimg >= total_nimg or (max_steps is not None and steps_this_call >= max_steps)
+            if deadline is not None and time.time() >= deadline and not done:
+                log(f"time budget of {opts.max_minutes:g} min reached at kimg {cur_nimg / 1000:.3f}; finishing")
+                done = True
             if tty and chief:
                 frac = min(1.0, (cur_nimg - tick_start_nimg) / tick_nimg)
                 print(f"\r  tick {int(state.cur_tick.numpy())}: {frac:4.0%} ({cur_nimg / 1000:.3f} kimg)",

@@ -205,6 +205,27 @@ def _short(e):
 # Writing.
 
 
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def share_permissions(root):
+    """Give a finished output folder the permissions a plain mkdir/open would have (umask applies).
+
+    Temporary files and folders (mkstemp/mkdtemp) are private (0600/0700); datasets and volumes are
+    meant to be read by colleagues and by jobs running as other users.
+    """
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for d, subdirs, files in os.walk(root):
+        for name in subdirs:
+            os.chmod(os.path.join(d, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(d, name), 0o666 & ~mask)
+
+
 def atomic_write_bytes(path, data):
     """Write bytes to path via a temporary file in the same folder and an atomic rename."""
     path = os.path.abspath(str(path))
@@ -216,6 +237,7 @@ def atomic_write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

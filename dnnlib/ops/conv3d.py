@@ -18,7 +18,7 @@ IMPLS = ("auto", "fast", "tf")
 FILTER_GRAD_IMPLS = ("tf", "slices", "batch_channels")
 
 _impl = "auto"
-_filter_grad_impl = "tf"
+_filter_grad_impl = "batch_channels"
 
 
 def set_impl(impl):
