@@ -197,23 +197,15 @@ def ssim_3d_per_volume(a, b, data_range, kernel_size=11, sigma=1.5, k1=K1, k2=K2
     return _per_volume_mean(ssim, n).numpy().astype(np.float64), k
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled(fn, *static):
-    # XLA fuses the element-wise SSIM algebra around the filter products: ~3x faster on CPU at 80x96x112, worth
-    # its compile time (seconds, once per shape) over a metric's many batches; one-off calls stay eager.
-    return tf.function(functools.partial(fn, *static), jit_compile=True)
-
-
-def ms_ssim(a, b, data_range, kernel_size=11, sigma=1.5, weights=MS_SSIM_WEIGHTS, k1=K1, k2=K2, jit=False):
-    """MS-SSIM, MONAI convention. Returns MSSSIMResult(values=np [N], kernel_size, num_scales).
-    jit=True compiles with XLA (for many calls on one shape)."""
+def ms_ssim(a, b, data_range, kernel_size=11, sigma=1.5, weights=MS_SSIM_WEIGHTS, k1=K1, k2=K2):
+    """MS-SSIM, MONAI convention. Returns MSSSIMResult(values=np [N], kernel_size, num_scales)."""
     xa, xb = to_volume_batch(a), to_volume_batch(b)
     _check_same_shape(xa, xb)
     spatial = tuple(xa.shape[2:])
     k, scales = fit_kernel_and_scales(spatial, kernel_size, len(weights))
     w = tuple(weights) if scales == len(weights) else tuple(np.asarray(weights[:scales]) / np.sum(weights[:scales]))
     static = (float(data_range), k, float(sigma), w, float(k1), float(k2))
-    values = _compiled(_ms_ssim_core, *static)(xa, xb) if jit else _ms_ssim_core(*static, xa, xb)
+    values = _ms_ssim_core(*static, xa, xb)
     return MSSSIMResult(values.numpy().astype(np.float64), k, scales)
 
 
@@ -232,15 +224,14 @@ def _ms_ssim_core(data_range, kernel_size, sigma, weights, k1, k2, xa, xb):
     return tf.reduce_prod(tf.stack(terms) ** w, axis=0)
 
 
-def ms_ssim_legacy_kwon(a, b, data_range, sigma=1.5, truncate=4.0, weights=MS_SSIM_WEIGHTS, k1=K1, k2=K2,
-                        jit=False):
+def ms_ssim_legacy_kwon(a, b, data_range, sigma=1.5, truncate=4.0, weights=MS_SSIM_WEIGHTS, k1=K1, k2=K2):
     """Legacy MS-SSIM of Kwon et al. / the original 3D-StyleGAN (see module docstring). Returns np [N]."""
     xa, xb = to_volume_batch(a), to_volume_batch(b)
     _check_same_shape(xa, xb)
     if min(xa.shape[2:]) < 2 ** (len(weights) - 1):
         raise ValueError(f"volume of shape {tuple(xa.shape[2:])} is too small for {len(weights)} scales")
     static = (float(data_range), float(sigma), float(truncate), tuple(weights), float(k1), float(k2))
-    values = _compiled(_legacy_core, *static)(xa, xb) if jit else _legacy_core(*static, xa, xb)
+    values = _legacy_core(*static, xa, xb)
     return values.numpy().astype(np.float64)
 
 
@@ -323,7 +314,7 @@ def ms_ssim_metric(opts):
 
     def fn(a, b):
         nonlocal shape
-        r = ms_ssim(a, b, data_range=1.0, kernel_size=opts.kernel_size, jit=True)
+        r = ms_ssim(a, b, data_range=1.0, kernel_size=opts.kernel_size)
         shape = (r.kernel_size, r.num_scales)
         return r.values
 
@@ -333,7 +324,7 @@ def ms_ssim_metric(opts):
 
 
 def ms_ssim_legacy_kwon_metric(opts):
-    fn = lambda a, b: ms_ssim_legacy_kwon(a, b, data_range=1.0, jit=True)  # noqa: E731
+    fn = lambda a, b: ms_ssim_legacy_kwon(a, b, data_range=1.0)  # noqa: E731
     results = _pairs_metric(opts, "ms_ssim_legacy_kwon", fn, {"sigma": 1.5, "truncate": 4.0})
     opts.info.update({"convention": "legacy Kwon et al. (scipy reflect window, last SSIM term in every factor)"})
     return results

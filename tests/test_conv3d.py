@@ -10,12 +10,16 @@ from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref,
 PADDINGS = ["SAME", "VALID", 2, (1, 0, 2, -1, 0, 1)]
 
 
-@pytest.fixture(params=C.FILTER_GRAD_IMPLS)
-def filter_grad_impl(request):
+# Every padding/kernel case for the default filter-gradient formulation, two cases for the others.
+CASES = [("batch_channels", k, p) for k in (3, 1, 2) for p in PADDINGS] + [
+    (impl, k, p) for impl in ("tf", "slices") for k, p in ((3, "SAME"), (2, (1, 0, 2, -1, 0, 1)))]
+
+
+@pytest.fixture
+def use_filter_grad_impl():
     old_impl, old_fg = C.get_impl(), C.get_filter_grad_impl()
     C.set_impl("fast")
-    C.set_filter_grad_impl(request.param)
-    yield request.param
+    yield C.set_filter_grad_impl
     C.set_impl(old_impl)
     C.set_filter_grad_impl(old_fg)
 
@@ -45,9 +49,13 @@ def _first_and_second(conv, x, w, v, u1, u2):
     return [y, gx, gw, *outer.gradient(penalty, [x, w])]
 
 
-@pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize("k", [3, 1, 2])
-def test_fast_path_matches_reference_and_autodiff(filter_grad_impl, padding, k):
+def test_default_filter_grad_impl():
+    assert C.get_filter_grad_impl() == "batch_channels"
+
+
+@pytest.mark.parametrize("impl,k,padding", CASES)
+def test_fast_path_matches_reference_and_autodiff(use_filter_grad_impl, impl, k, padding):
+    use_filter_grad_impl(impl)
     rng = np.random.default_rng(k)
     x = rng.standard_normal((2, 5, 4, 7, 3))
     w = rng.standard_normal((k, k, k, 3, 4)) * 0.3

@@ -176,7 +176,8 @@ def test_phases_lazy_and_every_step():
     every = StyleGAN2Loss(G, D, r1_gamma=1, G_reg_interval=0, D_reg_interval=0).phases()
     assert every == [("Gboth", 1), ("Dboth", 1)]
     assert StyleGAN2Loss(G, D, r1_gamma=0, pl_weight=0).phases() == [("Gmain", 1), ("Dmain", 1)]
-    assert lazy_regularization_ratio(4) == pytest.approx(0.8) and lazy_regularization_ratio(16) == pytest.approx(16 / 17)
+    assert lazy_regularization_ratio(4) == pytest.approx(0.8)
+    assert lazy_regularization_ratio(16) == pytest.approx(16 / 17)
 
 
 def test_adam_matches_reference_formula():

@@ -154,3 +154,22 @@ def test_bad_options_are_refused(tmp_path, tiny_data):
         tiny_options(tmp_path, tmp_path / "nope")
     with pytest.raises(UserError, match="--precision"):
         tiny_options(tmp_path, tiny_data, precision="fp8")
+
+
+def test_sigterm_finishes_step_checkpoints_and_stops(tmp_path, tiny_data):
+    import signal
+
+    from training.training_loop import training_loop
+
+    def send_once(cur_nimg, G_ema):
+        if cur_nimg == 0:  # arrives before the first step: the loop must still finish that step
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    opts = tiny_options(tmp_path, tiny_data, kimg=0.2, kimg_per_tick=0.1)
+    result = training_loop(opts, tick_callback=send_once)
+    assert result.stopped and result.cur_nimg == 2  # one step of batch 2, then out
+    ckpt_dir = os.path.join(result.run_dir, "checkpoints")
+    assert os.path.isfile(os.path.join(ckpt_dir, "checkpoint"))
+    log = open(os.path.join(result.run_dir, "log.txt")).read()
+    assert "stopped by SIGTERM" in log and "--resume=" in log
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored

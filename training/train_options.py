@@ -23,8 +23,6 @@ DEFAULTS = dict(data=None, config="demo", outdir="results", batch=None, kimg=Non
 
 def resolve_resume(path):
     """(run_dir, checkpoint prefix) for --resume given a run directory, its checkpoints/ or a ckpt-N prefix."""
-    import tensorflow as tf
-
     path = os.path.abspath(os.fspath(path))
     if os.path.isfile(path + ".index"):
         ckpt_dir = os.path.dirname(path)

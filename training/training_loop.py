@@ -154,8 +154,11 @@ def restore_checkpoint(ckpt, manager, prefix, log):
 # The loop.
 
 
-def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=print):
-    """Train as `opts` (from train_options.build_options) says. Returns EasyDict(run_dir, snapshot_dir, ...)."""
+def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=print, tick_callback=None):
+    """Train as `opts` (from train_options.build_options) says. Returns EasyDict(run_dir, snapshot_dir, ...).
+
+    tick_callback(cur_nimg, G_ema), if given, runs on the chief at the start and after every tick (benchmarks).
+    """
     opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, JSON-clean
     strategy = strategy or make_strategy(opts.strategy)
     chief = is_chief(strategy)
@@ -178,7 +181,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
 
     logger = Logger(os.path.join(run_dir, "log.txt"), "a") if (chief and run_dir) else None
     try:
-        return _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log_fn)
+        return _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log_fn, tick_callback)
     finally:
         if logger is not None:
             logger.close()
@@ -214,7 +217,7 @@ def _build(opts, strategy):
     return G, D, G_ema, opt["G"], opt["D"], state, loss
 
 
-def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log):
+def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log, tick_callback=None):
     start_time = time.time()
     G, D, G_ema, G_opt, D_opt, state, loss = _build(opts, strategy)
     opts.G_kwargs = json.loads(json.dumps(G.get_config()))  # the loader rebuilds Generator(**G_kwargs)
@@ -232,7 +235,8 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
                                              max_to_keep=opts.keep_checkpoints, checkpoint_name="ckpt")
     if opts.get("resume"):
         used = restore_checkpoint(ckpt, manager if run_dir == opts.resume_run else None, opts.resume, log)
-        log(f"Resumed from {used} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, step {int(state.batch_idx.numpy())}")
+        log(f"Resumed from {used} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, "
+            f"step {int(state.batch_idx.numpy())}")
 
     if chief and run_dir:
         opts.save_json(os.path.join(run_dir, "training_options.json"))
@@ -295,6 +299,8 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
     tty = sys.__stderr__ is not None and sys.__stderr__.isatty()
 
     with _StopFlag() as stop:
+        if tick_callback is not None and chief:
+            tick_callback(int(state.cur_nimg.numpy()), G_ema)
         while not done:
             reals, c = next(it)
             batch_idx = int(state.batch_idx.numpy())
@@ -362,6 +368,8 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
 
             # ---- snapshot, checkpoint, metrics ----
             maint_start = time.time()
+            if tick_callback is not None and chief:
+                tick_callback(cur_nimg, G_ema)
             if done or cur_tick % opts.snap == 0:
                 if chief:
                     last_snapshot = _snapshot(opts, run_dir, cur_nimg, G_ema, snap_inputs, reals_np, affine,

@@ -5,7 +5,10 @@ Conv3DBackpropFilterV2 run several times slower than the forward Conv3D, so the 
 rewritten in terms of fast ops:
   - input gradient  = forward conv of dy with the kernel flipped in all three spatial axes and
                       in/out channels swapped (padding mirrored),
-  - filter gradient = selectable formulation (see FILTER_GRAD_IMPLS), measured in bench/bench_conv3d.py.
+  - filter gradient = selectable formulation (FILTER_GRAD_IMPLS); the default "batch_channels" (a forward
+                      conv3d with the batch as channels and dy as the kernel) measured fastest in most
+                      shapes of bench/bench_conv3d.py, with lower peak memory than TF's op.
+  - 1x1x1 convs are a matmul over channels (fwd+bwd 1.8-3x faster than tf.nn.conv3d on CPU).
 Both gradient functions are themselves custom-gradient'ed in terms of each other, so second-order
 gradients (R1, path length) stay on the fast path. On GPU, tf.nn.conv3d's cuDNN gradients are kept.
 """
