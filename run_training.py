@@ -13,7 +13,7 @@ training/train_options.py and training/training_loop.py.
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from dnnlib.cli import run_main
 from dnnlib.errors import UserError
@@ -67,6 +67,7 @@ def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags (see --help)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.WARNING)  # SavedModel export logs every file at INFO
     if FLAGS.summary:
         print(config_summary(FLAGS.config))
         return 0

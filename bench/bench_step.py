@@ -38,6 +38,7 @@ flags.DEFINE_integer("repeats", 3, "Timed repeats per phase for the demo-size co
 flags.DEFINE_bool("plain", True, "Also time the step with TensorFlow's own conv3d gradients (demo-size configs).")
 flags.DEFINE_bool("plain_paper", False, "Also time plain autodiff at the paper configs (doubles their time).")
 flags.DEFINE_bool("breakdown", True, "Ablation breakdown at the first demo-size config.")
+flags.DEFINE_list("phases", ["all"], "Phases to time ('all' = every phase, lazy-averaged).")
 flags.DEFINE_list("ablation_phases", ["Gmain", "Dmain"], "Phases re-timed per ablation ('all' = every phase).")
 flags.DEFINE_string("dataset", None, "A dataset folder for the data-input rate (default: datasets/demo-demo if built).")
 
@@ -160,15 +161,25 @@ def measure_config(name, quick):
     step_fl = flops.step_flops(h.cfg, batch)
     conv_fl = flops.step_flops(h.cfg, batch, convs_only=True)
     common.log(f"  analytic: {step_fl / 1e9:.1f} GFLOP per averaged step ({conv_fl / step_fl:.1%} in convs)")
-    phase_t, step_t = h.time_phases(warmup=warmup, repeats=repeats)
+    phases = None if FLAGS.phases == ["all"] else FLAGS.phases
+    phase_t, step_t = h.time_phases(warmup=warmup, repeats=repeats, phases=phases)
     common.log("  forward-conv peak at the step's shapes ...")
-    peak_t, rates = common.peak_conv_time(flops.conv_work(h.cfg, batch), batch, repeats=1 if paper or quick else 2)
+    work = flops.conv_work(h.cfg, batch, phases=phases)
+    peak_t, rates = common.peak_conv_time(work, batch, repeats=1 if paper or quick else 2)
+    if phases is not None:  # only the timed phases count
+        per_phase = {p: f for p, f in per_phase.items() if p in phase_t}
+        step_fl = sum(f * h.weight(p) for p, f in per_phase.items())
+        conv_fl = sum(work.values())
     res = dict(name=name, batch=batch, phase_t=phase_t, step_t=step_t, step_fl=step_fl, conv_fl=conv_fl,
                per_phase=per_phase, peak_t=peak_t, rates=rates, harness=h, weights={p: h.weight(p) for p in h.phases})
     if FLAGS.plain and (not paper or FLAGS.plain_paper):
         common.log("  plain autodiff (TensorFlow's conv3d gradients) ...")
         hp = common.StepHarness(get_config(name), batch=batch, conv_impl="tf")
-        res["plain_phase_t"], res["plain_step_t"] = hp.time_phases(warmup=warmup, repeats=repeats)
+        res["plain_phase_t"], res["plain_step_t"] = hp.time_phases(warmup=warmup, repeats=repeats, phases=phases)
+        if not paper:
+            # Load drifts over minutes on a shared machine: re-time both interleaved, the ratio to trust.
+            common.log("  fast vs plain, interleaved ...")
+            res["paired"] = common.paired_seconds(h, hp, list(phase_t), repeats=repeats)[:2]
         del hp
     return res
 
@@ -192,6 +203,10 @@ def print_config(r):
           f"{min(r['rates'].values()):.1f}-{max(r['rates'].values()):.1f} per shape)")
     print(f"fraction of peak: {r['peak_t'] / st:.1%}  (step convs at forward speed would take {r['peak_t']:.3f}s "
           f"of the {st:.3f}s step; goal >= 50%)")
+    if "paired" in r:
+        tf_, tp = r["paired"]
+        print(f"interleaved fast/plain re-timing: fast {tf_:.3f}s, plain {tp:.3f}s: fast path {tp / tf_:.2f}x faster "
+              f"(fraction of peak {r['peak_t'] / tf_:.1%} fast, {r['peak_t'] / tp:.1%} plain)")
     if "plain_step_t" in r:
         print(f"plain autodiff step {r['plain_step_t']:.3f}s: fast path is {r['plain_step_t'] / st:.2f}x faster; "
               f"plain reaches {r['peak_t'] / r['plain_step_t']:.1%} of peak")
