@@ -32,6 +32,10 @@ flags.DEFINE_bool("mirror", False, "Random left-right flips along the dataset's 
 flags.DEFINE_integer("snap", None, "Snapshot + checkpoint every this many ticks (default: about every 2 kimg).")
 flags.DEFINE_list("metrics", [], "Metrics at every snapshot, e.g. mmd_linear_batch8,ms_ssim (default: none).")
 flags.DEFINE_integer("metric_num", 64, "Volumes per metric evaluation.")
+flags.DEFINE_string("metric_feature_weights", None, "InceptionV3 weights (.h5/.keras) for fid_slices, kid, pr_slices "
+                    "(nothing is downloaded; see run_metrics.py --helpfull).")
+flags.DEFINE_string("metric_feature_network", None, "3D feature network (Keras file or SavedModel) for fid_3d.")
+flags.DEFINE_string("metric_feature_layer", None, "Layer of --metric_feature_network whose output is the feature.")
 flags.DEFINE_string("resume", None, "Run directory (latest checkpoint) or checkpoint prefix to continue from.")
 flags.DEFINE_integer("seed", 0, "Random seed (weights, latents, data order).")
 flags.DEFINE_enum("precision", "fp32", ["fp32", "mixed_fp16", "mixed_bf16"],
@@ -49,7 +53,8 @@ flags.DEFINE_bool("dry_run", False, "Build everything, print options, networks a
 flags.DEFINE_bool("summary", False, "Print the per-layer table and parameter totals of --config and exit.")
 
 OPTION_FLAGS = ("data", "config", "outdir", "batch", "kimg", "kimg_per_tick", "gamma", "r2_gamma", "mirror", "snap",
-                "metrics", "metric_num", "resume", "seed", "precision", "xla", "strategy", "lazy_reg", "samples",
+                "metrics", "metric_num", "metric_feature_weights", "metric_feature_network",
+                "metric_feature_layer", "resume", "seed", "precision", "xla", "strategy", "lazy_reg", "samples",
                 "keep_checkpoints", "max_minutes")
 
 

@@ -21,7 +21,7 @@ from dnnlib.ops import upfirdn_3d as U  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small shapes only (about a minute).")
 flags.DEFINE_integer("repeats", 3, "Timed runs per op (best is reported).")
-flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "resample"], "Which parts to run.")
+flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "resample", "upsample"], "Which parts to run.")
 flags.DEFINE_string("shapes", None, "Comma-separated CxDxHxWxN conv shapes (Cin = Cout = C), overriding the presets.")
 
 # Shapes the configs use: channels x D x H x W x batch.
@@ -165,6 +165,38 @@ def bench_resample_conv(c, spatial, n, repeats):
           f"ratio {down_plain / down_fused:.2f}")
 
 
+# Transposed-conv inputs of the generators' upsampling layers (N, D, H, W, Cin, Cout): demo at batch 4 and
+# at Greg's half batch 2, and the 2 mm paper config at batch 1.
+UPSAMPLE_SHAPES = [(4, (5, 6, 7), 64, 32), (4, (10, 12, 14), 32, 16), (4, (20, 24, 28), 16, 8),
+                   (2, (20, 24, 28), 16, 8), (1, (10, 12, 14), 96, 96), (1, (40, 48, 56), 96, 96)]
+
+
+def bench_upsample_impls(shapes, repeats):
+    """upsample_conv_3d's transposed conv: tf.nn.conv3d_transpose vs polyphase stride-1 conv3d's (fwd+bwd)."""
+    print("\nupsample_conv_3d x2, 3x3x3, fwd+bwd: conv3d_transpose vs polyphase (what 'auto' picks on this host)")
+    f = U.setup_filter([1, 3, 3, 1])
+    for n, spatial, cin, cout in shapes:
+        rng = np.random.default_rng(4)
+        x = tf.constant(rng.standard_normal((n, *spatial, cin), dtype=np.float32))
+        w = tf.constant(rng.standard_normal((3, 3, 3, cin, cout), dtype=np.float32) * 0.05)
+
+        def run(x=x, w=w):
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                loss = tf.reduce_sum(tf.square(U.upsample_conv_3d(x, w, f)))
+            return tape.gradient(loss, [x, w])
+
+        times = {}
+        for impl in ("transpose", "polyphase"):
+            U.set_upsample_impl(impl)
+            times[impl] = best_time(tf.function(run), repeats)
+        U.set_upsample_impl("auto")
+        auto = "polyphase" if U._use_polyphase(x) else "transpose"
+        print(f"  b{n} {'x'.join(map(str, spatial))}x{cin}->{cout}: transpose {times['transpose']:.3f}s  "
+              f"polyphase {times['polyphase']:.3f}s  transpose/polyphase {times['transpose'] / times['polyphase']:.2f}"
+              f"  auto -> {auto}", flush=True)
+
+
 def main(_):
     shapes = FLAGS.shapes.split(",") if FLAGS.shapes else (QUICK_SHAPES if FLAGS.quick else FULL_SHAPES)
     shapes = [_parse_shape(s) for s in shapes]
@@ -182,6 +214,8 @@ def main(_):
         bench_upfirdn(16, (20, 24, 28), 2, FLAGS.repeats)  # dense is slow: keep this small
     if "resample" in sections:
         bench_resample_conv(32, (10, 12, 14) if FLAGS.quick else (20, 24, 28), 2, FLAGS.repeats)
+    if "upsample" in sections:
+        bench_upsample_impls(UPSAMPLE_SHAPES[:4] if FLAGS.quick else UPSAMPLE_SHAPES, FLAGS.repeats)
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

@@ -181,9 +181,13 @@ class StepHarness:
         self.real_c = tf.zeros([self.batch, self.G.c_dim])
 
     def _with_impl(self, fn):
+        from dnnlib.ops import upfirdn_3d
+
         mod = self._conv3d_mod
-        old, old_f = mod.get_impl(), mod.get_filter_grad_impl()
+        old, old_f, old_up = mod.get_impl(), mod.get_filter_grad_impl(), upfirdn_3d.get_upsample_impl()
         mod.set_impl(self.conv_impl)
+        if self.conv_impl == "tf":  # plain TensorFlow throughout: its conv3d_transpose for upsampling too
+            upfirdn_3d.set_upsample_impl("transpose")
         if self.filter_grad_impl:
             mod.set_filter_grad_impl(self.filter_grad_impl)
         try:
@@ -191,6 +195,7 @@ class StepHarness:
         finally:
             mod.set_impl(old)
             mod.set_filter_grad_impl(old_f)
+            upfirdn_3d.set_upsample_impl(old_up)
 
     def trace(self, phase):
         """Trace (not run) one phase's step, so the first timed call measures execution only."""

@@ -1,6 +1,10 @@
 """Exact resume: N steps in one go == N/2 + resume + N/2; torn checkpoints fall back; other configs refused."""
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -74,6 +78,48 @@ def test_torn_checkpoint_falls_back_to_previous(runs):
 
     _, prefix = resolve_resume(half.run_dir)
     assert prefix != latest and os.path.isfile(prefix + ".index")
+
+
+# The child trains 4 steps with a checkpoint every 2 and SIGKILLs itself inside the second save: after TF has
+# written the new checkpoint's files, before CheckpointManager records it as the latest.
+_KILLED_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from tensorflow.python.checkpoint import checkpoint_management as cm
+    from tests.test_resume import ARGS
+    from tests.test_training_loop import tiny_options
+    from training.training_loop import training_loop
+
+    saves = []
+    record_state = cm.CheckpointManager._record_state
+
+    def record_then_die(self):
+        saves.append(1)
+        if len(saves) == 3:  # _record_state runs twice per save: this is the second save's first
+            os.kill(os.getpid(), signal.SIGKILL)
+        return record_state(self)
+
+    cm.CheckpointManager._record_state = record_then_die
+    from pathlib import Path
+    training_loop(tiny_options(Path(sys.argv[1]), sys.argv[2], kimg=0.008, **ARGS))
+""")
+
+
+def test_sigkill_during_checkpoint_write_resumes_from_previous(runs):
+    from training.training_loop import training_loop
+
+    one_go, _, _, data, tmp = runs
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_CHILD, str(tmp / "k"), data], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (run_dir,) = [str(p) for p in (tmp / "k" / "results").iterdir()]
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    assert any(f.startswith("ckpt-4.") for f in os.listdir(ckpt_dir))  # written, but never recorded
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-2")
+    result = training_loop(tiny_options(tmp / "k", data, kimg=0.008, resume=run_dir, **ARGS))
+    assert result.cur_nimg == 8 and "Resumed from" in open(os.path.join(run_dir, "log.txt")).read()
+    _assert_same(_weights(tf.train.latest_checkpoint(os.path.join(one_go.run_dir, "checkpoints"))),
+                 _weights(tf.train.latest_checkpoint(ckpt_dir)))
 
 
 def test_resume_with_other_architecture_is_refused(runs):

@@ -52,3 +52,11 @@ def test_options_resolution(tmp_path):
         build_options(data=data, config="demo-tiny", gamma=-1)
     with pytest.raises(UserError, match="unknown config"):
         build_options(data=data, config="nope")
+    # Metrics that need a feature network fail at start-up, not at the first snapshot.
+    with pytest.raises(UserError, match="feature_network"):
+        build_options(data=data, config="demo-tiny", metrics=["fid_3d"])
+    with pytest.raises(UserError, match="unknown metric|choose"):
+        build_options(data=data, config="demo-tiny", metrics=["no_such_metric"])
+    opts = build_options(data=data, config="demo-tiny", metrics=["fid_3d"], metric_feature_network="/x/net.keras",
+                         metric_feature_layer="pool")
+    assert opts.metric_kwargs == {"feature_network": "/x/net.keras", "feature_layer": "pool"}

@@ -16,7 +16,8 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 # Defaults of the flags run_training.py exposes; build_options(**overrides) takes the same names.
 DEFAULTS = dict(data=None, config="demo", outdir="results", batch=None, kimg=None, kimg_per_tick=None, gamma=None,
-                r2_gamma=None, mirror=False, snap=None, metrics=(), metric_num=64, resume=None, seed=0,
+                r2_gamma=None, mirror=False, snap=None, metrics=(), metric_num=64, metric_feature_weights=None,
+                metric_feature_network=None, metric_feature_layer=None, resume=None, seed=0,
                 precision="fp32", xla=False, strategy="auto", lazy_reg=True, samples=8, keep_checkpoints=3,
                 data_shuffle=True, desc=None, max_minutes=None)
 
@@ -128,10 +129,13 @@ def build_options(explicit=None, **kwargs):
     if max_minutes is None and args.config == "demo" and args.kimg is None:
         max_minutes = DEMO_MINUTES
     metrics = list(args.metrics or [])
+    metric_kwargs = {k: args[f"metric_{k}"] for k in ("feature_weights", "feature_network", "feature_layer")
+                     if args[f"metric_{k}"]}
     if metrics:
-        from metrics.metric_main import check_metric_names
+        # Fail now, not at the first snapshot hours later, when a metric lacks its feature network.
+        from metrics.metric_main import preflight
 
-        check_metric_names(metrics)
+        preflight(metrics, **metric_kwargs)
 
     dataset_name = os.path.basename(os.path.normpath(data))
     desc = args.desc or f"{args.config}-{dataset_name}-b{batch}"
@@ -142,6 +146,7 @@ def build_options(explicit=None, **kwargs):
         G_opt_kwargs=copy.deepcopy(cfg.G_opt_kwargs), D_opt_kwargs=copy.deepcopy(cfg.D_opt_kwargs),
         batch_size=batch, ema_kimg=float(cfg.ema_kimg), ema_rampup=cfg.ema_rampup, total_kimg=total_kimg,
         kimg_per_tick=kimg_per_tick, snap=snap, metrics=metrics, metric_num=int(args.metric_num),
+        metric_kwargs=metric_kwargs,
         seed=int(args.seed), precision=args.precision, xla=bool(args.xla), strategy=args.strategy,
         mirror=bool(args.mirror), samples=int(args.samples), keep_checkpoints=int(args.keep_checkpoints),
         data_shuffle=bool(args.data_shuffle), img_shape=shape, c_dim=c_dim, img_channels=channels,

@@ -427,7 +427,7 @@ def _metrics(opts, run_dir, G_ema, writer, cur_nimg, snap_dir, log):
     # TensorBoard values are written here (tb_log works without the tensorboard package).
     results = metric_main.calc_metrics(opts.metrics, G=G_ema, dataset_dir=opts.data, run_dir=run_dir,
                                        tb_writer=None, step=cur_nimg, snapshot=snap_dir, num=opts.metric_num,
-                                       batch=min(8, opts.metric_num))
+                                       batch=min(8, opts.metric_num), **opts.get("metric_kwargs", {}))
     log(metric_main.format_table(results))
     if writer is not None:
         with writer.as_default():

@@ -274,18 +274,82 @@ def upsample_conv_3d(x, w, f, up=2, padding=0):
     return _upfirdn(t, taps3, (1, 1, 1), (1, 1, 1), tuple(pads))
 
 
+UPSAMPLE_IMPLS = ("auto", "transpose", "polyphase")
+_upsample_impl = "auto"
+# Measured on CPU (bench/bench_conv3d.py upsample rows, bench/RESULTS.md): TensorFlow's conv3d_transpose
+# (Conv3DBackpropInputV2 forward, Conv3DBackpropFilterV2 backward) is erratic on small inputs: at
+# 20x24x28x16 -> 8 its fwd+bwd took 88 ms at batch 4 but 1366 ms at batch 2 (polyphase: 206 / 128 ms), and
+# at 10x12x14x32 -> 16 batch 4 it took 1027 ms (polyphase 83 ms). On large inputs (40x48x56x96) the
+# polyphase backward (prod(up) small-kernel filter gradients) is 2-3x slower than conv3d_transpose's.
+POLYPHASE_MAX_ELEMENTS = 1_000_000  # voxels x input channels of one sample; above it, conv3d_transpose
+
+
+def set_upsample_impl(impl):
+    """How upsample_conv_3d does its transposed conv: 'transpose' (tf.nn.conv3d_transpose), 'polyphase'
+    (prod(up) stride-1 conv3d's on the low-resolution input, fast twice-differentiable gradients), or
+    'auto' (transpose on GPU; on CPU polyphase up to POLYPHASE_MAX_ELEMENTS per sample, else transpose)."""
+    global _upsample_impl
+    if impl not in UPSAMPLE_IMPLS:
+        raise ValueError(f"upsample impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}")
+    _upsample_impl = impl
+
+
+def get_upsample_impl():
+    return _upsample_impl
+
+
+def _use_polyphase(x):
+    if _upsample_impl != "auto":
+        return _upsample_impl == "polyphase"
+    if _conv3d_mod._have_gpu():
+        return False
+    return int(np.prod(x.shape[1:])) <= POLYPHASE_MAX_ELEMENTS
+
+
 def _transposed_conv(x, w, up):
     """T[j] = sum_i x[i] * flip(w)[j - up*i] per axis: the full conv of the zero-inserted x with w flipped
-    in ALL three spatial axes (the original flipped two). Output length up*(n-1) + k per axis.
-
-    tf.nn.conv3d_transpose: its backward pass is a strided forward conv plus a filter gradient. Measured
-    fwd+bwd ~1.4-1.7x faster on CPU than a polyphase sum of prod(up) stride-1 conv3d's (bench)."""
+    in ALL three spatial axes (the original flipped two). Output length up*(n-1) + k per axis."""
+    if _use_polyphase(x):
+        return _transposed_conv_polyphase(x, w, up)
     ksize = tuple(w.shape[:3])
     out_spatial = [u * (n - 1) + k for u, n, k in zip(up, x.shape[1:4], ksize, strict=True)]
     kernel = tf.transpose(tf.reverse(w, axis=[0, 1, 2]), [0, 1, 2, 4, 3])  # [k, k, k, Cout, Cin]
     out_shape = tf.stack([tf.shape(x)[0], *out_spatial, w.shape[-1]])
     t = tf.nn.conv3d_transpose(x, kernel, out_shape, strides=[1, *up, 1], padding="VALID")
     return tf.ensure_shape(t, [x.shape[0], *out_spatial, w.shape[-1]])
+
+
+def _transposed_conv_polyphase(x, w, up):
+    """The same T as a sum of phases: T[u*q + r] = sum_s x[q - s] * flip(w)[r + u*s] per axis, i.e. phase r
+    is a stride-1 conv of x (padded) with the sub-kernel flip(w)[r::u]; the phases are interleaved."""
+    ksize, n3 = tuple(w.shape[:3]), tuple(x.shape[1:4])
+    wf = tf.reverse(w, axis=[0, 1, 2])
+    t_len = [u * (n - 1) + k for u, n, k in zip(up, n3, ksize, strict=True)]
+    q_len = [-(-t // u) for t, u in zip(t_len, up, strict=True)]  # phase length (ceil), cropped after
+
+    def phase(r):
+        sub = wf[r[0]::up[0], r[1]::up[1], r[2]::up[2]]
+        taps = tuple(sub.shape[:3])
+        if 0 in taps:  # kernel shorter than the factor: this phase only ever sees zeros
+            return tf.zeros([tf.shape(x)[0], *q_len, w.shape[-1]], x.dtype)
+        pads = [[0, 0]] + [[s - 1, q - n] for s, q, n in zip(taps, q_len, n3, strict=True)] + [[0, 0]]
+        return conv3d(tf.pad(x, pads), tf.reverse(sub, axis=[0, 1, 2]), "VALID")
+
+    def interleave(prefix):
+        axis = len(prefix)
+        if axis == 3:
+            return phase(prefix)
+        parts = [interleave(prefix + (r,)) for r in range(up[axis])]
+        y = parts[0]
+        if len(parts) > 1:  # stack after the axis and merge: y[u*q + r] = parts[r][q]
+            y = tf.stack(parts, axis=axis + 2)
+            s = y.shape
+            y = tf.reshape(y, [-1, *s[1:axis + 1], s[axis + 1] * s[axis + 2], *s[axis + 3:]])
+        index = [slice(None)] * 5
+        index[axis + 1] = slice(0, t_len[axis])
+        return y[tuple(index)]
+
+    return interleave(())
 
 
 def conv_downsample_3d(x, w, f, down=2, padding=0):
