@@ -67,9 +67,7 @@ def _up_nearest(x, up):
 
 def _no_fir_patches():
     """Resampling without the FIR filter: same convs, nearest/strided resampling."""
-    import tensorflow as tf
-
-    from dnnlib.ops.conv3d import conv3d
+    from dnnlib.ops import upfirdn_3d
 
     def upsample_3d(x, f, up=2, padding=0, gain=1):
         return _up_nearest(x, up)
@@ -78,21 +76,13 @@ def _no_fir_patches():
         dd, dh, dw = _triple(down)
         return x[:, ::dd, ::dh, ::dw, :]
 
+    # The fused resampling convs keep their fast conv paths (polyphase, custom gradients) with a 1-tap
+    # filter, so only the FIR passes disappear (TF's strided/transposed conv3d would add their slow gradients).
     def upsample_conv_3d(x, w, f, up=2, padding=0):
-        w = tf.cast(w, x.dtype)
-        if tuple(w.shape[:3]) == (1, 1, 1):
-            return _up_nearest(conv3d(x, w, "VALID"), up)
-        up = _triple(up)
-        kernel = tf.transpose(tf.reverse(w, axis=[0, 1, 2]), [0, 1, 2, 4, 3])
-        out = tf.stack([tf.shape(x)[0], *[n * u for n, u in zip(x.shape[1:4], up, strict=True)], w.shape[-1]])
-        return tf.nn.conv3d_transpose(x, kernel, out, strides=[1, *up, 1], padding="SAME")
+        return upfirdn_3d.upsample_conv_3d(x, w, [1], up=up)
 
     def conv_downsample_3d(x, w, f, down=2, padding=0):
-        w = tf.cast(w, x.dtype)
-        down = _triple(down)
-        if tuple(w.shape[:3]) == (1, 1, 1):
-            return conv3d(downsample_3d(x, f, down), w, "VALID")
-        return tf.nn.conv3d(x, w, strides=[1, *down, 1], padding="SAME")
+        return upfirdn_3d.conv_downsample_3d(x, w, [1], down=down)
 
     return dict(upsample_3d=upsample_3d, downsample_3d=downsample_3d, upsample_conv_3d=upsample_conv_3d,
                 conv_downsample_3d=conv_downsample_3d)
