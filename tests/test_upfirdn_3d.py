@@ -241,3 +241,34 @@ def test_upsample_auto_picks_polyphase_only_for_small_inputs():
     small = tf.zeros([2, 20, 24, 28, 16])
     large = tf.zeros([1, 40, 48, 56, 96])
     assert U._use_polyphase(small) and not U._use_polyphase(large)
+
+
+@pytest.mark.parametrize("down", [2, (2, 1, 2)])
+def test_conv_downsample_second_order_matches_plain_strided_conv(down):
+    # D's R1 differentiates twice through the polyphase strided conv; the plain form filters (dense FIR)
+    # and runs TensorFlow's strided conv3d with its own gradients. Odd sizes exercise the phase padding.
+    rng = np.random.default_rng(13)
+    x = tf.constant(_rand(rng, 2, 5, 6, 7, 2))
+    w = tf.constant(_rand(rng, 3, 3, 3, 2, 3))
+    f = U.setup_filter(F4)
+    factors = U._factors(down, "down")
+    taps3, down_pads = U._resample_setup(f, (1, 1, 1), factors, 0, 1)
+    pads = tuple((p0 + 1, p1 + 1) for p0, p1 in down_pads)  # + the 3-tap conv's SAME padding
+
+    def plain(x, w):
+        y = U._upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads, impl="dense")
+        return tf.nn.conv3d(y, w, strides=[1, *factors, 1], padding="VALID")
+
+    results = []
+    for fn in (lambda x, w: U.conv_downsample_3d(x, w, f, down=down), plain):
+        with tf.GradientTape() as outer:
+            outer.watch([x, w])
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = fn(x, w)
+                loss = tf.reduce_sum(tf.sin(y))
+            gx = inner.gradient(loss, x)
+            penalty = tf.reduce_sum(gx * gx)
+        results.append((_np(y), _np(gx), *[_np(g) for g in outer.gradient(penalty, [x, w])]))
+    for a, b in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)

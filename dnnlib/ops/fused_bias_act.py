@@ -16,12 +16,13 @@ _SELU_ALPHA = 1.6732632423543772
 
 
 def _act_spec():
-    # name -> (forward f(x, alpha), derivative from the activation output a = f(x) or None, default gain)
+    # name -> (forward f(x, alpha: Python float), derivative from the output y = f(x) or None, default gain)
     return {
         "linear": (lambda x, a: x, lambda y, a: tf.ones_like(y), 1.0),
         "relu": (lambda x, a: tf.nn.relu(x), lambda y, a: tf.cast(y > 0, y.dtype), math.sqrt(2)),
         "lrelu": (
-            lambda x, a: tf.where(x > 0, x, x * a),
+            # TF's fused LeakyRelu takes alpha as a float32 attribute: exact below float64 only.
+            lambda x, a: tf.where(x > 0, x, x * a) if x.dtype == tf.float64 else tf.nn.leaky_relu(x, a),
             lambda y, a: tf.where(y > 0, tf.ones_like(y), tf.fill(tf.shape(y), a)),
             math.sqrt(2),
         ),
@@ -52,6 +53,8 @@ def _add_bias(x, b, axis):
     axis = axis % rank
     if b.shape.rank != 1 or b.shape[0] != x.shape[axis]:
         raise ValueError(f"fused_bias_act: bias shape {b.shape} does not match axis {axis} of x {x.shape}")
+    if axis == rank - 1 and rank >= 2:
+        return tf.nn.bias_add(x, b)  # one fused op; its gradient is a single reduction (BiasAddGrad)
     return x + tf.reshape(b, [-1 if i == axis else 1 for i in range(rank)])
 
 
@@ -74,24 +77,31 @@ def fused_bias_act(x, b=None, axis=-1, act="linear", alpha=None, gain=None, clam
         x = _add_bias(x, b, axis)
 
     if dfn is None or gain == 0:
-        y = fn(x, tf.constant(alpha, x.dtype)) * tf.constant(gain, x.dtype)
+        y = fn(x, alpha) * tf.constant(gain, x.dtype)
         return y if clamp is None else tf.clip_by_value(y, -tf.constant(clamp, x.dtype), tf.constant(clamp, x.dtype))
+
+    # lrelu with a positive gain and slope: sign(y) == sign(x), so TF's fused LeakyReluGrad (one pass, and
+    # itself differentiable) gives the gradient from y; the generic formula takes four elementwise passes.
+    fused_lrelu_grad = act == "lrelu" and gain > 0 and alpha >= 0 and x.dtype != tf.float64
 
     @tf.custom_gradient
     def op(x):
         dtype = x.dtype
         g = tf.constant(gain, dtype)
         a = tf.constant(alpha, dtype)
-        y = fn(x, a) * g
+        y = fn(x, alpha) * g
         if clamp is not None:
             y = tf.clip_by_value(y, -tf.constant(clamp, dtype), tf.constant(clamp, dtype))
 
         def grad(dy):
             # Everything below is a function of y (the op's output) and dy only.
-            d = dfn(y / g, a) * g
+            if fused_lrelu_grad:
+                dx = tf.raw_ops.LeakyReluGrad(gradients=dy * g, features=y, alpha=alpha)
+            else:
+                dx = dy * (dfn(y / g, a) * g)
             if clamp is not None:
-                d = tf.where(tf.abs(y) < tf.constant(clamp, dtype), d, tf.zeros_like(d))
-            return dy * d
+                dx = tf.where(tf.abs(y) < tf.constant(clamp, dtype), dx, tf.zeros_like(dx))
+            return dx
 
         return y, grad
 

@@ -7,6 +7,8 @@ product instead, for comparison). Unlike the original 3D code, upsampling multip
 (factor**3 for isotropic 2x), so a constant volume stays constant away from the borders.
 """
 
+import itertools
+
 import numpy as np
 import tensorflow as tf
 
@@ -77,29 +79,47 @@ def _taps(f):
 # Separable implementation: one 1-D upfirdn per axis, done on a free reshape of the tensor.
 
 
+def _crop_axis(x, axis, start, length):
+    """x restricted to [start, start + length) along `axis`, as tf.slice: on CPU TensorFlow's StridedSlice
+    and especially its gradient run 3-6x slower than Slice and its gradient (a Pad), bench/RESULTS.md."""
+    if start == 0 and length == x.shape[axis]:
+        return x
+    begin = [0] * x.shape.rank
+    size = [-1] * x.shape.rank
+    begin[axis], size[axis] = start, length
+    return tf.slice(x, begin, size)
+
+
 def _pad_axis(x, lo, hi):
     """Zero-pad (positive) or crop (negative) axis 1 of a rank-3 tensor."""
     length = x.shape[1]
     if lo < 0 or hi < 0:
-        x = x[:, max(-lo, 0):length - max(-hi, 0), :]
+        x = _crop_axis(x, 1, max(-lo, 0), length - max(-lo, 0) - max(-hi, 0))
     if lo > 0 or hi > 0:
         x = tf.pad(x, [[0, 0], [max(lo, 0), max(hi, 0)], [0, 0]])
     return x
 
 
-def _correlate_axis(x, taps, out_len, down=1):
-    """y[j] = sum_t taps[t] * x[j*down + t] along axis 1 of x [A, L, B], the same taps for every column.
+def _correlate_axis(x, taps, out_len, down=1, pads=(0, 0)):
+    """y[j] = sum_t taps[t] * xp[j*down + t] along axis 1 of x [A, L, B], xp = x zero-padded (or cropped,
+    negative) by pads, the same taps for every column.
 
     A depthwise conv2d on [A, L, 1, B] with the taps broadcast over the B "channels": measured on CPU
-    several times faster than shifted slices or a 1-channel conv2d (bench/bench_conv3d.py)."""
+    several times faster than shifted slices or a 1-channel conv2d (bench/bench_conv3d.py). The zero
+    padding goes to the conv as explicit padding, which saves a Pad copy and its gradient per pass."""
     taps = np.asarray(taps, dtype=np.float64)
+    lo, hi = pads
+    if lo < 0 or hi < 0:
+        x = _pad_axis(x, min(lo, 0), min(hi, 0))
+        lo, hi = max(lo, 0), max(hi, 0)
     if len(taps) == 1 and down == 1:
-        return x[:, :out_len, :] * tf.constant(taps[0], dtype=x.dtype)
+        return _crop_axis(_pad_axis(x, lo, hi), 1, 0, out_len) * tf.constant(taps[0], dtype=x.dtype)
     inner = x.shape[2]
     kernel = tf.broadcast_to(tf.constant(taps.reshape(-1, 1, 1, 1), dtype=x.dtype), [len(taps), 1, inner, 1])
     # Depthwise conv wants equal row/column strides; the column axis has size 1, so that is harmless.
-    y = tf.nn.depthwise_conv2d(x[:, :, None, :], kernel, strides=[1, down, down, 1], padding="VALID")
-    return y[:, :out_len, 0, :]
+    padding = [[0, 0], [lo, hi], [0, 0], [0, 0]] if lo or hi else "VALID"
+    y = tf.nn.depthwise_conv2d(tf.expand_dims(x, 2), kernel, strides=[1, down, down, 1], padding=padding)
+    return tf.squeeze(_crop_axis(y, 1, 0, out_len), axis=2)
 
 
 def _upsample_axis_polyphase(x, taps, up, pad0, out_len):
@@ -119,9 +139,9 @@ def _upsample_axis_polyphase(x, taps, up, pad0, out_len):
             continue
         lo = -(q0 + c)
         hi = (q0 + nq - 1 + c + len(sub) - 1) - (n - 1)
-        phases.append(_correlate_axis(_pad_axis(x, lo, hi), sub, nq))
+        phases.append(_correlate_axis(x, sub, nq, pads=(lo, hi)))
     y = tf.reshape(tf.stack(phases, axis=2), [-1, nq * up, x.shape[2]])
-    return y[:, -j0:-j0 + out_len, :]
+    return _crop_axis(y, 1, -j0, out_len)
 
 
 def _upfirdn_axis(x, axis, taps, up, down, pad0, pad1):
@@ -138,8 +158,9 @@ def _upfirdn_axis(x, axis, taps, up, down, pad0, pad1):
         x = _upsample_axis_polyphase(x, taps, up, pad0, out_len)
     else:
         if up > 1:  # up and down on the same axis (rare): explicit zero insertion
-            x = tf.reshape(tf.pad(x[:, :, None, :], [[0, 0], [0, 0], [0, up - 1], [0, 0]]), [-1, length * up, inner])
-        x = _correlate_axis(_pad_axis(x, pad0, pad1), taps, out_len, down)
+            x = tf.pad(tf.expand_dims(x, 2), [[0, 0], [0, 0], [0, up - 1], [0, 0]])
+            x = tf.reshape(x, [-1, length * up, inner])
+        x = _correlate_axis(x, taps, out_len, down, (pad0, pad1))
     return tf.reshape(x, outer + [out_len] + list(shape[axis + 1:]))
 
 
@@ -335,21 +356,16 @@ def _transposed_conv_polyphase(x, w, up):
         pads = [[0, 0]] + [[s - 1, q - n] for s, q, n in zip(taps, q_len, n3, strict=True)] + [[0, 0]]
         return conv3d(tf.pad(x, pads), tf.reverse(sub, axis=[0, 1, 2]), "VALID")
 
-    def interleave(prefix):
-        axis = len(prefix)
-        if axis == 3:
-            return phase(prefix)
-        parts = [interleave(prefix + (r,)) for r in range(up[axis])]
-        y = parts[0]
-        if len(parts) > 1:  # stack after the axis and merge: y[u*q + r] = parts[r][q]
-            y = tf.stack(parts, axis=axis + 2)
-            s = y.shape
-            y = tf.reshape(y, [-1, *s[1:axis + 1], s[axis + 1] * s[axis + 2], *s[axis + 3:]])
-        index = [slice(None)] * 5
-        index[axis + 1] = slice(0, t_len[axis])
-        return y[tuple(index)]
-
-    return interleave(())
+    # Interleave: y[u*q + r] = phase_r[q] on every axis, as one stack + transpose + reshape (a transposed
+    # space-to-depth), then crop the ceil-rounded phases to the full length.
+    parts = tf.stack([phase(r) for r in itertools.product(*(range(u) for u in up))])
+    cout = w.shape[-1]
+    y = tf.reshape(parts, [*up, -1, *q_len, cout])
+    y = tf.transpose(y, [3, 4, 0, 5, 1, 6, 2, 7])
+    y = tf.reshape(y, [-1, *(q * u for q, u in zip(q_len, up, strict=True)), cout])
+    for axis in range(3):
+        y = _crop_axis(y, axis + 1, 0, t_len[axis])
+    return y
 
 
 def conv_downsample_3d(x, w, f, down=2, padding=0):
@@ -368,19 +384,32 @@ def conv_downsample_3d(x, w, f, down=2, padding=0):
     taps3, down_pads = _resample_setup(f, (1, 1, 1), down, padding, 1)
     conv_pads = _conv3d_mod.explicit_pads("SAME", ksize)
     pads = tuple((p0 + c0, p1 + c1) for (p0, p1), (c0, c1) in zip(down_pads, conv_pads, strict=True))
+    lengths = [n + p0 + p1 - len(t) + 1 for n, (p0, p1), t in zip(x.shape[1:4], pads, taps3, strict=True)]
+    out = [(n - k) // d + 1 for n, k, d in zip(lengths, ksize, down, strict=True)]
+    # Pad each filtered axis to a multiple of its factor so the phases come out of one reshape; the extra
+    # samples lie past the last one any phase reads.
+    pads = tuple((p0, p1 + (-n) % d) for (p0, p1), n, d in zip(pads, lengths, down, strict=True))
     y = _upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads)
     # Strided conv, polyphase: phase r of each axis meets only the taps w[r::down], so the result is a
     # sum of prod(down) small stride-1 conv3d's (fast custom gradients; TF's strided Conv3D backward is slow).
-    out = [(lf - k) // d + 1 for lf, k, d in zip(y.shape[1:4], ksize, down, strict=True)]
     terms = []
-    for rd in range(down[0]):
-        for rh in range(down[1]):
-            for rw in range(down[2]):
-                sub = w[rd::down[0], rh::down[1], rw::down[2]]
-                if 0 in sub.shape[:3]:
-                    continue
-                r = (rd, rh, rw)
-                stop = [r[a] + down[a] * (out[a] + sub.shape[a] - 2) + 1 for a in range(3)]
-                phase = y[:, rd:stop[0]:down[0], rh:stop[1]:down[1], rw:stop[2]:down[2], :]
-                terms.append(conv3d(phase, sub, "VALID"))
+    for r, phase in zip(itertools.product(*(range(d) for d in down)), _phases(y, down), strict=True):
+        sub = w[r[0]::down[0], r[1]::down[1], r[2]::down[2]]
+        if 0 in sub.shape[:3]:
+            continue
+        # Phase r needs out + taps - 1 samples per axis; crop the rest (conv3d's negative padding).
+        crop = [(0, out[a] + sub.shape[a] - 1 - phase.shape[a + 1]) for a in range(3)]
+        terms.append(conv3d(phase, sub, tuple(v for pair in crop for v in pair)))
     return terms[0] if len(terms) == 1 else tf.add_n(terms)
+
+
+def _phases(y, down):
+    """The prod(down) polyphase components y[:, r0::d0, r1::d1, r2::d2] (r in C order) of y, whose spatial
+    lengths are multiples of down, from one reshape + transpose (space-to-batch); on CPU, 8 strided slices
+    and their gradients cost several times more (bench/RESULTS.md)."""
+    q = [n // d for n, d in zip(y.shape[1:4], down, strict=True)]
+    c = y.shape[-1]
+    t = tf.reshape(y, [-1, q[0], down[0], q[1], down[1], q[2], down[2], c])
+    t = tf.transpose(t, [2, 4, 6, 0, 1, 3, 5, 7])
+    t = tf.reshape(t, [int(np.prod(down)), -1, *q, c])
+    return tf.unstack(t, axis=0)
