@@ -21,7 +21,7 @@ from dnnlib.ops import upfirdn_3d as U  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small shapes only (about a minute).")
 flags.DEFINE_integer("repeats", 3, "Timed runs per op (best is reported).")
-flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "resample", "upsample"], "Which parts to run.")
+flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "resample", "slicing", "upsample"], "Which parts to run.")
 flags.DEFINE_string("shapes", None, "Comma-separated CxDxHxWxN conv shapes (Cin = Cout = C), overriding the presets.")
 
 # Shapes the configs use: channels x D x H x W x batch.
@@ -165,6 +165,40 @@ def bench_resample_conv(c, spatial, n, repeats):
           f"ratio {down_plain / down_fused:.2f}")
 
 
+def bench_slicing(c, spatial, n, repeats):
+    """Glue ops of the resampling paths, fwd+bwd: crops and stride-2 phases, StridedSlice vs the forms used."""
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
+    w = tf.constant(rng.standard_normal((3, 3, 3, c, c), dtype=np.float32) * 0.05)
+    even = [s - s % 2 for s in spatial]
+
+    def fwd_bwd(fn):
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                ys = tf.nest.flatten(fn())
+                loss = tf.add_n([tf.reduce_sum(tf.square(y)) for y in ys])
+            return tape.gradient(loss, x)
+        return best_time(tf.function(run), repeats)
+
+    size = [n, *(s - 1 for s in spatial), c]
+    t = {
+        "crop x[:, 1:, 1:, 1:] (StridedSlice)": fwd_bwd(lambda: x[:, 1:, 1:, 1:, :]),
+        "crop tf.slice (Slice)": fwd_bwd(lambda: tf.slice(x, [0, 1, 1, 1, 0], size)),
+        "8 phases x[:, a::2, b::2, c::2] (StridedSlice)": fwd_bwd(
+            lambda: [x[:, a:even[0]:2, b:even[1]:2, cc:even[2]:2, :] for a in (0, 1) for b in (0, 1) for cc in (0, 1)]),
+        "8 phases space-to-batch (reshape+transpose)": fwd_bwd(
+            lambda: U._phases(tf.slice(x, [0, 0, 0, 0, 0], [n, *even, c]), (2, 2, 2))),
+        "reference: forward 3x3x3 conv3d": best_time(tf.function(lambda: tf.nn.conv3d(x, w, [1] * 5, "SAME")), repeats),
+    }
+    print(f"\nslicing glue, {c} ch @ {'x'.join(map(str, spatial))} b{n}, fwd+bwd (sum of squares):")
+    for name, sec in t.items():
+        print(f"  {name:48s} {sec:.3f}s")
+    keys = list(t)
+    print(f"  StridedSlice/Slice crop {t[keys[0]] / t[keys[1]]:.2f}x, strided/space-to-batch phases "
+          f"{t[keys[2]] / t[keys[3]]:.2f}x")
+
+
 # Transposed-conv inputs of the generators' upsampling layers (N, D, H, W, Cin, Cout): demo at batch 4 and
 # at Greg's half batch 2, and the 2 mm paper config at batch 1.
 UPSAMPLE_SHAPES = [(4, (5, 6, 7), 64, 32), (4, (10, 12, 14), 32, 16), (4, (20, 24, 28), 16, 8),
@@ -214,6 +248,8 @@ def main(_):
         bench_upfirdn(16, (20, 24, 28), 2, FLAGS.repeats)  # dense is slow: keep this small
     if "resample" in sections:
         bench_resample_conv(32, (10, 12, 14) if FLAGS.quick else (20, 24, 28), 2, FLAGS.repeats)
+    if "slicing" in sections:
+        bench_slicing(8, (20, 24, 28) if FLAGS.quick else (41, 49, 57), 4, FLAGS.repeats)
     if "upsample" in sections:
         bench_upsample_impls(UPSAMPLE_SHAPES[:4] if FLAGS.quick else UPSAMPLE_SHAPES, FLAGS.repeats)
     print(f"\ntotal {time.time() - t0:.0f}s")

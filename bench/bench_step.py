@@ -40,6 +40,7 @@ flags.DEFINE_bool("plain_paper", False, "Also time plain autodiff at the paper c
 flags.DEFINE_bool("breakdown", True, "Ablation breakdown at the first demo-size config.")
 flags.DEFINE_list("phases", ["all"], "Phases to time ('all' = every phase, lazy-averaged).")
 flags.DEFINE_list("ablation_phases", ["Gmain", "Dmain"], "Phases re-timed per ablation ('all' = every phase).")
+flags.DEFINE_integer("ablation_repeats", 7, "Interleaved with/without pairs per ablation (median difference).")
 flags.DEFINE_string("dataset", None, "A dataset folder for the data-input rate (default: datasets/demo-demo if built).")
 
 
@@ -73,8 +74,17 @@ def _no_fir_patches():
         return _up_nearest(x, up)
 
     def downsample_3d(x, f, down=2, padding=0, gain=1):
-        dd, dh, dw = _triple(down)
-        return x[:, ::dd, ::dh, ::dw, :]
+        # Decimation as reshape + Slice (gradient: a Pad); a strided slice would add TF's slow StridedSliceGrad.
+        import tensorflow as tf
+
+        d3 = _triple(down)
+        _, d, h, w, c = x.shape
+        if d % d3[0] or h % d3[1] or w % d3[2]:
+            return x[:, ::d3[0], ::d3[1], ::d3[2], :]
+        q = [d // d3[0], h // d3[1], w // d3[2]]
+        y = tf.reshape(x, [-1, q[0], d3[0], q[1], d3[1], q[2], d3[2], c])
+        y = tf.slice(y, [0] * 8, [-1, q[0], 1, q[1], 1, q[2], 1, c])
+        return tf.reshape(y, [-1, *q, c])
 
     # The fused resampling convs keep their fast conv paths (polyphase, custom gradients) with a 1-tap
     # filter, so only the FIR passes disappear (TF's strided/transposed conv3d would add their slow gradients).
@@ -206,7 +216,7 @@ def breakdown(name, base, quick):
     """Share of the step in each non-conv part, by ablation (same process, same shapes)."""
     from training.configs import get_config
 
-    repeats = 1 if quick else FLAGS.repeats
+    repeats = 1 if quick else FLAGS.ablation_repeats
     full_t, hb = base["step_t"], base["harness"]
     phases = hb.phases if FLAGS.ablation_phases == ["all"] else [p for p in hb.phases if p in FLAGS.ablation_phases]
     rows = []

@@ -10,8 +10,9 @@ from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref,
 PADDINGS = ["SAME", "VALID", 2, (1, 0, 2, -1, 0, 1)]
 
 
-# Every padding/kernel case for the default filter-gradient formulation, two cases for the others.
-CASES = [("batch_channels", k, p) for k in (3, 1, 2) for p in PADDINGS] + [
+# Every padding/kernel case for the default filter-gradient formulation and the previous default, two cases
+# for the others.
+CASES = [(impl, k, p) for impl in ("depth_taps", "batch_channels") for k in (3, 1, 2) for p in PADDINGS] + [
     (impl, k, p) for impl in ("tf", "slices") for k, p in ((3, "SAME"), (2, (1, 0, 2, -1, 0, 1)))]
 
 
@@ -50,7 +51,7 @@ def _first_and_second(conv, x, w, v, u1, u2):
 
 
 def test_default_filter_grad_impl():
-    assert C.get_filter_grad_impl() == "batch_channels"
+    assert C.get_filter_grad_impl() == "depth_taps"
 
 
 @pytest.mark.parametrize("impl,k,padding", CASES)
