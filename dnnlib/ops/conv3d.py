@@ -100,6 +100,18 @@ def pad_or_crop(x, pads):
     return x
 
 
+def slice_axis(x, axis, start, length):
+    """x restricted to [start, start + length) along `axis`, as tf.slice (no op when that is all of x): on CPU
+    TensorFlow's StridedSlice and especially its gradient run 3-6x slower than Slice and its gradient (a Pad),
+    bench/RESULTS.md."""
+    if start == 0 and length == x.shape[axis]:
+        return x
+    begin = [0] * x.shape.rank
+    size = [-1] * x.shape.rank
+    begin[axis], size[axis] = start, length
+    return tf.slice(x, begin, size)
+
+
 def _transposed_pads(pads, ksize):
     # Input gradient of a conv with pads (lo, hi) is a conv of dy with pads (k-1-lo, k-1-hi).
     return tuple((k - 1 - lo, k - 1 - hi) for (lo, hi), k in zip(pads, ksize, strict=True))
@@ -170,19 +182,12 @@ def _filter_grad_depth_taps(x, dy, pads, ksize):
         if stop <= start:  # this tap only ever meets padding
             taps.append(tf.zeros([*ksize[1:], cin, cout], dy.dtype))
             continue
-        xa = _rows(x, start + shift, stop - start)
-        dya = _rows(dy, start, stop - start)
+        xa = slice_axis(x, 1, start + shift, stop - start)
+        dya = slice_axis(dy, 1, start, stop - start)
         taps.append(tf.raw_ops.Conv2DBackpropFilter(
             input=tf.reshape(xa, [-1, *xa.shape[2:]]), filter_sizes=[*ksize[1:], cin, cout],
             out_backprop=tf.reshape(dya, [-1, *dya.shape[2:]]), strides=[1, 1, 1, 1], padding=mode))
     return tf.stack(taps)
-
-
-def _rows(t, start, length):
-    """t[:, start:start + length] as a Slice (no copy when it is all of t)."""
-    if start == 0 and length == t.shape[1]:
-        return t
-    return tf.slice(t, [0, start, 0, 0, 0], [-1, length, -1, -1, -1])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.ops import conv3d as _conv3d_mod
-from dnnlib.ops.conv3d import conv3d
+from dnnlib.ops.conv3d import conv3d, slice_axis
 
 # ----------------------------------------------------------------------------------------------
 # Argument parsing.
@@ -79,22 +79,11 @@ def _taps(f):
 # Separable implementation: one 1-D upfirdn per axis, done on a free reshape of the tensor.
 
 
-def _crop_axis(x, axis, start, length):
-    """x restricted to [start, start + length) along `axis`, as tf.slice: on CPU TensorFlow's StridedSlice
-    and especially its gradient run 3-6x slower than Slice and its gradient (a Pad), bench/RESULTS.md."""
-    if start == 0 and length == x.shape[axis]:
-        return x
-    begin = [0] * x.shape.rank
-    size = [-1] * x.shape.rank
-    begin[axis], size[axis] = start, length
-    return tf.slice(x, begin, size)
-
-
 def _pad_axis(x, lo, hi):
     """Zero-pad (positive) or crop (negative) axis 1 of a rank-3 tensor."""
     length = x.shape[1]
     if lo < 0 or hi < 0:
-        x = _crop_axis(x, 1, max(-lo, 0), length - max(-lo, 0) - max(-hi, 0))
+        x = slice_axis(x, 1, max(-lo, 0), length - max(-lo, 0) - max(-hi, 0))
     if lo > 0 or hi > 0:
         x = tf.pad(x, [[0, 0], [max(lo, 0), max(hi, 0)], [0, 0]])
     return x
@@ -113,13 +102,13 @@ def _correlate_axis(x, taps, out_len, down=1, pads=(0, 0)):
         x = _pad_axis(x, min(lo, 0), min(hi, 0))
         lo, hi = max(lo, 0), max(hi, 0)
     if len(taps) == 1 and down == 1:
-        return _crop_axis(_pad_axis(x, lo, hi), 1, 0, out_len) * tf.constant(taps[0], dtype=x.dtype)
+        return slice_axis(_pad_axis(x, lo, hi), 1, 0, out_len) * tf.constant(taps[0], dtype=x.dtype)
     inner = x.shape[2]
     kernel = tf.broadcast_to(tf.constant(taps.reshape(-1, 1, 1, 1), dtype=x.dtype), [len(taps), 1, inner, 1])
     # Depthwise conv wants equal row/column strides; the column axis has size 1, so that is harmless.
     padding = [[0, 0], [lo, hi], [0, 0], [0, 0]] if lo or hi else "VALID"
     y = tf.nn.depthwise_conv2d(tf.expand_dims(x, 2), kernel, strides=[1, down, down, 1], padding=padding)
-    return tf.squeeze(_crop_axis(y, 1, 0, out_len), axis=2)
+    return tf.squeeze(slice_axis(y, 1, 0, out_len), axis=2)
 
 
 def _upsample_axis_polyphase(x, taps, up, pad0, out_len):
@@ -141,7 +130,7 @@ def _upsample_axis_polyphase(x, taps, up, pad0, out_len):
         hi = (q0 + nq - 1 + c + len(sub) - 1) - (n - 1)
         phases.append(_correlate_axis(x, sub, nq, pads=(lo, hi)))
     y = tf.reshape(tf.stack(phases, axis=2), [-1, nq * up, x.shape[2]])
-    return _crop_axis(y, 1, -j0, out_len)
+    return slice_axis(y, 1, -j0, out_len)
 
 
 def _upfirdn_axis(x, axis, taps, up, down, pad0, pad1):
@@ -364,7 +353,7 @@ def _transposed_conv_polyphase(x, w, up):
     y = tf.transpose(y, [3, 4, 0, 5, 1, 6, 2, 7])
     y = tf.reshape(y, [-1, *(q * u for q, u in zip(q_len, up, strict=True)), cout])
     for axis in range(3):
-        y = _crop_axis(y, axis + 1, 0, t_len[axis])
+        y = slice_axis(y, axis + 1, 0, t_len[axis])
     return y
 
 
