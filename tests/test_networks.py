@@ -157,6 +157,73 @@ def test_torgb_has_no_demodulation():
     np.testing.assert_allclose(layer(tf.constant(x), tf.constant(w)).numpy(), expect, rtol=1e-4, atol=1e-5)
 
 
+def test_layer_gains_match_numpy():
+    # The layers fold their output gain into weights, bias and noise strength; the result must still be
+    # act(conv + noise + b) * act_gain * gain, clamped.
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 4, 5, 6, 3)).astype(np.float32)
+    lrelu = lambda v: np.where(v >= 0, v, 0.2 * v)  # noqa: E731
+
+    conv = N.Conv3dLayer(3, 4, 3, out_shape=(4, 5, 6), activation="lrelu", conv_clamp=1.5)
+    conv.bias.assign(rng.normal(size=4).astype(np.float32))
+    W = conv.weight.numpy() / math.sqrt(3 * 27)
+    pre = _np_conv_same(x.astype(np.float64), np.broadcast_to(W, (2, *W.shape))) + conv.bias.numpy()
+    for gain in (1.0, math.sqrt(0.5)):
+        expect = np.clip(lrelu(pre) * math.sqrt(2) * gain, -1.5 * gain, 1.5 * gain)
+        assert np.abs(expect).max() > 1.5 * gain * 0.99  # the clamp is exercised
+        np.testing.assert_allclose(conv(tf.constant(x), gain=gain).numpy(), expect, rtol=1e-4, atol=1e-4)
+    skip = N.Conv3dLayer(3, 4, 1, out_shape=(4, 5, 6), bias=False)
+    expect = np.einsum("ndhwi,io->ndhwo", x, skip.weight.numpy()[0, 0, 0] / math.sqrt(3)) * math.sqrt(0.5)
+    np.testing.assert_allclose(skip(tf.constant(x), gain=math.sqrt(0.5)).numpy(), expect, rtol=1e-4, atol=1e-5)
+
+    layer = N.SynthesisLayer(3, 5, w_dim=4, resolution=(4, 5, 6))
+    layer.bias.assign(rng.normal(size=5).astype(np.float32))
+    layer.noise_strength.assign(0.7)
+    w = rng.normal(size=(2, 4)).astype(np.float32)
+    noise = rng.normal(size=(2, 4, 5, 6, 1)).astype(np.float32)
+    styles = w @ layer.affine.weight.numpy() / 2 + layer.affine.bias.numpy()
+    wmod = (layer.weight.numpy() / math.sqrt(3 * 27))[None] * styles[:, None, None, None, :, None]
+    wdemod = wmod / np.sqrt((wmod**2).sum(axis=(1, 2, 3, 4), keepdims=True) + 1e-8)
+    pre = _np_conv_same(x.astype(np.float64), wdemod) + 0.7 * noise + layer.bias.numpy()
+    for gain in (1.0, math.sqrt(0.5)):
+        out = layer(tf.constant(x), tf.constant(w), noise=tf.constant(noise), gain=gain).numpy()
+        np.testing.assert_allclose(out, lrelu(pre) * math.sqrt(2) * gain, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="gain must be > 0"):
+        layer(tf.constant(x), tf.constant(w), gain=-1.0)
+
+    # Without demodulation the gain scales the weight: linear in the gain.
+    W = rng.normal(size=(1, 1, 1, 3, 2)).astype(np.float32)
+    s = rng.normal(size=(2, 3)).astype(np.float32)
+    a = N.modulated_conv3d(tf.constant(x), W, s, demodulate=False).numpy()
+    b = N.modulated_conv3d(tf.constant(x), W, s, demodulate=False, gain=2.5).numpy()
+    np.testing.assert_allclose(b, 2.5 * a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise_batch", [2, 1])
+def test_add_noise_gradients_match_autodiff_to_second_order(noise_batch):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 3, 4, 5, 6)))
+    noise = tf.constant(rng.normal(size=(noise_batch, 3, 4, 5, 1)))
+    strength = tf.constant(0.3, tf.float64)
+    r = tf.constant(rng.normal(size=(2, 3, 4, 5, 6)))
+
+    def grads(fn):
+        with tf.GradientTape() as outer:
+            outer.watch([x, noise, strength])
+            with tf.GradientTape() as inner:
+                inner.watch([x, noise, strength])
+                y = fn(x, noise, strength)
+                loss = tf.reduce_sum(tf.square(y) * r)
+            first = inner.gradient(loss, [x, noise, strength])
+            penalty = sum(tf.reduce_sum(tf.square(g)) for g in first)
+        return [y, *first, *outer.gradient(penalty, [x, noise, strength])]
+
+    got = grads(N.add_noise)
+    expect = grads(lambda x, n, s: x + n * s)
+    for g, e in zip(got, expect, strict=True):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("up", [None, (2, 2, 1)])
 def test_fused_modconv_equals_non_fused(up):
     rng = np.random.default_rng(2)

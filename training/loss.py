@@ -15,6 +15,8 @@ import math
 
 import tensorflow as tf
 
+from training.networks import NOISE_SCOPE
+
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 
 
@@ -26,7 +28,8 @@ def draw_generator_inputs(rng, G, batch, c=None, style_mixing_prob=0.0, with_pl_
     cutoff = rng.uniform([], 1, num_ws, dtype=tf.int32) if num_ws > 1 else tf.constant(num_ws, tf.int32)
     coin = rng.uniform([])
     out["cutoff"] = tf.where(coin < style_mixing_prob, cutoff, num_ws)
-    out["noise"] = [rng.normal([batch, *s[1:]]) for s in G.synthesis.noise_shapes]
+    with tf.name_scope(NOISE_SCOPE):
+        out["noise"] = [rng.normal([batch, *s[1:]]) for s in G.synthesis.noise_shapes]
     if with_pl_noise:
         d, h, w = G.img_shape
         out["pl_noise"] = rng.normal([batch, d, h, w, G.img_channels]) / math.sqrt(d * h * w)

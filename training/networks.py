@@ -22,10 +22,15 @@ from dnnlib.ops.upfirdn_3d import (
     upsample_conv_3d,
 )
 
+# The layer activations. All are positively homogeneous, act(c * z) = c * act(z) for c > 0, so a layer's
+# output gain is folded into its (tiny) weights, bias and noise strength instead of costing a pass over the
+# output volume forward and backward (bench/RESULTS.md): act(z + b) * g == act(g * z + g * b).
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 _NOISE_MODES = ("random", "const", "none")
 _SQRT_HALF = math.sqrt(0.5)
+# Name scopes of the non-conv parts, by which bench/bench_step.py attributes profiled op time.
+MODULATION_SCOPE, NOISE_SCOPE = "modulation", "noise"
 
 # All control flow here is Python on static values: autograph conversion would only cost trace time
 # (~10x slower tracing), so callers' tf.functions run this code as plain Python.
@@ -110,6 +115,15 @@ class FullyConnectedLayer(tf.Module):
         return fused_bias_act(x, b, act=self.activation)
 
 
+def _output_gain(activation, gain):
+    """The activation's gain times the caller's, to be folded into weights (see _ACT_GAIN)."""
+    if activation not in _ACT_GAIN:
+        raise ValueError(f"activation must be one of {sorted(_ACT_GAIN)}, got {activation!r}")
+    if not gain > 0:
+        raise ValueError(f"layer gain must be > 0 to be folded into the weights, got {gain!r}")
+    return _ACT_GAIN[activation] * gain
+
+
 def _resample_kind(up, down):
     if up is not None and max(up) > 1 and down is not None and max(down) > 1:
         raise ValueError("a layer cannot both upsample and downsample")
@@ -140,7 +154,8 @@ class Conv3dLayer(tf.Module):
 
     @_no_autograph
     def __call__(self, x, gain=1.0):
-        w = tf.cast(self.weight * self.weight_gain, self.dtype)
+        out_gain = _output_gain(self.activation, gain)  # folded into w and b
+        w = tf.cast(self.weight * (self.weight_gain * out_gain), self.dtype)
         x = tf.cast(x, self.dtype)
         if self.kind == "up":
             x = upsample_conv_3d(x, w, self.filter, up=self.up)
@@ -148,9 +163,9 @@ class Conv3dLayer(tf.Module):
             x = conv_downsample_3d(x, w, self.filter, down=self.down)
         else:
             x = conv3d(x, w, padding="SAME")
-        b = None if self.bias is None else tf.cast(self.bias, self.dtype)
+        b = None if self.bias is None else tf.cast(self.bias * out_gain, self.dtype)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return fused_bias_act(x, b, act=self.activation, gain=_ACT_GAIN[self.activation] * gain, clamp=clamp)
+        return fused_bias_act(x, b, act=self.activation, gain=1.0, clamp=clamp)
 
 
 @tf.function(jit_compile=True)
@@ -161,38 +176,34 @@ def _grouped_conv3d_xla(x, w):
 
 @_no_autograph
 def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
-                     compute_dtype=tf.float32):
-    """StyleGAN2 modulated 3D convolution.
+                     compute_dtype=tf.float32, gain=1.0):
+    """StyleGAN2 modulated 3D convolution, times `gain`.
 
     x [N,D,H,W,Cin] (compute dtype), weight [k,k,k,Cin,Cout] float32 (gain applied), styles [N,Cin] float32.
     Returns [N,D',H',W',Cout] in compute dtype. Demodulation: d = rsqrt(sum_{k,k,k,Cin} (w*s)^2 + 1e-8),
-    computed in float32 as styles^2 @ sum_k w^2.
+    computed in float32 as styles^2 @ sum_k w^2. `gain` scales the demodulation coefficients (or the
+    weight), not the output: the same result without a pass over the output volume.
     """
-    weight = tf.cast(weight, tf.float32)
-    styles = tf.cast(styles, tf.float32)
-    if demodulate and compute_dtype != tf.float32:
-        # Demodulation cancels any scale of w and s: normalise both first so x*s cannot overflow fp16.
-        weight = weight * tf.math.rsqrt(tf.reduce_mean(tf.square(weight), axis=[0, 1, 2, 3], keepdims=True))
-        styles = styles / tf.reduce_max(tf.abs(styles), axis=1, keepdims=True)
-    dcoefs = None
-    if demodulate:
-        wsq = tf.reduce_sum(tf.square(weight), axis=[0, 1, 2])  # [Cin, Cout]
-        dcoefs = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)  # [N, Cout]
+    with tf.name_scope(MODULATION_SCOPE):
+        weight, styles, dcoefs = _modulation(weight, styles, demodulate, compute_dtype, gain)
     upsample = up is not None and max(up) > 1
 
     if not fused:
-        x = x * tf.cast(styles, compute_dtype)[:, None, None, None, :]
+        with tf.name_scope(MODULATION_SCOPE):
+            x = x * tf.cast(styles, compute_dtype)[:, None, None, None, :]
         w = tf.cast(weight, compute_dtype)
         x = upsample_conv_3d(x, w, resample_filter, up=up) if upsample else conv3d(x, w, padding="SAME")
         if dcoefs is not None:
-            x = x * tf.cast(dcoefs, compute_dtype)[:, None, None, None, :]
+            with tf.name_scope(MODULATION_SCOPE):
+                x = x * tf.cast(dcoefs, compute_dtype)[:, None, None, None, :]
         return x
 
     # Fused: one grouped conv with per-sample weights (the batch folded into the channel axis).
     k, cin, cout = weight.shape[0], weight.shape[3], weight.shape[4]
-    w = weight[None] * styles[:, None, None, None, :, None]  # [N,k,k,k,Cin,Cout]
-    if dcoefs is not None:
-        w = w * dcoefs[:, None, None, None, None, :]
+    with tf.name_scope(MODULATION_SCOPE):
+        w = weight[None] * styles[:, None, None, None, :, None]  # [N,k,k,k,Cin,Cout]
+        if dcoefs is not None:
+            w = w * dcoefs[:, None, None, None, None, :]
     w = tf.reshape(tf.transpose(w, [1, 2, 3, 4, 0, 5]), [k, k, k, cin, -1])  # [k,k,k,Cin,N*Cout]
     sp = x.shape[1:4]
     x = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), [1, *sp, -1])  # [1,D,H,W,N*Cin]
@@ -206,6 +217,56 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filte
     sp = x.shape[1:4]
     x = tf.reshape(x, [*sp, -1, cout])
     return tf.transpose(x, [3, 0, 1, 2, 4])
+
+
+def _modulation(weight, styles, demodulate, compute_dtype, gain):
+    """(weight, styles, demodulation coefficients [N, Cout] or None), float32, with the gain folded in."""
+    weight = tf.cast(weight, tf.float32)
+    styles = tf.cast(styles, tf.float32)
+    if demodulate and compute_dtype != tf.float32:
+        # Demodulation cancels any scale of w and s: normalise both first so x*s cannot overflow fp16.
+        weight = weight * tf.math.rsqrt(tf.reduce_mean(tf.square(weight), axis=[0, 1, 2, 3], keepdims=True))
+        styles = styles / tf.reduce_max(tf.abs(styles), axis=1, keepdims=True)
+    dcoefs = None
+    if demodulate:
+        wsq = tf.reduce_sum(tf.square(weight), axis=[0, 1, 2])  # [Cin, Cout]
+        dcoefs = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)  # [N, Cout]
+    if gain != 1:
+        if dcoefs is not None:
+            dcoefs = dcoefs * gain
+        else:
+            weight = weight * gain
+    return weight, styles, dcoefs
+
+
+def add_noise(x, noise, strength):
+    """x + noise * strength; x [N,D,H,W,C], noise [N or 1,D,H,W,1], strength a scalar.
+
+    Autodiff takes the strength's gradient as a sum over the channel axis of dy (TensorFlow's CPU
+    reduction over a short innermost axis is slow) and a multiply; here it is one matmul of the flattened
+    noise with dy. Twice differentiable: the gradient is built from differentiable ops (path length reg).
+    """
+
+    @tf.custom_gradient
+    def op(x, noise, strength):
+        y = x + noise * strength
+
+        def grad(dy):
+            c = dy.shape[-1]
+            nz = tf.broadcast_to(noise, tf.concat([tf.shape(dy)[:-1], [1]], axis=0))  # a no-op unless noise is shared
+            # Accumulated in float32 at least (a long fp16 sum would lose the gradient; no-op casts otherwise).
+            acc = tf.float32 if dy.dtype.size < 4 else dy.dtype
+            dstrength = tf.matmul(tf.cast(tf.reshape(nz, [1, -1]), acc), tf.cast(tf.reshape(dy, [-1, c]), acc))
+            dstrength = tf.cast(tf.reduce_sum(dstrength), strength.dtype)
+            # The noise maps' gradient (the projector optimises them); pruned from the graph when unused.
+            dnoise = tf.reduce_sum(dy, axis=-1, keepdims=True) * strength
+            if noise.shape[0] == 1 and dy.shape[0] != 1:
+                dnoise = tf.reduce_sum(dnoise, axis=0, keepdims=True)
+            return dy, dnoise, dstrength
+
+        return y, grad
+
+    return op(x, noise, strength)
 
 
 class SynthesisLayer(tf.Module):
@@ -231,19 +292,22 @@ class SynthesisLayer(tf.Module):
 
     @_no_autograph
     def __call__(self, x, w, noise_mode="random", noise=None, gain=1.0):
+        out_gain = _output_gain(self.activation, gain)  # folded into demodulation, noise and bias
         styles = self.affine(w)
         x = modulated_conv3d(x, self.weight * self.weight_gain, styles, demodulate=True, up=self.up,
-                             resample_filter=self.filter, fused=self.fused_modconv, compute_dtype=self.dtype)
+                             resample_filter=self.filter, fused=self.fused_modconv, compute_dtype=self.dtype,
+                             gain=out_gain)
         if self.use_noise:
-            if noise is None and noise_mode == "random":
-                noise = tf.random.normal([tf.shape(x)[0], *self.resolution, 1])
-            elif noise is None and noise_mode == "const":
-                noise = self.noise_const
-            if noise is not None:
-                x = x + tf.cast(tf.cast(noise, tf.float32) * self.noise_strength, self.dtype)
+            with tf.name_scope(NOISE_SCOPE):
+                if noise is None and noise_mode == "random":
+                    noise = tf.random.normal([tf.shape(x)[0], *self.resolution, 1])
+                elif noise is None and noise_mode == "const":
+                    noise = self.noise_const
+                if noise is not None:
+                    x = add_noise(x, tf.cast(noise, self.dtype), tf.cast(self.noise_strength * out_gain, self.dtype))
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return fused_bias_act(x, tf.cast(self.bias, self.dtype), act=self.activation,
-                              gain=_ACT_GAIN[self.activation] * gain, clamp=clamp)
+        return fused_bias_act(x, tf.cast(self.bias * out_gain, self.dtype), act=self.activation, gain=1.0,
+                              clamp=clamp)
 
 
 class ToRGBLayer(tf.Module):
