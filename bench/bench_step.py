@@ -7,9 +7,12 @@ Dreg 1/D_reg_interval, averaged over the intervals) on random reals, and in the 
     convolutions (forward + input grad + filter grad + second-order terms) would take at forward speed;
     fraction of peak = that time / the step's time (1.0 = every conv gradient at forward speed, nothing else);
   - the same step with TensorFlow's own conv3d gradients (plain autodiff) and the ratio;
-  - a breakdown by ablation (demo config): the step re-traced with resampling FIRs, bias/activation,
-    modulation/demodulation or noise replaced by the cheapest op of the same shape; the time saved is
-    that part's share. Regularisers' share comes from the phase times; data input from the tf.data reader.
+  - a breakdown (demo config), two ways: a profile (bench/op_profile.py: every phase under tf.profiler, op
+    time attributed to resampling FIRs, bias/activation, modulation/demodulation or noise by the name
+    scopes those ops set, lazy-weighted like the step), and ablations (the step re-traced with each part
+    replaced by the cheapest op of the same shape; the time saved is its share: includes indirect effects,
+    but is a difference of two noisy step times). Regularisers' share comes from the phase times; data
+    input from the tf.data reader.
 
     python -m bench.bench_step --quick               # demo-tiny config only, one repeat (minutes)
     python -m bench.bench_step                       # + the 2 mm and 1 mm paper configs at batch 1 (long)
@@ -24,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from bench import common, flops  # noqa: E402
+from bench import common, flops, op_profile  # noqa: E402
 from dnnlib import UserError  # noqa: E402
 from dnnlib.cli import run_main  # noqa: E402
 
@@ -41,6 +44,7 @@ flags.DEFINE_bool("breakdown", True, "Ablation breakdown at the first demo-size 
 flags.DEFINE_list("phases", ["all"], "Phases to time ('all' = every phase, lazy-averaged).")
 flags.DEFINE_list("ablation_phases", ["Gmain", "Dmain"], "Phases re-timed per ablation ('all' = every phase).")
 flags.DEFINE_integer("ablation_repeats", 7, "Interleaved with/without pairs per ablation (median difference).")
+flags.DEFINE_integer("profile_runs", 3, "Profiled runs per phase for the profile breakdown (0 = skip it).")
 flags.DEFINE_string("dataset", None, "A dataset folder for the data-input rate (default: datasets/demo-demo if built).")
 
 
@@ -112,9 +116,9 @@ def _no_modulation_patches():
     from training import networks
 
     def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
-                         compute_dtype=tf.float32):
+                         compute_dtype=tf.float32, gain=1.0):
         s = tf.reduce_mean(tf.cast(styles, tf.float32), axis=0)
-        w = tf.cast(tf.cast(weight, tf.float32) * s[:, None], compute_dtype)
+        w = tf.cast(tf.cast(weight, tf.float32) * s[:, None] * gain, compute_dtype)
         if up is not None and max(up) > 1:
             return networks.upsample_conv_3d(x, w, resample_filter, up=up)
         return networks.conv3d(x, w, padding="SAME")
@@ -212,6 +216,20 @@ def print_config(r):
               f"plain reaches {r['peak_t'] / r['plain_step_t']:.1%} of peak")
 
 
+def profile_breakdown(name, base, quick):
+    """Share of the step's op time in each non-conv part, from the profiler (phases lazy-weighted)."""
+    hb = base["harness"]
+    runs = 1 if quick else FLAGS.profile_runs
+    common.log(f"  profile: {runs} run(s) per phase under tf.profiler ...")
+    parts = op_profile.step_parts(hb, list(base["phase_t"]), runs=runs)
+    total = sum(parts.values())
+    rows = [[part, parts.get(part, 0.0), parts.get(part, 0.0) / total] for part in [*op_profile.PARTS, op_profile.REST]]
+    print(f"\n### Profile breakdown at {name} (batch {base['batch']}): op time per averaged step, {runs} profiled "
+          f"run(s) per phase; {total:.3f} op-seconds for a {base['step_t']:.3f} s step (two inter-op threads)")
+    common.print_table(rows, ["part", "op sec", "share of op time"])
+    print(f"non-conv parts by profile: {op_profile.non_conv_share(parts):.1%} of the step's op time (goal < 15%)")
+
+
 def breakdown(name, base, quick):
     """Share of the step in each non-conv part, by ablation (same process, same shapes)."""
     from training.configs import get_config
@@ -233,17 +251,22 @@ def breakdown(name, base, quick):
             h.time_phases(warmup=0, repeats=1, progress=False, phases=phases)  # trace + warm up
         # Interleaved with the unablated step (already traced), so load drift cancels in the difference.
         tb, ta, saved = common.paired_seconds(hb, h, phases, repeats=repeats)
-        common.log(f"    {'+'.join(phases)}: with {tb:.3f}s, without {ta:.3f}s")
-        rows.append([label, full_t - saved, saved, saved / full_t])
+        # The share is taken against the step as fast as it ran in these same pairs (the host drifts by
+        # 10-20 % between the phase timing and the ablations): the re-timed phases' share of the step
+        # from the phase timing, scaled to their paired time tb.
+        window_step = tb * full_t / sum(base["phase_t"][p] * base["weights"][p] for p in phases)
+        common.log(f"    {'+'.join(phases)}: with {tb:.3f}s, without {ta:.3f}s, median saving {saved:.3f}s "
+                   f"= {saved / window_step:.1%} of the step ({window_step:.3f}s in this window)")
+        rows.append([label, window_step, saved, saved / window_step])
         del h
     reg = sum(t * base["weights"][p] for p, t in base["phase_t"].items() if p.endswith("reg"))
-    rows.append(["regularisers (Greg, Dreg amortised)", full_t - reg, reg, reg / full_t])
+    rows.append(["regularisers (Greg, Dreg amortised)", full_t, reg, reg / full_t])
     peak = base["peak_t"]
     rows.append(["convs at forward speed (ideal)", "-", peak, peak / full_t])
     timed = "+".join(phases) + " re-timed, interleaved with the full step" + (
         "" if len(phases) == len(hb.phases) else " (savings in other phases not counted: lower bounds)")
     print(f"\n### Breakdown at {name} (batch {base['batch']}); step {full_t:.3f}s; ablations: {timed}")
-    common.print_table(rows, ["part removed", "step sec without", "sec saved", "share of step"])
+    common.print_table(rows, ["part removed", "step sec (window)", "sec saved", "share of step"])
     parts = sum(r[3] for r in rows[:len(ABLATIONS)])
     print(f"non-conv parts measured by ablation: {parts:.1%} of the step (goal < 15%); convs at forward speed "
           f"{peak / full_t:.1%}; the rest ({1 - parts - peak / full_t:.1%}) is conv gradients slower than forward "
@@ -290,6 +313,8 @@ def main(argv):
         r = measure_config(name, FLAGS.quick)
         print_config(r)
         if FLAGS.breakdown and not _is_paper(name) and not any(not _is_paper(x["name"]) for x in results):
+            if FLAGS.profile_runs > 0:
+                profile_breakdown(name, r, FLAGS.quick)
             breakdown(name, r, FLAGS.quick)
             data_input(name, r)
         r.pop("harness")

@@ -9,6 +9,12 @@ its ratio to the default and the fraction of the forward-conv peak measured at t
   dense FIR        upfirdn_3d impl="dense" (one 3-D conv with the k^3 outer-product filter)
   fused modconv    grouped conv with per-sample weights (XLA-compiled grouped conv on CPU), +/- xla
   bfloat16         G and D compute dtype bfloat16 (mapping, styles, D epilogue stay float32)
+  gain multiply    the activation gain as a multiply over each layer's output (not folded into the weights)
+  autodiff noise   noise injection as x + noise * strength with TensorFlow's gradient (not networks.add_noise)
+  vertical W FIR   the FIR pass along W laid out like the D and H passes ([A, W, 1, C])
+  all three        the three above together: the non-conv parts before they were trimmed
+With --profile, each variant's phases also run under tf.profiler (bench/op_profile.py): op seconds per
+averaged step and the non-conv share (FIR, bias + activation, modulation, noise), less noisy than times.
 
     python -m bench.bench_variants --quick
     python -m bench.bench_variants --config demo --repeats 3
@@ -23,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from bench import common, flops  # noqa: E402
+from bench import common, flops, op_profile  # noqa: E402
 from dnnlib import UserError  # noqa: E402
 from dnnlib.cli import run_main  # noqa: E402
 
@@ -35,6 +41,7 @@ flags.DEFINE_bool("quick", False, "demo-tiny config, one timed repeat per phase 
 flags.DEFINE_list("phases", ["Gmain", "Dmain"], "Phases to time per variant ('all' = every phase, lazy-averaged); "
                   "the main phases are ~90% of a step and halve the tracing time.")
 flags.DEFINE_list("only", None, "Run only these variants (names as printed, comma-separated).")
+flags.DEFINE_integer("profile", 0, "Profiled runs per phase per variant (0 = no profile columns).")
 
 
 @contextlib.contextmanager
@@ -52,6 +59,53 @@ def dense_fir():
         yield
     finally:
         mod._upfirdn = orig
+
+
+@contextlib.contextmanager
+def patched(module, **attrs):
+    old = {k: getattr(module, k) for k in attrs}
+    for k, v in attrs.items():
+        setattr(module, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(module, k, v)
+
+
+def gain_multiply():
+    """Layers pass their gain to fused_bias_act (a multiply over the output) instead of folding it."""
+    import math
+
+    from dnnlib.ops.fused_bias_act import fused_bias_act
+    from training import networks
+
+    def unfolded(x, b=None, axis=-1, act="linear", alpha=None, gain=None, clamp=None):
+        # Same op structure as before the folding: a multiply in every layer (sqrt(2) for lrelu; the resnet
+        # sqrt(0.5) is approximated by the activation's gain alone, which changes no op).
+        g = math.sqrt(2) if act == "lrelu" else 1.0 + 1e-7
+        return fused_bias_act(x, b, axis=axis, act=act, alpha=alpha, gain=g, clamp=clamp)
+
+    return patched(networks, _output_gain=lambda act, gain: 1.0, fused_bias_act=unfolded)
+
+
+def autodiff_noise():
+    from training import networks
+
+    return patched(networks, add_noise=lambda x, noise, strength: x + noise * strength)
+
+
+def vertical_w_fir():
+    from dnnlib.ops import upfirdn_3d
+
+    orig = upfirdn_3d._correlate_axis
+    return patched(upfirdn_3d, _correlate_axis=lambda *a, horizontal=False, **k: orig(*a, horizontal=False, **k))
+
+
+@contextlib.contextmanager
+def untrimmed():
+    with gain_multiply(), autodiff_noise(), vertical_w_fir():
+        yield
 
 
 def _variants():
@@ -73,6 +127,10 @@ def _variants():
         "fused modconv": ({}, fused, None),
         "fused modconv + xla": ({"xla": True}, fused, None),
         "bfloat16": ({}, bf16, None),
+        "gain multiply": ({}, None, gain_multiply),
+        "autodiff noise": ({}, None, autodiff_noise),
+        "vertical W FIR": ({}, None, vertical_w_fir),
+        "all three": ({}, None, untrimmed),
     }
 
 
@@ -119,7 +177,8 @@ def main(argv):
             common.log(f"  failed: {type(e).__name__}: {msg}")
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
-            rows.append([name, "failed", "-", "-", "-", f"{type(e).__name__}: {msg}"])
+            rows.append([name, "failed", "-", "-", *(["-", "-"] if FLAGS.profile > 0 else []),
+                         f"{type(e).__name__}: {msg}"])
             continue
         if base_h is None:
             base_h, speed = h, 1.0
@@ -128,12 +187,18 @@ def main(argv):
             tb, t, _ = common.paired_seconds(base_h, h, phases, repeats=repeats)
             speed = tb / t
         common.log(f"  {'+'.join(phases)} {t:.3f}s, speed vs default {speed:.2f}x")
-        rows.append([name, t, speed, "-" if t == 0 else f"{peak_t / t:.1%}",
+        prof = []
+        if FLAGS.profile > 0:
+            parts = op_profile.step_parts(h, phases, runs=FLAGS.profile)
+            prof = [sum(parts.values()), f"{op_profile.non_conv_share(parts):.1%}"]
+            common.log(f"  profile: {prof[0]:.3f} op-s, non-conv {prof[1]}")
+        rows.append([name, t, speed, "-" if t == 0 else f"{peak_t / t:.1%}", *prof,
                      " ".join(f"{p}={v:.3f}" for p, v in phase_t.items())])
     what = "lazy-averaged step" if FLAGS.phases == ["all"] else "+".join(FLAGS.phases) + " only"
     print(f"\n### Variants at {config}, batch {batch} ({what}; median of {repeats}); "
           f"'frac of peak' = convs of a whole averaged step at forward speed / this time")
-    common.print_table(rows, ["variant", "sec (paired median)", "speed vs default", "frac of peak",
+    prof_cols = ["op sec (profile)", "non-conv share"] if FLAGS.profile > 0 else []
+    common.print_table(rows, ["variant", "sec (paired median)", "speed vs default", "frac of peak", *prof_cols,
                               "phases sec (first timing)"])
     print(f"\ndone | {common.load_line()}")
 
