@@ -252,17 +252,18 @@ def add_noise(x, noise, strength):
         y = x + noise * strength
 
         def grad(dy):
-            c = dy.shape[-1]
-            nz = tf.broadcast_to(noise, tf.concat([tf.shape(dy)[:-1], [1]], axis=0))  # a no-op unless noise is shared
-            # Accumulated in float32 at least (a long fp16 sum would lose the gradient; no-op casts otherwise).
-            acc = tf.float32 if dy.dtype.size < 4 else dy.dtype
-            dstrength = tf.matmul(tf.cast(tf.reshape(nz, [1, -1]), acc), tf.cast(tf.reshape(dy, [-1, c]), acc))
-            dstrength = tf.cast(tf.reduce_sum(dstrength), strength.dtype)
-            # The noise maps' gradient (the projector optimises them); pruned from the graph when unused.
-            dnoise = tf.reduce_sum(dy, axis=-1, keepdims=True) * strength
-            if noise.shape[0] == 1 and dy.shape[0] != 1:
-                dnoise = tf.reduce_sum(dnoise, axis=0, keepdims=True)
-            return dy, dnoise, dstrength
+            with tf.name_scope(NOISE_SCOPE):  # custom-gradient ops get no scope of their own (for the profile)
+                c = dy.shape[-1]
+                nz = tf.broadcast_to(noise, tf.concat([tf.shape(dy)[:-1], [1]], axis=0))  # no-op unless shared
+                # Accumulated in float32 at least (a long fp16 sum would lose the gradient; no-op casts otherwise).
+                acc = tf.float32 if dy.dtype.size < 4 else dy.dtype
+                dstrength = tf.matmul(tf.cast(tf.reshape(nz, [1, -1]), acc), tf.cast(tf.reshape(dy, [-1, c]), acc))
+                dstrength = tf.cast(tf.reduce_sum(dstrength), strength.dtype)
+                # The noise maps' gradient (the projector optimises them); pruned from the graph when unused.
+                dnoise = tf.reduce_sum(dy, axis=-1, keepdims=True) * strength
+                if noise.shape[0] == 1 and dy.shape[0] != 1:
+                    dnoise = tf.reduce_sum(dnoise, axis=0, keepdims=True)
+                return dy, dnoise, dstrength
 
         return y, grad
 
