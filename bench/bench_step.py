@@ -18,7 +18,6 @@ Dreg 1/D_reg_interval, averaged over the intervals) on random reals, and in the 
     python -m bench.bench_step                       # + the 2 mm and 1 mm paper configs at batch 1 (long)
 """
 
-import contextlib
 import os
 import sys
 import time
@@ -134,18 +133,10 @@ ABLATIONS = {
 }
 
 
-@contextlib.contextmanager
 def patched_networks(patches):
     from training import networks
 
-    old = {k: getattr(networks, k) for k in patches}
-    for k, v in patches.items():
-        setattr(networks, k, v)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            setattr(networks, k, v)
+    return common.patched(networks, **patches)
 
 
 # ----------------------------------------------------------------------------------------------

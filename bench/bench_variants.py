@@ -61,18 +61,6 @@ def dense_fir():
         mod._upfirdn = orig
 
 
-@contextlib.contextmanager
-def patched(module, **attrs):
-    old = {k: getattr(module, k) for k in attrs}
-    for k, v in attrs.items():
-        setattr(module, k, v)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            setattr(module, k, v)
-
-
 def gain_multiply():
     """Layers pass their gain to fused_bias_act (a multiply over the output) instead of folding it."""
     import math
@@ -86,20 +74,21 @@ def gain_multiply():
         g = math.sqrt(2) if act == "lrelu" else 1.0 + 1e-7
         return fused_bias_act(x, b, axis=axis, act=act, alpha=alpha, gain=g, clamp=clamp)
 
-    return patched(networks, _output_gain=lambda act, gain: 1.0, fused_bias_act=unfolded)
+    return common.patched(networks, _output_gain=lambda act, gain: 1.0, fused_bias_act=unfolded)
 
 
 def autodiff_noise():
     from training import networks
 
-    return patched(networks, add_noise=lambda x, noise, strength: x + noise * strength)
+    return common.patched(networks, add_noise=lambda x, noise, strength: x + noise * strength)
 
 
 def vertical_w_fir():
     from dnnlib.ops import upfirdn_3d
 
     orig = upfirdn_3d._correlate_axis
-    return patched(upfirdn_3d, _correlate_axis=lambda *a, horizontal=False, **k: orig(*a, horizontal=False, **k))
+    return common.patched(upfirdn_3d,
+                          _correlate_axis=lambda *a, horizontal=False, **k: orig(*a, horizontal=False, **k))
 
 
 @contextlib.contextmanager

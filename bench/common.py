@@ -4,6 +4,7 @@ Timings on a shared CPU are noisy: every figure is a median of repeats after war
 prints the load average next to its results so a reader can judge them.
 """
 
+import contextlib
 import datetime
 import os
 import platform
@@ -221,6 +222,19 @@ class StepHarness:
             if progress:
                 log(f"  {phase}: {out[phase]:.3f}s")
         return out, sum(t * self.weight(p) for p, t in out.items())
+
+
+@contextlib.contextmanager
+def patched(module, **attrs):
+    """Set module attributes for the duration of a with-block (a variant's ops, while a step is traced)."""
+    old = {k: getattr(module, k) for k in attrs}
+    for k, v in attrs.items():
+        setattr(module, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(module, k, v)
 
 
 def paired_seconds(base, other, phases, repeats=3):
