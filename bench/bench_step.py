@@ -133,12 +133,6 @@ ABLATIONS = {
 }
 
 
-def patched_networks(patches):
-    from training import networks
-
-    return common.patched(networks, **patches)
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -223,6 +217,7 @@ def profile_breakdown(name, base, quick):
 
 def breakdown(name, base, quick):
     """Share of the step in each non-conv part, by ablation (same process, same shapes)."""
+    from training import networks
     from training.configs import get_config
 
     repeats = 1 if quick else FLAGS.ablation_repeats
@@ -237,7 +232,7 @@ def breakdown(name, base, quick):
             cfg.G_kwargs.synthesis_kwargs.use_noise = False
         else:
             patches = make()
-        with patched_networks(patches):
+        with common.patched(networks, **patches):
             h = common.StepHarness(cfg, batch=base["batch"], conv_impl="fast")
             h.time_phases(warmup=0, repeats=1, progress=False, phases=phases)  # trace + warm up
         # Interleaved with the unablated step (already traced), so load drift cancels in the difference.

@@ -44,34 +44,24 @@ flags.DEFINE_list("only", None, "Run only these variants (names as printed, comm
 flags.DEFINE_integer("profile", 0, "Profiled runs per phase per variant (0 = no profile columns).")
 
 
-@contextlib.contextmanager
 def dense_fir():
     """Force every upfirdn_3d call (incl. the fused up/down convs) onto the dense outer-product path."""
     from dnnlib.ops import upfirdn_3d as mod
 
     orig = mod._upfirdn
-
-    def dense(x, taps3, up, down, pads, impl="separable"):
-        return orig(x, taps3, up, down, pads, impl="dense")
-
-    mod._upfirdn = dense
-    try:
-        yield
-    finally:
-        mod._upfirdn = orig
+    return common.patched(mod, _upfirdn=lambda x, taps3, up, down, pads, impl="separable":
+                          orig(x, taps3, up, down, pads, impl="dense"))
 
 
 def gain_multiply():
     """Layers pass their gain to fused_bias_act (a multiply over the output) instead of folding it."""
-    import math
-
-    from dnnlib.ops.fused_bias_act import fused_bias_act
+    from dnnlib.ops.fused_bias_act import default_gain, fused_bias_act
     from training import networks
 
     def unfolded(x, b=None, axis=-1, act="linear", alpha=None, gain=None, clamp=None):
-        # Same op structure as before the folding: a multiply in every layer (sqrt(2) for lrelu; the resnet
-        # sqrt(0.5) is approximated by the activation's gain alone, which changes no op).
-        g = math.sqrt(2) if act == "lrelu" else 1.0 + 1e-7
+        # Same op structure as before the folding: a multiply in every layer, so never a gain of exactly 1
+        # (the resnet sqrt(0.5) is left out, which changes no op).
+        g = default_gain(act) * (1 + 1e-7)
         return fused_bias_act(x, b, axis=axis, act=act, alpha=alpha, gain=g, clamp=clamp)
 
     return common.patched(networks, _output_gain=lambda act, gain: 1.0, fused_bias_act=unfolded)

@@ -151,13 +151,14 @@ def _upfirdn_axis(x, axis, taps, up, down, pad0, pad1):
     if up == 1 and down == 1 and len(taps) == 1 and pad0 == 0 and pad1 == 0:
         return x if taps[0] == 1 else x * tf.constant(taps[0], dtype=x.dtype)
     x = tf.reshape(x, [-1, length, inner])
+    horizontal = axis == 3  # the W axis: its rows hold only the channels (see _correlate_axis)
     if up > 1 and down == 1:
-        x = _upsample_axis_polyphase(x, taps, up, pad0, out_len, horizontal=axis == 3)
+        x = _upsample_axis_polyphase(x, taps, up, pad0, out_len, horizontal=horizontal)
     else:
         if up > 1:  # up and down on the same axis (rare): explicit zero insertion
             x = tf.pad(tf.expand_dims(x, 2), [[0, 0], [0, 0], [0, up - 1], [0, 0]])
             x = tf.reshape(x, [-1, length * up, inner])
-        x = _correlate_axis(x, taps, out_len, down, (pad0, pad1), horizontal=axis == 3)
+        x = _correlate_axis(x, taps, out_len, down, (pad0, pad1), horizontal=horizontal)
     return tf.reshape(x, outer + [out_len] + list(shape[axis + 1:]))
 
 
