@@ -199,6 +199,67 @@ def test_layer_gains_match_numpy():
     np.testing.assert_allclose(b, 2.5 * a, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("up", [None, (2, 2, 1)])
+@pytest.mark.parametrize("batch", [3, 1])
+def test_per_sample_modulation_matches_numpy_and_scaled_activations_to_second_order(monkeypatch, up, batch):
+    # Large volumes convolve each sample with w * s_n * d_n (networks.PER_SAMPLE_MIN_VOXELS); small ones
+    # scale the activations around one batched conv. Both must be the same function, to second order.
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(batch, 4, 5, 3, 2)))
+    W = tf.constant(rng.normal(size=(3, 3, 3, 2, 4)))
+    s = tf.constant(rng.normal(size=(batch, 2)))
+    f = N.setup_filter([1, 3, 3, 1])
+    out_sp = (8, 10, 3) if up else (4, 5, 3)
+    r = tf.constant(rng.normal(size=(batch, *out_sp, 4)))
+
+    def run(min_voxels):
+        monkeypatch.setattr(N, "PER_SAMPLE_MIN_VOXELS", min_voxels)
+        with tf.GradientTape() as outer:
+            outer.watch([x, W, s])
+            with tf.GradientTape() as inner:
+                inner.watch([x, W, s])
+                y = N.modulated_conv3d(x, W, s, up=up, resample_filter=f, compute_dtype=tf.float64, gain=1.3)
+                loss = tf.reduce_sum(tf.square(y) * r)
+            first = inner.gradient(loss, [x, W, s])
+            penalty = sum(tf.reduce_sum(tf.square(g)) for g in first)
+        return [y, *first, *outer.gradient(penalty, [x, W, s])]
+
+    per_sample, scaled = run(0), run(float("inf"))
+    if up is None:
+        wmod = W.numpy()[None] * s.numpy()[:, None, None, None, :, None]
+        wdemod = 1.3 * wmod / np.sqrt((wmod**2).sum(axis=(1, 2, 3, 4), keepdims=True) + 1e-8)
+        np.testing.assert_allclose(per_sample[0].numpy(), _np_conv_same(x.numpy(), wdemod), rtol=1e-5, atol=1e-5)
+    for a, b in zip(per_sample, scaled, strict=True):  # the modulation itself is float32 in both paths
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * np.abs(b.numpy()).max())
+
+    # The generator picks the path per layer by volume: both thresholds give the same images.
+    G = tiny_G()
+    z = tf.constant(rng.normal(size=(2, 8)).astype(np.float32))
+    imgs = []
+    for min_voxels in (0, float("inf")):
+        monkeypatch.setattr(N, "PER_SAMPLE_MIN_VOXELS", min_voxels)
+        imgs.append(G(z, noise_mode="const").numpy())
+    np.testing.assert_allclose(imgs[0], imgs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_modulation_of_activations_block_overrides_per_sample_weights(monkeypatch):
+    # The path-length regulariser traces G inside this block (training/loss.py): no per-sample convs there.
+    monkeypatch.setattr(N, "PER_SAMPLE_MIN_VOXELS", 0)
+    x, W, s = tf.zeros([2, 3, 4, 5, 2]), tf.ones([3, 3, 3, 2, 4]), tf.ones([2, 2])
+
+    def op_types():
+        fn = tf.function(lambda: N.modulated_conv3d(x, W, s))
+        return {op.type for op in fn.get_concrete_function().graph.get_operations()}
+
+    assert "Unpack" in op_types()  # the per-sample weights
+    with N.modulation_of_activations():
+        assert "Unpack" not in op_types()
+        with N.modulation_of_activations():
+            pass
+        assert "Unpack" not in op_types()  # nesting restores the outer block's setting
+    assert "Unpack" in op_types()
+
+
 @pytest.mark.parametrize("noise_batch", [2, 1])
 def test_add_noise_gradients_match_autodiff_to_second_order(noise_batch):
     rng = np.random.default_rng(3)

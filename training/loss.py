@@ -15,6 +15,7 @@ import math
 
 import tensorflow as tf
 
+from training import networks
 from training.networks import NOISE_SCOPE
 
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
@@ -102,7 +103,8 @@ class StyleGAN2Loss:
         ws = self.mapping(inp["z"], inp["c"], inp.get("z_mix"), inp.get("cutoff"))
         with tf.GradientTape() as tape:
             tape.watch(ws)
-            img, _ = self.run_G(inp, ws=ws)
+            with networks.modulation_of_activations():  # the cheaper form for a gradient wrt the styles alone
+                img, _ = self.run_G(inp, ws=ws)
             proj = tf.reduce_sum(img * inp["pl_noise"])
         grads = tape.gradient(proj, ws)
         return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))

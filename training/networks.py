@@ -6,7 +6,9 @@ through dnnlib.ops (conv3d, upsample_conv_3d, conv_downsample_3d), resampling th
 upfirdn_3d ops, bias + activation through fused_bias_act.
 """
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -188,6 +190,9 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filte
         weight, styles, dcoefs = _modulation(weight, styles, demodulate, compute_dtype, gain)
     upsample = up is not None and max(up) > 1
 
+    if not fused and _per_sample_weights(x, up if upsample else None):
+        return _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up if upsample else None, resample_filter,
+                                            compute_dtype)
     if not fused:
         with tf.name_scope(MODULATION_SCOPE):
             x = x * tf.cast(styles, compute_dtype)[:, None, None, None, :]
@@ -217,6 +222,54 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filte
     sp = x.shape[1:4]
     x = tf.reshape(x, [*sp, -1, cout])
     return tf.transpose(x, [3, 0, 1, 2, 4])
+
+
+# Outputs of at least this many voxels per sample come from one conv per sample with its own modulated
+# weights. Scaling the activations instead (x*s before the conv, y*d after) costs two full-volume passes
+# forward and four backward per layer, two of them reductions over the volume; splitting the batch along
+# axis 0 is free and concatenating the outputs is one pass. Small volumes keep one batched conv: many tiny
+# convs would cost more than the passes they save (bench/RESULTS.md).
+PER_SAMPLE_MIN_VOXELS = 8192
+_trace_options = threading.local()  # per thread: tf.distribute traces each replica in its own thread
+
+
+@contextlib.contextmanager
+def modulation_of_activations():
+    """Modulated convs traced inside this block scale the activations at every size (no per-sample weights).
+
+    For gradients with respect to the styles alone (the path-length regulariser): through per-sample weights
+    each layer's style gradient needs that layer's filter gradient, a conv, and the second-order pass then
+    differentiates it; through scaled activations it is a reduction. Measured 1.4x faster for Greg."""
+    old = getattr(_trace_options, "scale_activations", False)
+    _trace_options.scale_activations = True
+    try:
+        yield
+    finally:
+        _trace_options.scale_activations = old
+
+
+def _per_sample_weights(x, up):
+    if getattr(_trace_options, "scale_activations", False) or x.shape[0] is None:
+        return False
+    out_voxels = int(np.prod(x.shape[1:4])) * (int(np.prod(up)) if up is not None else 1)
+    return out_voxels >= PER_SAMPLE_MIN_VOXELS
+
+
+def _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
+    """Sample n convolved with weight * s_n * d_n (float32, then cast): no pass over the volumes."""
+    n = x.shape[0]
+    with tf.name_scope(MODULATION_SCOPE):
+        w = weight[None] * styles[:, None, None, None, :, None]  # [N,k,k,k,Cin,Cout]
+        if dcoefs is not None:
+            w = w * dcoefs[:, None, None, None, None, :]
+        ws = tf.unstack(tf.cast(w, compute_dtype), num=n)
+        xs = tf.split(x, n, axis=0) if n > 1 else [x]
+    ys = [upsample_conv_3d(xi, wi, resample_filter, up=up) if up is not None else conv3d(xi, wi, padding="SAME")
+          for xi, wi in zip(xs, ws, strict=True)]
+    if n == 1:
+        return ys[0]
+    with tf.name_scope(MODULATION_SCOPE):
+        return tf.concat(ys, axis=0)
 
 
 def _modulation(weight, styles, demodulate, compute_dtype, gain):
