@@ -19,6 +19,7 @@ Dreg 1/D_reg_interval, averaged over the intervals) on random reals, and in the 
 """
 
 import os
+import statistics
 import sys
 import time
 
@@ -43,6 +44,8 @@ flags.DEFINE_bool("breakdown", True, "Ablation breakdown at the first demo-size 
 flags.DEFINE_list("phases", ["all"], "Phases to time ('all' = every phase, lazy-averaged).")
 flags.DEFINE_list("ablation_phases", ["Gmain", "Dmain"], "Phases re-timed per ablation ('all' = every phase).")
 flags.DEFINE_integer("ablation_repeats", 7, "Interleaved with/without pairs per ablation (median difference).")
+flags.DEFINE_integer("peak_repeats", 7, "Step runs, each followed by a re-timing of the peak convs, for the "
+                     "interleaved fraction of peak (demo-size configs; median).")
 flags.DEFINE_integer("profile_runs", 3, "Profiled runs per phase for the profile breakdown (0 = skip it).")
 flags.DEFINE_string("dataset", None, "A dataset folder for the data-input rate (default: datasets/demo-demo if built).")
 
@@ -109,7 +112,10 @@ def _no_bias_act_patches():
 
 
 def _no_modulation_patches():
-    """Modulated conv as a plain conv; the batch-mean style scales the weight so styles stay connected."""
+    """Modulated conv as a plain conv; the batch-mean style scales the weight so styles stay connected.
+
+    Where the step convolves sample by sample (networks.PER_SAMPLE_MIN_VOXELS) so does this, with the shared
+    weight: a batched conv there would change the convs' own cost, not remove the modulation's."""
     import tensorflow as tf
 
     from training import networks
@@ -117,8 +123,14 @@ def _no_modulation_patches():
     def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
                          compute_dtype=tf.float32, gain=1.0):
         s = tf.reduce_mean(tf.cast(styles, tf.float32), axis=0)
-        w = tf.cast(tf.cast(weight, tf.float32) * s[:, None] * gain, compute_dtype)
-        if up is not None and max(up) > 1:
+        w = tf.cast(weight, tf.float32) * s[:, None] * gain
+        up = up if up is not None and max(up) > 1 else None
+        if networks._per_sample_weights(x, up):
+            n = x.shape[0]
+            return networks._per_sample_modulated_conv3d(x, w, tf.ones([n, w.shape[3]]), None, up, resample_filter,
+                                                         compute_dtype)
+        w = tf.cast(w, compute_dtype)
+        if up is not None:
             return networks.upsample_conv_3d(x, w, resample_filter, up=up)
         return networks.conv3d(x, w, padding="SAME")
 
@@ -154,13 +166,18 @@ def measure_config(name, quick):
     phase_t, step_t = h.time_phases(warmup=warmup, repeats=repeats, phases=phases)
     common.log("  forward-conv peak at the step's shapes ...")
     work = flops.conv_work(h.cfg, batch, phases=phases)
-    peak_t, rates = common.peak_conv_time(work, batch, repeats=1 if paper or quick else 2)
+    peaks = common.PeakConvs(work, batch)
+    peak_t, rates = peaks.seconds(repeats=1 if paper or quick else 2, warmup=1, progress=True)
     if phases is not None:  # only the timed phases count
         per_phase = {p: f for p, f in per_phase.items() if p in phase_t}
         step_fl = sum(f * h.weight(p) for p, f in per_phase.items())
         conv_fl = sum(work.values())
     res = dict(name=name, batch=batch, phase_t=phase_t, step_t=step_t, step_fl=step_fl, conv_fl=conv_fl,
                per_phase=per_phase, peak_t=peak_t, rates=rates, harness=h, weights={p: h.weight(p) for p in h.phases})
+    if not paper:
+        common.log("  fraction of peak, the peak convs timed right after each step ...")
+        res["peak_fractions"] = common.interleaved_peak_fraction(h, list(phase_t), peaks,
+                                                                  repeats=1 if quick else FLAGS.peak_repeats)
     if FLAGS.plain and (not paper or FLAGS.plain_paper):
         common.log("  plain autodiff (TensorFlow's conv3d gradients) ...")
         hp = common.StepHarness(get_config(name), batch=batch, conv_impl="tf")
@@ -192,6 +209,10 @@ def print_config(r):
           f"{min(r['rates'].values()):.1f}-{max(r['rates'].values()):.1f} per shape)")
     print(f"fraction of peak: {r['peak_t'] / st:.1%}  (step convs at forward speed would take {r['peak_t']:.3f}s "
           f"of the {st:.3f}s step; goal >= 50%)")
+    if "peak_fractions" in r:
+        fr = r["peak_fractions"]
+        print(f"fraction of peak, peak re-timed right after each step run: {statistics.median(fr):.1%} "
+              f"(median of {len(fr)}; {min(fr):.1%}-{max(fr):.1%}): the figure to trust, the host drifts over minutes")
     if "paired" in r:
         tf_, tp = r["paired"]
         print(f"interleaved fast/plain re-timing: fast {tf_:.3f}s, plain {tp:.3f}s: fast path {tp / tf_:.2f}x faster "

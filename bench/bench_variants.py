@@ -13,6 +13,10 @@ its ratio to the default and the fraction of the forward-conv peak measured at t
   autodiff noise   noise injection as x + noise * strength with TensorFlow's gradient (not networks.add_noise)
   vertical W FIR   the FIR pass along W laid out like the D and H passes ([A, W, 1, C])
   all three        the three above together: the non-conv parts before they were trimmed
+  modulate activations  G's modulation as x*s before and y*d after a batched conv at every resolution
+                   (not per-sample modulated weights at large volumes, networks.PER_SAMPLE_MIN_VOXELS)
+  per-sample everywhere  per-sample modulated weights at every resolution, small ones too
+  per-sample in Greg  per-sample weights in the path-length forward too (not networks.modulation_of_activations)
 With --profile, each variant's phases also run under tf.profiler (bench/op_profile.py): op seconds per
 averaged step and the non-conv share (FIR, bias + activation, modulation, noise), less noisy than times.
 
@@ -81,6 +85,18 @@ def vertical_w_fir():
                           _correlate_axis=lambda *a, horizontal=False, **k: orig(*a, horizontal=False, **k))
 
 
+def per_sample_from(min_voxels):
+    from training import networks
+
+    return lambda: common.patched(networks, PER_SAMPLE_MIN_VOXELS=min_voxels)
+
+
+def per_sample_in_greg():
+    from training import networks
+
+    return common.patched(networks, modulation_of_activations=contextlib.nullcontext)
+
+
 @contextlib.contextmanager
 def untrimmed():
     with gain_multiply(), autodiff_noise(), vertical_w_fir():
@@ -110,6 +126,9 @@ def _variants():
         "autodiff noise": ({}, None, autodiff_noise),
         "vertical W FIR": ({}, None, vertical_w_fir),
         "all three": ({}, None, untrimmed),
+        "modulate activations": ({}, None, per_sample_from(float("inf"))),
+        "per-sample everywhere": ({}, None, per_sample_from(0)),
+        "per-sample in Greg": ({}, None, per_sample_in_greg),
     }
 
 

@@ -93,12 +93,11 @@ def current_rss_bytes():
 # Forward-conv speed at exactly the step's shapes (bench/flops.py shape keys).
 
 
-def forward_rate(key, batch, repeats=3, dtype="float32"):
-    """Forward GFLOP/s of TF's own op for one flops.Layer.shape_key at `batch`.
+def _forward_op(key, batch, dtype="float32"):
+    """A blocking callable: TF's own forward op for one flops.Layer.shape_key at `batch`, and its FLOPs.
 
     conv3 / up3 / down3 are timed as a stride-1 'SAME' tf.nn.conv3d at the size where their multiply-adds
-    happen (same count), conv1 as the channel matmul it is. This is the machine's forward speed: a step
-    whose gradients ran at forward speed would reach 100% of it.
+    happen (same count), conv1 as the channel matmul it is.
     """
     import tensorflow as tf
 
@@ -113,25 +112,61 @@ def forward_rate(key, batch, repeats=3, dtype="float32"):
         x = tf.cast(x, dtype)
         w = tf.cast(rng.normal([k, k, k, cin, cout]), dtype)
         op = tf.function(lambda: tf.reduce_sum(tf.nn.conv3d(x, w, [1] * 5, "SAME")[:1]))
-    seconds = time_fn(lambda: op().numpy(), warmup=1, repeats=repeats)
     vox = 1
     for s in spatial:
         vox *= s
-    return 2.0 * batch * vox * k**3 * cin * cout / seconds / 1e9
+    return (lambda: op().numpy()), 2.0 * batch * vox * k**3 * cin * cout
 
 
-def peak_conv_time(work, batch, repeats=3, progress=True):
-    """Seconds the step's convolutions would take at forward speed, and the per-shape rates.
+def forward_rate(key, batch, repeats=3, dtype="float32"):
+    """Forward GFLOP/s of TF's own op for one flops.Layer.shape_key at `batch`: the machine's forward speed
+    (a step whose gradients ran at forward speed would reach 100% of it)."""
+    run, fl = _forward_op(key, batch, dtype)
+    return fl / time_fn(run, warmup=1, repeats=repeats) / 1e9
+
+
+class PeakConvs:
+    """The step's conv shapes as forward ops, built once: `seconds()` is the time the step's convolutions
+    would take at forward speed, and can be re-timed between step runs (the host drifts over minutes).
 
     work: flops.conv_work(cfg, batch) -> {shape_key: FLOPs per averaged step}.
     """
-    rates, total = {}, 0.0
-    for i, (key, fl) in enumerate(sorted(work.items(), key=lambda kv: -kv[1])):
-        rates[key] = forward_rate(key, batch, repeats=repeats)
-        total += fl / (rates[key] * 1e9)
-        if progress:
-            log(f"  peak {i + 1}/{len(work)} {key}: {rates[key]:.1f} GFLOP/s")
-    return total, rates
+
+    def __init__(self, work, batch):
+        self.work = sorted(work.items(), key=lambda kv: -kv[1])
+        self.ops = {key: _forward_op(key, batch) for key, _ in self.work}
+
+    def seconds(self, repeats=1, warmup=0, progress=False):
+        """(seconds at forward speed, {shape_key: GFLOP/s}), each shape's median of `repeats`."""
+        rates, total = {}, 0.0
+        for i, (key, fl) in enumerate(self.work):
+            run, op_fl = self.ops[key]
+            rates[key] = op_fl / time_fn(run, warmup=warmup, repeats=repeats) / 1e9
+            total += fl / (rates[key] * 1e9)
+            if progress:
+                log(f"  peak {i + 1}/{len(self.work)} {key}: {rates[key]:.1f} GFLOP/s")
+        return total, rates
+
+
+def peak_conv_time(work, batch, repeats=3, progress=True):
+    """Seconds the step's convolutions would take at forward speed, and the per-shape rates."""
+    return PeakConvs(work, batch).seconds(repeats=repeats, warmup=1, progress=progress)
+
+
+def interleaved_peak_fraction(harness, phases, peaks, repeats=3):
+    """Fraction of peak with the peak convs timed right after each step run: [peak seconds / step seconds]
+    per pair (the step lazy-weighted over `phases`), so a drift of the host between the two cancels."""
+    for p in phases:  # untimed, as in paired_seconds
+        harness.run(p)
+    fractions = []
+    for _ in range(max(1, repeats)):
+        t = 0.0
+        for p in phases:
+            t0 = time.perf_counter()
+            harness.run(p)
+            t += (time.perf_counter() - t0) * harness.weight(p)
+        fractions.append(peaks.seconds()[0] / t)
+    return fractions
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,12 +218,17 @@ class StepHarness:
 
     def _with_impl(self, fn):
         from dnnlib.ops import upfirdn_3d
+        from training import networks
 
         mod = self._conv3d_mod
         old, old_f, old_up = mod.get_impl(), mod.get_filter_grad_impl(), upfirdn_3d.get_upsample_impl()
+        old_ps = networks.PER_SAMPLE_MIN_VOXELS
         mod.set_impl(self.conv_impl)
-        if self.conv_impl == "tf":  # plain TensorFlow throughout: its conv3d_transpose for upsampling too
+        if self.conv_impl == "tf":
+            # Plain TensorFlow throughout: its conv3d_transpose for upsampling, and StyleGAN2's modulation of
+            # the activations around one batched conv (TF's own filter gradient is slower per sample).
             upfirdn_3d.set_upsample_impl("transpose")
+            networks.PER_SAMPLE_MIN_VOXELS = float("inf")
         if self.filter_grad_impl:
             mod.set_filter_grad_impl(self.filter_grad_impl)
         try:
@@ -197,6 +237,7 @@ class StepHarness:
             mod.set_impl(old)
             mod.set_filter_grad_impl(old_f)
             upfirdn_3d.set_upsample_impl(old_up)
+            networks.PER_SAMPLE_MIN_VOXELS = old_ps
 
     def trace(self, phase):
         """Trace (not run) one phase's step, so the first timed call measures execution only."""
