@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from dnnlib import EasyDict
 from dnnlib.errors import UserError
+from training import networks
 
 LOSSES = ("mse", "mse+ssim")
 
@@ -209,7 +210,9 @@ class Projector:
     def _step_impl(self, lr, w_noise_scale):
         w_noise = self.rand.normal(self.w_opt.shape) * w_noise_scale
         with tf.GradientTape() as tape:
-            img = self.G.synthesis(self._ws(self.w_opt + w_noise), noise=list(self.noise))
+            # Gradients wrt ws and noise only: scaling the activations is cheaper than per-sample weights here.
+            with networks.modulation_of_activations():
+                img = self.G.synthesis(self._ws(self.w_opt + w_noise), noise=list(self.noise))
             terms = self._losses(img)
             total = tf.reduce_sum(terms["loss"])  # targets are independent: their gradients do not mix
         grads = tape.gradient(total, self.params)
