@@ -156,15 +156,10 @@ def peak_conv_time(work, batch, repeats=3, progress=True):
 def interleaved_peak_fraction(harness, phases, peaks, repeats=3):
     """Fraction of peak with the peak convs timed right after each step run: [peak seconds / step seconds]
     per pair (the step lazy-weighted over `phases`), so a drift of the host between the two cancels."""
-    for p in phases:  # untimed, as in paired_seconds
-        harness.run(p)
+    harness.step_seconds(phases)  # untimed, as in paired_seconds
     fractions = []
     for _ in range(max(1, repeats)):
-        t = 0.0
-        for p in phases:
-            t0 = time.perf_counter()
-            harness.run(p)
-            t += (time.perf_counter() - t0) * harness.weight(p)
+        t = harness.step_seconds(phases)
         fractions.append(peaks.seconds()[0] / t)
     return fractions
 
@@ -251,6 +246,15 @@ class StepHarness:
         iv = self.intervals[phase]
         return 1.0 / iv if iv else 1.0
 
+    def step_seconds(self, phases):
+        """Wall seconds of one run of each of `phases`, lazy-weighted like the step."""
+        t = 0.0
+        for p in phases:
+            t0 = time.perf_counter()
+            self.run(p)
+            t += (time.perf_counter() - t0) * self.weight(p)
+        return t
+
     def time_phases(self, warmup=1, repeats=3, progress=True, phases=None):
         """{phase: median seconds} and the lazy-averaged step seconds (over the phases timed)."""
         out = {}
@@ -286,18 +290,10 @@ def paired_seconds(base, other, phases, repeats=3):
     difference base - other).
     """
     for h in (base, other):  # untimed: the first run after switching graphs can take seconds longer
-        for p in phases:
-            h.run(p)
+        h.step_seconds(phases)
     tb, to, diff = [], [], []
     for _ in range(max(1, repeats)):
-        pair = []
-        for h in (base, other):
-            t = 0.0
-            for p in phases:
-                t0 = time.perf_counter()
-                h.run(p)
-                t += (time.perf_counter() - t0) * h.weight(p)
-            pair.append(t)
+        pair = [h.step_seconds(phases) for h in (base, other)]
         tb.append(pair[0])
         to.append(pair[1])
         diff.append(pair[0] - pair[1])

@@ -193,8 +193,7 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filte
     upsample = up is not None and max(up) > 1
 
     if not fused and _per_sample_weights(x, up if upsample else None):
-        return _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up if upsample else None, resample_filter,
-                                            compute_dtype)
+        return _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
     if not fused:
         with tf.name_scope(MODULATION_SCOPE):
             x = x * tf.cast(styles, compute_dtype)[:, None, None, None, :]
@@ -267,7 +266,8 @@ def _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter,
             w = w * dcoefs[:, None, None, None, None, :]
         ws = tf.unstack(tf.cast(w, compute_dtype), num=n)
         xs = tf.split(x, n, axis=0) if n > 1 else [x]
-    ys = [upsample_conv_3d(xi, wi, resample_filter, up=up) if up is not None else conv3d(xi, wi, padding="SAME")
+    upsample = up is not None and max(up) > 1
+    ys = [upsample_conv_3d(xi, wi, resample_filter, up=up) if upsample else conv3d(xi, wi, padding="SAME")
           for xi, wi in zip(xs, ws, strict=True)]
     if n == 1:
         return ys[0]
