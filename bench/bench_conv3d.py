@@ -21,7 +21,8 @@ from dnnlib.ops import upfirdn_3d as U  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small shapes only (about a minute).")
 flags.DEFINE_integer("repeats", 3, "Timed runs per op (best is reported).")
-flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "resample", "slicing", "upsample"], "Which parts to run.")
+flags.DEFINE_list("sections", ["conv", "1x1", "upfirdn", "fir", "resample", "slicing", "upsample"],
+                  "Which parts to run.")
 flags.DEFINE_string("shapes", None, "Comma-separated CxDxHxWxN conv shapes (Cin = Cout = C), overriding the presets.")
 
 # Shapes the configs use: channels x D x H x W x batch.
@@ -133,12 +134,58 @@ def bench_upfirdn(c, spatial, n, repeats):
     rng = np.random.default_rng(2)
     x = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
     f = U.setup_filter([1, 3, 3, 1])
-    print(f"\nupfirdn, {c} ch @ {'x'.join(map(str, spatial))} b{n}:")
+    print(f"\nupfirdn, {c} ch @ {'x'.join(map(str, spatial))} b{n} (separable = FIR impl {U.get_fir_impl()}):")
     for name, fn in [("upsample_3d x2", U.upsample_3d), ("downsample_3d /2", U.downsample_3d)]:
         times = {impl: best_time(tf.function(lambda fn=fn, impl=impl: fn(x, f, 2, impl=impl)), repeats)
                  for impl in ("separable", "dense")}
         print(f"  {name:18s} separable {times['separable']:.3f}s  dense {times['dense']:.3f}s  "
               f"dense/separable {times['dense'] / times['separable']:.2f}")
+
+
+# The step's FIR calls at demo (batch 4, 40x48x56; G's top upsampling runs per sample) and one at 1 mm.
+FIR_SHAPES = [  # (name, NDHWC, down, padding)
+    ("G up-conv filter", (1, 41, 49, 57, 8), 1, 1),
+    ("D conv-down filter", (4, 40, 48, 56, 8), 1, (2, 3, 2, 3, 2, 3)),
+    ("D skip /2", (4, 40, 48, 56, 8), 2, 1),
+    ("G up-conv filter", (4, 21, 25, 29, 16), 1, 1),
+    ("1 mm up-conv filter", (1, 161, 193, 225, 16), 1, 1),
+]
+
+
+def _fir_fwd_grad_times(x, taps3, down, pads, repeats):
+    def fwd():
+        return U._upfirdn(x, taps3, (1, 1, 1), down, pads)
+
+    dy = tf.ones(fwd().shape)
+
+    def grad():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fwd()
+        return tape.gradient(y, x, output_gradients=dy)
+
+    return [best_time(tf.function(fn), repeats) for fn in (fwd, grad)]
+
+
+def bench_fir(repeats, quick=False):
+    """The C++ FIR kernel against the TensorFlow-ops path (three depthwise-conv passes): forward, and the
+    input gradient alone (a linear op's backward does not need its forward)."""
+    f = U.setup_filter([1, 3, 3, 1])
+    taps3 = [f.astype(np.float64)[::-1]] * 3
+    print("\nFIR (separable [1,3,3,1] on every axis), C++ kernel vs TensorFlow ops:")
+    if U.kernel_library() is None:
+        print("  kernel not available on this machine (see the log); skipped")
+        return
+    for name, shape, down, padding in FIR_SHAPES[:2] if quick else FIR_SHAPES:
+        x = tf.constant(np.random.default_rng(4).standard_normal(shape, dtype=np.float32))
+        times = {}
+        for impl in ("ops", "kernel"):
+            U.set_fir_impl(impl)
+            times[impl] = _fir_fwd_grad_times(x, taps3, (down,) * 3, U._pads6(padding), repeats)
+        U.set_fir_impl("auto")
+        (of, ob), (kf, kb) = times["ops"], times["kernel"]
+        print(f"  {name:20s} {'x'.join(map(str, shape))} down {down}: fwd ops {of * 1e3:.1f} ms, kernel {kf * 1e3:.1f} "
+              f"ms ({of / kf:.2f}x); grad ops {ob * 1e3:.1f} ms, kernel {kb * 1e3:.1f} ms ({ob / kb:.2f}x)")
 
 
 def bench_resample_conv(c, spatial, n, repeats):
@@ -246,6 +293,8 @@ def main(_):
         bench_1x1(32, 1, (40, 48, 56) if FLAGS.quick else (80, 96, 112), 2, FLAGS.repeats)
     if "upfirdn" in sections:
         bench_upfirdn(16, (20, 24, 28), 2, FLAGS.repeats)  # dense is slow: keep this small
+    if "fir" in sections:
+        bench_fir(FLAGS.repeats, FLAGS.quick)
     if "resample" in sections:
         bench_resample_conv(32, (10, 12, 14) if FLAGS.quick else (20, 24, 28), 2, FLAGS.repeats)
     if "slicing" in sections:

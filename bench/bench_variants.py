@@ -57,6 +57,13 @@ def dense_fir():
                           orig(x, taps3, up, down, pads, impl="dense"))
 
 
+def fir_as_ops():
+    """The separable FIR as three depthwise-conv passes of TensorFlow ops instead of the C++ kernel."""
+    from dnnlib.ops import upfirdn_3d
+
+    return upfirdn_3d.fir_impl_scope("ops")
+
+
 def gain_multiply():
     """Layers pass their gain to fused_bias_act (a multiply over the output) instead of folding it."""
     from dnnlib.ops.fused_bias_act import default_gain, fused_bias_act
@@ -119,6 +126,7 @@ def _variants():
         "filter grad=batch_channels": ({"filter_grad_impl": "batch_channels"}, None, None),
         "xla": ({"xla": True}, None, None),
         "dense FIR": ({}, None, dense_fir),
+        "FIR as TF ops": ({}, None, fir_as_ops),
         "fused modconv": ({}, fused, None),
         "fused modconv + xla": ({"xla": True}, fused, None),
         "bfloat16": ({}, bf16, None),

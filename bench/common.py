@@ -217,12 +217,14 @@ class StepHarness:
 
         mod = self._conv3d_mod
         old, old_f, old_up = mod.get_impl(), mod.get_filter_grad_impl(), upfirdn_3d.get_upsample_impl()
-        old_ps = networks.PER_SAMPLE_MIN_VOXELS
+        old_ps, old_fir = networks.PER_SAMPLE_MIN_VOXELS, upfirdn_3d.get_fir_impl()
         mod.set_impl(self.conv_impl)
         if self.conv_impl == "tf":
-            # Plain TensorFlow throughout: its conv3d_transpose for upsampling, and StyleGAN2's modulation of
-            # the activations around one batched conv (TF's own filter gradient is slower per sample).
+            # Plain TensorFlow throughout: its conv3d_transpose for upsampling, the FIR as TensorFlow ops, and
+            # StyleGAN2's modulation of the activations around one batched conv (TF's own filter gradient is
+            # slower per sample).
             upfirdn_3d.set_upsample_impl("transpose")
+            upfirdn_3d.set_fir_impl("ops")
             networks.PER_SAMPLE_MIN_VOXELS = float("inf")
         if self.filter_grad_impl:
             mod.set_filter_grad_impl(self.filter_grad_impl)
@@ -232,6 +234,7 @@ class StepHarness:
             mod.set_impl(old)
             mod.set_filter_grad_impl(old_f)
             upfirdn_3d.set_upsample_impl(old_up)
+            upfirdn_3d.set_fir_impl(old_fir)
             networks.PER_SAMPLE_MIN_VOXELS = old_ps
 
     def trace(self, phase):

@@ -3,8 +3,8 @@
 Each executed op appears in the profile as "<scoped name>:<type>". An op belongs to a part when a component
 of its name is that part's name scope (the ops set them: upfirdn, bias_act, modulation, noise; TensorFlow
 names an op's autodiff gradient under "gradient_tape/<the op's scopes>", so gradients follow their op), or
-failing that by its type (a depthwise conv is only ever a FIR pass). Everything else is the convolutions,
-their gradients and the glue around them, and the optimiser.
+failing that by its type (the FIR kernel, or a depthwise conv: only ever a FIR pass). Everything else is the
+convolutions, their gradients and the glue around them, and the optimiser.
 
 Shares are op time over all op time of the same runs: unlike an ablation's difference of two noisy step
 times, a slowdown of the host scales every op alike and cancels in the ratio. Two inter-op threads run ops
@@ -19,7 +19,8 @@ import tempfile
 
 # part -> (name scopes, op types that belong to it whatever their scope)
 PARTS = {
-    "FIR resampling (upfirdn)": (("upfirdn",), ("DepthwiseConv2dNative", "DepthwiseConv2dNativeBackpropInput",
+    "FIR resampling (upfirdn)": (("upfirdn",), ("Upfirdn3d", "DepthwiseConv2dNative",
+                                                "DepthwiseConv2dNativeBackpropInput",
                                                 "DepthwiseConv2dNativeBackpropFilter")),
     "bias + activation": (("bias_act",), ("BiasAdd", "BiasAddGrad", "LeakyRelu", "LeakyReluGrad")),
     "modulation/demodulation": (("modulation",), ()),

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from dnnlib import EasyDict, UserError
 from dnnlib.fileutil import atomic_output_dir
+from dnnlib.ops import upfirdn_3d
 
 GENERATOR_JSON = "generator.json"
 
@@ -174,8 +175,10 @@ def _serving_fn(G):
 
     @tf.function(input_signature=[z_sig, c_sig, psi_sig])
     def serve(z, c, psi):
-        # 'const' noise: a served generator is deterministic in (z, c, psi).
-        img = G(z, c if G.c_dim > 0 else None, psi=psi, noise_mode="const")
+        # 'const' noise: a served generator is deterministic in (z, c, psi). TensorFlow ops only: a graph
+        # holding the C++ FIR kernel would not load where that kernel is not built (TF Serving, a GPU server).
+        with upfirdn_3d.fir_impl_scope("ops"):
+            img = G(z, c if G.c_dim > 0 else None, psi=psi, noise_mode="const")
         return {"volume": img}
 
     return serve

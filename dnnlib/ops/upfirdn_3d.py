@@ -2,17 +2,22 @@
 
 StyleGAN2-ADA's upfirdn2d extended to 3D: zero insertion by `up`, zero-pad (or crop) after
 insertion, convolve with a separable FIR filter, keep every `down`-th sample. The 1-D filter is
-applied along D, H and W in turn (three cheap passes; impl="dense" convolves with the k*k*k outer
-product instead, for comparison). Unlike the original 3D code, upsampling multiplies by prod(up)
+applied along D, H and W in turn: on CPU by one C++ op (upfirdn_3d_kernel.cc, built at first use;
+set_fir_impl), elsewhere by three depthwise-conv passes of TensorFlow ops; impl="dense" convolves with
+the k*k*k outer product instead, for comparison. Unlike the original 3D code, upsampling multiplies by prod(up)
 (factor**3 for isotropic 2x), so a constant volume stays constant away from the borders.
 """
 
+import contextlib
 import itertools
+import os
+import threading
 
 import numpy as np
 import tensorflow as tf
 
 from dnnlib.ops import conv3d as _conv3d_mod
+from dnnlib.ops import custom_op_build
 from dnnlib.ops.conv3d import conv3d, slice_axis
 
 SCOPE = "upfirdn"
@@ -199,7 +204,87 @@ def _upfirdn(x, taps3, up, down, pads, impl="separable"):
         raise ValueError(f"upfirdn_3d impl must be 'separable' or 'dense', got {impl!r}")
     # bench/bench_step.py attributes profiled time (these ops and their gradients) by this scope.
     with tf.name_scope(SCOPE):
+        if impl == "separable" and _use_kernel(x):
+            return _upfirdn_kernel(x, taps3, up, down, pads)
         return (_upfirdn_separable if impl == "separable" else _upfirdn_dense)(x, taps3, up, down, pads)
+
+
+# ----------------------------------------------------------------------------------------------
+# CPU kernel: the separable upfirdn as one C++ op (upfirdn_3d_kernel.cc), built at first use.
+
+FIR_IMPLS = ("auto", "kernel", "ops")
+_fir_impl = "auto"
+_KERNEL_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upfirdn_3d_kernel.cc")
+_kernel_lib = None  # None: not tried yet; False: cannot be built here
+_kernel_lock = threading.Lock()
+
+
+def set_fir_impl(impl):
+    """How the separable FIR runs: 'kernel' (the C++ CPU op; an error if it cannot be built), 'ops' (three
+    depthwise-conv passes of TensorFlow ops, any device and dtype), or 'auto' (the kernel on CPU for float32
+    and float64 when it builds, else ops). Read when a graph is traced."""
+    global _fir_impl
+    if impl not in FIR_IMPLS:
+        raise ValueError(f"FIR impl must be one of {FIR_IMPLS}, got {impl!r}")
+    _fir_impl = impl
+
+
+def get_fir_impl():
+    return _fir_impl
+
+
+@contextlib.contextmanager
+def fir_impl_scope(impl):
+    """set_fir_impl for the duration of a block (e.g. TensorFlow ops only while tracing a SavedModel)."""
+    old = _fir_impl
+    set_fir_impl(impl)
+    try:
+        yield
+    finally:
+        set_fir_impl(old)
+
+
+def kernel_library():
+    """The loaded op library (built on first call), or None if it cannot be built here."""
+    global _kernel_lib
+    with _kernel_lock:  # tf.distribute traces replicas in threads; the gradient may be registered once only
+        if _kernel_lib is None:
+            lib = custom_op_build.load(_KERNEL_SOURCE)
+            if lib is not None:
+                tf.RegisterGradient("Upfirdn3d")(_kernel_grad)
+            _kernel_lib = lib if lib is not None else False
+    return _kernel_lib or None
+
+
+def _use_kernel(x):
+    if _fir_impl == "ops":
+        return False
+    if _fir_impl == "kernel":
+        if kernel_library() is None:
+            raise RuntimeError(f"FIR impl 'kernel' requested but {_KERNEL_SOURCE} could not be built (see log)")
+        return True
+    if x.dtype not in (tf.float32, tf.float64) or _conv3d_mod._have_gpu():
+        return False
+    return kernel_library() is not None
+
+
+def _upfirdn_kernel(x, taps3, up, down, pads):
+    out = [(n * u + p0 + p1 - len(t)) // d + 1 for n, t, u, d, (p0, p1) in zip(x.shape[1:4], taps3, up, down, pads,
+                                                                               strict=True)]
+    taps = [tf.constant(t, dtype=x.dtype) for t in taps3]
+    return kernel_library().upfirdn3d(x, *taps, up=list(up), down=list(down), pad_lo=[p0 for p0, _ in pads],
+                                      out_size=out)
+
+
+def _kernel_grad(op, dy):
+    """The adjoint: the same op with up and down swapped, the taps reversed and pad_lo' = len(taps) - 1 - pad_lo,
+    producing the input's size; it is this op again, so every order of derivative has a gradient."""
+    taps = [tf.reverse(t, [0]) for t in op.inputs[1:4]]
+    pad_lo = [int(t.shape[0]) - 1 - p for t, p in zip(op.inputs[1:4], op.get_attr("pad_lo"), strict=True)]
+    with tf.name_scope(SCOPE):
+        dx = kernel_library().upfirdn3d(dy, *taps, up=op.get_attr("down"), down=op.get_attr("up"), pad_lo=pad_lo,
+                                        out_size=list(op.inputs[0].shape[1:4]))
+    return [dx, None, None, None]
 
 
 # ----------------------------------------------------------------------------------------------
