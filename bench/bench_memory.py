@@ -36,6 +36,8 @@ flags.DEFINE_list("train_batches", ["1", "2"], "Batch sizes of the training-step
 flags.DEFINE_list("gen_configs", ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"], "Generation configs.")
 flags.DEFINE_integer("gen_repeats", 2, "Timed generation calls after the first (median).")
 flags.DEFINE_float("budget_gib", 24.0, "Memory budget for the largest-batch extrapolation.")
+flags.DEFINE_enum("fir_impl", "auto", ["auto", "kernel", "ops"], "FIR implementation "
+                  "(dnnlib.ops.upfirdn_3d.set_fir_impl): compare the C++ kernel's memory with the TensorFlow-ops path.")
 flags.DEFINE_enum("child", None, ["train", "generate"], "Internal: run one measurement in this process.")
 flags.DEFINE_string("config", None, "Internal (--child): config name.")
 flags.DEFINE_integer("batch", 1, "Internal (--child): batch size.")
@@ -116,7 +118,7 @@ def parent():
     rows, peaks, after_build = [], {}, {}
     for b in batches:
         common.log(f"training step {train_cfg} batch {b} (fresh process) ...")
-        r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}")
+        r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}", f"--fir_impl={FLAGS.fir_impl}")
         if "error" in r:
             rows.append([f"train {train_cfg}", b, "failed", "-", "-", r["error"][:120]])
             continue
@@ -127,7 +129,8 @@ def parent():
                      f"peak reached in {which}; " + " ".join(f"{p}={s:.0f}s" for p, s in r["seconds"].items())])
     for name in gen_cfgs:
         common.log(f"generation {name} (fresh process) ...")
-        r = run_child("--child=generate", f"--config={name}", f"--gen_repeats={FLAGS.gen_repeats}")
+        r = run_child("--child=generate", f"--config={name}", f"--gen_repeats={FLAGS.gen_repeats}",
+                      f"--fir_impl={FLAGS.fir_impl}")
         if "error" in r:
             rows.append([f"generate {name}", 1, "failed", "-", "-", r["error"][:120]])
             continue
@@ -160,6 +163,10 @@ def parent():
 
 def main(argv):
     del argv
+    if FLAGS.child:
+        from dnnlib.ops import upfirdn_3d
+
+        upfirdn_3d.set_fir_impl(FLAGS.fir_impl)
     if FLAGS.child == "train":
         print(_TAG + json.dumps(child_train(FLAGS.config, FLAGS.batch)), flush=True)
     elif FLAGS.child == "generate":

@@ -132,7 +132,7 @@ def test_paths_are_chosen_by_setting_and_dtype(fir_impl):
     spec = tf.TensorSpec([None, 6, 6, 6, 2], tf.float32)
 
     def fn(x):
-        return U.upsample_3d(x, [1, 3, 3, 1])
+        return U.upsample_3d(x, U.setup_filter([1, 3, 3, 1]))
 
     fir_impl("ops")
     assert "Upfirdn3d" not in _op_types(fn, spec) and "DepthwiseConv2dNative" in _op_types(fn, spec)
@@ -142,11 +142,14 @@ def test_paths_are_chosen_by_setting_and_dtype(fir_impl):
         assert "Upfirdn3d" in _op_types(fn, spec) and "DepthwiseConv2dNative" not in _op_types(fn, spec)
     fir_impl("auto")  # dtypes the kernel does not have fall back to the ops
     assert "Upfirdn3d" not in _op_types(fn, tf.TensorSpec([1, 6, 6, 6, 2], tf.float16))
+    fir_impl("kernel")  # XLA cannot compile the custom op: jit-compiled code gets the ops, and runs
+    x = tf.random.normal([1, 6, 6, 6, 2])
+    np.testing.assert_allclose(tf.function(fn, jit_compile=True)(x).numpy(), fn(x).numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="FIR impl"):
         U.set_fir_impl("fast")
     with U.fir_impl_scope("ops"):
         assert U.get_fir_impl() == "ops"
-    assert U.get_fir_impl() == "auto"
+    assert U.get_fir_impl() == "kernel"
 
 
 def test_kernel_requested_but_unbuildable_is_an_error(fir_impl, monkeypatch):

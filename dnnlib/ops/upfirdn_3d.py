@@ -222,7 +222,8 @@ _kernel_lock = threading.Lock()
 def set_fir_impl(impl):
     """How the separable FIR runs: 'kernel' (the C++ CPU op; an error if it cannot be built), 'ops' (three
     depthwise-conv passes of TensorFlow ops, any device and dtype), or 'auto' (the kernel on CPU for float32
-    and float64 when it builds, else ops). Read when a graph is traced."""
+    and float64 when it builds, else ops). Read when a graph is traced; code traced for XLA (jit_compile)
+    always gets the ops."""
     global _fir_impl
     if impl not in FIR_IMPLS:
         raise ValueError(f"FIR impl must be one of {FIR_IMPLS}, got {impl!r}")
@@ -256,8 +257,18 @@ def kernel_library():
     return _kernel_lib or None
 
 
+def _in_xla_compile():
+    """True while tracing for XLA (jit_compile), which cannot compile a custom op."""
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # private modules; without them assume no XLA
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
 def _use_kernel(x):
-    if _fir_impl == "ops":
+    if _fir_impl == "ops" or _in_xla_compile():
         return False
     if _fir_impl == "kernel":
         if kernel_library() is None:
