@@ -85,6 +85,7 @@ def _load(source):
         os.close(fd)
         try:
             _build(source, tmp, cxx)
+            os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep other users of a shared cache from loading it
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
