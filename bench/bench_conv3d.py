@@ -180,9 +180,8 @@ def bench_fir(repeats, quick=False):
         x = tf.constant(np.random.default_rng(4).standard_normal(shape, dtype=np.float32))
         times = {}
         for impl in ("ops", "kernel"):
-            U.set_fir_impl(impl)
-            times[impl] = _fir_fwd_grad_times(x, taps3, (down,) * 3, U._pads6(padding), repeats)
-        U.set_fir_impl("auto")
+            with U.fir_impl_scope(impl):
+                times[impl] = _fir_fwd_grad_times(x, taps3, (down,) * 3, U._pads6(padding), repeats)
         (of, ob), (kf, kb) = times["ops"], times["kernel"]
         print(f"  {name:20s} {'x'.join(map(str, shape))} down {down}: fwd ops {of * 1e3:.1f} ms, kernel {kf * 1e3:.1f} "
               f"ms ({of / kf:.2f}x); grad ops {ob * 1e3:.1f} ms, kernel {kb * 1e3:.1f} ms ({ob / kb:.2f}x)")

@@ -146,13 +146,18 @@ def _upsample_axis_polyphase(x, taps, up, pad0, out_len, horizontal=False):
     return slice_axis(y, 1, -j0, out_len)
 
 
+def _out_length(n, num_taps, up, down, pad0, pad1):
+    """Samples along one axis after zero insertion by up, padding (pad0, pad1), the filter and down."""
+    return (n * up + pad0 + pad1 - num_taps) // down + 1
+
+
 def _upfirdn_axis(x, axis, taps, up, down, pad0, pad1):
     """1-D upfirdn of x along spatial `axis` (1, 2 or 3) with correlation taps (already flipped)."""
     shape = x.shape
     length = shape[axis]
     inner = int(np.prod(shape[axis + 1:]))
     outer = [-1] + list(shape[1:axis])  # batch may be dynamic
-    out_len = (length * up + pad0 + pad1 - len(taps)) // down + 1
+    out_len = _out_length(length, len(taps), up, down, pad0, pad1)
     if up == 1 and down == 1 and len(taps) == 1 and pad0 == 0 and pad1 == 0:
         return x if taps[0] == 1 else x * tf.constant(taps[0], dtype=x.dtype)
     x = tf.reshape(x, [-1, length, inner])
@@ -280,8 +285,8 @@ def _use_kernel(x):
 
 
 def _upfirdn_kernel(x, taps3, up, down, pads):
-    out = [(n * u + p0 + p1 - len(t)) // d + 1 for n, t, u, d, (p0, p1) in zip(x.shape[1:4], taps3, up, down, pads,
-                                                                               strict=True)]
+    out = [_out_length(n, len(t), u, d, p0, p1) for n, t, u, d, (p0, p1) in zip(x.shape[1:4], taps3, up, down, pads,
+                                                                                 strict=True)]
     taps = [tf.constant(t, dtype=x.dtype) for t in taps3]
     return kernel_library().upfirdn3d(x, *taps, up=list(up), down=list(down), pad_lo=[p0 for p0, _ in pads],
                                       out_size=out)
