@@ -10,7 +10,7 @@
 --input is a folder (searched recursively; DICOM series folders count as one scan), a glob pattern
 ("scans/**/*.nii.gz", quote it) or a list file (.txt, one path per line). Formats: NIfTI, MGH/MGZ,
 MHA/MHD, NRRD, DICOM. --source/--dest (and --outdir) are aliases of --input/--output.
-The logic lives in training/dataset_create.py, dataset_ops.py, demo_data.py.
+The logic lives in the volumes/ package.
 """
 
 import os
@@ -89,7 +89,7 @@ def parse_triple(text, flag, kind=float):
 
 
 def preprocess_options(f=FLAGS):
-    from training import preprocess
+    from volumes import preprocess
 
     spacing = parse_triple(f.spacing, "spacing")
     base = parse_triple(f.base_shape, "base_shape", int)
@@ -142,9 +142,9 @@ def run(command, f=None):
     if f.workers is not None and f.workers < 1:
         raise UserError(f"--workers={f.workers}: must be at least 1")
     if command == "create":
-        from training.dataset_create import create_dataset
-        from training.dataset_inputs import find_inputs
-        from training.dataset_labels import LabelTable
+        from volumes.dataset_create import create_dataset
+        from volumes.dataset_inputs import find_inputs
+        from volumes.dataset_labels import LabelTable
 
         _require(f, "input", "output")
         opts = preprocess_options(f)
@@ -169,8 +169,8 @@ def run(command, f=None):
         print(f"{f.output}: {m['num_volumes']} volumes, {len(m['skipped'])} skipped")
         return 0
     if command == "info":
-        from training.dataset import load_manifest
-        from training.dataset_ops import summary_lines, verify_dataset
+        from volumes.dataset_ops import summary_lines, verify_dataset
+        from volumes.manifest import load_manifest
 
         _require(f, "dataset")
         m = load_manifest(f.dataset)
@@ -184,7 +184,7 @@ def run(command, f=None):
             print(f"verified {m.num_volumes} records: counts, shapes, checksums ok")
         return 0
     if command == "extract":
-        from training.dataset_ops import extract_dataset
+        from volumes.dataset_ops import extract_dataset
 
         _require(f, "dataset", "output")
         indices = parse_int_ranges(f.indices, "--indices") if f.indices else None
@@ -192,15 +192,14 @@ def run(command, f=None):
         print(f"wrote {len(paths)} NIfTI volumes to {f.output}")
         return 0
     if command == "split":
-        from training.dataset_ops import split_dataset
+        from volumes.dataset_ops import split_dataset
 
         _require(f, "dataset", "output")
         parts = split_dataset(f.dataset, f.output, f.test_fraction, f.seed, f.overwrite)
         print(f"{f.output}/train: {len(parts['train'])} volumes, {f.output}/test: {len(parts['test'])} volumes")
         return 0
     if command == "demo":
-        from training.dataset import data_root
-        from training.demo_data import build_demo_dataset
+        from volumes.demo_data import build_demo_dataset, data_root
 
         out = f.output or os.path.join(data_root(), f"demo-{f.res}")
         m = build_demo_dataset(

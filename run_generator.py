@@ -7,7 +7,7 @@
 
 --network is a run directory (latest checkpoint), a checkpoint prefix, or a SavedModel of the generator.
 Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slices. The logic lives in
-training/generation.py.
+generation/sampling.py.
 """
 
 from absl import app, flags
@@ -15,7 +15,7 @@ from absl import app, flags
 from dnnlib.cli import parse_int_ranges, run_main
 from dnnlib.errors import UserError
 
-# Also in training.generation.COMMANDS; repeated here so flag errors are reported without importing TensorFlow.
+# Also in generation.sampling.COMMANDS; repeated here so flag errors are reported without importing TensorFlow.
 COMMANDS = ("generate", "style-mix", "interpolate", "average")
 
 FLAGS = flags.FLAGS
@@ -97,7 +97,7 @@ def build_options(argv, f=FLAGS):
 
 def main(argv):
     opts = build_options(argv)  # validate before importing TensorFlow: flag errors come back fast
-    from training.generation import run_command
+    from generation.sampling import run_command
 
     summary = run_command(opts)
     print(f"{opts.command}: wrote {summary.outdir}")

@@ -10,7 +10,7 @@ projected.nii.gz (dataset grid, [0, 1]), projected_native.nii.gz (image targets:
 affine and intensity units), target.nii.gz, latent.npy [num_ws, w_dim], noise.npz, loss.csv, loss.png,
 comparison.png (target / projection / 4x |difference|), metrics.json (PSNR, SSIM, NRMSE on the dataset grid,
 in [0, 1]).
-The logic lives in projector.py.
+The logic lives in generation/projector.py.
 """
 
 from absl import app, flags
@@ -96,7 +96,7 @@ def build_options(argv, f=FLAGS):
 
 def main(argv):
     opts = build_options(argv)  # validate before importing TensorFlow: flag errors come back fast
-    import projector
+    from generation import projector
 
     summary = projector.run_projection(opts)
     print(f"projected {len(summary)} target(s) into {opts.outdir}")

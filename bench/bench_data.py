@@ -42,7 +42,7 @@ def make_scans(folder, n, seed=0):
     import nibabel as nib
     import numpy as np
 
-    from training.demo_data import load_template
+    from volumes.demo_data import load_template
 
     vol, aff = load_template()
     rng = np.random.default_rng(seed)
@@ -70,8 +70,8 @@ def _cpu_seconds():
 
 
 def convert_rate(paths, out, workers):
-    from training import preprocess
-    from training.dataset_create import create_dataset
+    from volumes import preprocess
+    from volumes.dataset_create import create_dataset
 
     opts = preprocess.default_options(spacing=[2.0, 2.0, 2.0])
     t0, c0 = time.perf_counter(), _cpu_seconds()
@@ -81,7 +81,7 @@ def convert_rate(paths, out, workers):
 
 
 def demo_rate(out, res, n, workers):
-    from training.demo_data import build_demo_dataset
+    from volumes.demo_data import build_demo_dataset
 
     t0, c0 = time.perf_counter(), _cpu_seconds()
     build_demo_dataset(out, res=res, num_volumes=n, workers=workers, overwrite=True, verbose=False)

@@ -28,7 +28,8 @@ flags.DEFINE_integer("proj_batch", 1, "Targets per projector batch.")
 def time_generation(config, batch, num):
     import numpy as np
 
-    from training import configs, generation
+    from generation import sampling as generation
+    from training import configs
 
     G, _ = configs.build_networks(configs.get_config(config))
     runner = generation.Runner(G, batch_size=batch)
@@ -46,8 +47,9 @@ def time_generation(config, batch, num):
 def time_projector(config, steps, batch):
     import numpy as np
 
-    import projector
-    from training import configs, generation
+    from generation import projector
+    from generation import sampling as generation
+    from training import configs
 
     G, _ = configs.build_networks(configs.get_config(config))
     runner = generation.Runner(G, batch_size=batch)

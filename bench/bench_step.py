@@ -281,7 +281,9 @@ def breakdown(name, base, quick):
 
 
 def data_input(name, base):
-    from training.dataset import data_root, load_manifest, make_dataset
+    from training.dataset import make_dataset
+    from volumes.demo_data import data_root
+    from volumes.manifest import load_manifest
 
     path = FLAGS.dataset or os.path.join(data_root(), "demo-demo")
     try:

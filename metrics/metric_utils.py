@@ -26,7 +26,7 @@ from dnnlib import UserError
 def resolve_generator(G):
     """A generator object from a LoadedNetwork, a Generator or a path (run dir, checkpoint or SavedModel)."""
     if isinstance(G, str | os.PathLike):
-        from training.network_loader import load_generator
+        from generation.network_loader import load_generator
 
         return load_generator(os.fspath(G)).G
     if hasattr(G, "G") and not hasattr(G, "z_dim"):
@@ -42,7 +42,7 @@ def dataset_key(reals):
     None for an in-memory tf.data.Dataset (not cached)."""
     if not isinstance(reals, str | os.PathLike):
         return None
-    from training.dataset import load_manifest
+    from volumes.manifest import load_manifest
 
     root = os.fspath(reals)
     m = load_manifest(root)

@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.fileutil import atomic_output_dir
-from training.visualize import mid_slices_image, mid_slices_png
-from training.volume_io import write_nifti
+from volumes.visualize import mid_slices_image, mid_slices_png
+from volumes.volume_io import write_nifti
 
 
 class SnapshotInputs:
@@ -33,7 +33,7 @@ def generate_fakes(G_ema, inputs, batch=4):
 
 def write_snapshot(snap_dir, fakes, reals, affine, G_ema=None, geometry=None, options=None, overwrite=True):
     """snap_dir/: fakes_NN.nii.gz, fakes.png, reals.png, generator/ (SavedModel). Written atomically."""
-    from training.network_loader import export_generator
+    from generation.network_loader import export_generator
 
     with atomic_output_dir(snap_dir, overwrite=overwrite) as tmp:
         for i, vol in enumerate(fakes):

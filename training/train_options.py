@@ -72,7 +72,8 @@ def build_options(explicit=None, **kwargs):
     so `--resume=<run>` alone continues the same run and `--resume=<run> --kimg=50` extends it.
     """
     from training import configs
-    from training.dataset import default_demo_dataset, label_dim, load_manifest
+    from volumes.demo_data import default_demo_dataset
+    from volumes.manifest import label_dim, load_manifest
 
     unknown = set(kwargs) - set(DEFAULTS)
     if unknown:

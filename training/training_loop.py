@@ -20,17 +20,17 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from dnnlib import EasyDict, UserError
+from dnnlib import EasyDict, UserError, tb_log
 from dnnlib.fileutil import atomic_write_text
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
 from training import snapshot as snap_io
-from training import tb_log
-from training.dataset import load_manifest, make_dataset
+from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
 from training.train_options import check_resume_compatible, latest_intact_checkpoint, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
+from volumes.manifest import load_manifest
 
 
 class TrainingDiverged(UserError):

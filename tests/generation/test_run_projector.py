@@ -1,0 +1,144 @@
+"""run_projector.py / generation.projector.run_projection end to end: image files, dataset indices and generated
+seeds as targets in one batch, every per-target output, geometry of the written volumes, and flag errors."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnnlib.errors import UserError
+from generation import projector
+from generation.network_loader import export_generator, geometry_from_manifest
+from tests.utils import REPO
+from training import configs
+from volumes import preprocess, records
+from volumes.dataset_create import create_dataset
+from volumes.manifest import load_manifest
+
+# A source scan in LPS orientation at 4 mm: the dataset grid (RAS, 8 mm, 20x24x28) differs in every respect.
+LPS4 = np.array([[-4.0, 0, 0, 60], [0, -4, 0, 70], [0, 0, 4, -70], [0, 0, 0, 1]])
+SRC_SHAPE = (30, 34, 38)
+
+
+def _head(seed):
+    rng = np.random.default_rng(seed)
+    g = np.meshgrid(*[np.arange(s) for s in SRC_SHAPE], indexing="ij")
+    c = (np.asarray(SRC_SHAPE) - 1) / 2
+    r2 = sum(((x - cc) / (0.35 * s)) ** 2 for x, cc, s in zip(g, c, SRC_SHAPE, strict=True))
+    return np.where(r2 < 1, 100 + 30 * np.cos(g[2] / 4.0) + 5 * rng.random(SRC_SHAPE), 0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj")
+    scans = []
+    for i in range(2):
+        path = str(root / f"scan{i}.nii.gz")
+        nib.save(nib.Nifti1Image(_head(i), LPS4), path)
+        scans.append(path)
+    data = str(root / "ds")
+    create_dataset(scans, data, preprocess.default_options(spacing=[8.0, 8.0, 8.0], shape=[20, 24, 28]), workers=1,
+                   verbose=False, log=lambda msg: None)
+    manifest = load_manifest(data)
+    tf.random.set_seed(0)
+    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
+    # A run-like layout: the SavedModel two folders below a dataset.json copy (without shards).
+    run = root / "run"
+    net = str(run / "snapshots" / "generator")
+    export_generator(G, geometry_from_manifest(manifest), net)
+    shutil.copy(os.path.join(data, "dataset.json"), run / "dataset.json")
+    return dict(root=root, scans=scans, data=data, manifest=manifest, net=net)
+
+
+def _opts(setup, outdir, **kw):
+    o = dict(network=setup["net"], outdir=outdir, overwrite=False, data=None, targets=[], indices=[], target_seeds=[],
+             num_steps=3, w_avg_samples=64, batch=4, progress_every=1, seed=0)
+    o.update(kw)
+    return o
+
+
+def test_all_target_kinds_in_one_batch(setup, tmp_path, capsys):
+    out = str(tmp_path / "p")
+    summary = projector.run_projection(_opts(setup, out, data=setup["data"], targets=[setup["scans"][0]],
+                                             indices=[1], target_seeds=[4], w_plus=True))
+    assert sorted(summary) == ["index00001", "scan0", "seed0004"]
+    assert "step     3" in capsys.readouterr().out  # progress lines
+    m = setup["manifest"]
+    file_entry = {f["index"]: f for f in m.files}
+    for name in summary:
+        d = os.path.join(out, name)
+        proj = nib.load(os.path.join(d, "projected.nii.gz"))
+        assert proj.shape == (20, 24, 28)
+        want_aff = {"scan0": file_entry[0]["affine"], "index00001": file_entry[1]["affine"],
+                    "seed0004": m.affine}[name]  # scan0 is preprocessed exactly as dataset volume 0 was
+        np.testing.assert_allclose(proj.affine, np.asarray(want_aff), atol=1e-5)
+        assert np.load(os.path.join(d, "latent.npy")).shape == (6, 16)
+        rows = list(csv.DictReader(open(os.path.join(d, "loss.csv"))))
+        assert [int(r["step"]) for r in rows] == [1, 2, 3] and {"loss", "mse", "mse_down", "noise_reg"} <= set(rows[0])
+        metrics = json.load(open(os.path.join(d, "metrics.json")))
+        for k in ("psnr", "ssim_3d", "nrmse"):
+            assert np.isfinite(metrics[k])
+        for f in ("loss.png", "comparison.png", "target.nii.gz", "noise.npz"):
+            assert os.path.getsize(os.path.join(d, f)) > 0
+    # The file target matches the dataset's own copy of that scan (same pipeline), and its projection is also
+    # written back in the scan's own grid.
+    t = nib.load(os.path.join(out, "scan0", "target.nii.gz")).get_fdata()
+    ref = next(records.iterate_records(setup["data"]))
+    assert ref.index == 0
+    from volumes.records import decode_volume
+
+    np.testing.assert_allclose(t, decode_volume(ref.stored, m.storage_dtype).reshape(ref.shape), atol=1e-4)
+    native = nib.load(os.path.join(out, "scan0", "projected_native.nii.gz"))
+    assert native.shape == SRC_SHAPE
+    np.testing.assert_allclose(native.affine, LPS4, atol=1e-5)
+    lo, hi = file_entry[0]["transform"]["intensity"]["clip"]  # written back in the scan's own units
+    vals = native.get_fdata()
+    assert vals.min() >= lo - 1e-3 and vals.max() <= hi + 1e-3 and hi > 2
+    assert not os.path.exists(os.path.join(out, "seed0004", "projected_native.nii.gz"))
+    assert json.load(open(os.path.join(out, "seed0004", "metrics.json")))["w_rmse"] > 0
+    saved = json.load(open(os.path.join(out, "projection.json")))
+    assert saved["options"]["num_steps"] == 3 and set(saved["metrics"]) == set(summary)
+
+
+def test_manifest_found_in_run_dir_and_outdir_protected(setup, tmp_path):
+    out = tmp_path / "q"
+    projector.run_projection(_opts(setup, str(out), targets=[setup["scans"][1]], num_steps=1))
+    assert (out / "scan1" / "projected_native.nii.gz").exists()
+    with pytest.raises(UserError, match="already exists"):
+        projector.run_projection(_opts(setup, str(out), target_seeds=[1], num_steps=1))
+    assert not (out / "seed0001").exists()
+    with pytest.raises(UserError, match="no volumes with indices"):
+        projector.run_projection(_opts(setup, str(tmp_path / "r"), data=setup["data"], indices=[7]))
+    assert not (tmp_path / "r").exists()
+
+
+def _run(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, os.path.join(REPO, "run_projector.py"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli(setup, tmp_path):
+    out = str(tmp_path / "cli")
+    r = _run(f"--network={setup['net']}", "--target_seeds=2", "--num_steps=2", "--w_avg_samples=16",
+             "--progress_every=1", f"--outdir={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "step     2" in r.stdout and os.path.isfile(os.path.join(out, "seed0002", "metrics.json"))
+    r = _run(f"--network={setup['net']}", "--target_seeds=2", f"--outdir={out}")
+    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x")
+    assert r.returncode == 2 and "nothing to project" in r.stderr
+    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x", "--indices=0")
+    assert r.returncode == 2 and "--data" in r.stderr
+    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x", f"--target={tmp_path}/none.nii.gz")
+    assert r.returncode == 2 and "none.nii.gz" in r.stderr
+    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x", "--target_seeds=1", "--num_steps=0")
+    assert r.returncode == 2 and "--num_steps" in r.stderr
+    assert not os.path.exists(f"{tmp_path}/x")

@@ -1,0 +1,143 @@
+"""Exact resume: N steps in one go == N/2 + resume + N/2; torn checkpoints fall back; other configs refused."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnnlib import UserError
+from tests.utils import make_tiny_dataset, tiny_options
+
+# demo-tiny, batch 2: 4 steps in all, a tick (and checkpoint) every 2 steps. Deterministic data order.
+ARGS = dict(kimg_per_tick=0.004, snap=1, samples=1, data_shuffle=False)
+
+
+def _weights(prefix):
+    """Every variable of a checkpoint (networks, Adam slots, EMA, counters, RNG state) by name."""
+    reader = tf.train.load_checkpoint(prefix)
+    names = [n for n in reader.get_variable_to_shape_map() if "OBJECT_GRAPH" not in n]
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def _assert_same(a, b):
+    assert set(a) == set(b)
+    for n in a:
+        np.testing.assert_array_equal(a[n], b[n], err_msg=n)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from training.training_loop import training_loop
+
+    tmp = tmp_path_factory.mktemp("resume")
+    data = make_tiny_dataset(str(tmp / "data"), num=4)
+    one_go = training_loop(tiny_options(tmp / "a", data, kimg=0.008, **ARGS))
+    half = training_loop(tiny_options(tmp / "b", data, kimg=0.004, **ARGS))
+    assert half.cur_nimg == 4
+    resumed = training_loop(tiny_options(tmp / "b", data, kimg=0.008, resume=half.run_dir, **ARGS))
+    return one_go, half, resumed, data, tmp
+
+
+def test_n_steps_equal_half_resume_half(runs):
+    one_go, half, resumed, _, _ = runs
+    assert resumed.run_dir == half.run_dir  # continued in place
+    a = _weights(tf.train.latest_checkpoint(os.path.join(one_go.run_dir, "checkpoints")))
+    b = _weights(tf.train.latest_checkpoint(os.path.join(resumed.run_dir, "checkpoints")))
+    assert int(a["state/cur_nimg/.ATTRIBUTES/VARIABLE_VALUE"]) == 8
+    _assert_same(a, b)
+    log = open(os.path.join(half.run_dir, "log.txt")).read()
+    assert "Resumed from" in log and "kimg 0.004" in log
+
+
+def test_torn_checkpoint_falls_back_to_previous(runs):
+    """A kill during a save leaves a torn newest checkpoint: resume uses the previous one and ends the same."""
+    from training.training_loop import training_loop
+
+    one_go, half, _, data, tmp = runs
+    ckpt_dir = os.path.join(half.run_dir, "checkpoints")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    expected = _weights(latest)
+    for f in os.listdir(ckpt_dir):
+        if f.startswith(os.path.basename(latest) + ".data"):
+            path = os.path.join(ckpt_dir, f)
+            with open(path, "r+b") as fh:
+                fh.truncate(os.path.getsize(path) // 3)
+    result = training_loop(tiny_options(tmp / "b", data, kimg=0.008, resume=half.run_dir, **ARGS))
+    log = open(os.path.join(half.run_dir, "log.txt")).read()
+    assert "is unreadable" in log and "resumed from" in log
+    _assert_same(expected, _weights(tf.train.latest_checkpoint(os.path.join(result.run_dir, "checkpoints"))))
+
+    # A lost index file (killed before it was written): the previous intact checkpoint is picked up.
+    os.remove(latest + ".index")
+    from training.train_options import resolve_resume
+
+    _, prefix = resolve_resume(half.run_dir)
+    assert prefix != latest and os.path.isfile(prefix + ".index")
+
+
+# The child trains 4 steps with a checkpoint every 2 and SIGKILLs itself inside the second save: after TF has
+# written the new checkpoint's files, before CheckpointManager records it as the latest.
+_KILLED_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from tensorflow.python.checkpoint import checkpoint_management as cm
+    from tests.training.test_resume import ARGS
+    from tests.utils import tiny_options
+    from training.training_loop import training_loop
+
+    saves = []
+    record_state = cm.CheckpointManager._record_state
+
+    def record_then_die(self):
+        saves.append(1)
+        if len(saves) == 3:  # _record_state runs twice per save: this is the second save's first
+            os.kill(os.getpid(), signal.SIGKILL)
+        return record_state(self)
+
+    cm.CheckpointManager._record_state = record_then_die
+    from pathlib import Path
+    training_loop(tiny_options(Path(sys.argv[1]), sys.argv[2], kimg=0.008, **ARGS))
+""")
+
+
+def test_sigkill_during_checkpoint_write_resumes_from_previous(runs):
+    from training.training_loop import training_loop
+
+    one_go, _, _, data, tmp = runs
+    from tests.utils import REPO as root
+    proc = subprocess.run([sys.executable, "-c", _KILLED_CHILD, str(tmp / "k"), data], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (run_dir,) = [str(p) for p in (tmp / "k" / "results").iterdir()]
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    assert any(f.startswith("ckpt-4.") for f in os.listdir(ckpt_dir))  # written, but never recorded
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-2")
+    result = training_loop(tiny_options(tmp / "k", data, kimg=0.008, resume=run_dir, **ARGS))
+    assert result.cur_nimg == 8 and "Resumed from" in open(os.path.join(run_dir, "log.txt")).read()
+    _assert_same(_weights(tf.train.latest_checkpoint(os.path.join(one_go.run_dir, "checkpoints"))),
+                 _weights(tf.train.latest_checkpoint(ckpt_dir)))
+
+
+def test_resume_with_other_architecture_is_refused(runs):
+    from training.training_loop import training_loop
+
+    one_go, _, _, data, tmp = runs
+    opts = tiny_options(tmp / "c", data, kimg=0.008, resume=one_go.run_dir, **ARGS)
+    opts.G_kwargs.w_dim = 8
+    opts.G_kwargs.mapping_kwargs.layer_features = 8
+    with pytest.raises(UserError, match="different config or dataset.*w_dim"):
+        training_loop(opts)
+
+
+def test_resume_of_missing_run_is_refused(tmp_path):
+    from training.train_options import resolve_resume
+
+    with pytest.raises(UserError, match="--resume"):
+        resolve_resume(str(tmp_path / "nothing"))
+    os.makedirs(tmp_path / "run" / "checkpoints")
+    with pytest.raises(UserError, match="no checkpoint"):
+        resolve_resume(str(tmp_path / "run"))

@@ -1,0 +1,142 @@
+"""The training loop end to end on the demo-tiny config and a tiny dataset made here."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dnnlib import EasyDict, UserError
+from tests.utils import TINY_SHAPE, make_tiny_dataset, tiny_options
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_dataset(str(tmp_path_factory.mktemp("data") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_data):
+    from training.training_loop import training_loop
+
+    tmp = tmp_path_factory.mktemp("run")
+    opts = tiny_options(tmp, tiny_data)
+    return training_loop(opts), opts
+
+
+def test_run_directory_layout(tiny_run):
+    result, _ = tiny_run
+    run = result.run_dir
+    assert os.path.basename(run).startswith("00000-demo-tiny")
+    for name in ("training_options.json", "dataset.json", "log.txt"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(run))
+    ckpts = os.listdir(os.path.join(run, "checkpoints"))
+    assert "checkpoint" in ckpts and any(f.endswith(".index") for f in ckpts)
+    snap = result.snapshot_dir
+    names = os.listdir(snap)
+    for name in ("fakes_00.nii.gz", "fakes_01.nii.gz", "fakes.png", "reals.png", "generator"):
+        assert name in names, name
+    log = open(os.path.join(run, "log.txt")).read()
+    assert "tick 1" in log and "sec/kimg" in log and "peak_mem" in log
+    assert "Samples (NIfTI + PNG) are in" in log
+    # 8 images at batch 2 = 4 steps, ticks every 4 images -> 2 ticks.
+    assert result.cur_nimg == 8
+
+
+def test_options_json_reruns_and_loader_reads_it(tiny_run):
+    from generation.network_loader import load_generator
+
+    result, opts = tiny_run
+    saved = EasyDict.load_json(os.path.join(result.run_dir, "training_options.json"))
+    assert saved.batch_size == 2 and saved.config == "demo-tiny" and saved.data == opts.data
+    net = load_generator(result.run_dir)
+    assert tuple(net.G.img_shape) == TINY_SHAPE
+    # The EMA generator of the checkpoint is the one in the snapshot SavedModel.
+    snap_net = load_generator(os.path.join(result.snapshot_dir, "generator"))
+    for a, b in zip(net.G.variables, snap_net.G.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_fakes_carry_dataset_affine(tiny_run):
+    import nibabel as nib
+
+    result, _ = tiny_run
+    manifest = json.load(open(os.path.join(result.run_dir, "dataset.json")))
+    img = nib.load(os.path.join(result.snapshot_dir, "fakes_00.nii.gz"))
+    assert img.shape[:3] == TINY_SHAPE
+    np.testing.assert_allclose(img.affine, np.asarray(manifest["affine"]), atol=1e-4)
+    data = np.asarray(img.dataobj)
+    assert data.min() >= 0.0 and data.max() <= 1.0
+
+
+def test_tensorboard_tags(tiny_run):
+    import tensorflow as tf
+
+    result, _ = tiny_run
+    tags = set()
+    for f in os.listdir(result.run_dir):
+        if f.startswith("events.out"):
+            for e in tf.compat.v1.train.summary_iterator(os.path.join(result.run_dir, f)):
+                for v in e.summary.value:
+                    tags.add(v.tag)
+    for tag in ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/scores/fake", "Progress/pl_mean",
+                "Progress/lr_G", "Timing/sec_per_kimg", "Images/fakes_mid_slices"):
+        assert tag in tags, (tag, sorted(tags))
+    # demo-tiny: G reg every 4 steps and D reg every 16: step 0 runs both.
+    assert "Loss/pl_penalty" in tags and "Loss/r1_penalty" in tags
+
+
+def test_dry_run_writes_nothing(tmp_path, tiny_data, capsys):
+    from training.training_loop import training_loop
+
+    opts = tiny_options(tmp_path, tiny_data)
+    result = training_loop(opts, dry_run=True)
+    assert result.run_dir is None
+    assert not os.path.exists(tmp_path / "results")
+    out = capsys.readouterr().out
+    assert "Total" in out and "dry run: phase Gmain" in out
+
+
+def test_nan_loss_stops_with_step_and_term(tmp_path, tiny_data):
+    from training.training_loop import TrainingDiverged, training_loop
+
+    # A learning rate this large blows the weights up within a few steps; the loop must name the step and
+    # the term, and never checkpoint the broken state.
+    opts = tiny_options(tmp_path, tiny_data, kimg=0.2, kimg_per_tick=0.1)
+    opts.G_opt_kwargs.lr = 1e30
+    opts.D_opt_kwargs.lr = 1e30
+    with pytest.raises(TrainingDiverged, match=r"step \d+ .*phase \w+: .*NaN/Inf"):
+        training_loop(opts)
+    run = os.path.join(opts.outdir, os.listdir(opts.outdir)[0])
+    assert not os.path.exists(os.path.join(run, "checkpoints", "checkpoint"))
+
+
+def test_bad_options_are_refused(tmp_path, tiny_data):
+    with pytest.raises(UserError, match="--batch"):
+        tiny_options(tmp_path, tiny_data, batch=0)
+    with pytest.raises(UserError, match="makes .* volumes but --data"):
+        tiny_options(tmp_path, tiny_data, config="demo")
+    with pytest.raises(UserError, match="--data"):
+        tiny_options(tmp_path, tmp_path / "nope")
+    with pytest.raises(UserError, match="--precision"):
+        tiny_options(tmp_path, tiny_data, precision="fp8")
+
+
+def test_sigterm_finishes_step_checkpoints_and_stops(tmp_path, tiny_data):
+    import signal
+
+    from training.training_loop import training_loop
+
+    def send_once(cur_nimg, G_ema):
+        if cur_nimg == 0:  # arrives before the first step: the loop must still finish that step
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    opts = tiny_options(tmp_path, tiny_data, kimg=0.2, kimg_per_tick=0.1)
+    result = training_loop(opts, tick_callback=send_once)
+    assert result.stopped and result.cur_nimg == 2  # one step of batch 2, then out
+    ckpt_dir = os.path.join(result.run_dir, "checkpoints")
+    assert os.path.isfile(os.path.join(ckpt_dir, "checkpoint"))
+    log = open(os.path.join(result.run_dir, "log.txt")).read()
+    assert "stopped by SIGTERM" in log and "--resume=" in log
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored

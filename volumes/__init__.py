@@ -1,0 +1,3 @@
+"""Medical volumes and datasets: reading and writing scans, preprocessing, the record format and manifest,
+creating, inspecting and splitting datasets, labels, the synthetic demo data. dataset_tool.py calls into it.
+"""

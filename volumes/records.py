@@ -1,0 +1,161 @@
+"""Writing a dataset: compressed TFRecord shards (one example per volume) plus dataset.json.
+
+Record layout (docs/DESIGN.md): `volume` raw little-endian bytes of the storage dtype in C order
+[i, j, k]; `shape` int64 x3; `index` int64; `label` float list (only when labelled); `sha256` of the
+stored bytes, so `dataset_tool.py info` can verify every record without trusting the writer.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+
+from dnnlib.easydict import EasyDict
+from dnnlib.errors import UserError
+
+# name -> (NumPy little-endian dtype, full-scale value for [0, 1] data or None when stored as floats)
+STORAGE_DTYPES = {"uint16": ("<u2", 65535.0), "uint8": ("|u1", 255.0), "float16": ("<f2", None)}
+
+
+def encode_volume(volume01, storage_dtype="uint16"):
+    """[0, 1] float volume -> stored array (uint16: round(v * 65535), uint8: round(v * 255), float16)."""
+    np_dtype, scale = STORAGE_DTYPES[storage_dtype]
+    v = np.clip(np.asarray(volume01, dtype=np.float32), 0.0, 1.0)
+    if scale is None:
+        return np.ascontiguousarray(v.astype(np_dtype))
+    return np.ascontiguousarray(np.round(v * scale).astype(np_dtype))
+
+
+def decode_volume(stored, storage_dtype="uint16"):
+    """Stored array -> float32 volume in [0, 1]."""
+    _, scale = STORAGE_DTYPES[storage_dtype]
+    v = np.asarray(stored).astype(np.float32)
+    return v if scale is None else v / np.float32(scale)
+
+
+def sha256_bytes(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Checksum of a source file, or of all files of a DICOM folder in sorted order."""
+    h = hashlib.sha256()
+    paths = [path]
+    if os.path.isdir(path):
+        paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
+    for p in paths:
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def shard_name(s, num_shards):
+    return f"data-{s:05d}-of-{num_shards:05d}.tfrecord.gz"
+
+
+def serialize_example(stored, index, label=None):
+    """One tf.train.Example (bytes) for a stored volume."""
+    import tensorflow as tf
+
+    raw = np.ascontiguousarray(stored).tobytes()
+    feature = {
+        "volume": tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw])),
+        "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(s) for s in stored.shape])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(index)])),
+        "sha256": tf.train.Feature(bytes_list=tf.train.BytesList(value=[sha256_bytes(raw).encode()])),
+    }
+    if label is not None and len(label) > 0:
+        feature["label"] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(x) for x in label]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_example_numpy(serialized, storage_dtype):
+    """Parse an example outside tf.data (info, extract): returns EasyDict(stored, shape, index, label, sha256)."""
+    import tensorflow as tf
+
+    ex = tf.train.Example.FromString(serialized)
+    f = ex.features.feature
+    shape = tuple(int(s) for s in f["shape"].int64_list.value)
+    raw = f["volume"].bytes_list.value[0]
+    np_dtype, _ = STORAGE_DTYPES[storage_dtype]
+    stored = np.frombuffer(raw, dtype=np_dtype)
+    return EasyDict(
+        stored=stored,
+        raw=raw,
+        shape=shape,
+        index=int(f["index"].int64_list.value[0]),
+        label=np.asarray(f["label"].float_list.value, np.float32) if "label" in f else np.zeros([0], np.float32),
+        sha256=f["sha256"].bytes_list.value[0].decode() if "sha256" in f else None,
+    )
+
+
+class ShardedWriter:
+    """Writes examples round-robin into `num_shards` GZIP TFRecord files inside out_dir.
+
+    Round-robin keeps shards balanced, so each worker of a distributed run reads a similar amount.
+    close() drops shards left empty (when fewer volumes than shards survived) and renames the rest
+    so the names stay "-of-<count>"; it returns the final shard names.
+    """
+
+    def __init__(self, out_dir, num_shards):
+        import tensorflow as tf
+
+        self.out_dir = out_dir
+        self.num_shards = max(1, int(num_shards))
+        opts = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=6)
+        self._names = [shard_name(s, self.num_shards) for s in range(self.num_shards)]
+        self._writers = [tf.io.TFRecordWriter(os.path.join(out_dir, n), opts) for n in self._names]
+        self._counts = [0] * self.num_shards
+        self.count = 0
+
+    def write(self, serialized):
+        """Append one serialized example; returns the shard number it went to."""
+        s = self.count % self.num_shards
+        self._writers[s].write(serialized)
+        self._counts[s] += 1
+        self.count += 1
+        return s
+
+    def close(self):
+        for w in self._writers:
+            w.close()
+        kept = [s for s in range(self.num_shards) if self._counts[s] > 0]
+        names = []
+        for new_s, s in enumerate(kept):
+            name = shard_name(new_s, len(kept))
+            if name != self._names[s]:
+                os.replace(os.path.join(self.out_dir, self._names[s]), os.path.join(self.out_dir, name))
+            names.append(name)
+        for s in range(self.num_shards):
+            if self._counts[s] == 0:
+                os.remove(os.path.join(self.out_dir, self._names[s]))
+        # Remember where each old shard number went, so manifest entries can be fixed up.
+        self.shard_map = {s: new_s for new_s, s in enumerate(kept)}
+        return names
+
+
+def choose_num_shards(num_volumes, shape, storage_dtype, target_mb=256, min_shards=1):
+    """Enough shards that each holds ~target_mb of raw data, but never more shards than volumes."""
+    nbytes = int(np.prod(shape)) * np.dtype(STORAGE_DTYPES[storage_dtype][0]).itemsize
+    per_shard = max(1, int(target_mb * 2**20 // max(nbytes, 1)))
+    return int(max(min_shards, min(num_volumes, -(-num_volumes // per_shard))))
+
+
+def iterate_records(dataset_dir, manifest=None):
+    """Yield every record of a dataset as parsed NumPy (EasyDict from parse_example_numpy), shard by shard."""
+    import tensorflow as tf
+
+    from volumes import manifest as manifest_mod
+
+    m = manifest or manifest_mod.load_manifest(dataset_dir)
+    for s, name in enumerate(m.shards):
+        path = os.path.join(str(dataset_dir), name)
+        try:
+            for rec in tf.data.TFRecordDataset(path, compression_type=m.compression or None).as_numpy_iterator():
+                ex = parse_example_numpy(rec, m.storage_dtype)
+                ex.shard = s
+                ex.serialized = rec
+                yield ex
+        except tf.errors.OpError as e:
+            raise UserError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None

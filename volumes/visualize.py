@@ -1,0 +1,129 @@
+"""Pictures of volumes: orthogonal mid-slices and grids of them, as 8-bit greyscale PNGs.
+
+Volumes are assumed in the canonical RAS array orientation (axis 0 -> Right, 1 -> Anterior,
+2 -> Superior). Slices are drawn the way viewers do: superior (or anterior for axial) at the top,
+the subject's right on the right of the picture (neurological convention), anterior on the right
+in sagittal views.
+"""
+
+import io
+
+import numpy as np
+
+from volumes.volume_io import atomic_write_bytes
+
+PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+def _as_batch(volumes):
+    """Accept [i,j,k], [i,j,k,1], [N,i,j,k] or [N,i,j,k,1] (NumPy or tf); return float32 [N,i,j,k]."""
+    x = np.asarray(volumes, dtype=np.float32)
+    if x.ndim == 5:
+        x = x[..., 0]  # first channel: one greyscale picture per volume
+    elif x.ndim == 4:
+        x = x[None, ..., 0] if x.shape[-1] == 1 else x
+    elif x.ndim == 3:
+        x = x[None]
+    else:
+        raise ValueError(f"expected a volume or a batch of volumes, got shape {x.shape}")
+    return x
+
+
+def _auto_range(x):
+    # Network outputs live in [-1, 1], files in [0, 1]: negative values say which one this is.
+    return (-1.0, 1.0) if float(np.nanmin(x)) < 0 else (0.0, 1.0)
+
+
+def _to_uint8(img, drange):
+    lo, hi = drange
+    scaled = (np.nan_to_num(img.astype(np.float64)) - lo) * (255.0 / max(hi - lo, 1e-12))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def slice_2d(volume, axis, index=None):
+    """One slice through array axis `axis` (0 sagittal, 1 coronal, 2 axial), oriented for display."""
+    axis = PLANES.get(axis, axis) if isinstance(axis, str) else int(axis)
+    index = volume.shape[axis] // 2 if index is None else int(index)
+    s = np.take(volume, index, axis=axis)  # remaining axes keep their order
+    # Put the upward axis on rows (top first) and the other on columns.
+    # sagittal [j,k] -> rows S, cols A; coronal [i,k] -> rows S, cols R; axial [i,j] -> rows A, cols R.
+    return s.T[::-1, :]
+
+
+def _encode_png(gray_u8):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(gray_u8, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _pad_to(img, h, w, fill):
+    out = np.full((h, w), fill, dtype=img.dtype)
+    y0, x0 = (h - img.shape[0]) // 2, (w - img.shape[1]) // 2
+    out[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
+    return out
+
+
+def _upscale(img, scale):
+    return img if scale == 1 else np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+
+
+def mid_slices_image(volume_or_batch, drange=None, gap=2):
+    """uint8 picture: one row per volume, three panels (sagittal, coronal, axial) through the middle."""
+    x = _as_batch(volume_or_batch)
+    drange = _auto_range(x) if drange is None else drange
+    rows = []
+    for vol in x:
+        panels = [_to_uint8(slice_2d(vol, a), drange) for a in range(3)]
+        h = max(p.shape[0] for p in panels)
+        row = []
+        for p in panels:
+            row += [_pad_to(p, h, p.shape[1], 0), np.zeros((h, gap), np.uint8)]
+        rows.append(np.concatenate(row[:-1], axis=1))
+    w = max(r.shape[1] for r in rows)
+    out = []
+    for r in rows:
+        out += [_pad_to(r, r.shape[0], w, 0), np.zeros((gap, w), np.uint8)]
+    return np.concatenate(out[:-1], axis=0)
+
+
+def mid_slices_png(path, volume_or_batch, drange=None, scale=1, gap=2):
+    """Save three orthogonal mid-slices (sagittal, coronal, axial) of one volume or each volume of a batch.
+
+    volume_or_batch: [i,j,k], [i,j,k,1], [N,i,j,k] or [N,i,j,k,1]; drange (lo, hi) maps to black..white,
+    default [-1, 1] if any value is negative else [0, 1]. scale: integer nearest-neighbour enlargement.
+    Written atomically. Returns the uint8 picture.
+    """
+    img = _upscale(mid_slices_image(volume_or_batch, drange, gap), int(scale))
+    atomic_write_bytes(path, _encode_png(img))
+    return img
+
+
+def grid_image(volumes, rows, cols, axis=2, drange=None, gap=2):
+    """uint8 grid (rows x cols) of mid-slices through `axis`; unused cells stay black."""
+    x = _as_batch(volumes)
+    rows, cols = int(rows), int(cols)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"grid needs rows, cols >= 1, got {rows}x{cols}")
+    if len(x) > rows * cols:
+        raise ValueError(f"{len(x)} volumes do not fit a {rows}x{cols} grid")
+    drange = _auto_range(x) if drange is None else drange
+    cells = [_to_uint8(slice_2d(v, axis), drange) for v in x]
+    h, w = cells[0].shape
+    out = np.zeros((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap), np.uint8)
+    for n, cell in enumerate(cells):
+        r, c = divmod(n, cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = cell
+    return out
+
+
+def grid_png(path, volumes, rows, cols, axis=2, drange=None, scale=1, gap=2):
+    """Save a rows x cols grid of mid-slices through array axis `axis` (0/1/2 or 'sagittal'/'coronal'/'axial').
+
+    volumes: [N,i,j,k] or [N,i,j,k,1] with N <= rows*cols, in [-1,1] or [0,1] (auto) or drange.
+    Written atomically. Returns the uint8 picture.
+    """
+    img = _upscale(grid_image(volumes, rows, cols, axis, drange, gap), int(scale))
+    atomic_write_bytes(path, _encode_png(img))
+    return img
