@@ -1,17 +1,21 @@
-"""Shared glue for absl front ends: user errors become one clear line and exit code 2."""
+"""Shared glue for absl front ends: input errors become one clear line and exit code 2."""
 
 import sys
 
 from dnnlib.errors import UserError
 
+# Library code reports bad input (a file's content, a value) with these plain exceptions; the front end that
+# called it reports them like its own flag errors.
+INPUT_ERRORS = (UserError, ValueError, OSError)
+
 
 def run_main(main_fn):
-    """Wrap an absl main so UserError prints 'error: ...' and exits 2 instead of a traceback."""
+    """Wrap an absl main so UserError, and ValueError/OSError from the library, print 'error: ...' and exit 2."""
 
     def wrapped(argv):
         try:
             return main_fn(argv)
-        except UserError as e:
+        except INPUT_ERRORS as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 

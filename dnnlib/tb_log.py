@@ -9,14 +9,15 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 
-def _metadata(plugin):
-    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
+def _metadata(plugin, data_class):
+    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin),
+                                       data_class=data_class)
 
 
 def scalar(tag, value, step):
     """Call inside `with writer.as_default():`."""
     return tf.summary.write(tag, tf.constant(float(value), tf.float32), step=int(step),
-                            metadata=_metadata("scalars"))
+                            metadata=_metadata("scalars", summary_pb2.DATA_CLASS_SCALAR))
 
 
 def image(tag, img_u8, step):
@@ -26,4 +27,5 @@ def image(tag, img_u8, step):
         img = img[:, :, None]
     png = tf.io.encode_png(img)
     tensor = tf.stack([tf.as_string(img.shape[1]), tf.as_string(img.shape[0]), png])
-    return tf.summary.write(tag, tensor, step=int(step), metadata=_metadata("images"))
+    metadata = _metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    return tf.summary.write(tag, tensor, step=int(step), metadata=metadata)

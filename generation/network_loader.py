@@ -6,6 +6,7 @@ weights are restored from a tf.train checkpoint, so loading a file never execute
 
 import json
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +14,8 @@ import tensorflow as tf
 from dnnlib import EasyDict, UserError
 from dnnlib.fileutil import atomic_output_dir
 from dnnlib.ops import upfirdn_3d
+from dnnlib.run_dir import is_run_dir
+from training.checkpoints import intact_checkpoints, read_first_readable
 
 GENERATOR_JSON = "generator.json"
 
@@ -82,16 +85,21 @@ def _build_generator(kwargs, source):
         raise UserError(f"{source}: generator settings do not build a network: {e}") from None
 
 
-def _restore(checkpoint, prefix, G, source):
-    try:
+def _restore(checkpoint, candidates, source):
+    """Read the first readable of the candidate prefixes (the one checkpoint rule); return the prefix read."""
+
+    def read(prefix):
         status = checkpoint.read(prefix)
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.InvalidArgumentError, AssertionError,
-            ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{source}: checkpoint does not hold this generator's weights ({first})") from None
-    return G
+
+    try:
+        found, errors = read_first_readable(read, candidates)
+    except ValueError as e:
+        raise UserError(f"{source}: checkpoint does not hold this generator's weights ({e})") from None
+    if errors:
+        warnings.warn(f"checkpoint {errors[0]} is unreadable; loaded {found} instead", stacklevel=3)
+    return found
 
 
 def _is_checkpoint_prefix(path):
@@ -102,16 +110,12 @@ def _is_saved_model(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def _is_run_dir(path):
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "training_options.json"))
-
-
-def _load_checkpoint(prefix, run_dir):
+def _load_checkpoint(candidates, run_dir):
     opts = _read_json(os.path.join(run_dir, "training_options.json"), "training options")
     manifest_path = os.path.join(run_dir, "dataset.json")
     manifest = _read_json(manifest_path, "dataset manifest") if os.path.isfile(manifest_path) else None
     G = _build_generator(_generator_kwargs(opts, manifest, run_dir), run_dir)
-    _restore(tf.train.Checkpoint(G_ema=G), prefix, G, prefix)
+    prefix = _restore(tf.train.Checkpoint(G_ema=G), candidates, candidates[0])
     if manifest is not None:
         geometry = geometry_from_manifest(manifest)
     else:
@@ -125,7 +129,7 @@ def _load_saved_model(export_dir):
         raise UserError(f"{export_dir}: assets/{GENERATOR_JSON} has no 'G_kwargs'")
     G = _build_generator(dict(meta["G_kwargs"]), export_dir)
     # A SavedModel's variables are a checkpoint rooted at the exported module (the Generator itself).
-    _restore(tf.train.Checkpoint(root=G), os.path.join(export_dir, "variables", "variables"), G, export_dir)
+    _restore(tf.train.Checkpoint(root=G), [os.path.join(export_dir, "variables", "variables")], export_dir)
     geometry = dict(meta.get("geometry") or default_geometry(G.img_shape))
     return LoadedNetwork(G, geometry, dict(meta.get("options") or {}), export_dir)
 
@@ -139,24 +143,21 @@ def load_generator(path):
         return _load_saved_model(path)
     if _is_saved_model(os.path.join(path, "generator")):  # a snapshot directory snapshots/NNNNNN/
         return _load_saved_model(os.path.join(path, "generator"))
-    if _is_run_dir(path):
+    if is_run_dir(path):
         ckpt_dir = os.path.join(path, "checkpoints")
-        prefix = tf.train.latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
-        if prefix is None:
+        candidates = intact_checkpoints(ckpt_dir)
+        if not candidates:
             raise UserError(f"{path}: run directory has no checkpoint in {ckpt_dir}")
-        return _load_checkpoint(prefix, path)
+        return _load_checkpoint(candidates, path)
     if _is_checkpoint_prefix(path):
         run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
         if not os.path.isfile(os.path.join(run_dir, "training_options.json")):
             raise UserError(f"{path}: checkpoint found but {run_dir}/training_options.json is missing "
                             "(a checkpoint prefix must sit in <run>/checkpoints/)")
-        return _load_checkpoint(path, run_dir)
-    if os.path.isfile(os.path.join(path, "checkpoint")) and _is_run_dir(os.path.dirname(os.path.abspath(path))):
-        # <run>/checkpoints itself: take its latest checkpoint.
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            raise UserError(f"{path}: checkpoint index names no readable checkpoint")
-        return _load_checkpoint(prefix, os.path.dirname(os.path.abspath(path)))
+        return _load_checkpoint([path], run_dir)
+    if intact_checkpoints(path) and is_run_dir(os.path.dirname(os.path.abspath(path))):
+        # <run>/checkpoints itself: its checkpoints, newest first.
+        return _load_checkpoint(intact_checkpoints(path), os.path.dirname(os.path.abspath(path)))
     if os.path.isdir(path) and os.path.isdir(os.path.join(path, "checkpoints")):
         raise UserError(f"{path}: has checkpoints/ but no training_options.json; {expected}")
     if not os.path.exists(path) and not os.path.exists(path + ".index"):

@@ -20,9 +20,12 @@ import tensorflow as tf
 
 from dnnlib import EasyDict
 from dnnlib.errors import UserError
+from dnnlib.fileutil import atomic_write_bytes
+from metrics.ms_ssim import ssim_per_volume_tf
 from training import networks
 from volumes import records
 from volumes.manifest import load_manifest, volume_affine
+from volumes.volume_io import to_unit_range
 
 LOSSES = ("mse", "mse+ssim")
 
@@ -90,38 +93,6 @@ def noise_regularizer(noise_maps):
                 break
             v = tf.nn.avg_pool3d(v, ksize=2, strides=2, padding="VALID")
     return total
-
-
-def gaussian_taps(kernel_size, sigma=1.5):
-    d = np.arange(kernel_size, dtype=np.float64) - (kernel_size - 1) / 2
-    g = np.exp(-0.5 * (d / sigma) ** 2)
-    return (g / g.sum()).astype(np.float32)
-
-
-def ssim_kernel_size(spatial, kernel_size=11):
-    k = min(kernel_size, min(spatial))
-    return k if k % 2 == 1 else k - 1
-
-
-def ssim_per_item(x, y, data_range=2.0, kernel_size=11, sigma=1.5, k1=0.01, k2=0.03):
-    """Differentiable 3D SSIM of [N,D,H,W,1] volumes: Gaussian window without padding (valid region),
-    C1=(k1 L)^2, C2=(k2 L)^2, mean over the valid region. Returns [N]."""
-    k = ssim_kernel_size(x.shape[1:4], kernel_size)
-    g = tf.constant(gaussian_taps(k, sigma))
-    kernels = [tf.reshape(g, s) for s in ([k, 1, 1, 1, 1], [1, k, 1, 1, 1], [1, 1, k, 1, 1])]
-
-    def blur(v):
-        for kern in kernels:
-            v = tf.nn.conv3d(v, kern, strides=[1] * 5, padding="VALID")
-        return v
-
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return tf.reduce_mean(ssim, axis=[1, 2, 3, 4])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -204,7 +175,7 @@ class Projector:
         }
         total = terms["mse"] + terms["mse_down"] + o.regularize_noise_weight * terms["noise_reg"]
         if o.loss == "mse+ssim":
-            terms["ssim"] = ssim_per_item(img, self.targets)
+            terms["ssim"] = ssim_per_volume_tf(img, self.targets, data_range=2.0)
             total += o.ssim_weight * (1.0 - terms["ssim"])
         terms["loss"] = total
         return terms
@@ -354,7 +325,6 @@ def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400)):
     """Line plot (log10 y) of the loss curve of one target; curve rows hold scalars for that target."""
     from PIL import Image, ImageDraw
 
-    from volumes.volume_io import atomic_write_bytes
 
     w, h = size
     left, right, top, bottom = 60, 110, 20, 40
@@ -430,7 +400,7 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
 
     os.makedirs(out, exist_ok=True)
     proj, tgt = result.volumes[i], target.volume
-    proj_unit, tgt_unit = generation.to_unit_range(proj), generation.to_unit_range(tgt)
+    proj_unit, tgt_unit = to_unit_range(proj), to_unit_range(tgt)
     generation.write_volume(os.path.join(out, "projected.nii.gz"), proj, affine, uint8)
     generation.write_volume(os.path.join(out, "target.nii.gz"), tgt, affine, uint8)
     if target.get("transform") is not None:

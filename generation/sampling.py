@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib.errors import UserError
-
-NOISE_MODES = ("random", "const", "none")
+from dnnlib.fileutil import atomic_write_bytes
+from training.networks import NOISE_MODES
+from volumes.volume_io import to_unit_range
 
 # ---------------------------------------------------------------------------------------------------------------
 # Seeds, labels, noise.
@@ -62,11 +63,6 @@ def make_label(c_dim, class_idx=None, label=None):
     if c.shape[0] != c_dim:
         raise UserError(f"--label has {c.shape[0]} values; the network expects c_dim = {c_dim}")
     return c
-
-
-def to_unit_range(x):
-    """Network range [-1, 1] -> file range [0, 1], clipped (what every written volume holds)."""
-    return np.clip((np.asarray(x, np.float32) + 1) / 2, 0, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -456,10 +452,10 @@ def write_strip_and_gif(png_path, gif_path, vols, axis=2, duration_ms=80):
     scale = png_scale(np.shape(vols)[1:4])
     big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]
     strip = np.concatenate([np.pad(f, ((0, 0), (0, 2))) for f in big], axis=1)[:, :-2]
-    visualize.atomic_write_bytes(png_path, _image_bytes(Image.fromarray(strip), "PNG"))
+    atomic_write_bytes(png_path, _image_bytes(Image.fromarray(strip), "PNG"))
     loop = [Image.fromarray(f) for f in big + big[-2:0:-1]]
     gif = _image_bytes(loop[0], "GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0)
-    visualize.atomic_write_bytes(gif_path, gif)
+    atomic_write_bytes(gif_path, gif)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import json
 import os
 import time
 
-import tensorflow as tf
-
 from dnnlib import EasyDict, UserError
+from dnnlib.run_dir import is_run_dir
+from dnnlib.tb_log import scalar as tb_scalar
 from metrics import fid_3d, fid_slices, kid, metric_utils, mmd, ms_ssim, precision_recall
 
 METRICS = {}
@@ -122,19 +122,8 @@ def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None
     if tb_writer is not None:
         with tb_writer.as_default():
             for k, v in result.results.items():
-                _tb_scalar(f"Metrics/{k}", v, step if step is not None else 0)
+                tb_scalar(f"Metrics/{k}", v, step if step is not None else 0)
         tb_writer.flush()
-
-
-def _tb_scalar(tag, value, step):
-    # tf.summary.scalar needs the tensorboard package; the raw write with the scalars plugin's metadata does not,
-    # and TensorBoard shows it as an ordinary scalar.
-    from tensorflow.core.framework import summary_pb2
-
-    md = summary_pb2.SummaryMetadata()
-    md.plugin_data.plugin_name = "scalars"
-    md.data_class = summary_pb2.DATA_CLASS_SCALAR
-    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=md)
 
 
 def format_table(results):
@@ -170,13 +159,6 @@ def preflight(names, feature_weights=None, feature_network=None, **_):
     if wanted and not feature_network:
         raise UserError(f"{', '.join(wanted)} need --feature_network (a Keras .keras/.h5 model or SavedModel "
                         "directory of a 3D network) and usually --feature_layer")
-
-
-def is_run_dir(path):
-    if not isinstance(path, str | os.PathLike):
-        return False
-    return os.path.isdir(path) and (os.path.isdir(os.path.join(path, "checkpoints"))
-                                    or os.path.isfile(os.path.join(path, "training_options.json")))
 
 
 def run_command(opts):

@@ -11,16 +11,16 @@ and the options, so a second evaluation of the same dataset skips the reals. Res
 are never cached. Within one session (several metrics of one evaluation) features are also memoised in memory.
 """
 
-import contextlib
 import hashlib
+import io
 import json
 import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from dnnlib import UserError
+from dnnlib.fileutil import atomic_write_bytes
 
 
 def resolve_generator(G):
@@ -162,21 +162,12 @@ def _cache_path(opts, tag, extra):
 
 
 def _save_npz(path, arrays):
-    d = os.path.dirname(path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+        atomic_write_bytes(path, buf.getvalue())
     except OSError as e:  # a read-only dataset: evaluate anyway, just without the cache
-        print(f"note: cannot write the real-statistics cache in {d} ({e}); continuing without it")
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        print(f"note: cannot write the real-statistics cache in {os.path.dirname(path)} ({e}); continuing without it")
 
 
 def cached_reals(opts, tag, extra, compute, cacheable=True):
@@ -231,7 +222,3 @@ def features(opts, kind, tag, extractor_factory, extra):
     fakes = memo_fakes(opts, tag, extra, lambda: collect(iterate_fakes(opts), extract))
     return reals, fakes, net
 
-
-def to_unit(volumes):
-    """[-1, 1] -> [0, 1] (the file intensities)."""
-    return (np.asarray(volumes, np.float32) + 1.0) * 0.5

@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from volumes.volume_io import to_unit_range
+
 
 class MSSSIMResult(NamedTuple):
     values: np.ndarray  # [N] one value per pair of volumes
@@ -180,21 +182,35 @@ def fit_kernel_and_scales(shape, kernel_size=11, num_scales=len(MS_SSIM_WEIGHTS)
 # (channels averaged, as MONAI), plus the kernel size and scales used.
 
 
+def single_scale_kernel_size(spatial, kernel_size=11):
+    """The window of single-scale SSIM: kernel_size, or the largest odd size that fits the smallest axis."""
+    k = min(kernel_size, min(spatial))
+    k = k if k % 2 == 1 else k - 1
+    if k < 1:
+        raise ValueError(f"volume of shape {tuple(spatial)} is empty")
+    return k
+
+
+def ssim_per_volume_tf(a, b, data_range, kernel_size=11, sigma=1.5, k1=K1, k2=K2):
+    """Single-scale 3D SSIM as a differentiable float32 tensor [N] (channels averaged); the projector's loss term.
+
+    MONAI convention (valid Gaussian window); the window shrinks to single_scale_kernel_size when a volume is small.
+    """
+    xa, xb = to_volume_batch(a), to_volume_batch(b)
+    _check_same_shape(xa, xb)
+    k = single_scale_kernel_size(xa.shape[2:], kernel_size)
+    ssim, _ = ssim_and_cs_maps(_fold(xa), _fold(xb), gaussian_window(k, sigma), "valid", float(data_range), k1, k2)
+    return _per_volume_mean(ssim, xa.shape[0])
+
+
 def ssim_3d_per_volume(a, b, data_range, kernel_size=11, sigma=1.5, k1=K1, k2=K2):
     """Single-scale 3D SSIM (MONAI convention: valid Gaussian window). Returns (ssim [N] np.float64, kernel_size).
 
     If the volume is smaller than the window on some axis, the largest odd kernel that fits is used.
     """
-    xa, xb = to_volume_batch(a), to_volume_batch(b)
-    _check_same_shape(xa, xb)
-    n = xa.shape[0]
-    spatial = xa.shape[2:]
-    k = min(kernel_size, min(spatial))
-    k = k if k % 2 == 1 else k - 1
-    if k < 1:
-        raise ValueError(f"volume of shape {tuple(spatial)} is empty")
-    ssim, _ = ssim_and_cs_maps(_fold(xa), _fold(xb), gaussian_window(k, sigma), "valid", float(data_range), k1, k2)
-    return _per_volume_mean(ssim, n).numpy().astype(np.float64), k
+    ssim = ssim_per_volume_tf(a, b, data_range, kernel_size, sigma, k1, k2)
+    k = single_scale_kernel_size(to_volume_batch(a).shape[2:], kernel_size)
+    return ssim.numpy().astype(np.float64), k
 
 
 def ms_ssim(a, b, data_range, kernel_size=11, sigma=1.5, weights=MS_SSIM_WEIGHTS, k1=K1, k2=K2):
@@ -264,7 +280,6 @@ def _check_same_shape(xa, xb):
 def pair_values(batches, fn, pairs_per_call=2):
     """Pair consecutive volumes of a stream (0-1, 2-3, ...), apply fn(a, b) -> [pairs] to fixed-size chunks of
     pairs (the last chunk padded by repetition, so a compiled fn sees one shape), return all values in order."""
-    from metrics import metric_utils
 
     p = max(1, int(pairs_per_call))
     pending, values = [], []
@@ -278,7 +293,7 @@ def pair_values(batches, fn, pairs_per_call=2):
         values.append(np.asarray(fn(a, b))[:m])
 
     for batch in batches:
-        pending.extend(metric_utils.to_unit(batch))
+        pending.extend(to_unit_range(batch))
         while len(pending) >= 2 * p:
             call(np.stack(pending[: 2 * p]))
             del pending[: 2 * p]

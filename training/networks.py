@@ -29,7 +29,7 @@ from dnnlib.ops.upfirdn_3d import (
 # output volume forward and backward (bench/RESULTS.md): act(z + b) * g == act(g * z + g * b).
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
-_NOISE_MODES = ("random", "const", "none")
+NOISE_MODES = ("random", "const", "none")
 _SQRT_HALF = math.sqrt(0.5)
 # Name scopes of the non-conv parts, by which bench/bench_step.py attributes profiled op time.
 MODULATION_SCOPE, NOISE_SCOPE = "modulation", "noise"
@@ -573,8 +573,8 @@ class SynthesisNetwork(tf.Module):
 
     @_no_autograph
     def __call__(self, ws, noise_mode="random", noise=None):
-        if noise_mode not in _NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {_NOISE_MODES}, got {noise_mode!r}")
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         ws = tf.cast(ws, tf.float32)
         if ws.shape.rank != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {ws.shape}")

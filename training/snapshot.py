@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from dnnlib.fileutil import atomic_output_dir
 from volumes.visualize import mid_slices_image, mid_slices_png
-from volumes.volume_io import write_nifti
+from volumes.volume_io import to_unit_range, write_nifti
 
 
 class SnapshotInputs:
@@ -37,9 +37,8 @@ def write_snapshot(snap_dir, fakes, reals, affine, G_ema=None, geometry=None, op
 
     with atomic_output_dir(snap_dir, overwrite=overwrite) as tmp:
         for i, vol in enumerate(fakes):
-            # Files hold intensities in [0, 1], like the dataset; the networks work in [-1, 1].
-            v = np.clip((vol[..., 0] if vol.shape[-1] == 1 else vol) * 0.5 + 0.5, 0.0, 1.0)
-            write_nifti(os.path.join(tmp, f"fakes_{i:02d}.nii.gz"), v.astype(np.float32), affine)
+            v = to_unit_range(vol[..., 0] if vol.shape[-1] == 1 else vol)
+            write_nifti(os.path.join(tmp, f"fakes_{i:02d}.nii.gz"), v, affine)
         # One row per volume: sagittal, coronal and axial mid-slices.
         mid_slices_png(os.path.join(tmp, "fakes.png"), fakes, drange=(-1, 1), scale=2)
         if reals is not None and len(reals):

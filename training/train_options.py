@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from dnnlib import EasyDict, UserError
+from training.checkpoints import latest_intact_checkpoint
 
 PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}
 DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
@@ -36,23 +37,6 @@ def resolve_resume(path):
             raise UserError(f"--resume={path}: no checkpoint in {ckpt_dir}")
         return run_dir, prefix
     raise UserError(f"--resume={path}: not a run directory or a checkpoint prefix (<run>/checkpoints/ckpt-N)")
-
-
-def latest_intact_checkpoint(ckpt_dir):
-    """Newest checkpoint listed in ckpt_dir/checkpoint whose index file exists (a kill mid-save can lose it)."""
-    import tensorflow as tf
-
-    if not os.path.isdir(ckpt_dir):
-        return None
-    state = tf.train.get_checkpoint_state(ckpt_dir)
-    listed = list(state.all_model_checkpoint_paths) if state else []
-    if state and state.model_checkpoint_path and state.model_checkpoint_path not in listed:
-        listed.append(state.model_checkpoint_path)
-    for p in reversed(listed):
-        p = p if os.path.isabs(p) else os.path.join(ckpt_dir, p)
-        if os.path.isfile(p + ".index"):
-            return p
-    return None
 
 
 def load_run_options(run_dir, flag="--resume"):

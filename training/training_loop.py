@@ -25,9 +25,10 @@ from dnnlib.fileutil import atomic_write_text
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
 from training import snapshot as snap_io
+from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
 from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
-from training.train_options import check_resume_compatible, latest_intact_checkpoint, load_run_options
+from training.train_options import check_resume_compatible, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 from volumes.manifest import load_manifest
@@ -135,19 +136,16 @@ def threading_main():
 # Checkpoints.
 
 
-def restore_checkpoint(ckpt, manager, prefix, log):
+def restore_checkpoint(ckpt, prefix, log):
     """Restore `prefix`; if it is torn (killed mid-write, truncated), fall back to older intact checkpoints."""
-    candidates = [prefix] + [p for p in reversed(manager.checkpoints) if p != prefix] if manager else [prefix]
-    errors = []
-    for p in candidates:
-        try:
-            ckpt.read(p).assert_existing_objects_matched()
-            if p != prefix:
-                log(f"warning: checkpoint {prefix} is unreadable ({errors[0]}); resumed from {p} instead")
-            return p
-        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
-            errors.append(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__)
-    raise UserError(f"--resume: no readable checkpoint ({prefix}: {errors[0]})")
+    older = [p for p in intact_checkpoints(os.path.dirname(prefix)) if os.path.abspath(p) != os.path.abspath(prefix)]
+    try:
+        found, errors = read_first_readable(lambda p: ckpt.read(p).assert_existing_objects_matched(), [prefix] + older)
+    except ValueError as e:
+        raise UserError(f"--resume: {e}") from None
+    if errors:
+        log(f"warning: checkpoint {errors[0]} is unreadable; resumed from {found} instead")
+    return found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,7 +232,7 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
         manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "checkpoints"),
                                              max_to_keep=opts.keep_checkpoints, checkpoint_name="ckpt")
     if opts.get("resume"):
-        used = restore_checkpoint(ckpt, manager if run_dir == opts.resume_run else None, opts.resume, log)
+        used = restore_checkpoint(ckpt, opts.resume, log)
         log(f"Resumed from {used} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, "
             f"step {int(state.batch_idx.numpy())}")
 
@@ -293,7 +291,8 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
     maintenance = time.time() - start_time
     sums, counts = {}, {}
     last_snapshot = None
-    done = int(state.cur_nimg.numpy()) >= total_nimg
+    cur_nimg = int(state.cur_nimg.numpy())
+    done = cur_nimg >= total_nimg
     steps_this_call = 0
     deadline = None if not opts.get("max_minutes") else start_time + 60.0 * opts.max_minutes
     tty = sys.__stderr__ is not None and sys.__stderr__.isatty()

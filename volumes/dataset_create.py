@@ -14,10 +14,9 @@ import numpy as np
 
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
-from dnnlib.fileutil import atomic_output_dir
+from dnnlib.fileutil import atomic_output_dir, share_permissions
 from volumes import preprocess, records, work_pool
 from volumes.manifest import make_manifest, write_manifest
-from volumes.volume_io import share_permissions
 
 # Worker state: options and the registration template, loaded once per process.
 _W = EasyDict()

@@ -5,11 +5,11 @@ import os
 import numpy as np
 
 from dnnlib.errors import UserError
-from dnnlib.fileutil import atomic_output_dir
+from dnnlib.fileutil import atomic_output_dir, share_permissions
 from volumes import records
 from volumes.manifest import load_manifest, volume_affine, write_manifest
 from volumes.records import iterate_records
-from volumes.volume_io import share_permissions, write_nifti
+from volumes.volume_io import write_nifti
 
 
 def summary_lines(m):

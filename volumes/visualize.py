@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from volumes.volume_io import atomic_write_bytes
+from dnnlib.fileutil import atomic_write_bytes
 
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 

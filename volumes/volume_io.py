@@ -7,13 +7,12 @@ NIfTI and MGH/MGZ are read with nibabel (it honours sform/qform the way neuroima
 everything else (MHA/MHD, NRRD, DICOM series folders, ...) with SimpleITK.
 """
 
-import contextlib
 import os
-import tempfile
 
 import numpy as np
 
 from dnnlib.errors import UserError
+from dnnlib.fileutil import atomic_write_bytes
 
 # Extensions nibabel reads natively; anything else goes through SimpleITK.
 NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
@@ -205,46 +204,6 @@ def _short(e):
 # Writing.
 
 
-def current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def share_permissions(root):
-    """Give a finished output folder the permissions a plain mkdir/open would have (umask applies).
-
-    Temporary files and folders (mkstemp/mkdtemp) are private (0600/0700); datasets and volumes are
-    meant to be read by colleagues and by jobs running as other users.
-    """
-    mask = current_umask()
-    os.chmod(root, 0o777 & ~mask)
-    for d, subdirs, files in os.walk(root):
-        for name in subdirs:
-            os.chmod(os.path.join(d, name), 0o777 & ~mask)
-        for name in files:
-            os.chmod(os.path.join(d, name), 0o666 & ~mask)
-
-
-def atomic_write_bytes(path, data):
-    """Write bytes to path via a temporary file in the same folder and an atomic rename."""
-    path = os.path.abspath(str(path))
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; the result is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 # Integer storage keeps viewers' values in [0, 1] through scl_slope, so no reader has to know our scale.
 _NIFTI_DTYPES = {"float32": (np.float32, None), "uint8": (np.uint8, 255.0), "uint16": (np.uint16, 65535.0)}
 
@@ -299,3 +258,8 @@ def _nifti_bytes(img, path):
     if path.lower().endswith(".gz"):
         return gzip.compress(raw, compresslevel=6, mtime=0)
     return raw
+
+
+def to_unit_range(x):
+    """Network range [-1, 1] -> file range [0, 1], clipped: what every written volume holds."""
+    return np.clip((np.asarray(x, np.float32) + 1) / 2, 0, 1)

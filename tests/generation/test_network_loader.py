@@ -142,7 +142,7 @@ def test_saved_model_export_reload_identical(tmp_path):
 
     # Existing directory refused without overwrite, left untouched.
     before = sorted(os.listdir(export))
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(FileExistsError, match="already exists"):
         network_loader.export_generator(G, geometry, str(export))
     assert sorted(os.listdir(export)) == before
 

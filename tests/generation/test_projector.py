@@ -11,6 +11,7 @@ import tensorflow as tf
 from dnnlib.errors import UserError
 from generation import projector
 from generation import sampling as generation
+from metrics.ms_ssim import ssim_per_volume_tf
 from metrics.reconstruction import psnr, ssim_3d
 from training import configs
 
@@ -65,12 +66,12 @@ def test_tf_ssim_matches_metrics_reconstruction():
     rng = np.random.RandomState(2)
     a = np.tanh(np.cumsum(rng.randn(2, 14, 15, 16, 1), axis=1) * 0.3)
     b = np.clip(a + 0.2 * rng.randn(*a.shape), -1, 1)
-    got = projector.ssim_per_item(tf.constant(a, tf.float32), tf.constant(b, tf.float32), data_range=2.0).numpy()
+    got = ssim_per_volume_tf(tf.constant(a, tf.float32), tf.constant(b, tf.float32), data_range=2.0).numpy()
     want = ssim_3d(a, b, data_range=2.0, per_volume=True)
     np.testing.assert_allclose(got, want, atol=1e-4)
     # Small volumes: the window shrinks to the largest odd size that fits, as in metrics.reconstruction.
     s = (slice(None), slice(0, 7), slice(0, 9), slice(0, 9))
-    got = projector.ssim_per_item(tf.constant(a[s], tf.float32), tf.constant(b[s], tf.float32)).numpy()
+    got = ssim_per_volume_tf(tf.constant(a[s], tf.float32), tf.constant(b[s], tf.float32), 2.0).numpy()
     np.testing.assert_allclose(got, ssim_3d(a[s], b[s], data_range=2.0, per_volume=True), atol=1e-4)
 
 

@@ -104,7 +104,9 @@ _KILLED_CHILD = textwrap.dedent("""
 """)
 
 
-def test_sigkill_during_checkpoint_write_resumes_from_previous(runs):
+def test_sigkill_during_checkpoint_write_resumes_from_the_newest_complete_checkpoint(runs):
+    """The newest checkpoint's files are complete but the state file never named it: the files on disk decide."""
+    from training.checkpoints import latest_intact_checkpoint
     from training.training_loop import training_loop
 
     one_go, _, _, data, tmp = runs
@@ -115,11 +117,12 @@ def test_sigkill_during_checkpoint_write_resumes_from_previous(runs):
     (run_dir,) = [str(p) for p in (tmp / "k" / "results").iterdir()]
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     assert any(f.startswith("ckpt-4.") for f in os.listdir(ckpt_dir))  # written, but never recorded
-    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-2")  # the state file is stale
+    assert latest_intact_checkpoint(ckpt_dir).endswith("ckpt-4")
     result = training_loop(tiny_options(tmp / "k", data, kimg=0.008, resume=run_dir, **ARGS))
     assert result.cur_nimg == 8 and "Resumed from" in open(os.path.join(run_dir, "log.txt")).read()
-    _assert_same(_weights(tf.train.latest_checkpoint(os.path.join(one_go.run_dir, "checkpoints"))),
-                 _weights(tf.train.latest_checkpoint(ckpt_dir)))
+    _assert_same(_weights(latest_intact_checkpoint(os.path.join(one_go.run_dir, "checkpoints"))),
+                 _weights(latest_intact_checkpoint(ckpt_dir)))
 
 
 def test_resume_with_other_architecture_is_refused(runs):

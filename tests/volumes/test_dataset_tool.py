@@ -14,6 +14,7 @@ from scipy import ndimage
 
 import dataset_tool
 from dnnlib.errors import UserError
+from dnnlib.fileutil import current_umask
 from tests.utils import REPO
 from volumes import preprocess
 from volumes import volume_io as vio
@@ -196,7 +197,7 @@ def test_existing_output_needs_overwrite(tmp_path):
     dataset_tool.run("create", _opts(input=str(tmp_path / "scans"), output=str(tmp_path / "ds"), overwrite=True))
     assert not (tmp_path / "ds" / "keep.txt").exists() and (tmp_path / "ds" / "dataset.json").exists()
     # Ordinary permissions (umask applies), not the private ones of temporary files: others may read it.
-    mask = vio.current_umask()
+    mask = current_umask()
     assert os.stat(tmp_path / "ds").st_mode & 0o777 == 0o777 & ~mask
     for name in os.listdir(tmp_path / "ds"):
         assert os.stat(tmp_path / "ds" / name).st_mode & 0o777 == 0o666 & ~mask
