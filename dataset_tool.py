@@ -1,7 +1,8 @@
 """Make and inspect 3D-StyleGAN datasets (TFRecord shards + dataset.json).
 
   python dataset_tool.py create  --input=scans/ --output=datasets/mydata [--spacing=2 --shape=80x96x112]
-                                 [--register_to=template.nii.gz] [--labels=labels.csv] [--strict]
+                                 [--register_to=template.nii.gz] [--labels=labels.csv [--missing_values=n/a]]
+                                 [--strict] [--max_voxels=134217728]
   python dataset_tool.py info    --dataset=datasets/mydata          # print the manifest, verify every record
   python dataset_tool.py extract --dataset=datasets/mydata --output=out/nifti [--indices=0-9]
   python dataset_tool.py split   --dataset=datasets/mydata --output=datasets/mydata-split [--test_fraction=0.1]
@@ -10,7 +11,11 @@
 --input is a folder (searched recursively; DICOM series folders count as one scan), a glob pattern
 ("scans/**/*.nii.gz", quote it) or a list file (.txt, one path per line). Formats: NIfTI, MGH/MGZ,
 MHA/MHD, NRRD, DICOM. --source/--dest (and --outdir) are aliases of --input/--output.
-The logic lives in the volumes/ package.
+Outputs are refused (exit 2) when they are /, $HOME or the current folder, when they are, contain or lie inside
+an input (scans, their folder/list/glob folder, --labels, --register_to, --dataset), and, even with
+--overwrite, when they hold files this project did not write. SIGTERM stops cleanly (exit 143, nothing left).
+This file holds the flags and their validation only: it builds one options object and hands it to
+volumes.dataset_commands.run, where the work is done.
 """
 
 import os
@@ -19,9 +24,11 @@ import sys
 from absl import app, flags
 
 from dnnlib.cli import parse_int_ranges, run_main
+from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
-
-COMMANDS = ("create", "info", "extract", "split", "demo")
+from dnnlib.fileutil import check_output_dir
+from volumes import dataset_commands
+from volumes.dataset_commands import COMMANDS
 
 FLAGS = flags.FLAGS
 
@@ -54,8 +61,12 @@ def define_flags(fv=FLAGS):
     define("string", "filename_column", None, "create: CSV column of file names (default: filename/file/path/...).")
     define("list", "categorical", [], "create: categorical label columns (one-hot).")
     define("list", "continuous", [], "create: continuous label columns (z-scored). Neither given: numeric "
-           "columns are continuous, the others categorical.")
+           "columns are continuous, text columns categorical, and a column mixing numbers and text is an error.")
     define("string", "subject_column", None, "create: subject id column, kept for split (default subject/...).")
+    define("list", "missing_values", [], "create: --labels cells that mean 'missing' (e.g. n/a,NA); a scan whose "
+           "label is missing is skipped with a reason. Other text in a column of numbers is an error.")
+    define("integer", "max_voxels", 512**3, "create: skip scans whose header declares more voxels than this "
+           "(judged before reading their data); also bounds the workers by available memory.")
     define("integer", "workers", None, "create/demo: worker processes (default: all cores).")
     define("integer", "num_shards", 0, "create: number of TFRecord shards (0: ~256 MB each).")
     define("bool", "strict", False, "create: stop at the first bad input instead of skipping it.")
@@ -94,7 +105,10 @@ def preprocess_options(f=FLAGS):
     spacing = parse_triple(f.spacing, "spacing")
     base = parse_triple(f.base_shape, "base_shape", int)
     shape = parse_triple(f.shape, "shape", int) if f.shape else list(preprocess.default_shape(spacing, base))
-    preprocess.check_shape(shape, base)
+    try:
+        preprocess.check_shape(shape, base)
+    except ValueError as e:
+        raise UserError(f"--shape={'x'.join(map(str, shape))}: {e} (or change --base_shape)") from None
     try:
         pct = [float(p) for p in f.percentiles]
     except ValueError:
@@ -127,100 +141,97 @@ def _require(f, *names):
             raise UserError(f"--{name} is required")
 
 
+def _check_output(f, inputs=(), path=None):
+    """Refuse an output that would endanger data, before any work: the root, home or current folder, one that
+    is, contains or lies inside an input, and an existing one without --overwrite (UserError) or, even with it,
+    one this project did not write (ValueError from dnnlib.fileutil.check_output_dir, like the library's)."""
+    path = path or f.output
+    try:
+        check_output_dir(path, [p for p in inputs if p], overwrite=f.overwrite)
+    except FileExistsError:
+        if os.path.isdir(path) and not os.path.islink(path) and not f.overwrite:
+            raise UserError(f"{'--output=' if f.output else ''}{path} already exists; pass --overwrite to "
+                            "replace it") from None
+        raise
+
+
 def defaults():
     """Every flag's default as an EasyDict: tests (and scripts) fill it in and call run()."""
-    from dnnlib.easydict import EasyDict
-
     saved = flags.FlagValues()
     define_flags(saved)
     return EasyDict({name: saved[name].default for name in saved})
 
 
-def run(command, f=None):
-    """Run one command with the parsed flags, or any object with the same attributes (see defaults())."""
+def build_options(command, f=None):
+    """Validate the flags of `command` (UserError names the flag) and resolve them into one options object."""
     f = FLAGS if f is None else f
+    if command not in COMMANDS:
+        raise UserError(f"give one command: {' | '.join(COMMANDS)} (got {command!r})")
     if f.workers is not None and f.workers < 1:
         raise UserError(f"--workers={f.workers}: must be at least 1")
+    opts = EasyDict(command=command)
     if command == "create":
-        from volumes.dataset_create import create_dataset
-        from volumes.dataset_inputs import find_inputs
-        from volumes.dataset_labels import LabelTable
-
         _require(f, "input", "output")
-        opts = preprocess_options(f)
-        if os.path.exists(f.output) and not f.overwrite:
-            raise UserError(f"--output={f.output} already exists; pass --overwrite to replace it")
-        inputs, root = find_inputs(f.input)
+        preprocess = preprocess_options(f)
+        if f.max_voxels is not None and f.max_voxels < 1:
+            raise UserError(f"--max_voxels={f.max_voxels}: must be at least 1")
         labels = None
         if f.labels:
-            labels = LabelTable(f.labels, f.filename_column, f.categorical, f.continuous, f.subject_column)
-        m = create_dataset(
-            inputs,
-            f.output,
-            opts,
-            root=root,
-            labels=labels,
-            workers=f.workers,
-            strict=f.strict,
-            overwrite=f.overwrite,
-            num_shards=f.num_shards,
-            verbose=f.progress,
-        )
-        print(f"{f.output}: {m['num_volumes']} volumes, {len(m['skipped'])} skipped")
-        return 0
-    if command == "info":
-        from volumes.dataset_ops import summary_lines, verify_dataset
-        from volumes.manifest import load_manifest
+            if not os.path.isfile(f.labels):
+                raise UserError(f"--labels={f.labels}: no such file")
+            labels = EasyDict(path=f.labels, filename_column=f.filename_column, categorical=list(f.categorical),
+                              continuous=list(f.continuous), subject_column=f.subject_column,
+                              missing_values=list(f.missing_values))
+        from volumes.dataset_inputs import find_inputs, spec_paths
 
+        try:
+            scans, root = find_inputs(f.input)
+        except (OSError, ValueError):
+            scans, root = None, None  # reported when the command runs
+        # The output must not be, contain or lie inside any scan, the folder/list/glob naming them, the labels
+        # or the template.
+        _check_output(f, spec_paths(f.input) + (scans or []) + [f.labels, f.register_to])
+        opts.update(input=f.input, output=f.output, overwrite=f.overwrite, preprocess=preprocess, labels=labels,
+                    workers=f.workers, strict=f.strict, num_shards=f.num_shards, progress=f.progress,
+                    max_voxels=f.max_voxels, scans=scans, root=root)
+    elif command == "info":
         _require(f, "dataset")
-        m = load_manifest(f.dataset)
-        print(m.to_json() if f.full else "\n".join(summary_lines(m)))
-        if f.verify:
-            _, problems = verify_dataset(f.dataset)
-            for p in problems:
-                print(f"problem: {p}")
-            if problems:
-                raise UserError(f"{f.dataset}: {len(problems)} problem(s) found in the records")
-            print(f"verified {m.num_volumes} records: counts, shapes, checksums ok")
-        return 0
-    if command == "extract":
-        from volumes.dataset_ops import extract_dataset
-
+        opts.update(dataset=f.dataset, full=f.full, verify=f.verify)
+    elif command == "extract":
         _require(f, "dataset", "output")
         indices = parse_int_ranges(f.indices, "--indices") if f.indices else None
-        paths = extract_dataset(f.dataset, f.output, indices, f.dtype, f.overwrite)
-        print(f"wrote {len(paths)} NIfTI volumes to {f.output}")
-        return 0
-    if command == "split":
-        from volumes.dataset_ops import split_dataset
-
+        _check_output(f, [f.dataset])
+        opts.update(dataset=f.dataset, output=f.output, indices=indices, dtype=f.dtype, overwrite=f.overwrite)
+    elif command == "split":
         _require(f, "dataset", "output")
-        parts = split_dataset(f.dataset, f.output, f.test_fraction, f.seed, f.overwrite)
-        print(f"{f.output}/train: {len(parts['train'])} volumes, {f.output}/test: {len(parts['test'])} volumes")
-        return 0
-    if command == "demo":
-        from volumes.demo_data import build_demo_dataset, data_root
+        if not 0 < f.test_fraction < 1:
+            raise UserError(f"--test_fraction={f.test_fraction}: must be between 0 and 1")
+        _check_output(f, [f.dataset])
+        opts.update(dataset=f.dataset, output=f.output, test_fraction=f.test_fraction, seed=f.seed,
+                    overwrite=f.overwrite)
+    elif command == "demo":
+        from volumes.demo_data import data_root
 
-        out = f.output or os.path.join(data_root(), f"demo-{f.res}")
-        m = build_demo_dataset(
-            out,
-            res=f.res,
-            num_volumes=f.num_volumes,
-            seed=f.seed,
-            storage_dtype=f.storage_dtype,
-            workers=f.workers,
-            overwrite=f.overwrite,
-            verbose=f.progress,
-        )
-        print(f"{out}: {m['num_volumes']} SYNTHETIC volumes {'x'.join(map(str, m['shape']))} at {m['spacing'][0]} mm")
-        return 0
-    raise UserError(f"give one command: {' | '.join(COMMANDS)} (got {command!r})")
+        if f.num_volumes is not None and f.num_volumes < 1:
+            raise UserError(f"--num_volumes={f.num_volumes}: must be at least 1")
+        output = f.output or os.path.join(data_root(), f"demo-{f.res}")
+        _check_output(f, (), output)
+        opts.update(output=output, res=f.res, num_volumes=f.num_volumes, seed=f.seed, storage_dtype=f.storage_dtype,
+                    workers=f.workers, overwrite=f.overwrite, progress=f.progress)
+    return opts
+
+
+def run(command, f=None):
+    """Run one command with the parsed flags, or any object with the same attributes (see defaults())."""
+    return dataset_commands.run(build_options(command, f))
 
 
 def main(argv):
     args = argv[1:]
     if len(args) != 1 or args[0] not in COMMANDS:
         raise UserError(f"give one command: {' | '.join(COMMANDS)} (got {' '.join(args) or 'none'})")
+    # run_main turns SIGTERM (a scheduler's time limit) into an unwinding interrupt: the pool stops and the
+    # temporary output is removed.
     sys.exit(run(args[0]))
 
 

@@ -6,17 +6,16 @@
   python run_generator.py average     --network=... --seeds=0-99 --outdir=out/avg
 
 --network is a run directory (latest checkpoint), a checkpoint prefix, or a SavedModel of the generator.
-Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slices. The logic lives in
-generation/sampling.py.
+Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slices. Flags are validated here and
+resolved into one options object for generation.commands.run (the logic lives in the generation package).
 """
 
 from absl import app, flags
 
-from dnnlib.cli import parse_int_ranges, run_main
+from dnnlib.cli import check_output_flag, parse_int_ranges, run_main
 from dnnlib.errors import UserError
-
-# Also in generation.sampling.COMMANDS; repeated here so flag errors are reported without importing TensorFlow.
-COMMANDS = ("generate", "style-mix", "interpolate", "average")
+from generation.commands import COMMANDS  # these two load no TensorFlow: flag errors come back before it loads
+from generation.interpolation import INTERPOLATIONS, SPACES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
@@ -31,6 +30,8 @@ flags.DEFINE_string("styles", "coarse", "style-mix: ws taken from the column see
                     "the network's presets with their resolutions.")
 flags.DEFINE_float("psi", 0.5, "Truncation psi (1 = none).")
 flags.DEFINE_integer("truncation_cutoff", None, "Truncate only the first N ws (default: all).")
+# The values of training.networks.NOISE_MODES, written out to keep TensorFlow out of flag parsing (a test
+# checks that they agree).
 flags.DEFINE_enum("noise_mode", None, ["random", "const", "none"],
                   "Per-layer noise. Default: random (from the seed) for generate/average, const for "
                   "style-mix/interpolate, whose noise is shared by every volume (random = one draw from --noise_seed).")
@@ -40,15 +41,14 @@ flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, c
 flags.DEFINE_integer("batch", 4, "Volumes per generator call.")
 flags.DEFINE_bool("uint8", False, "Also write a uint8 copy of every volume (*_uint8.nii.gz).")
 flags.DEFINE_integer("frames", 16, "interpolate: frames per segment between consecutive seeds (ends included).")
-flags.DEFINE_enum("space", "z", ["z", "w"], "interpolate: latent space.")
-flags.DEFINE_enum("interp", "linear", ["linear", "slerp"], "interpolate: linear or spherical.")
+flags.DEFINE_enum("space", "z", list(SPACES), "interpolate: latent space.")
+flags.DEFINE_enum("interp", "linear", list(INTERPOLATIONS), "interpolate: linear or spherical.")
 flags.DEFINE_integer("axis", 2, "interpolate: slice axis of the strip/GIF (0 sagittal, 1 coronal, 2 axial).")
 flags.DEFINE_bool("save_frames", False, "interpolate: also write every frame as NIfTI.")
 
 
 def build_options(argv, f=FLAGS):
     """Validate flags for the chosen command and resolve them into the options object."""
-    import os
 
     from dnnlib import EasyDict
 
@@ -59,8 +59,8 @@ def build_options(argv, f=FLAGS):
     for name in ("network", "outdir"):
         if not f[name].value:
             raise UserError(f"--{name} is required")
-    if os.path.exists(f.outdir) and not f.overwrite:
-        raise UserError(f"--outdir={f.outdir} already exists; pass --overwrite to replace it")
+    # The network may sit anywhere under a run folder: never write into it, around it or over it.
+    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[f.network])
     opts = EasyDict(command=cmd, network=f.network, outdir=f.outdir, overwrite=f.overwrite, psi=f.psi,
                     truncation_cutoff=f.truncation_cutoff, noise_seed=f.noise_seed, class_idx=f.class_idx,
                     batch=f.batch, uint8=f.uint8)
@@ -97,9 +97,9 @@ def build_options(argv, f=FLAGS):
 
 def main(argv):
     opts = build_options(argv)  # validate before importing TensorFlow: flag errors come back fast
-    from generation.sampling import run_command
+    from generation import commands
 
-    summary = run_command(opts)
+    summary = commands.run(opts)
     print(f"{opts.command}: wrote {summary.outdir}")
 
 

@@ -8,6 +8,8 @@ checkpoint prefix or a SavedModel. Nothing is downloaded: slice metrics need Inc
 (--feature_weights or the Keras cache), 3D metrics a 3D network (--feature_network, --feature_layer).
 """
 
+import os
+
 from absl import app, flags
 
 from dnnlib import EasyDict, UserError
@@ -23,6 +25,8 @@ flags.DEFINE_integer("batch", 4, "Volumes per batch.")
 flags.DEFINE_string("feature_weights", None, "InceptionV3 weights file (Keras notop .h5); 'random' = plumbing only.")
 flags.DEFINE_string("feature_network", None, "3D feature network: Keras .keras/.h5 file or SavedModel directory.")
 flags.DEFINE_string("feature_layer", None, "Layer (Keras) or output key (SavedModel) of the 3D network.")
+# The choices of --feature_input and --noise_mode are also metrics.feature_networks.INPUT_SCALES and
+# training.networks.NOISE_MODES; repeated here so flag errors are reported without importing TensorFlow.
 flags.DEFINE_enum("feature_input", "minus_one_one", ["minus_one_one", "zero_one", "zscore"],
                   "Intensity scaling of volumes fed to the 3D network.")
 flags.DEFINE_integer("slice_step", 0, "Slice FID: 0 = middle slice only, k = every k-th slice around the middle.")
@@ -36,33 +40,46 @@ flags.DEFINE_bool("overwrite", False, "Allow --json to replace an existing file.
 flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl when --network is a run directory.")
 
 
+def options_from_flags(f):
+    """Validate the flags (UserError naming the flag) and gather them into the options run_metrics takes."""
+    if not f.network:
+        raise UserError("--network is required (a run directory, checkpoint or SavedModel)")
+    if not f.data:
+        raise UserError("--data is required: the dataset directory of the reals")
+    if not os.path.isdir(f.data):
+        raise UserError(f"--data={f.data}: no such dataset directory")
+    if f.num < 2:
+        raise UserError(f"--num={f.num}: need at least 2 volumes")
+    if f.batch < 1:
+        raise UserError(f"--batch={f.batch}: must be positive")
+    if f.kernel_size < 3 or f.kernel_size % 2 == 0:
+        raise UserError(f"--kernel_size={f.kernel_size}: must be an odd integer >= 3")
+    if f.slice_step < 0:
+        raise UserError(f"--slice_step={f.slice_step}: must be >= 0")
+    if f.json and os.path.exists(f.json) and not f.overwrite:
+        raise UserError(f"--json={f.json} already exists; pass --overwrite to replace it")
+    return EasyDict(network=f.network, data=f.data, metrics=[m.strip() for m in f.metrics if m.strip()],
+                    num=f.num, batch=f.batch, feature_weights=f.feature_weights, feature_network=f.feature_network,
+                    feature_layer=f.feature_layer, feature_input=f.feature_input, slice_step=f.slice_step or None,
+                    kernel_size=f.kernel_size, seed=f.seed, psi=f.psi, noise_mode=f.noise_mode,
+                    cache_dir=f.cache_dir, json=f.json, run_log=f.run_log)
+
+
 def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.metrics == ["list"]:
-        from metrics import metric_main
+        from metrics.metric_main import describe_metrics
 
-        print(metric_main.describe_metrics())
+        print(describe_metrics())
         return
-    if not FLAGS.network:
-        raise UserError("--network is required (a run directory, checkpoint or SavedModel)")
-    for name in ("num", "batch"):
-        if FLAGS[name].value < 1:
-            raise UserError(f"--{name}={FLAGS[name].value}: must be positive")
-    if FLAGS.kernel_size < 3 or FLAGS.kernel_size % 2 == 0:
-        raise UserError(f"--kernel_size={FLAGS.kernel_size}: must be an odd integer >= 3")
-    if FLAGS.slice_step < 0:
-        raise UserError(f"--slice_step={FLAGS.slice_step}: must be >= 0")
-    from metrics import metric_main
+    opts = options_from_flags(FLAGS)
+    from metrics.metric_main import MetricOptionError, run_metrics
 
-    opts = EasyDict(network=FLAGS.network, data=FLAGS.data, metrics=[m.strip() for m in FLAGS.metrics if m.strip()],
-                    num=FLAGS.num, batch=FLAGS.batch, feature_weights=FLAGS.feature_weights,
-                    feature_network=FLAGS.feature_network, feature_layer=FLAGS.feature_layer,
-                    feature_input=FLAGS.feature_input, slice_step=FLAGS.slice_step or None,
-                    kernel_size=FLAGS.kernel_size, seed=FLAGS.seed, psi=FLAGS.psi, noise_mode=FLAGS.noise_mode,
-                    cache_dir=FLAGS.cache_dir, json=FLAGS.json, overwrite=FLAGS.overwrite, run_log=FLAGS.run_log)
-    metric_main.check_metric_names(opts.metrics)
-    metric_main.run_command(opts)
+    try:
+        run_metrics(opts)
+    except MetricOptionError as e:  # found before any work; the library names the option, we name its flag
+        raise UserError(f"--{e.option}: {e}") from None
 
 
 if __name__ == "__main__":

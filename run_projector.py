@@ -10,12 +10,12 @@ projected.nii.gz (dataset grid, [0, 1]), projected_native.nii.gz (image targets:
 affine and intensity units), target.nii.gz, latent.npy [num_ws, w_dim], noise.npz, loss.csv, loss.png,
 comparison.png (target / projection / 4x |difference|), metrics.json (PSNR, SSIM, NRMSE on the dataset grid,
 in [0, 1]).
-The logic lives in generation/projector.py.
+Flags are validated here and resolved into one options object for generation.projection_command.run_projection.
 """
 
 from absl import app, flags
 
-from dnnlib.cli import parse_int_ranges, run_main
+from dnnlib.cli import check_output_flag, parse_int_ranges, run_main
 from dnnlib.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -27,10 +27,13 @@ flags.DEFINE_string("data", None, "Dataset folder: source of --indices and of th
 flags.DEFINE_string("indices", None, "Dataset volume indices to project, e.g. 0-3,10 (needs --data).")
 flags.DEFINE_string("target_seeds", None, "Generated seeds to project (tests recovery of a known latent).")
 flags.DEFINE_float("target_psi", 1.0, "Truncation psi of the --target_seeds volumes.")
+# The values of training.networks.NOISE_MODES, written out to keep TensorFlow out of flag parsing (a test
+# checks that they agree).
 flags.DEFINE_enum("target_noise_mode", "random", ["random", "const", "none"], "Noise of the --target_seeds volumes.")
 flags.DEFINE_integer("num_steps", 1000, "Optimisation steps.")
 flags.DEFINE_float("lr", 0.3, "Initial (peak) learning rate.")
 flags.DEFINE_bool("w_plus", False, "Optimise one W per layer (W+) instead of one W tiled over the layers.")
+# The values of generation.projector.LOSSES, written out for the same reason (checked by the same test).
 flags.DEFINE_enum("loss", "mse", ["mse", "mse+ssim"], "Loss: MSE full res + MSE 8x pooled, optionally + SSIM.")
 flags.DEFINE_float("ssim_weight", 1.0, "Weight of (1 - SSIM) with --loss=mse+ssim.")
 flags.DEFINE_float("noise_reg_weight", 1e5, "Weight of the 3D noise-map regulariser.")
@@ -50,7 +53,7 @@ def _positive(name, value, minimum=1):
 
 
 def build_options(argv, f=FLAGS):
-    """Validate flags and resolve them into the options object projector.run_projection takes."""
+    """Validate flags and resolve them into the options object projection_command.run_projection takes."""
     import os
 
     from dnnlib import EasyDict
@@ -60,8 +63,6 @@ def build_options(argv, f=FLAGS):
     for name in ("network", "outdir"):
         if not f[name].value:
             raise UserError(f"--{name} is required")
-    if os.path.exists(f.outdir) and not f.overwrite:
-        raise UserError(f"--outdir={f.outdir} already exists; pass --overwrite to replace it")
     if not (f.target or f.indices or f.target_seeds):
         raise UserError("nothing to project: give --target, --data with --indices, or --target_seeds")
     if f.indices and not f.data:
@@ -69,6 +70,8 @@ def build_options(argv, f=FLAGS):
     for path in f.target or []:
         if not os.path.exists(path):
             raise UserError(f"--target: {path}: no such file or folder")
+    # Never write into, around or over what is read.
+    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[f.network, f.data, *(f.target or [])])
     for name in ("num_steps", "w_avg_samples", "batch", "progress_every"):
         _positive(name, f[name].value, 2 if name == "w_avg_samples" else 1)
     if not f.lr > 0:
@@ -96,9 +99,9 @@ def build_options(argv, f=FLAGS):
 
 def main(argv):
     opts = build_options(argv)  # validate before importing TensorFlow: flag errors come back fast
-    from generation import projector
+    from generation.projection_command import run_projection
 
-    summary = projector.run_projection(opts)
+    summary = run_projection(opts)
     print(f"projected {len(summary)} target(s) into {opts.outdir}")
 
 

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from bench import formulations as F  # noqa: E402
 from dnnlib.ops import conv3d as C  # noqa: E402
 from dnnlib.ops import upfirdn_3d as U  # noqa: E402
 
@@ -66,22 +67,15 @@ def bench_conv_shape(c, spatial, n, k, repeats):
             input=x, filter_sizes=ksize, out_backprop=dy, strides=[1] * 5, padding="SAME")),
     }
     pads = C.explicit_pads("SAME", (k, k, k))
-    default_fg = C.get_filter_grad_impl()
-    for impl in C.FILTER_GRAD_IMPLS:
-        if impl == "tf":
-            continue
+    for name, fg in F.FILTER_GRADS.items():
+        if name != "tf":
+            ops[f"dw {name}"] = tf.function(lambda fg=fg: fg(x, dy, pads, (k, k, k)))
 
-        def fg(impl=impl):
-            C.set_filter_grad_impl(impl)
-            return C._filter_grad_forward(x, dy, pads, (k, k, k))
-
-        ops[f"dw {impl}"] = tf.function(fg)
-
-    def train_step(impl):
+    def train_step(conv):
         def step():
             with tf.GradientTape() as tape:
                 tape.watch([x, w])
-                y = C.conv3d(x, w, "SAME")
+                y = conv(x, w, "SAME")
                 loss = tf.reduce_sum(y * dy)
             return tape.gradient(loss, [x, w])
         return step
@@ -93,15 +87,11 @@ def bench_conv_shape(c, spatial, n, k, repeats):
         except (tf.errors.ResourceExhaustedError, MemoryError) as e:
             results[name] = float("nan")
             print(f"  {name}: out of memory ({type(e).__name__})")
-    best_fg = min((results[f"dw {i}"], i) for i in C.FILTER_GRAD_IMPLS if i != "tf" and np.isfinite(results[f"dw {i}"]))
+    best_fg = min((results[f"dw {i}"], i) for i in F.FILTER_GRADS if i != "tf" and np.isfinite(results[f"dw {i}"]))
     best_fg = min(best_fg, (results["dw TF Conv3DBackpropFilterV2"], "tf"))
-    for impl in ("tf", "fast"):
-        C.set_impl(impl)
-        C.set_filter_grad_impl(best_fg[1] if impl == "fast" else "tf")
-        results[f"fwd+bwd conv3d impl={impl}" + (f" (dw {best_fg[1]})" if impl == "fast" else "")] = best_time(
-            tf.function(train_step(impl)), repeats)
-    C.set_impl("auto")
-    C.set_filter_grad_impl(default_fg)
+    results["fwd+bwd conv3d plain tf"] = best_time(tf.function(train_step(F.conv3d_tf)), repeats)
+    results[f"fwd+bwd conv3d fast (dw {best_fg[1]})"] = best_time(
+        tf.function(train_step(F.conv3d_with_filter_grad(best_fg[1]))), repeats)
     fwd = results["forward tf.nn.conv3d"]
     print(f"\n{k}x{k}x{k} conv, {c} ch @ {'x'.join(map(str, spatial))} b{n}: {flops / 1e9:.2f} GFLOP per conv")
     print(f"  {'op':45s} {'time s':>8s} {'GFLOP/s':>8s} {'vs fwd':>7s}")
@@ -134,10 +124,12 @@ def bench_upfirdn(c, spatial, n, repeats):
     rng = np.random.default_rng(2)
     x = tf.constant(rng.standard_normal((n, *spatial, c), dtype=np.float32))
     f = U.setup_filter([1, 3, 3, 1])
-    print(f"\nupfirdn, {c} ch @ {'x'.join(map(str, spatial))} b{n} (separable = FIR impl {U.get_fir_impl()}):")
-    for name, fn in [("upsample_3d x2", U.upsample_3d), ("downsample_3d /2", U.downsample_3d)]:
-        times = {impl: best_time(tf.function(lambda fn=fn, impl=impl: fn(x, f, 2, impl=impl)), repeats)
-                 for impl in ("separable", "dense")}
+    fir = "C++ kernel" if U._use_kernel(x) else "TensorFlow ops"
+    print(f"\nupfirdn, {c} ch @ {'x'.join(map(str, spatial))} b{n} (separable = the product op, {fir}):")
+    for name, fns in [("upsample_3d x2", (U.upsample_3d, F.upsample_3d_dense)),
+                      ("downsample_3d /2", (U.downsample_3d, F.downsample_3d_dense))]:
+        times = {impl: best_time(tf.function(lambda fn=fn: fn(x, f, 2)), repeats)
+                 for impl, fn in zip(("separable", "dense"), fns, strict=True)}
         print(f"  {name:18s} separable {times['separable']:.3f}s  dense {times['dense']:.3f}s  "
               f"dense/separable {times['dense'] / times['separable']:.2f}")
 
@@ -152,9 +144,9 @@ FIR_SHAPES = [  # (name, NDHWC, down, padding)
 ]
 
 
-def _fir_fwd_grad_times(x, taps3, down, pads, repeats):
+def _fir_fwd_grad_times(fir, x, taps3, down, pads, repeats):
     def fwd():
-        return U._upfirdn(x, taps3, (1, 1, 1), down, pads)
+        return fir(x, taps3, (1, 1, 1), down, pads)
 
     dy = tf.ones(fwd().shape)
 
@@ -178,10 +170,8 @@ def bench_fir(repeats, quick=False):
         return
     for name, shape, down, padding in FIR_SHAPES[:2] if quick else FIR_SHAPES:
         x = tf.constant(np.random.default_rng(4).standard_normal(shape, dtype=np.float32))
-        times = {}
-        for impl in ("ops", "kernel"):
-            with U.fir_impl_scope(impl):
-                times[impl] = _fir_fwd_grad_times(x, taps3, (down,) * 3, U._pads6(padding), repeats)
+        times = {impl: _fir_fwd_grad_times(fir, x, taps3, (down,) * 3, U._pads6(padding), repeats)
+                 for impl, fir in (("ops", U._upfirdn_separable), ("kernel", U._upfirdn_kernel))}
         (of, ob), (kf, kb) = times["ops"], times["kernel"]
         print(f"  {name:20s} {'x'.join(map(str, shape))} down {down}: fwd ops {of * 1e3:.1f} ms, kernel {kf * 1e3:.1f} "
               f"ms ({of / kf:.2f}x); grad ops {ob * 1e3:.1f} ms, kernel {kb * 1e3:.1f} ms ({ob / kb:.2f}x)")
@@ -267,10 +257,10 @@ def bench_upsample_impls(shapes, repeats):
             return tape.gradient(loss, [x, w])
 
         times = {}
-        for impl in ("transpose", "polyphase"):
-            U.set_upsample_impl(impl)
-            times[impl] = best_time(tf.function(run), repeats)
-        U.set_upsample_impl("auto")
+        with F.upsampling_by_conv3d_transpose():
+            times["transpose"] = best_time(tf.function(run), repeats)
+        with F.upsampling_by_polyphase():
+            times["polyphase"] = best_time(tf.function(run), repeats)
         auto = "polyphase" if U._use_polyphase(x) else "transpose"
         print(f"  b{n} {'x'.join(map(str, spatial))}x{cin}->{cout}: transpose {times['transpose']:.3f}s  "
               f"polyphase {times['polyphase']:.3f}s  transpose/polyphase {times['transpose'] / times['polyphase']:.2f}"
@@ -281,7 +271,7 @@ def main(_):
     shapes = FLAGS.shapes.split(",") if FLAGS.shapes else (QUICK_SHAPES if FLAGS.quick else FULL_SHAPES)
     shapes = [_parse_shape(s) for s in shapes]
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"conv3d impl auto -> {C._resolved_impl()}")
+          f"conv3d path {'GPU tf.nn.conv3d' if C._have_gpu() else 'CPU fast gradients'}")
     t0 = time.time()
     sections = set(FLAGS.sections)
     if "conv" in sections:

@@ -29,10 +29,11 @@ def time_generation(config, batch, num):
     import numpy as np
 
     from generation import sampling as generation
+    from generation.runner import Runner
     from training import configs
 
     G, _ = configs.build_networks(configs.get_config(config))
-    runner = generation.Runner(G, batch_size=batch)
+    runner = Runner(G, batch_size=batch)
     t0 = time.perf_counter()
     generation.generate(runner, list(range(batch)), psi=0.7, noise_mode="random")  # trace
     trace = time.perf_counter() - t0
@@ -49,10 +50,11 @@ def time_projector(config, steps, batch):
 
     from generation import projector
     from generation import sampling as generation
+    from generation.runner import Runner
     from training import configs
 
     G, _ = configs.build_networks(configs.get_config(config))
-    runner = generation.Runner(G, batch_size=batch)
+    runner = Runner(G, batch_size=batch)
     targets = generation.generate(runner, list(range(batch)), noise_mode="const")
     stats = projector.w_statistics(G, 1000)
     t0 = time.perf_counter()

@@ -36,8 +36,9 @@ flags.DEFINE_list("train_batches", ["1", "2"], "Batch sizes of the training-step
 flags.DEFINE_list("gen_configs", ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"], "Generation configs.")
 flags.DEFINE_integer("gen_repeats", 2, "Timed generation calls after the first (median).")
 flags.DEFINE_float("budget_gib", 24.0, "Memory budget for the largest-batch extrapolation.")
-flags.DEFINE_enum("fir_impl", "auto", ["auto", "kernel", "ops"], "FIR implementation "
-                  "(dnnlib.ops.upfirdn_3d.set_fir_impl): compare the C++ kernel's memory with the TensorFlow-ops path.")
+flags.DEFINE_enum("fir_impl", "auto", ["auto", "kernel", "ops"], "FIR path: 'auto' as the ops choose, 'kernel' "
+                  "the same but an error where the C++ kernel cannot be built, 'ops' TensorFlow ops "
+                  "(bench/formulations.py fir_as_tf_ops): the C++ kernel's memory against the TensorFlow-ops path.")
 flags.DEFINE_enum("child", None, ["train", "generate"], "Internal: run one measurement in this process.")
 flags.DEFINE_string("config", None, "Internal (--child): config name.")
 flags.DEFINE_integer("batch", 1, "Internal (--child): batch size.")
@@ -52,7 +53,7 @@ def child_train(name, batch):
     cfg = get_config(name)
     cfg.loss_kwargs.pl_batch_shrink = 1
     rss0 = current_rss_bytes()
-    h = StepHarness(cfg, batch=batch, conv_impl="auto")
+    h = StepHarness(cfg, batch=batch)
     out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}}
     for phase in h.phases:
         t0 = time.perf_counter()
@@ -164,9 +165,13 @@ def parent():
 def main(argv):
     del argv
     if FLAGS.child:
+        from bench import formulations
         from dnnlib.ops import upfirdn_3d
 
-        upfirdn_3d.set_fir_impl(FLAGS.fir_impl)
+        if FLAGS.fir_impl == "kernel" and upfirdn_3d.kernel_library() is None:
+            raise UserError("--fir_impl=kernel: the C++ FIR kernel cannot be built on this machine (see the log)")
+        if FLAGS.fir_impl == "ops":
+            formulations.fir_as_tf_ops().__enter__()  # this child process measures the TensorFlow-ops path only
     if FLAGS.child == "train":
         print(_TAG + json.dumps(child_train(FLAGS.config, FLAGS.batch)), flush=True)
     elif FLAGS.child == "generate":

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from bench import common, flops, op_profile  # noqa: E402
+from bench import common, flops, formulations, op_profile  # noqa: E402
 from dnnlib import UserError  # noqa: E402
 from dnnlib.cli import run_main  # noqa: E402
 
@@ -55,7 +55,7 @@ def _is_paper(name):
 
 
 # ----------------------------------------------------------------------------------------------
-# Ablations: patch training.networks' op names for the duration of a trace.
+# Ablations: rebind the step's op names for the duration of a trace (formulations.substituted).
 
 
 def _triple(v):
@@ -114,25 +114,22 @@ def _no_bias_act_patches():
 def _no_modulation_patches():
     """Modulated conv as a plain conv; the batch-mean style scales the weight so styles stay connected.
 
-    Where the step convolves sample by sample (networks.PER_SAMPLE_MIN_VOXELS) so does this, with the shared
+    Where the step convolves sample by sample (dnnlib/ops/modulated_conv3d.py) so does this, with the shared
     weight: a batched conv there would change the convs' own cost, not remove the modulation's."""
     import tensorflow as tf
 
-    from training import networks
+    from dnnlib.ops import modulated_conv3d as M
 
-    def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
+    def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None,
                          compute_dtype=tf.float32, gain=1.0):
         s = tf.reduce_mean(tf.cast(styles, tf.float32), axis=0)
         w = tf.cast(weight, tf.float32) * s[:, None] * gain
         up = up if up is not None and max(up) > 1 else None
-        if networks._per_sample_weights(x, up):
+        if M._per_sample_weights(x, up):
             n = x.shape[0]
-            return networks._per_sample_modulated_conv3d(x, w, tf.ones([n, w.shape[3]]), None, up, resample_filter,
-                                                         compute_dtype)
-        w = tf.cast(w, compute_dtype)
-        if up is not None:
-            return networks.upsample_conv_3d(x, w, resample_filter, up=up)
-        return networks.conv3d(x, w, padding="SAME")
+            return M._per_sample_modulated_conv3d(x, w, tf.ones([n, w.shape[3]]), None, up, resample_filter,
+                                                  compute_dtype)
+        return M._conv(x, tf.cast(w, compute_dtype), up, resample_filter)
 
     return dict(modulated_conv3d=modulated_conv3d)
 
@@ -157,7 +154,7 @@ def measure_config(name, quick):
     warmup, repeats = (0, 1) if paper else (1, 1 if quick else FLAGS.repeats)
     common.log(f"== {name}: batch {batch}, image {tuple(cfg.img_shape)} ({'one step per phase' if paper else ''}"
                f"{'' if paper else f'warm-up {warmup}, median of {repeats}'})")
-    h = common.StepHarness(cfg, batch=batch, conv_impl="fast")
+    h = common.StepHarness(cfg, batch=batch)
     per_phase = flops.phase_flops(h.cfg, batch)
     step_fl = flops.step_flops(h.cfg, batch)
     conv_fl = flops.step_flops(h.cfg, batch, convs_only=True)
@@ -180,7 +177,7 @@ def measure_config(name, quick):
                                                                   repeats=1 if quick else FLAGS.peak_repeats)
     if FLAGS.plain and (not paper or FLAGS.plain_paper):
         common.log("  plain autodiff (TensorFlow's conv3d gradients) ...")
-        hp = common.StepHarness(get_config(name), batch=batch, conv_impl="tf")
+        hp = common.StepHarness(get_config(name), batch=batch, variant=formulations.plain_tensorflow)
         res["plain_phase_t"], res["plain_step_t"] = hp.time_phases(warmup=warmup, repeats=repeats, phases=phases)
         if not paper:
             # Load drifts over minutes on a shared machine: re-time both interleaved, the ratio to trust.
@@ -238,7 +235,6 @@ def profile_breakdown(name, base, quick):
 
 def breakdown(name, base, quick):
     """Share of the step in each non-conv part, by ablation (same process, same shapes)."""
-    from training import networks
     from training.configs import get_config
 
     repeats = 1 if quick else FLAGS.ablation_repeats
@@ -253,13 +249,13 @@ def breakdown(name, base, quick):
             cfg.G_kwargs.synthesis_kwargs.use_noise = False
         else:
             patches = make()
-        with common.patched(networks, **patches):
-            h = common.StepHarness(cfg, batch=base["batch"], conv_impl="fast")
+        with formulations.substituted(**patches):
+            h = common.StepHarness(cfg, batch=base["batch"])
             h.time_phases(warmup=0, repeats=1, progress=False, phases=phases)  # trace + warm up
         # Interleaved with the unablated step (already traced), so load drift cancels in the difference.
         tb, ta, saved = common.paired_seconds(hb, h, phases, repeats=repeats)
-        # The share is taken against the step as fast as it ran in these same pairs (the host drifts by
-        # 10-20 % between the phase timing and the ablations): the re-timed phases' share of the step
+        # The share is taken against the step as fast as it ran in these same pairs (the host's speed drifts
+        # between the phase timing and the ablations): the re-timed phases' share of the step
         # from the phase timing, scaled to their paired time tb.
         window_step = tb * full_t / sum(base["phase_t"][p] * base["weights"][p] for p in phases)
         common.log(f"    {'+'.join(phases)}: with {tb:.3f}s, without {ta:.3f}s, median saving {saved:.3f}s "
@@ -288,7 +284,7 @@ def data_input(name, base):
     path = FLAGS.dataset or os.path.join(data_root(), "demo-demo")
     try:
         manifest = load_manifest(path)
-    except UserError as e:
+    except (ValueError, OSError) as e:  # load_manifest: a missing or invalid dataset
         print(f"\ndata input: skipped ({e}); pass --dataset")
         return
     if list(manifest.shape) != list(base["harness"].G.img_shape):

@@ -2,21 +2,20 @@
 
 Each variant re-traces the real step (training/train_step.py) and reports the lazy-averaged step time,
 its ratio to the default and the fraction of the forward-conv peak measured at the step's shapes:
-  default          conv3d fast gradients (auto on CPU), separable FIR, non-fused modconv, float32, no XLA
-  plain autodiff   TensorFlow's own conv3d gradients
-  filter grad=...  the fast path's other filter-gradient formulations (dnnlib.ops.conv3d)
+  default          the product ops as they choose on this host (dnnlib/ops), float32, no XLA
+  plain autodiff   plain TensorFlow throughout (bench/formulations.py plain_tensorflow)
+  filter grad=...  conv3d's other filter-gradient formulations (bench/formulations.py FILTER_GRADS)
   xla              TrainSteps(xla=True): jit_compile on each phase's objective + gradients
-  dense FIR        upfirdn_3d impl="dense" (one 3-D conv with the k^3 outer-product filter)
+  FIR as TF ops    the FIR as three depthwise-conv passes of TensorFlow ops instead of the C++ kernel
   fused modconv    grouped conv with per-sample weights (XLA-compiled grouped conv on CPU), +/- xla
   bfloat16         G and D compute dtype bfloat16 (mapping, styles, D epilogue stay float32)
   gain multiply    the activation gain as a multiply over each layer's output (not folded into the weights)
-  autodiff noise   noise injection as x + noise * strength with TensorFlow's gradient (not networks.add_noise)
-  vertical W FIR   the FIR pass along W laid out like the D and H passes ([A, W, 1, C])
-  all three        the three above together: the non-conv parts before they were trimmed
+  autodiff noise   noise injection as x + noise * strength with TensorFlow's gradient (not ops add_noise)
+  both             the two above together: the non-conv parts before they were trimmed
   modulate activations  G's modulation as x*s before and y*d after a batched conv at every resolution
-                   (not per-sample modulated weights at large volumes, networks.PER_SAMPLE_MIN_VOXELS)
+                   (not per-sample modulated weights at large volumes, dnnlib/ops/modulated_conv3d.py)
   per-sample everywhere  per-sample modulated weights at every resolution, small ones too
-  per-sample in Greg  per-sample weights in the path-length forward too (not networks.modulation_of_activations)
+  per-sample in Greg  per-sample weights in the path-length forward too (not modulation_of_activations)
 With --profile, each variant's phases also run under tf.profiler (bench/op_profile.py): op seconds per
 averaged step and the non-conv share (FIR, bias + activation, modulation, noise), less noisy than times.
 
@@ -33,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from bench import common, flops, op_profile  # noqa: E402
+from bench import common, flops, formulations, op_profile  # noqa: E402
 from dnnlib import UserError  # noqa: E402
 from dnnlib.cli import run_main  # noqa: E402
 
@@ -43,25 +42,9 @@ flags.DEFINE_integer("batch", None, "Batch (default: the config's).")
 flags.DEFINE_integer("repeats", 3, "Timed repeats per phase (median) after one warm-up.")
 flags.DEFINE_bool("quick", False, "demo-tiny config, one timed repeat per phase (checks the script).")
 flags.DEFINE_list("phases", ["Gmain", "Dmain"], "Phases to time per variant ('all' = every phase, lazy-averaged); "
-                  "the main phases are ~90% of a step and halve the tracing time.")
+                  "the main phases are most of a step and halve the tracing time.")
 flags.DEFINE_list("only", None, "Run only these variants (names as printed, comma-separated).")
 flags.DEFINE_integer("profile", 0, "Profiled runs per phase per variant (0 = no profile columns).")
-
-
-def dense_fir():
-    """Force every upfirdn_3d call (incl. the fused up/down convs) onto the dense outer-product path."""
-    from dnnlib.ops import upfirdn_3d as mod
-
-    orig = mod._upfirdn
-    return common.patched(mod, _upfirdn=lambda x, taps3, up, down, pads, impl="separable":
-                          orig(x, taps3, up, down, pads, impl="dense"))
-
-
-def fir_as_ops():
-    """The separable FIR as three depthwise-conv passes of TensorFlow ops instead of the C++ kernel."""
-    from dnnlib.ops import upfirdn_3d
-
-    return upfirdn_3d.fir_impl_scope("ops")
 
 
 def gain_multiply():
@@ -79,63 +62,54 @@ def gain_multiply():
 
 
 def autodiff_noise():
-    from training import networks
-
-    return common.patched(networks, add_noise=lambda x, noise, strength: x + noise * strength)
+    return formulations.substituted(add_noise=lambda x, noise, strength: x + noise * strength)
 
 
-def vertical_w_fir():
-    from dnnlib.ops import upfirdn_3d
+def modulate_activations():
+    from dnnlib.ops.modulated_conv3d import modulation_of_activations
 
-    orig = upfirdn_3d._correlate_axis
-    return common.patched(upfirdn_3d,
-                          _correlate_axis=lambda *a, horizontal=False, **k: orig(*a, horizontal=False, **k))
+    return modulation_of_activations()
 
 
-def per_sample_from(min_voxels):
-    from training import networks
-
-    return lambda: common.patched(networks, PER_SAMPLE_MIN_VOXELS=min_voxels)
+def per_sample_everywhere():
+    return formulations.substituted(modulated_conv3d=formulations.modulated_conv3d_per_sample)
 
 
 def per_sample_in_greg():
-    from training import networks
+    return formulations.substituted(modulation_of_activations=contextlib.nullcontext)
 
-    return common.patched(networks, modulation_of_activations=contextlib.nullcontext)
+
+def fused_modconv():
+    return formulations.substituted(modulated_conv3d=formulations.modulated_conv3d_grouped)
 
 
 @contextlib.contextmanager
 def untrimmed():
-    with gain_multiply(), autodiff_noise(), vertical_w_fir():
+    with gain_multiply(), autodiff_noise():
         yield
 
 
 def _variants():
     """name -> (harness kwargs, config edit fn or None, context manager factory or None)."""
-    def fused(cfg):
-        cfg.G_kwargs.synthesis_kwargs.fused_modconv = True
-
     def bf16(cfg):
         cfg.G_kwargs.synthesis_kwargs.compute_dtype = "bfloat16"
         cfg.D_kwargs.compute_dtype = "bfloat16"
 
     return {
         "default": ({}, None, None),
-        "plain autodiff": ({"conv_impl": "tf"}, None, None),
-        "filter grad=slices": ({"filter_grad_impl": "slices"}, None, None),
-        "filter grad=batch_channels": ({"filter_grad_impl": "batch_channels"}, None, None),
+        "plain autodiff": ({}, None, formulations.plain_tensorflow),
+        "filter grad=slices": ({}, None, lambda: formulations.filter_gradient("slices")),
+        "filter grad=batch_channels": ({}, None, lambda: formulations.filter_gradient("batch_channels")),
         "xla": ({"xla": True}, None, None),
-        "dense FIR": ({}, None, dense_fir),
-        "FIR as TF ops": ({}, None, fir_as_ops),
-        "fused modconv": ({}, fused, None),
-        "fused modconv + xla": ({"xla": True}, fused, None),
+        "FIR as TF ops": ({}, None, formulations.fir_as_tf_ops),
+        "fused modconv": ({}, None, fused_modconv),
+        "fused modconv + xla": ({"xla": True}, None, fused_modconv),
         "bfloat16": ({}, bf16, None),
         "gain multiply": ({}, None, gain_multiply),
         "autodiff noise": ({}, None, autodiff_noise),
-        "vertical W FIR": ({}, None, vertical_w_fir),
-        "all three": ({}, None, untrimmed),
-        "modulate activations": ({}, None, per_sample_from(float("inf"))),
-        "per-sample everywhere": ({}, None, per_sample_from(0)),
+        "both": ({}, None, untrimmed),
+        "modulate activations": ({}, None, modulate_activations),
+        "per-sample everywhere": ({}, None, per_sample_everywhere),
         "per-sample in Greg": ({}, None, per_sample_in_greg),
     }
 
@@ -173,11 +147,9 @@ def main(argv):
         if edit:
             edit(cfg)
         try:
-            with ctx() if ctx else contextlib.nullcontext():
-                h = common.StepHarness(cfg, batch=batch, conv_impl=kwargs.get("conv_impl", "auto"),
-                                       xla=kwargs.get("xla", False), filter_grad_impl=kwargs.get("filter_grad_impl"))
-                phases = h.phases if FLAGS.phases == ["all"] else [p for p in h.phases if p in FLAGS.phases]
-                phase_t, t = h.time_phases(warmup=1, repeats=1, progress=False, phases=phases)
+            h = common.StepHarness(cfg, batch=batch, variant=ctx, xla=kwargs.get("xla", False))
+            phases = h.phases if FLAGS.phases == ["all"] else [p for p in h.phases if p in FLAGS.phases]
+            phase_t, t = h.time_phases(warmup=1, repeats=1, progress=False, phases=phases)
         except Exception as e:  # a variant this build cannot run is a result, not a crash
             msg = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
             common.log(f"  failed: {type(e).__name__}: {msg}")

@@ -180,14 +180,14 @@ def paper_batch_overrides(cfg, batch):
 class StepHarness:
     """G, D, optimisers, loss, state and TrainSteps for one config; random reals (compute only, no I/O).
 
-    conv_impl: dnnlib.ops.conv3d impl during tracing ("fast" | "tf" | "auto"); the choice is baked into
-    the traced graphs, so one harness = one variant.
+    variant: None (the product ops) or a zero-argument context-manager factory from bench/formulations.py,
+    entered while a phase is traced or run; the choice is baked into the traced graphs, so one harness = one
+    variant.
     """
 
-    def __init__(self, cfg, batch=None, conv_impl="auto", xla=False, seed=0, filter_grad_impl=None):
+    def __init__(self, cfg, batch=None, variant=None, xla=False, seed=0):
         import tensorflow as tf
 
-        from dnnlib.ops import conv3d as conv3d_mod
         from training.configs import build_networks
         from training.loss import StyleGAN2Loss
         from training.train_state import Adam, TrainState
@@ -195,8 +195,7 @@ class StepHarness:
 
         self.cfg = paper_batch_overrides(cfg, batch or cfg.batch_size)
         self.batch = int(self.cfg.batch_size)
-        self.conv_impl, self.filter_grad_impl = conv_impl, filter_grad_impl
-        self._conv3d_mod = conv3d_mod
+        self.variant = variant
         tf.random.set_seed(seed)
         self.G, self.D = build_networks(self.cfg)
         self.loss = StyleGAN2Loss(self.G, self.D, **self.cfg.loss_kwargs)
@@ -211,38 +210,16 @@ class StepHarness:
         self.reals = tf.clip_by_value(rng.normal([self.batch, *self.G.img_shape, self.G.img_channels]) * 0.5, -1, 1)
         self.real_c = tf.zeros([self.batch, self.G.c_dim])
 
-    def _with_impl(self, fn):
-        from dnnlib.ops import upfirdn_3d
-        from training import networks
-
-        mod = self._conv3d_mod
-        old, old_f, old_up = mod.get_impl(), mod.get_filter_grad_impl(), upfirdn_3d.get_upsample_impl()
-        old_ps, old_fir = networks.PER_SAMPLE_MIN_VOXELS, upfirdn_3d.get_fir_impl()
-        mod.set_impl(self.conv_impl)
-        if self.conv_impl == "tf":
-            # Plain TensorFlow throughout: its conv3d_transpose for upsampling, the FIR as TensorFlow ops, and
-            # StyleGAN2's modulation of the activations around one batched conv (TF's own filter gradient is
-            # slower per sample).
-            upfirdn_3d.set_upsample_impl("transpose")
-            upfirdn_3d.set_fir_impl("ops")
-            networks.PER_SAMPLE_MIN_VOXELS = float("inf")
-        if self.filter_grad_impl:
-            mod.set_filter_grad_impl(self.filter_grad_impl)
-        try:
+    def _with_variant(self, fn):
+        with self.variant() if self.variant else contextlib.nullcontext():
             return fn()
-        finally:
-            mod.set_impl(old)
-            mod.set_filter_grad_impl(old_f)
-            upfirdn_3d.set_upsample_impl(old_up)
-            upfirdn_3d.set_fir_impl(old_fir)
-            networks.PER_SAMPLE_MIN_VOXELS = old_ps
 
     def trace(self, phase):
         """Trace (not run) one phase's step, so the first timed call measures execution only."""
-        self._with_impl(lambda: self.steps._step[phase].get_concrete_function(self.reals, self.real_c))
+        self._with_variant(lambda: self.steps._step[phase].get_concrete_function(self.reals, self.real_c))
 
     def run(self, phase):
-        return self._with_impl(lambda: self.steps(phase, self.reals, self.real_c))
+        return self._with_variant(lambda: self.steps(phase, self.reals, self.real_c))
 
     def weight(self, phase):
         """Runs per step: 1 for main phases, 1/interval for lazy regularisers."""

@@ -1,3 +1,16 @@
-"""Using a trained generator: the one network loader, sampling, style mixing, interpolation, the projector.
-run_generator.py and run_projector.py call into it.
+"""Using a trained generator. run_generator.py calls commands.run, run_projector.py projection_command.run_projection.
+
+network_loader     the one loader: run directory, checkpoint prefix or SavedModel -> Generator + geometry
+seeds              seed -> z, seed noise, shared noise; label vectors
+runner             batched, compiled mapping and synthesis of one Generator
+sampling           seeds -> volumes, average volumes
+style_mixing       ws resolutions, presets, style text -> ws indices, the row x column mix
+interpolation      lerp / slerp paths between seeds in Z or W
+outputs            NIfTI with the data's affine, PNG slices and grids, strip/GIF
+commands           COMMANDS and run(opts) (importable without TensorFlow)
+projector          the projection optimisation: schedule, loss terms, W statistics, Projector
+projection_targets image files, dataset volumes and generated seeds as targets
+projection_outputs one target's folder: volumes, latent, noise, loss curve, comparison, metrics
+native_grid        a projection back in its source file's grid and intensity units
+projection_command run_projection(opts)
 """

@@ -11,9 +11,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from dnnlib import EasyDict, UserError
+from dnnlib import EasyDict
 from dnnlib.fileutil import atomic_output_dir
-from dnnlib.ops import upfirdn_3d
 from dnnlib.run_dir import is_run_dir
 from training.checkpoints import intact_checkpoints, read_first_readable
 
@@ -54,9 +53,9 @@ def _read_json(path, what):
         with open(path) as f:
             return EasyDict.from_obj(json.load(f))
     except OSError as e:
-        raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
+        raise type(e)(f"{path}: cannot read {what}: {e.strerror}") from None
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}: {what} is not valid JSON ({e})") from None
+        raise ValueError(f"{path}: {what} is not valid JSON ({e})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,7 +65,7 @@ def _read_json(path, what):
 def _generator_kwargs(opts, manifest, source):
     """Generator kwargs from training options; c_dim / img_channels filled from the manifest if absent."""
     if "G_kwargs" not in opts:
-        raise UserError(f"{source}: training_options.json has no 'G_kwargs'; cannot rebuild the generator")
+        raise ValueError(f"{source}: training_options.json has no 'G_kwargs'; cannot rebuild the generator")
     kw = dict(opts["G_kwargs"])
     if "c_dim" not in kw:
         labels = (manifest or {}).get("labels") or {}
@@ -82,7 +81,7 @@ def _build_generator(kwargs, source):
     try:
         return Generator(**kwargs)
     except (TypeError, ValueError) as e:
-        raise UserError(f"{source}: generator settings do not build a network: {e}") from None
+        raise ValueError(f"{source}: generator settings do not build a network: {e}") from None
 
 
 def _restore(checkpoint, candidates, source):
@@ -96,7 +95,7 @@ def _restore(checkpoint, candidates, source):
     try:
         found, errors = read_first_readable(read, candidates)
     except ValueError as e:
-        raise UserError(f"{source}: checkpoint does not hold this generator's weights ({e})") from None
+        raise ValueError(f"{source}: checkpoint does not hold this generator's weights ({e})") from None
     if errors:
         warnings.warn(f"checkpoint {errors[0]} is unreadable; loaded {found} instead", stacklevel=3)
     return found
@@ -126,7 +125,7 @@ def _load_checkpoint(candidates, run_dir):
 def _load_saved_model(export_dir):
     meta = _read_json(os.path.join(export_dir, "assets", GENERATOR_JSON), "generator description")
     if "G_kwargs" not in meta:
-        raise UserError(f"{export_dir}: assets/{GENERATOR_JSON} has no 'G_kwargs'")
+        raise ValueError(f"{export_dir}: assets/{GENERATOR_JSON} has no 'G_kwargs'")
     G = _build_generator(dict(meta["G_kwargs"]), export_dir)
     # A SavedModel's variables are a checkpoint rooted at the exported module (the Generator itself).
     _restore(tf.train.Checkpoint(root=G), [os.path.join(export_dir, "variables", "variables")], export_dir)
@@ -147,22 +146,22 @@ def load_generator(path):
         ckpt_dir = os.path.join(path, "checkpoints")
         candidates = intact_checkpoints(ckpt_dir)
         if not candidates:
-            raise UserError(f"{path}: run directory has no checkpoint in {ckpt_dir}")
+            raise FileNotFoundError(f"{path}: run directory has no checkpoint in {ckpt_dir}")
         return _load_checkpoint(candidates, path)
     if _is_checkpoint_prefix(path):
         run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
         if not os.path.isfile(os.path.join(run_dir, "training_options.json")):
-            raise UserError(f"{path}: checkpoint found but {run_dir}/training_options.json is missing "
-                            "(a checkpoint prefix must sit in <run>/checkpoints/)")
+            raise FileNotFoundError(f"{path}: checkpoint found but {run_dir}/training_options.json is missing "
+                                    "(a checkpoint prefix must sit in <run>/checkpoints/)")
         return _load_checkpoint([path], run_dir)
     if intact_checkpoints(path) and is_run_dir(os.path.dirname(os.path.abspath(path))):
         # <run>/checkpoints itself: its checkpoints, newest first.
         return _load_checkpoint(intact_checkpoints(path), os.path.dirname(os.path.abspath(path)))
     if os.path.isdir(path) and os.path.isdir(os.path.join(path, "checkpoints")):
-        raise UserError(f"{path}: has checkpoints/ but no training_options.json; {expected}")
+        raise FileNotFoundError(f"{path}: has checkpoints/ but no training_options.json; {expected}")
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
-        raise UserError(f"{path}: no such file or directory; {expected}")
-    raise UserError(f"{path}: not a network; {expected}")
+        raise FileNotFoundError(f"{path}: no such file or directory; {expected}")
+    raise ValueError(f"{path}: not a network; {expected}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,10 +175,9 @@ def _serving_fn(G):
 
     @tf.function(input_signature=[z_sig, c_sig, psi_sig])
     def serve(z, c, psi):
-        # 'const' noise: a served generator is deterministic in (z, c, psi). TensorFlow ops only: a graph
-        # holding the C++ FIR kernel would not load where that kernel is not built (TF Serving, a GPU server).
-        with upfirdn_3d.fir_impl_scope("ops"):
-            img = G(z, c if G.c_dim > 0 else None, psi=psi, noise_mode="const")
+        # 'const' noise: a served generator is deterministic in (z, c, psi). Traced inside tf.saved_model.save,
+        # so the FIR ops pick TensorFlow ops, not the C++ kernel (dnnlib/ops/upfirdn_3d.py).
+        img = G(z, c if G.c_dim > 0 else None, psi=psi, noise_mode="const")
         return {"volume": img}
 
     return serve
@@ -193,7 +191,7 @@ def export_generator(G, geometry, export_dir, overwrite=False, options=None):
         meta["options"] = options
     text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
     with atomic_output_dir(export_dir, overwrite=overwrite) as tmp:
-        # Serving needs no gradients; skipping the ops' custom gradient functions halves the export time.
+        # Serving needs no gradients, so the ops' custom gradient functions are left out of the SavedModel.
         tf.saved_model.save(G, tmp, signatures={"serving_default": _serving_fn(G)},
                             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)

@@ -2,7 +2,7 @@
 
 * InceptionV3 (2D, for FID/KID/precision-recall on slices): Keras' architecture built offline with weights=None,
   then the user's weights loaded into it: the Keras notop file (inception_v3_weights_tf_dim_ordering_tf_kernels_
-  notop.h5, from --feature_weights or the Keras cache ~/.keras/models/), a full-top weights file, a .weights.h5
+  notop.h5, given as a path or found in the Keras cache ~/.keras/models/), a full-top weights file, a .weights.h5
   or a .keras model archive. Output: the 2048-d average-pool features. ``feature_weights="random"`` builds a
   randomly initialised network to exercise the plumbing; its numbers are not comparable with anything.
 * Any 3D network (for 3D FID/KID/...): a Keras model file (.keras/.h5) with an optional layer name, or a
@@ -14,8 +14,6 @@ import os
 
 import numpy as np
 import tensorflow as tf
-
-from dnnlib import UserError
 
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
@@ -56,23 +54,23 @@ def keras_cache_dir():
 
 
 def find_inception_weights(feature_weights=None):
-    """Path of the user's InceptionV3 weights, or RANDOM; UserError saying exactly what to provide."""
+    """Path of the user's InceptionV3 weights, or RANDOM; FileNotFoundError saying exactly what to provide."""
     if feature_weights == RANDOM:
         return RANDOM
     if feature_weights:
         if not os.path.isfile(feature_weights):
-            raise UserError(f"--feature_weights={feature_weights}: no such file")
+            raise FileNotFoundError(f"{feature_weights}: no such InceptionV3 weights file")
         return feature_weights
     for name in (INCEPTION_NOTOP_FILE, INCEPTION_TOP_FILE):
         cached = os.path.join(keras_cache_dir(), name)
         if os.path.isfile(cached):
             return cached
-    raise UserError(
-        "InceptionV3 weights are needed for slice FID/KID/precision-recall and are never downloaded: pass "
-        f"--feature_weights=/path/to/{INCEPTION_NOTOP_FILE} (the Keras ImageNet notop weights, also accepted: "
-        f"{INCEPTION_TOP_FILE}, a .weights.h5 or .keras file of keras.applications.InceptionV3), or place it at "
-        f"{os.path.join(keras_cache_dir(), INCEPTION_NOTOP_FILE)}. --feature_weights=random runs the plumbing "
-        "with random weights (numbers not comparable)."
+    raise FileNotFoundError(
+        "InceptionV3 weights are needed for slice FID/KID/precision-recall and are never downloaded: give the "
+        f"path of {INCEPTION_NOTOP_FILE} (the Keras ImageNet notop weights, also accepted: {INCEPTION_TOP_FILE}, "
+        "a .weights.h5 or .keras file of keras.applications.InceptionV3), or place it at "
+        f"{os.path.join(keras_cache_dir(), INCEPTION_NOTOP_FILE)}. The value '{RANDOM}' runs the plumbing with "
+        "random weights (numbers not comparable)."
     )
 
 
@@ -95,14 +93,14 @@ def inception_v3(feature_weights=None, image_size=299):
                 full.load_weights(path)
                 model.set_weights(_notop_weights(full, model))
             except Exception:
-                raise UserError(
-                    f"--feature_weights={path}: could not load InceptionV3 weights from it ({notop_error}); "
+                raise ValueError(
+                    f"{path}: could not load InceptionV3 weights from it ({notop_error}); "
                     f"expected Keras' {INCEPTION_NOTOP_FILE}"
                 ) from None
         ident, comparable = f"inception_v3-{file_digest(path)}", True
         desc = f"InceptionV3 ({os.path.basename(path)})"
 
-    # One trace for every batch size: tracing InceptionV3 costs seconds.
+    # One trace for every batch size: tracing InceptionV3 is expensive.
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32)])
     def run(x):
         return model(x, training=False)
@@ -117,8 +115,8 @@ def _check_weights_container(path):
     import h5py
 
     if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):
-        raise UserError(f"--feature_weights={path}: not an HDF5 or .keras file; could not load InceptionV3 weights "
-                        f"from it (expected Keras' {INCEPTION_NOTOP_FILE})")
+        raise ValueError(f"{path}: not an HDF5 or .keras file; could not load InceptionV3 weights from it "
+                         f"(expected Keras' {INCEPTION_NOTOP_FILE})")
 
 
 def _notop_weights(full, notop):
@@ -136,7 +134,8 @@ def scale_volumes(x, input_scale):
         axes = list(range(1, x.shape.rank))
         mean, var = tf.nn.moments(x, axes=axes, keepdims=True)
         return (x - mean) / tf.sqrt(var + 1e-8)
-    raise UserError(f"--feature_input={input_scale!r}: choose one of {', '.join(INPUT_SCALES)}")
+    raise ValueError(f"unknown input scale {input_scale!r} for a 3D feature network: choose one of "
+                     f"{', '.join(INPUT_SCALES)}")
 
 
 def _pool_to_vector(y):
@@ -149,9 +148,9 @@ def _pool_to_vector(y):
 def load_3d_network(path, layer=None, input_scale="minus_one_one"):
     """A 3D feature network from a Keras model file or SavedModel directory; input volumes [B,D,H,W,C] in [-1,1]."""
     if not path:
-        raise UserError("a 3D feature network is needed: pass --feature_network=<Keras .keras/.h5 or SavedModel dir>")
+        raise ValueError("no 3D feature network given: a Keras .keras/.h5 model or SavedModel directory is needed")
     if not os.path.exists(path):
-        raise UserError(f"--feature_network={path}: no such file or directory")
+        raise FileNotFoundError(f"{path}: no such 3D feature network (file or directory)")
     scale_volumes(tf.zeros([1, 1]), input_scale)  # validate early
     if os.path.isdir(path):
         fn, desc, model = _savedmodel_fn(path, layer)
@@ -172,11 +171,11 @@ def _keras_fn(path, layer):
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:
-        raise UserError(f"--feature_network={path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
     if layer:
         names = [lyr.name for lyr in model.layers]
         if layer not in names:
-            raise UserError(f"--feature_layer={layer!r} is not a layer of {path}; layers: {', '.join(names)}")
+            raise ValueError(f"feature layer {layer!r} is not a layer of {path}; layers: {', '.join(names)}")
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # keep the single-tensor call form
         model = keras.Model(inputs, model.get_layer(layer).output)
     return (lambda x: model(x, training=False)), f"Keras model {os.path.basename(path)}:{layer or 'output'}", model
@@ -187,15 +186,15 @@ def _savedmodel_fn(path, key):
         loaded = tf.saved_model.load(path)
         sig = loaded.signatures["serving_default"]
     except Exception as e:
-        raise UserError(f"--feature_network={path}: not a SavedModel with a serving_default signature ({e})") from None
+        raise ValueError(f"{path}: not a SavedModel with a serving_default signature ({e})") from None
     outputs = list(sig.structured_outputs)
     if key is None and len(outputs) == 1:
         key = outputs[0]
     if key not in outputs:
-        raise UserError(f"--feature_layer={key!r}: {path} has outputs {', '.join(outputs)}; name one")
+        raise ValueError(f"feature output {key!r}: {path} has outputs {', '.join(outputs)}; name one")
     _, kwargs = sig.structured_input_signature
     if len(kwargs) != 1:
-        raise UserError(f"--feature_network={path}: expected one input tensor, found {', '.join(kwargs)}")
+        raise ValueError(f"{path}: expected a SavedModel with one input tensor, found {', '.join(kwargs)}")
     arg = next(iter(kwargs))
     desc = f"SavedModel {os.path.basename(os.path.normpath(path))}:{key}"
     # `loaded` must outlive the signature (it owns the variables): FeatureNetwork keeps it as .model.

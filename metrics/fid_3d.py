@@ -12,12 +12,14 @@ def features_3d(opts):
     return metric_utils.features(opts, "3d", "features_3d", lambda net: (lambda b: {"features": net(b)}), extra)
 
 
-def info_3d(reals, fakes, net):
-    return {"features": net.description, "comparable": net.comparable,
-            "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)}
+def on_features_3d(opts, compare):
+    """compare(real features [N, d], fake features [N, d]) -> results, in the 3D network's feature space; how the
+    features were made goes to opts.info."""
+    reals, fakes, net = features_3d(opts)
+    opts.info.update({"features": net.description, "comparable": net.comparable,
+                      "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)})
+    return compare(reals["features"], fakes["features"])
 
 
 def fid_3d(opts):
-    reals, fakes, net = features_3d(opts)
-    opts.info.update(info_3d(reals, fakes, net))
-    return {"fid_3d": frechet.frechet_distance_from_features(reals["features"], fakes["features"])}
+    return on_features_3d(opts, lambda r, f: {"fid_3d": frechet.frechet_distance_from_features(r, f)})

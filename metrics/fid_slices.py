@@ -54,18 +54,21 @@ def slice_features(opts):
         extra)
 
 
-def fid_slices(opts):
+def per_axis(opts, compare):
+    """A metric of the slice features along each axis and averaged over the axes.
+
+    compare(real features [N, d], fake features [N, d]) -> {name: value} gives results {name}_axis0, _axis1,
+    _axis2 and their mean {name}; how the features were made goes to opts.info.
+    """
     reals, fakes, net = slice_features(opts)
-    results = {}
-    for axis in AXES:
-        results[f"fid_slices_axis{axis}"] = frechet.frechet_distance_from_features(reals[f"axis{axis}"],
-                                                                                   fakes[f"axis{axis}"])
-    results["fid_slices"] = float(np.mean([results[f"fid_slices_axis{a}"] for a in AXES]))
-    opts.info.update(slice_info(opts, reals, fakes, net))
+    per = {axis: compare(reals[f"axis{axis}"], fakes[f"axis{axis}"]) for axis in AXES}
+    results = {f"{name}_axis{axis}": value for axis in AXES for name, value in per[axis].items()}
+    results.update({name: float(np.mean([per[a][name] for a in AXES])) for name in per[AXES[0]]})
+    opts.info.update({"features": net.description, "comparable": net.comparable,
+                      "slice_step": opts.slice_step or "middle", "image_size": opts.inception_size,
+                      "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)})
     return results
 
 
-def slice_info(opts, reals, fakes, net):
-    return {"features": net.description, "comparable": net.comparable, "slice_step": opts.slice_step or "middle",
-            "image_size": opts.inception_size,
-            "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)}
+def fid_slices(opts):
+    return per_axis(opts, lambda r, f: {"fid_slices": frechet.frechet_distance_from_features(r, f)})

@@ -47,20 +47,11 @@ def kid(opts):
     """KID on the InceptionV3 slice features of fid_slices, per axis and averaged."""
     from metrics import fid_slices
 
-    reals, fakes, net = fid_slices.slice_features(opts)
-    results = {}
-    for axis in fid_slices.AXES:
-        key = f"axis{axis}"
-        results[f"kid_axis{axis}"] = kernel_inception_distance(reals[key], fakes[key], seed=opts.seed)
-    results["kid"] = float(np.mean([results[f"kid_axis{a}"] for a in fid_slices.AXES]))
-    opts.info.update(fid_slices.slice_info(opts, reals, fakes, net))
-    return results
+    return fid_slices.per_axis(opts, lambda r, f: {"kid": kernel_inception_distance(r, f, seed=opts.seed)})
 
 
 def kid_3d(opts):
     """KID on the features of the user's 3D network."""
     from metrics import fid_3d
 
-    reals, fakes, net = fid_3d.features_3d(opts)
-    opts.info.update(fid_3d.info_3d(reals, fakes, net))
-    return {"kid_3d": kernel_inception_distance(reals["features"], fakes["features"], seed=opts.seed)}
+    return fid_3d.on_features_3d(opts, lambda r, f: {"kid_3d": kernel_inception_distance(r, f, seed=opts.seed)})

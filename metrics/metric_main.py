@@ -4,37 +4,52 @@ calc_metric(name, G, dataset_dir, ...) evaluates one metric; calc_metrics(names,
 networks, real statistics and fake features between them. Results are EasyDict(metric, results (name -> float),
 info (how it was computed: feature network, sizes, kernel used ...), total_time, ...), appended as one JSON line
 to <run_dir>/metric-<name>.jsonl and logged to TensorBoard when a tf.summary writer is given.
+run_metrics(opts) is the command behind run_metrics.py: evaluate, print the table, write the JSON file.
 """
 
 import json
 import os
 import time
 
-from dnnlib import EasyDict, UserError
+from dnnlib import EasyDict
+from dnnlib.fileutil import atomic_write_text
 from dnnlib.run_dir import is_run_dir
 from dnnlib.tb_log import scalar as tb_scalar
 from metrics import fid_3d, fid_slices, kid, metric_utils, mmd, ms_ssim, precision_recall
 
+
+class MetricOptionError(ValueError):
+    """An evaluation option that cannot work, found before any volume is generated. `option` is the keyword at
+    fault (metrics, feature_weights or feature_network), so each front end can name its own flag."""
+
+    def __init__(self, option, message):
+        super().__init__(message)
+        self.option = option
+
+
+# name -> EasyDict(fn, description, feature_network): feature_network is the kind of network the metric needs
+# ("inception", "3d" as in metric_utils.feature_network, or None), checked by preflight before any work.
 METRICS = {}
-DESCRIPTIONS = {}
 
 
-def register_metric(name, fn, description):
-    METRICS[name] = fn
-    DESCRIPTIONS[name] = description
+def register_metric(name, fn, description, feature_network=None):
+    METRICS[name] = EasyDict(fn=fn, description=description, feature_network=feature_network)
 
 
-register_metric("fid_slices", fid_slices.fid_slices, "FID of InceptionV3 slice features, per axis and mean")
-register_metric("kid", kid.kid, "KID (StyleGAN2-ADA) of InceptionV3 slice features, per axis and mean")
-register_metric("pr_slices", precision_recall.pr_slices, "precision/recall (k=3) of InceptionV3 slice features")
-register_metric("fid_3d", fid_3d.fid_3d, "FID of a user-given 3D network's features")
-register_metric("kid_3d", kid.kid_3d, "KID of a user-given 3D network's features")
-register_metric("pr_3d", precision_recall.pr_3d, "precision/recall (k=3) of a user-given 3D network's features")
+register_metric("fid_slices", fid_slices.fid_slices, "FID of InceptionV3 slice features, per axis and mean",
+                "inception")
+register_metric("kid", kid.kid, "KID (StyleGAN2-ADA) of InceptionV3 slice features, per axis and mean", "inception")
+register_metric("pr_slices", precision_recall.pr_slices, "precision/recall (k=3) of InceptionV3 slice features",
+                "inception")
+register_metric("fid_3d", fid_3d.fid_3d, "FID of a user-given 3D network's features", "3d")
+register_metric("kid_3d", kid.kid_3d, "KID of a user-given 3D network's features", "3d")
+register_metric("pr_3d", precision_recall.pr_3d, "precision/recall (k=3) of a user-given 3D network's features", "3d")
 register_metric("mmd", mmd.mmd_metric, "the three voxel MMD^2 variants below, in one pass")
 register_metric("mmd_linear_batch8", mmd.mmd_linear_batch8_metric, "Kwon et al./original: biased linear, batches of 8")
 register_metric("mmd_linear_unbiased", mmd.mmd_linear_unbiased_metric, "MONAI MMDMetric: unbiased linear kernel")
 register_metric("mmd_gaussian_median", mmd.mmd_gaussian_median_metric, "Gaussian kernel, median bandwidth, voxels")
-register_metric("mmd_gaussian_median_3d", mmd.mmd_gaussian_median_3d_metric, "Gaussian MMD^2 on 3D features (HA-GAN)")
+register_metric("mmd_gaussian_median_3d", mmd.mmd_gaussian_median_3d_metric, "Gaussian MMD^2 on 3D features (HA-GAN)",
+                "3d")
 register_metric("ms_ssim", ms_ssim.ms_ssim_metric, "MS-SSIM (MONAI convention) of fake pairs and real pairs")
 register_metric("ms_ssim_legacy_kwon", ms_ssim.ms_ssim_legacy_kwon_metric, "legacy MS-SSIM of Kwon et al.")
 
@@ -46,15 +61,36 @@ def list_metrics():
 def describe_metrics():
     """One line per metric: name and what it computes."""
     width = max(len(n) for n in METRICS)
-    return "\n".join(f"{n.ljust(width)}  {DESCRIPTIONS[n]}" for n in list_metrics())
+    return "\n".join(f"{n.ljust(width)}  {METRICS[n].description}" for n in list_metrics())
 
 
 def check_metric_names(names):
+    """MetricOptionError (option 'metrics') unless `names` is a non-empty list of registered metrics."""
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise UserError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(list_metrics())}")
+        raise MetricOptionError("metrics", f"unknown metric(s) {', '.join(unknown)}; "
+                                           f"choose from {', '.join(list_metrics())}")
     if not names:
-        raise UserError(f"--metrics is empty; choose from {', '.join(list_metrics())}")
+        raise MetricOptionError("metrics", f"no metric given; choose from {', '.join(list_metrics())}")
+
+
+def preflight(names, feature_weights=None, feature_network=None, **_):
+    """Fail before generating anything when a metric name is unknown or a metric lacks its feature network."""
+    from metrics import feature_networks
+
+    check_metric_names(list(names))
+    needs = {METRICS[n].feature_network for n in names}
+    if "inception" in needs:
+        try:
+            feature_networks.find_inception_weights(feature_weights)
+        except (ValueError, OSError) as e:
+            raise MetricOptionError("feature_weights", str(e)) from None
+    wanted = [n for n in names if METRICS[n].feature_network == "3d"]
+    if wanted and not feature_network:
+        verb = "needs" if len(wanted) == 1 else "need"
+        raise MetricOptionError("feature_network", f"{', '.join(wanted)} {verb} a 3D feature network (a Keras "
+                                                   ".keras/.h5 model or SavedModel directory) and usually its "
+                                                   "feature layer")
 
 
 def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature_network=None, feature_layer=None,
@@ -62,13 +98,13 @@ def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature
                  psi=1.0, noise_mode="random", cache_dir=None):
     """The options every metric reads. dataset_dir: a dataset directory or a tf.data.Dataset of reals."""
     if int(num) < 2:
-        raise UserError(f"--num={num}: need at least 2 volumes")
+        raise ValueError(f"need at least 2 volumes to evaluate, got num={num}")
     if int(batch) < 1:
-        raise UserError(f"--batch={batch}: must be >= 1")
+        raise ValueError(f"batch size must be at least 1, got {batch}")
     if dataset_dir is None:
-        raise UserError("--data is required: the dataset directory of the reals")
+        raise TypeError("no reals: give a dataset directory or a tf.data.Dataset")
     if isinstance(dataset_dir, str | os.PathLike) and not os.path.isdir(dataset_dir):
-        raise UserError(f"--data={dataset_dir}: no such dataset directory")
+        raise FileNotFoundError(f"{dataset_dir}: no such dataset directory")
     return EasyDict(
         G=metric_utils.resolve_generator(G), reals=dataset_dir, num=int(num), batch=int(batch),
         feature_weights=feature_weights, feature_network=feature_network, feature_layer=feature_layer,
@@ -77,12 +113,12 @@ def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature
         cache_dir=cache_dir, dataset_key=metric_utils.dataset_key(dataset_dir), session={}, cache_hits=[], info={})
 
 
-def run_metric(name, opts):
+def evaluate_metric(name, opts):
     """Evaluate one registered metric with prepared options (sharing opts.session with other metrics)."""
     check_metric_names([name])
     opts.info = {}
     start = time.time()
-    results = METRICS[name](opts)
+    results = METRICS[name].fn(opts)
     total = time.time() - start
     settings = {k: opts[k] for k in ("num", "batch", "seed", "psi", "noise_mode")}
     return EasyDict(metric=name, results={k: float(v) for k, v in results.items()}, info=dict(opts.info),
@@ -92,13 +128,14 @@ def run_metric(name, opts):
 
 def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, step=None, snapshot=None,
                  network_source=None, **kwargs):
+    """Several metrics sharing one session. G, dataset_dir: see calc_metric; other keywords: see make_options."""
     preflight(list(names), **kwargs)
     opts = make_options(G, dataset_dir, **kwargs)
+    if network_source is None:
+        network_source = os.fspath(G) if isinstance(G, str | os.PathLike) else getattr(G, "source", None)
     out = []
     for name in names:
-        result = run_metric(name, opts)
-        if network_source is None:
-            network_source = os.fspath(G) if isinstance(G, str | os.PathLike) else getattr(G, "source", None)
+        result = evaluate_metric(name, opts)
         report_metric(result, run_dir=run_dir, tb_writer=tb_writer, step=step, snapshot=snapshot,
                       network=network_source)
         out.append(result)
@@ -141,38 +178,20 @@ def format_table(results):
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Pre-flight checks and the command behind run_metrics.py.
-
-SLICE_METRICS = ("fid_slices", "kid", "pr_slices")
-NET3D_METRICS = ("fid_3d", "kid_3d", "pr_3d", "mmd_gaussian_median_3d")
+# make_options keywords that run_metrics passes through (and records in its JSON file).
+EVALUATION_KEYS = ("num", "batch", "feature_weights", "feature_network", "feature_layer", "feature_input",
+                   "slice_step", "inception_size", "kernel_size", "seed", "psi", "noise_mode", "cache_dir")
 
 
-def preflight(names, feature_weights=None, feature_network=None, **_):
-    """Fail before generating anything when a requested metric lacks its feature network."""
-    from metrics import feature_networks
+def run_metrics(opts):
+    """The command behind run_metrics.py: evaluate opts.metrics on opts.network against opts.data, print the
+    table, write opts.json if given (replacing it) and append to the run's metric-<name>.jsonl files.
 
-    check_metric_names(list(names))
-    if any(n in SLICE_METRICS for n in names):
-        feature_networks.find_inception_weights(feature_weights)
-    wanted = [n for n in names if n in NET3D_METRICS]
-    if wanted and not feature_network:
-        raise UserError(f"{', '.join(wanted)} need --feature_network (a Keras .keras/.h5 model or SavedModel "
-                        "directory of a 3D network) and usually --feature_layer")
-
-
-def run_command(opts):
-    """opts: EasyDict(network, data, metrics [names], json, overwrite, run_log, + make_options keywords).
-    Prints the table; returns the list of results."""
-    from dnnlib.fileutil import atomic_write_text
-
+    opts: EasyDict(network (path or generator), data (dataset directory or tf.data.Dataset), metrics (names),
+    json (path or None), run_log (bool, default True), + any of EVALUATION_KEYS). Returns the list of results.
+    """
     names = list(opts.metrics)
-    kwargs = {k: opts[k] for k in ("num", "batch", "feature_weights", "feature_network", "feature_layer",
-                                   "feature_input", "slice_step", "inception_size", "kernel_size", "seed", "psi",
-                                   "noise_mode", "cache_dir") if k in opts}
-    preflight(names, **kwargs)
-    if opts.get("json") and os.path.exists(opts.json) and not opts.get("overwrite"):
-        raise UserError(f"--json={opts.json} already exists; pass --overwrite to replace it")
+    kwargs = {k: opts[k] for k in EVALUATION_KEYS if k in opts}
     run_dir = opts.network if opts.get("run_log", True) and is_run_dir(opts.network) else None
     results = calc_metrics(names, G=opts.network, dataset_dir=opts.data, run_dir=run_dir,
                            network_source=opts.network, **kwargs)

@@ -19,7 +19,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from dnnlib import UserError
 from dnnlib.fileutil import atomic_write_bytes
 
 
@@ -32,7 +31,7 @@ def resolve_generator(G):
     if hasattr(G, "G") and not hasattr(G, "z_dim"):
         return G.G
     if not (hasattr(G, "z_dim") and hasattr(G, "c_dim") and callable(G)):
-        raise UserError(f"not a generator: {type(G).__name__} (expected a path, LoadedNetwork or Generator)")
+        raise TypeError(f"not a generator: {type(G).__name__} (expected a path, LoadedNetwork or Generator)")
     return G
 
 
@@ -65,7 +64,7 @@ def _real_dataset(opts, shuffle=False, repeat=False):
         if shuffle:
             ds = ds.unbatch().shuffle(256, seed=opts.seed).batch(opts.batch)
         return ds.repeat() if repeat else ds
-    raise UserError(f"reals must be a dataset directory or a tf.data.Dataset, got {type(opts.reals).__name__}")
+    raise TypeError(f"reals must be a dataset directory or a tf.data.Dataset, got {type(opts.reals).__name__}")
 
 
 def _split(element):
@@ -82,7 +81,7 @@ def iterate_reals(opts, num=None, shuffle=False):
         vol, _ = _split(element)
         vol = np.asarray(vol, np.float32)
         if vol.ndim != 5:
-            raise UserError(f"reals must be batches [B,D,H,W,C]; got an element of shape {vol.shape}")
+            raise ValueError(f"reals must be batches [B,D,H,W,C]; got an element of shape {vol.shape}")
         vol = vol[: num - done]
         done += vol.shape[0]
         yield vol
@@ -97,7 +96,7 @@ def _label_batches(opts, G):
     for element in _real_dataset(opts, shuffle=True, repeat=True):
         _, c = _split(element)
         if c is None:
-            raise UserError(f"the generator is conditional (c_dim={G.c_dim}) but the reals carry no labels")
+            raise ValueError(f"the generator is conditional (c_dim={G.c_dim}) but the reals carry no labels")
         yield np.asarray(c, np.float32)
 
 
@@ -122,7 +121,7 @@ def iterate_fakes(opts, num=None):
     for i in range(0, num, b):
         c = next(labels)
         if c.shape[0] < b:
-            raise UserError(f"label batches are smaller than --batch={b}")
+            raise ValueError(f"the reals' label batches hold {c.shape[0]} labels, fewer than the batch size {b}")
         img = gen(tf.constant(z_all[i : i + b]), tf.constant(c[:b]) if G.c_dim else None)
         yield np.clip(np.asarray(img, np.float32)[: num - i], -1.0, 1.0)
 
@@ -143,7 +142,7 @@ def collect(batches, extractor):
         for k, v in extractor(batch).items():
             parts.setdefault(k, []).append(np.asarray(v))
     if not parts:
-        raise UserError("no volumes to evaluate (empty dataset?)")
+        raise ValueError("no volumes to evaluate (empty dataset?)")
     return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
 
 
@@ -206,7 +205,7 @@ def feature_network(opts, kind):
         elif kind == "3d":
             net = feature_networks.load_3d_network(opts.feature_network, opts.feature_layer, opts.feature_input)
         else:
-            raise ValueError(kind)
+            raise ValueError(f"unknown feature network kind {kind!r}: 'inception' or '3d'")
         if not net.comparable:
             print(f"warning: {net.description}: metric values exercise the plumbing only and are NOT comparable")
         opts.session[key] = net

@@ -18,7 +18,10 @@ import numpy as np
 
 
 def to_voxel_vectors(volumes):
-    """[B, D, H, W, C] in [-1, 1] -> [B, D*H*W*C] float64 in [0, 1]."""
+    """[B, D, H, W, C] in [-1, 1] -> [B, D*H*W*C] float64 in [0, 1].
+
+    Not volumes.volume_io.to_unit_range: that one is float32, and the kernel sums over all voxels need float64.
+    """
     v = np.asarray(volumes, np.float64)
     return ((v + 1.0) * 0.5).reshape(v.shape[0], -1)
 
@@ -108,12 +111,6 @@ def _sq_distances_from_gram(g):
     return np.clip(d[:, None] + d[None, :] - 2.0 * g, 0, None)
 
 
-def median_bandwidth(z):
-    """Median Euclidean distance between distinct rows of z."""
-    d2 = _sq_distances_from_gram(gram_matrix(z))
-    return float(np.sqrt(np.median(d2[np.triu_indices(z.shape[0], k=1)])))
-
-
 def mmd_gaussian_median(real, fake):
     """Unbiased Gaussian-kernel MMD^2 with the median-heuristic bandwidth. Returns (value, sigma)."""
     m, n = len(real), len(fake)
@@ -121,7 +118,7 @@ def mmd_gaussian_median(real, fake):
         raise ValueError("mmd_gaussian_median needs at least 2 reals and 2 fakes")
     z = np.concatenate([np.asarray(real).reshape(m, -1), np.asarray(fake).reshape(n, -1)])
     d2 = _sq_distances_from_gram(gram_matrix(z))
-    sigma = float(np.sqrt(np.median(d2[np.triu_indices(m + n, k=1)])))
+    sigma = float(np.sqrt(np.median(d2[np.triu_indices(m + n, k=1)])))  # median distance between distinct points
     if sigma == 0:
         return 0.0, 0.0  # every point identical: the distributions cannot be told apart
     k = np.exp(-d2 / (2.0 * sigma**2))
@@ -178,10 +175,8 @@ def _voxel_metric(opts, names, batch8_required=True):
     out = _voxel_pass(opts, keep_vectors="mmd_gaussian_median" in names)
     if out["mmd_linear_batch8"] is None and "mmd_linear_batch8" in names:
         if batch8_required:
-            from dnnlib import UserError
-
-            raise UserError(f"mmd_linear_batch8 needs at least 8 reals and 8 fakes; got {out['num_reals']} reals and "
-                            f"{out['num_fakes']} fakes (raise --num)")
+            raise ValueError(f"mmd_linear_batch8 needs at least 8 reals and 8 fakes; got {out['num_reals']} reals "
+                             f"and {out['num_fakes']} fakes (evaluate more volumes)")
         names = [n for n in names if n != "mmd_linear_batch8"]
         opts.info["mmd_linear_batch8"] = "left out: fewer than 8 reals or fakes"
     opts.info.update({"space": "voxels in [0,1]", "num_reals": out["num_reals"], "num_fakes": out["num_fakes"]})
@@ -213,7 +208,8 @@ def mmd_gaussian_median_3d_metric(opts):
     """Gaussian-kernel MMD^2 (median bandwidth) on the features of the user's 3D network, as HA-GAN."""
     from metrics import fid_3d
 
-    reals, fakes, net = fid_3d.features_3d(opts)
-    value, sigma = mmd_gaussian_median(reals["features"], fakes["features"])
-    opts.info.update(fid_3d.info_3d(reals, fakes, net), sigma=sigma)
-    return {"mmd_gaussian_median_3d": value}
+    def compare(real, fake):
+        value, opts.info["sigma"] = mmd_gaussian_median(real, fake)
+        return {"mmd_gaussian_median_3d": value}
+
+    return fid_3d.on_features_3d(opts, compare)

@@ -53,22 +53,15 @@ def pr_slices(opts):
     """Precision/recall in the InceptionV3 slice feature space, per axis and averaged."""
     from metrics import fid_slices
 
-    reals, fakes, net = fid_slices.slice_features(opts)
-    results = {}
-    for axis in fid_slices.AXES:
-        pr = precision_recall(reals[f"axis{axis}"], fakes[f"axis{axis}"])
-        results[f"precision_axis{axis}"], results[f"recall_axis{axis}"] = pr["precision"], pr["recall"]
-    for name in ("precision", "recall"):
-        results[name] = float(np.mean([results[f"{name}_axis{a}"] for a in fid_slices.AXES]))
-    opts.info.update(fid_slices.slice_info(opts, reals, fakes, net))
-    return results
+    return fid_slices.per_axis(opts, precision_recall)
 
 
 def pr_3d(opts):
     """Precision/recall in the feature space of the user's 3D network."""
     from metrics import fid_3d
 
-    reals, fakes, net = fid_3d.features_3d(opts)
-    opts.info.update(fid_3d.info_3d(reals, fakes, net))
-    pr = precision_recall(reals["features"], fakes["features"])
-    return {"precision_3d": pr["precision"], "recall_3d": pr["recall"]}
+    def compare(real, fake):
+        pr = precision_recall(real, fake)
+        return {"precision_3d": pr["precision"], "recall_3d": pr["recall"]}
+
+    return fid_3d.on_features_3d(opts, compare)

@@ -73,7 +73,8 @@ def ssim_3d(a, b, data_range, kernel_size=11, sigma=1.5, k1=_ms.K1, k2=_ms.K2, p
         raise ValueError(f"data_range must be positive, got {data_range}")
     if per_volume and np.ndim(a) != 5:
         raise ValueError(f"per_volume=True needs a batch [N,D,H,W,C]; got shape {np.shape(a)}")
-    values, _ = _ms.ssim_3d_per_volume(a, b, data_range, kernel_size=kernel_size, sigma=sigma, k1=k1, k2=k2)
+    values = _ms.ssim_per_volume_tf(a, b, data_range, kernel_size=kernel_size, sigma=sigma, k1=k1, k2=k2)
+    values = values.numpy().astype(np.float64)
     return values if per_volume else float(np.mean(values))
 
 

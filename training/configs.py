@@ -6,7 +6,7 @@ Discriminator keyword arguments without c_dim and img_channels (those come from 
 
 import copy
 
-from dnnlib import EasyDict, UserError
+from dnnlib import EasyDict
 
 
 def _paper(z_w, fmaps, batch_gpu, r1_gamma=0.0, r2_gamma=0.0, d_arch="resnet", resolution="2mm",
@@ -35,7 +35,7 @@ def _make(z_dim, w_dim, mapping_layers, fmap_base, fmap_min, fmap_max, base_shap
             mapping_kwargs=EasyDict(num_layers=mapping_layers, lr_multiplier=0.01, w_avg_beta=0.995),
             synthesis_kwargs=EasyDict(base_shape=list(base_shape), up_factors=[list(f) for f in up_factors],
                                       architecture=g_arch, resample_filter=[1, 3, 3, 1], use_noise=use_noise,
-                                      conv_clamp=None, compute_dtype="float32", fused_modconv=False, **fmaps),
+                                      conv_clamp=None, compute_dtype="float32", **fmaps),
         ),
         D_kwargs=EasyDict(img_shape=list(img_shape), base_shape=list(base_shape),
                           up_factors=[list(f) for f in up_factors], architecture=d_arch, mbstd_group_size=4,
@@ -65,7 +65,7 @@ CONFIGS = {
     "Gorig-Dres-R1-3d-MG-base16162": _paper(128, 96, 4, r1_gamma=10, resolution="MG", base_shape=(16, 16, 2),
                                             use_noise=False),
     # --- CPU demo: 40x48x56 at 4 mm (base 5x6x7, 3 stages), features 64 at the base tapering to 8 at the top.
-    # EMA half-life 1 kimg with ramp-up: a 10-minute run sees only a few kimg, so 10 kimg would lag far behind.
+    # EMA half-life 1 kimg with ramp-up: a demo run sees only a few kimg, so 10 kimg would lag far behind.
     "demo": _make(z_dim=64, w_dim=64, mapping_layers=4, fmap_base=64, fmap_min=8, fmap_max=64,
                   base_shape=(5, 6, 7), up_factors=[(2, 2, 2)] * 3, g_arch="orig", d_arch="resnet",
                   use_noise=True, batch_gpu=4, r1_gamma=1.0, r2_gamma=0.0, img_shape=(40, 48, 56),
@@ -83,7 +83,7 @@ PAPER_CONFIGS = [name for name in CONFIGS if not name.startswith("demo")]
 def get_config(name):
     """A deep copy of the named config (callers may edit it freely)."""
     if name not in CONFIGS:
-        raise UserError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
+        raise ValueError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
     return EasyDict.from_obj(copy.deepcopy(CONFIGS[name]))
 
 
@@ -96,5 +96,5 @@ def build_networks(cfg, c_dim=0, img_channels=1):
     G = Generator(c_dim=c_dim, img_channels=img_channels, **copy.deepcopy(dict(cfg["G_kwargs"])))
     D = Discriminator(c_dim=c_dim, img_channels=img_channels, **copy.deepcopy(dict(cfg["D_kwargs"])))
     if tuple(G.img_shape) != tuple(D.img_shape):
-        raise UserError(f"config: generator makes {G.img_shape} volumes but the discriminator expects {D.img_shape}")
+        raise ValueError(f"config: generator makes {G.img_shape} volumes but the discriminator expects {D.img_shape}")
     return G, D

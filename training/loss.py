@@ -15,8 +15,7 @@ import math
 
 import tensorflow as tf
 
-from training import networks
-from training.networks import NOISE_SCOPE
+from dnnlib.ops.modulated_conv3d import NOISE_SCOPE, modulation_of_activations
 
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 
@@ -103,7 +102,7 @@ class StyleGAN2Loss:
         ws = self.mapping(inp["z"], inp["c"], inp.get("z_mix"), inp.get("cutoff"))
         with tf.GradientTape() as tape:
             tape.watch(ws)
-            with networks.modulation_of_activations():  # the cheaper form for a gradient wrt the styles alone
+            with modulation_of_activations():  # the cheaper form for a gradient wrt the styles alone
                 img, _ = self.run_G(inp, ws=ws)
             proj = tf.reduce_sum(img * inp["pl_noise"])
         grads = tape.gradient(proj, ws)

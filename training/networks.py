@@ -3,19 +3,18 @@
 StyleGAN2 / StyleGAN2-ADA semantics carried to three spatial axes. Every variable is created in
 __init__ so checkpoints, summaries and parameter counts work before the first call. Convolutions go
 through dnnlib.ops (conv3d, upsample_conv_3d, conv_downsample_3d), resampling through the FIR
-upfirdn_3d ops, bias + activation through fused_bias_act.
+upfirdn_3d ops, bias + activation through fused_bias_act, the synthesis layers' modulated convs and noise
+through dnnlib.ops.modulated_conv3d.
 """
 
-import contextlib
 import math
-import threading
 
 import numpy as np
 import tensorflow as tf
 
-from dnnlib.errors import UserError
 from dnnlib.ops.conv3d import conv3d
 from dnnlib.ops.fused_bias_act import fused_bias_act
+from dnnlib.ops.modulated_conv3d import NOISE_SCOPE, add_noise, modulated_conv3d
 from dnnlib.ops.upfirdn_3d import (
     conv_downsample_3d,
     downsample_3d,
@@ -26,16 +25,17 @@ from dnnlib.ops.upfirdn_3d import (
 
 # The layer activations. All are positively homogeneous, act(c * z) = c * act(z) for c > 0, so a layer's
 # output gain is folded into its (tiny) weights, bias and noise strength instead of costing a pass over the
-# output volume forward and backward (bench/RESULTS.md): act(z + b) * g == act(g * z + g * b).
+# output volume forward and backward: act(z + b) * g == act(g * z + g * b).
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 NOISE_MODES = ("random", "const", "none")
 _SQRT_HALF = math.sqrt(0.5)
-# Name scopes of the non-conv parts, by which bench/bench_step.py attributes profiled op time.
-MODULATION_SCOPE, NOISE_SCOPE = "modulation", "noise"
+# Keys that synthesis_kwargs of older runs (training_options.json, generator.json) may hold and that no longer
+# select anything: fused_modconv (the grouped conv is a bench variant now, bench/formulations.py).
+_LEGACY_SYNTHESIS_KWARGS = ("fused_modconv",)
 
-# All control flow here is Python on static values: autograph conversion would only cost trace time
-# (~10x slower tracing), so callers' tf.functions run this code as plain Python.
+# All control flow here is Python on static values: autograph conversion would only cost trace time,
+# so callers' tf.functions run this code as plain Python.
 _no_autograph = tf.autograph.experimental.do_not_convert
 
 # ----------------------------------------------------------------------------------------------
@@ -170,172 +170,16 @@ class Conv3dLayer(tf.Module):
         return fused_bias_act(x, b, act=self.activation, gain=1.0, clamp=clamp)
 
 
-@tf.function(jit_compile=True)
-def _grouped_conv3d_xla(x, w):
-    # TF's CPU Conv3D kernel has no grouped convolution; XLA does (CPU and GPU), so compile this op alone.
-    return tf.nn.conv3d(x, w, strides=[1, 1, 1, 1, 1], padding="SAME")
-
-
-@_no_autograph
-def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, fused=False,
-                     compute_dtype=tf.float32, gain=1.0):
-    """StyleGAN2 modulated 3D convolution, times `gain`.
-
-    x [N,D,H,W,Cin] (compute dtype), weight [k,k,k,Cin,Cout] float32 (gain applied), styles [N,Cin] float32.
-    Returns [N,D',H',W',Cout] in compute dtype. Demodulation: d = rsqrt(sum_{k,k,k,Cin} (w*s)^2 + 1e-8),
-    computed in float32 as styles^2 @ sum_k w^2. `gain` scales the demodulation coefficients (or the
-    weight), not the output: the same result without a pass over the output volume.
-    Not fused: one conv per sample with weights w*s_n*d_n where the output is large (PER_SAMPLE_MIN_VOXELS,
-    static batch), else x*s, one batched conv, *d (StyleGAN2's form; see modulation_of_activations).
-    """
-    with tf.name_scope(MODULATION_SCOPE):
-        weight, styles, dcoefs = _modulation(weight, styles, demodulate, compute_dtype, gain)
-    upsample = up is not None and max(up) > 1
-
-    if not fused and _per_sample_weights(x, up if upsample else None):
-        return _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
-    if not fused:
-        with tf.name_scope(MODULATION_SCOPE):
-            x = x * tf.cast(styles, compute_dtype)[:, None, None, None, :]
-        w = tf.cast(weight, compute_dtype)
-        x = upsample_conv_3d(x, w, resample_filter, up=up) if upsample else conv3d(x, w, padding="SAME")
-        if dcoefs is not None:
-            with tf.name_scope(MODULATION_SCOPE):
-                x = x * tf.cast(dcoefs, compute_dtype)[:, None, None, None, :]
-        return x
-
-    # Fused: one grouped conv with per-sample weights (the batch folded into the channel axis).
-    k, cin, cout = weight.shape[0], weight.shape[3], weight.shape[4]
-    with tf.name_scope(MODULATION_SCOPE):
-        w = weight[None] * styles[:, None, None, None, :, None]  # [N,k,k,k,Cin,Cout]
-        if dcoefs is not None:
-            w = w * dcoefs[:, None, None, None, None, :]
-    w = tf.reshape(tf.transpose(w, [1, 2, 3, 4, 0, 5]), [k, k, k, cin, -1])  # [k,k,k,Cin,N*Cout]
-    sp = x.shape[1:4]
-    x = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), [1, *sp, -1])  # [1,D,H,W,N*Cin]
-    if upsample:
-        x = upsample_3d(x, resample_filter, up=up)
-    try:
-        x = _grouped_conv3d_xla(x, tf.cast(w, compute_dtype))
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-        raise RuntimeError("fused_modconv=True needs a grouped 3D convolution, which this TensorFlow build "
-                           "cannot run here (XLA failed); use fused_modconv=False") from e
-    sp = x.shape[1:4]
-    x = tf.reshape(x, [*sp, -1, cout])
-    return tf.transpose(x, [3, 0, 1, 2, 4])
-
-
-# Outputs of at least this many voxels per sample come from one conv per sample with its own modulated
-# weights. Scaling the activations instead (x*s before the conv, y*d after) costs two full-volume passes
-# forward and four backward per layer, two of them reductions over the volume; splitting the batch along
-# axis 0 is free and concatenating the outputs is one pass. Small volumes keep one batched conv: many tiny
-# convs would cost more than the passes they save (bench/RESULTS.md).
-PER_SAMPLE_MIN_VOXELS = 8192
-_trace_options = threading.local()  # per thread: tf.distribute traces each replica in its own thread
-
-
-@contextlib.contextmanager
-def modulation_of_activations():
-    """Modulated convs traced inside this block scale the activations at every size (no per-sample weights).
-
-    For gradients with respect to the styles alone (the path-length regulariser, the projector): through
-    per-sample weights each layer's style gradient needs that layer's filter gradient, a conv, and a
-    second-order pass differentiates that again; through scaled activations it is a reduction. Measured on
-    CPU: Greg 1.3x and the projector 1.18x faster this way (bench/RESULTS.md)."""
-    old = getattr(_trace_options, "scale_activations", False)
-    _trace_options.scale_activations = True
-    try:
-        yield
-    finally:
-        _trace_options.scale_activations = old
-
-
-def _per_sample_weights(x, up):
-    if getattr(_trace_options, "scale_activations", False) or x.shape[0] is None:
-        return False
-    out_voxels = int(np.prod(x.shape[1:4])) * (int(np.prod(up)) if up is not None else 1)
-    return out_voxels >= PER_SAMPLE_MIN_VOXELS
-
-
-def _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
-    """Sample n convolved with weight * s_n * d_n (float32, then cast): no pass over the volumes."""
-    n = x.shape[0]
-    with tf.name_scope(MODULATION_SCOPE):
-        w = weight[None] * styles[:, None, None, None, :, None]  # [N,k,k,k,Cin,Cout]
-        if dcoefs is not None:
-            w = w * dcoefs[:, None, None, None, None, :]
-        ws = tf.unstack(tf.cast(w, compute_dtype), num=n)
-        xs = tf.split(x, n, axis=0) if n > 1 else [x]
-    upsample = up is not None and max(up) > 1
-    ys = [upsample_conv_3d(xi, wi, resample_filter, up=up) if upsample else conv3d(xi, wi, padding="SAME")
-          for xi, wi in zip(xs, ws, strict=True)]
-    if n == 1:
-        return ys[0]
-    with tf.name_scope(MODULATION_SCOPE):
-        return tf.concat(ys, axis=0)
-
-
-def _modulation(weight, styles, demodulate, compute_dtype, gain):
-    """(weight, styles, demodulation coefficients [N, Cout] or None), float32, with the gain folded in."""
-    weight = tf.cast(weight, tf.float32)
-    styles = tf.cast(styles, tf.float32)
-    if demodulate and compute_dtype != tf.float32:
-        # Demodulation cancels any scale of w and s: normalise both first so x*s cannot overflow fp16.
-        weight = weight * tf.math.rsqrt(tf.reduce_mean(tf.square(weight), axis=[0, 1, 2, 3], keepdims=True))
-        styles = styles / tf.reduce_max(tf.abs(styles), axis=1, keepdims=True)
-    dcoefs = None
-    if demodulate:
-        wsq = tf.reduce_sum(tf.square(weight), axis=[0, 1, 2])  # [Cin, Cout]
-        dcoefs = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)  # [N, Cout]
-    if gain != 1:
-        if dcoefs is not None:
-            dcoefs = dcoefs * gain
-        else:
-            weight = weight * gain
-    return weight, styles, dcoefs
-
-
-def add_noise(x, noise, strength):
-    """x + noise * strength; x [N,D,H,W,C], noise [N or 1,D,H,W,1], strength a scalar.
-
-    Autodiff takes the strength's gradient as a sum over the channel axis of dy (TensorFlow's CPU
-    reduction over a short innermost axis is slow) and a multiply; here it is one matmul of the flattened
-    noise with dy. Twice differentiable: the gradient is built from differentiable ops (path length reg).
-    """
-
-    @tf.custom_gradient
-    def op(x, noise, strength):
-        y = x + noise * strength
-
-        def grad(dy):
-            with tf.name_scope(NOISE_SCOPE):  # custom-gradient ops get no scope of their own (for the profile)
-                c = dy.shape[-1]
-                nz = tf.broadcast_to(noise, tf.concat([tf.shape(dy)[:-1], [1]], axis=0))  # no-op unless shared
-                # Accumulated in float32 at least (a long fp16 sum would lose the gradient; no-op casts otherwise).
-                acc = tf.float32 if dy.dtype.size < 4 else dy.dtype
-                dstrength = tf.matmul(tf.cast(tf.reshape(nz, [1, -1]), acc), tf.cast(tf.reshape(dy, [-1, c]), acc))
-                dstrength = tf.cast(tf.reduce_sum(dstrength), strength.dtype)
-                # The noise maps' gradient (the projector optimises them); pruned from the graph when unused.
-                dnoise = tf.reduce_sum(dy, axis=-1, keepdims=True) * strength
-                if noise.shape[0] == 1 and dy.shape[0] != 1:
-                    dnoise = tf.reduce_sum(dnoise, axis=0, keepdims=True)
-                return dy, dnoise, dstrength
-
-        return y, grad
-
-    return op(x, noise, strength)
-
-
 class SynthesisLayer(tf.Module):
     """Modulated 3x3x3 conv (+ optional upsampling) + per-voxel noise + bias + lrelu."""
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=None, use_noise=True,
                  activation="lrelu", resample_filter=(1, 3, 3, 1), conv_clamp=None, compute_dtype="float32",
-                 fused_modconv=False, name=None):
+                 name=None):
         super().__init__(name=name)
         k = int(kernel_size)
         self.resolution, self.up, self.use_noise = tuple(resolution), up, use_noise
-        self.activation, self.conv_clamp, self.fused_modconv = activation, conv_clamp, fused_modconv
+        self.activation, self.conv_clamp = activation, conv_clamp
         self.filter = setup_filter(list(resample_filter))
         self.dtype = _check_dtype(compute_dtype)
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0, name="affine")
@@ -352,8 +196,7 @@ class SynthesisLayer(tf.Module):
         out_gain = _output_gain(self.activation, gain)  # folded into demodulation, noise and bias
         styles = self.affine(w)
         x = modulated_conv3d(x, self.weight * self.weight_gain, styles, demodulate=True, up=self.up,
-                             resample_filter=self.filter, fused=self.fused_modconv, compute_dtype=self.dtype,
-                             gain=out_gain)
+                             resample_filter=self.filter, compute_dtype=self.dtype, gain=out_gain)
         if self.use_noise:
             with tf.name_scope(NOISE_SCOPE):
                 if noise is None and noise_mode == "random":
@@ -371,9 +214,9 @@ class ToRGBLayer(tf.Module):
     """1x1x1 modulated conv without demodulation, linear, bias; returns float32 images."""
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, conv_clamp=None, compute_dtype="float32",
-                 fused_modconv=False, name=None):
+                 name=None):
         super().__init__(name=name)
-        self.conv_clamp, self.fused_modconv = conv_clamp, fused_modconv
+        self.conv_clamp = conv_clamp
         self.dtype = _check_dtype(compute_dtype)
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0, name="affine")
         self.weight = tf.Variable(_normal([1, 1, 1, int(in_channels), int(out_channels)]), name="weight")
@@ -384,8 +227,7 @@ class ToRGBLayer(tf.Module):
     @_no_autograph
     def __call__(self, x, w):
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv3d(x, self.weight, styles, demodulate=False, fused=self.fused_modconv,
-                             compute_dtype=self.dtype)
+        x = modulated_conv3d(x, self.weight, styles, demodulate=False, compute_dtype=self.dtype)
         x = fused_bias_act(x, tf.cast(self.bias, self.dtype), act="linear", clamp=self.conv_clamp)
         return tf.cast(x, tf.float32)
 
@@ -483,14 +325,14 @@ class SynthesisBlock(tf.Module):
     """One resolution: const + conv (base) or conv0 (upsampling) + conv1; ToRGB on the last / 'skip'."""
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, up, img_channels, is_last, architecture,
-                 resample_filter, use_noise, conv_clamp, compute_dtype, fused_modconv, name=None):
+                 resample_filter, use_noise, conv_clamp, compute_dtype, name=None):
         super().__init__(name=name)
         self.in_channels, self.resolution, self.up = in_channels, tuple(resolution), up
         self.is_last, self.architecture = is_last, architecture
         self.filter = setup_filter(list(resample_filter))
         self.dtype = _check_dtype(compute_dtype)
         common = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise, resample_filter=resample_filter,
-                      conv_clamp=conv_clamp, compute_dtype=compute_dtype, fused_modconv=fused_modconv)
+                      conv_clamp=conv_clamp, compute_dtype=compute_dtype)
         self.layers = []  # ordered (short name, layer) pairs, for summaries and layer_names
         if in_channels == 0:
             self.const = tf.Variable(_normal([1, *self.resolution, out_channels]), name="const")
@@ -503,7 +345,7 @@ class SynthesisBlock(tf.Module):
         self.num_torgb = 1 if (is_last or architecture == "skip") else 0
         if self.num_torgb:
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, resolution, conv_clamp=conv_clamp,
-                                    compute_dtype=compute_dtype, fused_modconv=fused_modconv, name="torgb")
+                                    compute_dtype=compute_dtype, name="torgb")
         if architecture == "resnet" and in_channels != 0:
             self.skip = Conv3dLayer(in_channels, out_channels, 1, resolution, bias=False, up=up,
                                     resample_filter=resample_filter, compute_dtype=compute_dtype, name="skip")
@@ -539,7 +381,7 @@ class SynthesisNetwork(tf.Module):
 
     def __init__(self, w_dim, img_channels=1, base_shape=(5, 6, 7), up_factors=None, fmap_base=96, fmap_min=96,
                  fmap_max=96, architecture="orig", resample_filter=(1, 3, 3, 1), use_noise=True, conv_clamp=None,
-                 compute_dtype="float32", fused_modconv=False, name=None):
+                 compute_dtype="float32", name=None):
         super().__init__(name=name)
         if architecture not in ("orig", "skip", "resnet"):
             raise ValueError(f"synthesis architecture must be orig, skip or resnet, got {architecture!r}")
@@ -549,7 +391,7 @@ class SynthesisNetwork(tf.Module):
         self.fmap_base, self.fmap_min, self.fmap_max = int(fmap_base), int(fmap_min), int(fmap_max)
         self.architecture, self.resample_filter = architecture, [float(t) for t in resample_filter]
         self.use_noise, self.conv_clamp = bool(use_noise), conv_clamp
-        self.compute_dtype, self.fused_modconv = compute_dtype, bool(fused_modconv)
+        self.compute_dtype = compute_dtype
         _check_dtype(compute_dtype)
         self.resolutions = stage_resolutions(self.base_shape, self.up_factors)
         self.img_shape = self.resolutions[-1]
@@ -565,8 +407,7 @@ class SynthesisNetwork(tf.Module):
                 resolution=res, up=None if stage == 0 else self.up_factors[stage - 1],
                 img_channels=self.img_channels, is_last=stage == len(self.resolutions) - 1,
                 architecture=architecture, resample_filter=self.resample_filter, use_noise=self.use_noise,
-                conv_clamp=conv_clamp, compute_dtype=compute_dtype, fused_modconv=self.fused_modconv,
-                name=_res_name(res)))
+                conv_clamp=conv_clamp, compute_dtype=compute_dtype, name=_res_name(res)))
         noised = [layer for b in self.blocks for layer in b.noise_layers()] if self.use_noise else []
         self.noise_shapes = [[1, *layer.resolution, 1] for layer in noised]
         self.const_noise = [layer.noise_const for layer in noised]
@@ -599,8 +440,7 @@ class SynthesisNetwork(tf.Module):
                     up_factors=[list(f) for f in self.up_factors], fmap_base=self.fmap_base,
                     fmap_min=self.fmap_min, fmap_max=self.fmap_max, architecture=self.architecture,
                     resample_filter=list(self.resample_filter), use_noise=self.use_noise,
-                    conv_clamp=self.conv_clamp, compute_dtype=self.compute_dtype,
-                    fused_modconv=self.fused_modconv)
+                    conv_clamp=self.conv_clamp, compute_dtype=self.compute_dtype)
 
     def _summary_rows(self, prefix):
         rows = []
@@ -624,7 +464,7 @@ class Generator(tf.Module):
         mapping_kwargs = {k: v for k, v in dict(mapping_kwargs or {}).items()
                           if k not in ("z_dim", "c_dim", "w_dim", "num_ws")}
         synthesis_kwargs = {k: v for k, v in dict(synthesis_kwargs or {}).items()
-                            if k not in ("w_dim", "img_channels")}
+                            if k not in ("w_dim", "img_channels", *_LEGACY_SYNTHESIS_KWARGS)}
         self.synthesis = SynthesisNetwork(w_dim=self.w_dim, img_channels=self.img_channels, name="synthesis",
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
@@ -777,7 +617,7 @@ class Discriminator(tf.Module):
         self.up_factors = _up_factors(up_factors)
         self.resolutions = stage_resolutions(self.base_shape, self.up_factors)
         if img_shape is not None and tuple(img_shape) != self.resolutions[-1]:
-            raise UserError(f"image shape {tuple(img_shape)} does not match base {self.base_shape} with up factors "
+            raise ValueError(f"image shape {tuple(img_shape)} does not match base {self.base_shape} with up factors "
                             f"{self.up_factors}, which give {self.resolutions[-1]}")
         self.img_shape = self.resolutions[-1]
         self.fmap_base, self.fmap_min, self.fmap_max = int(fmap_base), int(fmap_min), int(fmap_max)
@@ -858,7 +698,7 @@ def _isotropic_factors(img_shape, base_shape):
         k = int(round(math.log2(r))) if r > 0 else -1
         if k >= 0 and 2**k == r and all(int(i) == int(b) * r for i, b in zip(img_shape, base_shape, strict=True)):
             return [(2, 2, 2)] * k
-    raise UserError(f"image shape {tuple(img_shape)} is not base {tuple(base_shape)} times a power of two on "
+    raise ValueError(f"image shape {tuple(img_shape)} is not base {tuple(base_shape)} times a power of two on "
                     f"every axis; give up_factors explicitly")
 
 

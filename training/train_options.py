@@ -1,30 +1,74 @@
-"""Resolve the training options once (config + dataset + flags, or a resumed run's options) into one EasyDict.
+"""The training options: one table of what a user can set, and their resolution into one EasyDict.
 
-The result is saved as training_options.json and is enough to rerun: `training_loop(EasyDict.load_json(...))`.
+OPTIONS documents every option once (name, type, default, one line of help); run_training.py derives its flags
+from it. build_options resolves config + dataset + option values (or a resumed run's options) into the options
+training_loop takes. They are saved as training_options.json and are enough to rerun:
+`training_loop(EasyDict.load_json(...))`.
 """
 
 import copy
 import os
+from typing import NamedTuple
 
-import numpy as np
-
-from dnnlib import EasyDict, UserError
+from dnnlib import EasyDict
 from training.checkpoints import latest_intact_checkpoint
 
-PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}
-DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
+PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}  # name -> conv compute dtype
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
 
-# Defaults of the flags run_training.py exposes; build_options(**overrides) takes the same names.
-DEFAULTS = dict(data=None, config="demo", outdir="results", batch=None, kimg=None, kimg_per_tick=None, gamma=None,
-                r2_gamma=None, mirror=False, snap=None, metrics=(), metric_num=64, metric_feature_weights=None,
-                metric_feature_network=None, metric_feature_layer=None, resume=None, seed=0,
-                precision="fp32", xla=False, strategy="auto", lazy_reg=True, samples=8, keep_checkpoints=3,
-                data_shuffle=True, desc=None, max_minutes=None)
+
+class Option(NamedTuple):
+    name: str
+    type: type  # str, int, float, bool or list (a comma-separated flag)
+    default: object
+    help: str
+    choices: tuple = ()  # the allowed values, when the option is one of a fixed set
+    flag: bool = True  # False: set from code (tests, benchmarks), not exposed by run_training.py
+
+
+OPTIONS = (
+    Option("data", str, None, "Dataset directory from dataset_tool.py (default: the built-in demo dataset, "
+           "built on first use)."),
+    Option("config", str, "demo", "Training config name (training/configs.py; --summary to inspect)."),
+    Option("outdir", str, "results", "Parent of the run directories NNNNN-<desc>."),
+    Option("batch", int, None, "Global batch size (default: the config's)."),
+    Option("kimg", float, None, "Length of training in thousands of real volumes shown (default: the config's)."),
+    Option("kimg_per_tick", float, None, "Progress line every this many kimg (default: the config's)."),
+    Option("gamma", float, None, "R1 weight (default: the config's)."),
+    Option("r2_gamma", float, None, "R2 weight on fakes (default: the config's; 0 = off)."),
+    Option("mirror", bool, False, "Random left-right flips along the dataset's mirror axis."),
+    Option("snap", int, None, "Snapshot + checkpoint every this many ticks (default: about every 2 kimg)."),
+    Option("metrics", list, (), "Metrics at every snapshot, e.g. mmd_linear_batch8,ms_ssim (default: none)."),
+    Option("metric_num", int, 64, "Volumes per metric evaluation."),
+    Option("metric_feature_weights", str, None, "InceptionV3 weights (.h5/.keras) for fid_slices, kid, pr_slices "
+           "(nothing is downloaded; see run_metrics.py --helpfull)."),
+    Option("metric_feature_network", str, None, "3D feature network (Keras file or SavedModel) for fid_3d."),
+    Option("metric_feature_layer", str, None, "Layer of --metric_feature_network whose output is the feature."),
+    Option("resume", str, None, "Run directory (latest checkpoint) or checkpoint prefix to continue from."),
+    Option("seed", int, 0, "Random seed (weights, latents, data order)."),
+    Option("precision", str, "fp32", "Compute precision of the conv layers (fp16 with dynamic loss scaling).",
+           choices=tuple(PRECISIONS)),
+    Option("xla", bool, False, "Compile the train steps with XLA (jit_compile)."),
+    Option("strategy", str, "auto", "tf.distribute strategy; auto = multi_worker with TF_CONFIG, mirrored with >1 "
+           "GPU, else one device.", choices=STRATEGIES),
+    Option("lazy_reg", bool, True, "Lazy regularisation (G every 4, D every 16 steps, lr/beta corrected); "
+           "--nolazy_reg adds the regularisers on every step as the original did."),
+    Option("max_minutes", float, None, "Stop (with a final snapshot) after this many minutes of training "
+           f"(default: {DEMO_MINUTES:g} for the no-flag demo, --config=demo without --kimg; else no limit)."),
+    Option("samples", int, 8, "Sample volumes written per snapshot."),
+    Option("keep_checkpoints", int, 3, "Checkpoints kept (the last K)."),
+    Option("data_shuffle", bool, True, "Shuffle the training data (off: a fixed order, for exact comparisons).",
+           flag=False),
+    Option("desc", str, None, "Run directory suffix (default: <config>-<dataset>-b<batch>).", flag=False),
+)
+
+# Names a resumed run does not take from the run it continues.
+_NOT_RESUMED = ("resume", "outdir", "desc")
 
 
 def resolve_resume(path):
-    """(run_dir, checkpoint prefix) for --resume given a run directory, its checkpoints/ or a ckpt-N prefix."""
+    """(run_dir, checkpoint prefix) to resume from, given a run directory, its checkpoints/ or a ckpt-N prefix."""
     path = os.path.abspath(os.fspath(path))
     if os.path.isfile(path + ".index"):
         ckpt_dir = os.path.dirname(path)
@@ -34,35 +78,37 @@ def resolve_resume(path):
         ckpt_dir = os.path.join(run_dir, "checkpoints")
         prefix = latest_intact_checkpoint(ckpt_dir)
         if prefix is None:
-            raise UserError(f"--resume={path}: no checkpoint in {ckpt_dir}")
+            raise FileNotFoundError(f"{path}: no checkpoint in {ckpt_dir} to resume from")
         return run_dir, prefix
-    raise UserError(f"--resume={path}: not a run directory or a checkpoint prefix (<run>/checkpoints/ckpt-N)")
+    raise FileNotFoundError(f"{path}: not a run directory or a checkpoint prefix (<run>/checkpoints/ckpt-N) "
+                            "to resume from")
 
 
-def load_run_options(run_dir, flag="--resume"):
+def load_run_options(run_dir):
+    """The resolved options a run was started with (its training_options.json)."""
     path = os.path.join(run_dir, "training_options.json")
     if not os.path.isfile(path):
-        raise UserError(f"{flag}: {path} is missing; cannot tell how that run was configured")
+        raise FileNotFoundError(f"{path} is missing; cannot tell how the run in {run_dir} was configured")
     try:
         return EasyDict.load_json(path)
     except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def build_options(explicit=None, **kwargs):
-    """Options for training_loop from flag values (names as DEFAULTS).
+    """Options for training_loop from option values (names as in OPTIONS; absent names take their default).
 
     explicit: names the user actually gave. When resuming, every other name takes the resumed run's value,
-    so `--resume=<run>` alone continues the same run and `--resume=<run> --kimg=50` extends it.
+    so resuming a run alone continues the same run and resuming with a larger kimg extends it.
     """
     from training import configs
     from volumes.demo_data import default_demo_dataset
     from volumes.manifest import label_dim, load_manifest
 
-    unknown = set(kwargs) - set(DEFAULTS)
+    args = EasyDict({o.name: o.default for o in OPTIONS})
+    unknown = set(kwargs) - set(args)
     if unknown:
         raise TypeError(f"unknown options {sorted(unknown)}")
-    args = EasyDict(DEFAULTS)
     args.update(kwargs)
     explicit = set(kwargs) if explicit is None else set(explicit)
     resume_run = resume_prefix = None
@@ -70,18 +116,19 @@ def build_options(explicit=None, **kwargs):
         resume_run, resume_prefix = resolve_resume(args.resume)
         saved = load_run_options(resume_run).get("cli_args", {})
         for k, v in saved.items():
-            if k in DEFAULTS and k not in explicit and k not in ("resume", "outdir", "desc"):
+            if k in args and k not in explicit and k not in _NOT_RESUMED:
                 args[k] = v
-    _validate_args(args)
+    if args.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
     data = os.path.abspath(args.data) if args.data else default_demo_dataset()
     manifest = load_manifest(data)
     cfg = configs.get_config(args.config)
     shape = [int(s) for s in manifest.shape]
     if [int(s) for s in cfg.img_shape] != shape:
-        raise UserError(f"--config={args.config} makes {tuple(cfg.img_shape)} volumes but --data={data} holds "
-                        f"{tuple(shape)}; pick a config of that shape or rebuild the dataset with dataset_tool.py "
-                        f"--shape={'x'.join(map(str, cfg.img_shape))}")
+        raise ValueError(f"config {args.config} makes {tuple(cfg.img_shape)} volumes but dataset {data} holds "
+                         f"{tuple(shape)}; pick a config of that shape or rebuild the dataset with dataset_tool.py "
+                         f"at shape {'x'.join(map(str, cfg.img_shape))}")
     c_dim, channels = label_dim(manifest), int(manifest.get("channels", 1))
 
     G_kwargs = copy.deepcopy(cfg.G_kwargs)
@@ -103,8 +150,8 @@ def build_options(explicit=None, **kwargs):
 
     batch = int(args.batch or cfg.batch_size)
     if loss_kwargs.pl_weight > 0 and batch % loss_kwargs.pl_batch_shrink:
-        raise UserError(f"--batch={batch} must be divisible by the path-length batch shrink "
-                        f"{loss_kwargs.pl_batch_shrink}")
+        raise ValueError(f"batch {batch} is not divisible by the path-length batch shrink "
+                         f"{loss_kwargs.pl_batch_shrink} of config {args.config}; use a multiple of it")
     total_kimg = float(args.kimg if args.kimg is not None else cfg.total_kimg)
     kimg_per_tick = float(args.kimg_per_tick or cfg.kimg_per_tick)
     # Default: a snapshot about every 2 kimg (every tick for the paper's 8-kimg ticks), at most every 50 ticks.
@@ -140,48 +187,24 @@ def build_options(explicit=None, **kwargs):
     )
 
 
-def _validate_args(a):
-    def positive(name, cast=float, allow_none=True):
-        v = a[name]
-        if v is None and allow_none:
-            return
-        try:
-            ok = cast(v) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise UserError(f"--{name}={v!r}: must be a positive number")
+def check_resume_compatible(now, before, prefix):
+    """Refuse to resume with another architecture or dataset geometry; the message names what differs.
 
-    for name in ("batch", "kimg", "kimg_per_tick", "snap", "max_minutes"):
-        positive(name, int if name in ("batch", "snap") else float)
-    for name in ("samples", "keep_checkpoints", "metric_num"):
-        positive(name, int, allow_none=False)
-    for name in ("gamma", "r2_gamma"):
-        if a[name] is not None and (not np.isfinite(float(a[name])) or float(a[name]) < 0):
-            raise UserError(f"--{name}={a[name]!r}: must be >= 0")
-    if a.precision not in PRECISIONS:
-        raise UserError(f"--precision={a.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if a.strategy not in STRATEGIES:
-        raise UserError(f"--strategy={a.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    if a.data and not os.path.isdir(a.data):
-        raise UserError(f"--data={a.data}: no such dataset directory (create one with dataset_tool.py create)")
-
-
-def check_resume_compatible(opts, saved, manifest_shape=None):
-    """Refuse to resume with another architecture or dataset geometry; the message names what differs."""
+    now, before: dicts with G_kwargs, D_kwargs (as built), img_shape and c_dim of this run and of the checkpoint's.
+    """
     problems = []
     for key in ("G_kwargs", "D_kwargs"):
-        a, b = _arch(saved.get(key, {})), _arch(opts[key])
+        a, b = _arch(before.get(key, {})), _arch(now[key])
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
                 problems.append(f"{key}.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}")
-    if saved.get("img_shape") and list(saved.img_shape) != list(opts.img_shape):
-        problems.append(f"dataset shape: checkpoint {tuple(saved.img_shape)} vs now {tuple(opts.img_shape)}")
-    if saved.get("c_dim", 0) != opts.c_dim:
-        problems.append(f"label dimension: checkpoint {saved.get('c_dim', 0)} vs now {opts.c_dim}")
+    if before.get("img_shape") and list(before["img_shape"]) != list(now["img_shape"]):
+        problems.append(f"dataset shape: checkpoint {tuple(before['img_shape'])} vs now {tuple(now['img_shape'])}")
+    if before.get("c_dim", 0) != now["c_dim"]:
+        problems.append(f"label dimension: checkpoint {before.get('c_dim', 0)} vs now {now['c_dim']}")
     if problems:
-        raise UserError(f"--resume={opts.resume}: the run was trained with a different config or dataset ("
-                        + "; ".join(problems[:4]) + "); resume with the same --config and a dataset of the same shape")
+        raise ValueError(f"cannot resume from {prefix}: the run was trained with a different config or dataset ("
+                         + "; ".join(problems[:4]) + "); resume with the same config and a dataset of the same shape")
 
 
 def _arch(kwargs):

@@ -5,11 +5,16 @@ D_reg_interval), then the G EMA update. Only the chief writes (run dir, log, Ten
 snapshots, metrics). Resume is exact: optimiser slots, EMA, w_avg, pl_mean, counters and the RNG are in the
 checkpoint, and the data stream restarts at every checkpoint from a seed derived from the image count, so a
 run resumed from a checkpoint sees the same batches as one that never stopped.
+
+The run directory holds the options as given (training_options.json, enough to rerun) and, separately, what
+the loop learned at run time (run.json: run directory, the networks' full kwargs as built, the checkpoint
+resumed from, devices and replicas, start time, TensorFlow version).
 """
 
 import contextlib
 import json
 import os
+import platform
 import resource
 import shutil
 import signal
@@ -20,7 +25,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from dnnlib import EasyDict, UserError, tb_log
+from dnnlib import EasyDict, tb_log
 from dnnlib.fileutil import atomic_write_text
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
@@ -28,13 +33,15 @@ from training import snapshot as snap_io
 from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
 from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
-from training.train_options import check_resume_compatible, load_run_options
+from training.train_options import STRATEGIES, check_resume_compatible, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 from volumes.manifest import load_manifest
 
+RUN_RECORD_NAME = "run.json"
 
-class TrainingDiverged(UserError):
+
+class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/Inf: the run stops, the last good checkpoint stays."""
 
 
@@ -56,16 +63,16 @@ def make_strategy(name="auto"):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
+            raise ValueError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise UserError(f"--strategy={name!r}: choose auto, one_device, mirrored or multi_worker")
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def _tf_config_tasks():
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     except ValueError:
-        raise UserError("TF_CONFIG is not valid JSON") from None
+        raise ValueError("the TF_CONFIG environment variable is not valid JSON") from None
     return sum(len(v) for v in cluster.values())
 
 
@@ -142,7 +149,7 @@ def restore_checkpoint(ckpt, prefix, log):
     try:
         found, errors = read_first_readable(lambda p: ckpt.read(p).assert_existing_objects_matched(), [prefix] + older)
     except ValueError as e:
-        raise UserError(f"--resume: {e}") from None
+        raise ValueError(f"cannot resume from {prefix}: {e}") from None
     if errors:
         log(f"warning: checkpoint {errors[0]} is unreadable; resumed from {found} instead")
     return found
@@ -155,13 +162,15 @@ def restore_checkpoint(ckpt, prefix, log):
 def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=print, tick_callback=None):
     """Train as `opts` (from train_options.build_options) says. Returns EasyDict(run_dir, snapshot_dir, ...).
 
+    opts is not modified; it is saved as training_options.json, and what the run learns is saved as run.json.
     tick_callback(cur_nimg, G_ema), if given, runs on the chief at the start and after every tick (benchmarks).
     """
-    opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, JSON-clean
+    opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, as saved (JSON-clean)
     strategy = strategy or make_strategy(opts.strategy)
     chief = is_chief(strategy)
     manifest = load_manifest(opts.data)
-    resumed_opts = load_run_options(opts.resume_run) if opts.get("resume") else None
+    # Read before this run may overwrite them (a resume continues in the same directory).
+    resumed_arch = resumed_architecture(opts.resume_run) if opts.get("resume") else None
 
     # Run directory: a new results/NNNNN-desc, or the resumed run's own directory when continuing its latest
     # checkpoint. Non-chief workers get a scratch directory they delete at the end.
@@ -175,16 +184,36 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
         run_dir = opts.resume_run
     else:
         run_dir = next_run_dir(opts.outdir, opts.desc + ("-resume" if opts.get("resume") else ""))
-    opts.run_dir = run_dir
 
     logger = Logger(os.path.join(run_dir, "log.txt"), "a") if (chief and run_dir) else None
     try:
-        return _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log_fn, tick_callback)
+        return _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log_fn,
+                      tick_callback)
     finally:
         if logger is not None:
             logger.close()
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def resumed_architecture(run_dir):
+    """G/D kwargs as built, img_shape and c_dim of the run a checkpoint belongs to.
+
+    Runs record the built kwargs in run.json; older runs saved them in training_options.json instead.
+    """
+    before = load_run_options(run_dir)
+    record_path = os.path.join(run_dir, RUN_RECORD_NAME)
+    if os.path.isfile(record_path):
+        record = EasyDict.load_json(record_path)
+        before.update({k: record[k] for k in ("G_kwargs", "D_kwargs") if k in record})
+    return before
+
+
+def _devices(strategy):
+    try:
+        return list(strategy.extended.worker_devices)
+    except (RuntimeError, NotImplementedError, AttributeError):  # the default strategy has no device list
+        return [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")][:1]
 
 
 def _is_latest(run_dir, prefix):
@@ -215,16 +244,22 @@ def _build(opts, strategy):
     return G, D, G_ema, opt["G"], opt["D"], state, loss
 
 
-def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, log, tick_callback=None):
+def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log, tick_callback=None):
     start_time = time.time()
     G, D, G_ema, G_opt, D_opt, state, loss = _build(opts, strategy)
-    opts.G_kwargs = json.loads(json.dumps(G.get_config()))  # the loader rebuilds Generator(**G_kwargs)
-    opts.D_kwargs = json.loads(json.dumps(D.get_config()))
-    if resumed_opts is not None:
-        check_resume_compatible(opts, resumed_opts)
+    record = EasyDict(
+        run_dir=run_dir, started=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start_time)),
+        tensorflow=tf.__version__, python=platform.python_version(), strategy=type(strategy).__name__,
+        num_replicas=int(strategy.num_replicas_in_sync), devices=_devices(strategy),
+        # Every constructor argument, defaults included: the networks as built, whatever the defaults become.
+        G_kwargs=json.loads(json.dumps(G.get_config())), D_kwargs=json.loads(json.dumps(D.get_config())),
+        resumed_from=None,
+    )
+    if resumed_arch is not None:
+        now = dict(G_kwargs=record.G_kwargs, D_kwargs=record.D_kwargs, img_shape=opts.img_shape, c_dim=opts.c_dim)
+        check_resume_compatible(now, resumed_arch, opts.resume)
     B = int(opts.batch_size)
     steps = TrainSteps(strategy, G, D, G_opt, D_opt, loss, state, B, xla=opts.xla)
-    run_dir = opts.run_dir
 
     ckpt = tf.train.Checkpoint(G=G, D=D, G_ema=G_ema, G_opt=G_opt, D_opt=D_opt, state=state)
     manager = None
@@ -232,16 +267,18 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
         manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "checkpoints"),
                                              max_to_keep=opts.keep_checkpoints, checkpoint_name="ckpt")
     if opts.get("resume"):
-        used = restore_checkpoint(ckpt, opts.resume, log)
-        log(f"Resumed from {used} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, "
+        record.resumed_from = restore_checkpoint(ckpt, opts.resume, log)
+        log(f"Resumed from {record.resumed_from} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, "
             f"step {int(state.batch_idx.numpy())}")
 
     if chief and run_dir:
         opts.save_json(os.path.join(run_dir, "training_options.json"))
+        record.save_json(os.path.join(run_dir, RUN_RECORD_NAME))
         atomic_write_text(os.path.join(run_dir, "dataset.json"), EasyDict(manifest).to_json() + "\n")
 
     if dry_run or chief:
         log(f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}")
+        log(f"Run:\n{json.dumps(record, indent=1, default=str)}")
     if dry_run:
         from training.networks import summary
 
@@ -267,6 +304,8 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
         snap_inputs = snap_io.SnapshotInputs(G, opts.samples, opts.seed, labels=labels.numpy())
     affine = np.asarray(manifest.affine, np.float64)
     geometry = {k: manifest[k] for k in ("shape", "spacing", "affine", "orientation", "mirror_axis") if k in manifest}
+    snap_options = dict(config=opts.config, G_kwargs=record.G_kwargs, data=opts.data, spacing_mm=opts.spacing_mm,
+                        img_shape=opts.img_shape)
 
     writer = tf.summary.create_file_writer(run_dir) if (chief and run_dir) else None
     total_nimg = int(round(opts.total_kimg * 1000))
@@ -330,8 +369,9 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
                 if manager is not None:
                     path = _save(manager, state, chief)
                     log(f"stopped by {signal.Signals(stop.signum).name} at kimg {cur_nimg / 1000:.3f}; "
-                        f"checkpoint {path}; resume with --resume={run_dir}")
-                return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=True)
+                        f"checkpoint {path}; resume from {run_dir} to continue")
+                return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=True,
+                                signum=int(stop.signum))
             if not done and cur_nimg < tick_start_nimg + tick_nimg:
                 continue
 
@@ -371,7 +411,7 @@ def _train(opts, strategy, chief, manifest, resumed_opts, dry_run, max_steps, lo
                 tick_callback(cur_nimg, G_ema)
             if done or cur_tick % opts.snap == 0:
                 if chief:
-                    last_snapshot = _snapshot(opts, run_dir, cur_nimg, G_ema, snap_inputs, reals_np, affine,
+                    last_snapshot = _snapshot(snap_options, run_dir, cur_nimg, G_ema, snap_inputs, reals_np, affine,
                                               geometry, writer)
                 path = _save(manager, state, chief)
                 if chief:
@@ -403,16 +443,15 @@ def _check_finite(out, phase, batch_idx, cur_nimg, opts, manager):
     bad = [k for k, v in out.items() if k.startswith("Loss/") and not np.isfinite(v)]
     term = ", ".join(bad) if bad else ("the objective" if not np.isfinite(out["objective"]) else
                                         f"the gradients of phase {phase}")
-    last = manager.latest_checkpoint if manager is not None else None
+    last = latest_intact_checkpoint(manager.directory) if manager is not None else None
     raise TrainingDiverged(f"non-finite value at step {batch_idx} (kimg {cur_nimg / 1000:.3f}), phase {phase}: "
                            f"{term} is NaN/Inf; training stopped without saving. Last good checkpoint: "
                            f"{last or 'none yet'}")
 
 
-def _snapshot(opts, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer):
+def _snapshot(options, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer):
     snap_dir = os.path.join(run_dir, "snapshots", f"{cur_nimg // 1000:06d}")
     fakes = snap_io.generate_fakes(G_ema, inputs)
-    options = {k: opts[k] for k in ("config", "G_kwargs", "data", "spacing_mm", "img_shape")}
     snap_io.write_snapshot(snap_dir, fakes, reals, affine, G_ema=G_ema, geometry=geometry, options=options)
     if writer is not None:
         with writer.as_default():

@@ -7,7 +7,6 @@ data files are not.
 import glob
 import os
 
-from dnnlib.errors import UserError
 from volumes.volume_io import VOLUME_SUFFIXES, has_suffix
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -44,8 +43,13 @@ def find_in_folder(root):
     return sorted(found)
 
 
+def _glob_root(spec):
+    """The folder part of a glob before its first wildcard."""
+    return os.path.dirname(spec.split("*")[0].split("?")[0].split("[")[0]) or "."
+
+
 def find_inputs(spec):
-    """Resolve --input: folder, glob pattern or list file (one path per line, relative to the list).
+    """Resolve an input spec: folder, glob pattern or list file (one path per line, relative to the list).
 
     Returns (paths, root) where root is the folder relative to which label file names are matched.
     """
@@ -57,7 +61,7 @@ def find_inputs(spec):
         paths = []
         for p in sorted(glob.glob(spec, recursive=True)):
             paths += find_in_folder(p) if os.path.isdir(p) else [p]
-        root = os.path.dirname(spec.split("*")[0].split("?")[0].split("[")[0]) or "."
+        root = _glob_root(spec)
         what = f"pattern {spec}"
     elif os.path.isfile(spec) and has_suffix(spec, LIST_SUFFIXES):
         base = os.path.dirname(os.path.abspath(spec))
@@ -71,9 +75,22 @@ def find_inputs(spec):
     elif os.path.isfile(spec):
         paths, root, what = [spec], os.path.dirname(spec) or ".", spec
     else:
-        raise UserError(f"--input={spec}: no such folder, file, list file or matching pattern")
+        raise FileNotFoundError(f"{spec}: no such folder, file, list file or matching pattern")
     if not paths:
-        raise UserError(
-            f"--input={spec}: {what} holds no images (looked for {', '.join(VOLUME_SUFFIXES)} and DICOM folders)"
+        raise ValueError(
+            f"{spec}: {what} holds no images (looked for {', '.join(VOLUME_SUFFIXES)} and DICOM folders)"
         )
     return paths, root
+
+
+def spec_paths(spec):
+    """The paths an input spec itself names, which an output must neither be, contain nor lie inside: the
+    folder, the list file, the single file, or the folder a glob searches (unless that is just the current
+    folder, where the matched files themselves are what counts)."""
+    spec = str(spec)
+    if os.path.isdir(spec) or os.path.isfile(spec):
+        return [spec]
+    if any(ch in spec for ch in "*?["):
+        root = _glob_root(spec)
+        return [] if os.path.realpath(root) == os.path.realpath(os.getcwd()) else [root]
+    return [spec]

@@ -1,15 +1,14 @@
-"""`dataset_tool.py info | extract | split`: look at, verify, export and divide a dataset."""
+"""Looking at, verifying, exporting and dividing a dataset (dataset_tool.py info, extract and split)."""
 
 import os
 
 import numpy as np
 
-from dnnlib.errors import UserError
 from dnnlib.fileutil import atomic_output_dir, share_permissions
 from volumes import records
 from volumes.manifest import load_manifest, volume_affine, write_manifest
 from volumes.records import iterate_records
-from volumes.volume_io import write_nifti
+from volumes.volume_io import file_stem, write_nifti
 
 
 def summary_lines(m):
@@ -62,6 +61,13 @@ def verify_dataset(dataset_dir):
                 problems.append(f"{where}: manifest puts it in shard {f['shard']}")
         if rec.label.size != c_dim:
             problems.append(f"{where}: label has {rec.label.size} values, manifest c_dim is {c_dim}")
+        if not np.all(np.isfinite(rec.label)):
+            # A NaN/Inf label trains to a NaN loss at the first step.
+            problems.append(f"{where}: label holds non-finite values {rec.label.tolist()}")
+    for col in (m.labels.columns if m.get("labels") else []):
+        stats = [col.get(k) for k in ("mean", "std") if col.get(k) is not None]
+        if not all(np.isfinite(float(v)) for v in stats):
+            problems.append(f"labels column {col.get('name')!r}: non-finite statistics {stats}")
     if count != int(m.get("num_volumes", count)):
         problems.append(f"{count} records, manifest says num_volumes={m.num_volumes}")
     missing = set(by_index) - seen
@@ -70,30 +76,23 @@ def verify_dataset(dataset_dir):
     return m, problems
 
 
-def _stem(path):
-    base = os.path.basename(os.path.normpath(str(path)))
-    for ext in (".nii.gz", ".nii", ".mgz", ".mha", ".mhd", ".nrrd"):
-        if base.lower().endswith(ext):
-            return base[: -len(ext)]
-    return base.replace(":", "-")
-
-
 def extract_dataset(dataset_dir, out_dir, indices=None, dtype="float32", overwrite=False):
     """Write records back as NIfTI ([0, 1] intensities) at their own world grid. Returns the written paths."""
     m = load_manifest(dataset_dir)
     by_index = {int(f["index"]): f for f in (m.get("files") or [])}
     wanted = None if indices is None else set(int(i) for i in indices)
     n = int(m.get("num_volumes", 0))
-    if wanted is not None and any(i < 0 or i >= n for i in wanted):
-        raise UserError(f"--indices: the dataset has records 0..{n - 1}")
+    outside = sorted(i for i in (wanted or ()) if i < 0 or i >= n)
+    if outside:
+        raise ValueError(f"record indices {outside} are out of range: {dataset_dir} has records 0..{n - 1}")
     written = []
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite, inputs=(dataset_dir,)) as tmp:
         for rec in iterate_records(dataset_dir, m):
             if wanted is not None and rec.index not in wanted:
                 continue
             vol = records.decode_volume(rec.stored, m.storage_dtype).reshape(rec.shape)
             src = by_index.get(rec.index, {}).get("path", "volume")
-            name = f"{rec.index:05d}-{_stem(src)}.nii.gz"
+            name = f"{rec.index:05d}-{file_stem(src).replace(':', '-')}.nii.gz"
             write_nifti(os.path.join(tmp, name), vol, volume_affine(m, rec.index), dtype=dtype)
             written.append(os.path.join(out_dir, name))
         share_permissions(tmp)
@@ -107,15 +106,15 @@ def split_dataset(dataset_dir, out_dir, test_fraction=0.1, seed=0, overwrite=Fal
     without subjects every volume is its own subject. Returns {"train": [...indices], "test": [...]}.
     """
     if not 0.0 < float(test_fraction) < 1.0:
-        raise UserError(f"--test_fraction={test_fraction}: must be between 0 and 1")
+        raise ValueError(f"test fraction {test_fraction} must be between 0 and 1")
     m = load_manifest(dataset_dir)
     files = sorted(m.get("files") or [], key=lambda f: int(f["index"]))
     if len(files) < 2:
-        raise UserError(f"{dataset_dir}: {len(files)} volume(s) cannot be split")
+        raise ValueError(f"{dataset_dir}: {len(files)} volume(s) cannot be split")
     subject_of = {int(f["index"]): str(f.get("subject", f"#{f['index']}")) for f in files}
     subjects = sorted(set(subject_of.values()))
     if len(subjects) < 2:
-        raise UserError(f"{dataset_dir}: all volumes belong to one subject; nothing to split")
+        raise ValueError(f"{dataset_dir}: all volumes belong to one subject; nothing to split")
     order = np.random.default_rng(seed).permutation(len(subjects))
     n_test = min(max(1, int(round(test_fraction * len(subjects)))), len(subjects) - 1)
     test_subjects = {subjects[i] for i in order[:n_test]}
@@ -124,7 +123,7 @@ def split_dataset(dataset_dir, out_dir, test_fraction=0.1, seed=0, overwrite=Fal
         "test": [i for i in sorted(subject_of) if subject_of[i] in test_subjects],
     }
     by_index = {int(f["index"]): f for f in files}
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite, inputs=(dataset_dir,)) as tmp:
         writers, new_files = {}, {}
         for part, idx in parts.items():
             os.makedirs(os.path.join(tmp, part))

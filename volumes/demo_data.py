@@ -4,7 +4,7 @@ nilearn ships the (brain-masked) MNI152 T1 template inside its wheel, so nothing
 volume is the template warped by a random smooth diffeomorphism (a Gaussian-smoothed random velocity
 field integrated by scaling and squaring, composed with a small random global scaling), multiplied by
 a smooth bias field, gamma-adjusted (contrast), given Rician noise inside the brain, then normalised
-exactly like real scans. Everything follows from --seed. The manifest says "synthetic": true.
+exactly like real scans. Everything follows from the seed. The manifest says "synthetic": true.
 """
 
 import contextlib
@@ -14,8 +14,7 @@ import time
 import numpy as np
 
 from dnnlib.easydict import EasyDict
-from dnnlib.errors import UserError
-from dnnlib.fileutil import atomic_output_dir, share_permissions
+from dnnlib.fileutil import atomic_output_dir, check_output_dir, share_permissions
 from volumes import preprocess, records, work_pool
 from volumes.manifest import load_manifest, make_manifest, write_manifest
 
@@ -48,8 +47,9 @@ _INSTALL_HINT = (
 def load_template():
     """(volume float32 [i,j,k] in [0,1], RAS affine) of nilearn's 1 mm skull-stripped MNI152 T1 template.
 
-    The file is read straight from the installed package: importing nilearn.datasets costs ~10 s
-    (scikit-learn, pandas) and its own loader returns the same array. UserError says what to install.
+    The file is read straight from the installed package: importing nilearn.datasets pulls in scikit-learn and
+    pandas, and its own loader returns the same array. FileNotFoundError (the template is missing) says what
+    to install.
     """
     import importlib.util
 
@@ -57,7 +57,7 @@ def load_template():
 
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(_INSTALL_HINT)
+        raise FileNotFoundError(_INSTALL_HINT)
     path = os.path.join(list(spec.submodule_search_locations)[0], _MNI_FILE)
     if os.path.isfile(path):
         img = nib.load(path)
@@ -65,7 +65,7 @@ def load_template():
         try:
             from nilearn.datasets import load_mni152_template
         except ImportError:
-            raise UserError(_INSTALL_HINT) from None
+            raise FileNotFoundError(_INSTALL_HINT) from None
         img = load_mni152_template(resolution=1)
     vol = np.clip(np.asarray(img.get_fdata(dtype=np.float32)), 0, None)
     return vol / max(float(vol.max()), 1e-6), np.asarray(img.affine, dtype=np.float64)
@@ -85,7 +85,7 @@ def _coarse_shape(shape):
 def _upsample(fields, shape):
     """Linear interpolation of coarse fields [c, *coarse] (cell-centred) up to [c, *shape].
 
-    Separable, one axis at a time with NumPy gathers: ~5x faster than map_coordinates on the full grid.
+    Separable, one axis at a time with NumPy gathers, which is cheaper than map_coordinates on the full grid.
     Edges clamp (the same as map_coordinates' mode="nearest").
     """
     out = np.asarray(fields, dtype=np.float32)
@@ -174,15 +174,15 @@ def demo_grid(template, t_affine, shape, spacing):
 def build_demo_dataset(
     out_dir, res="demo", num_volumes=None, seed=0, storage_dtype="uint16", workers=None, overwrite=False, verbose=True
 ):
-    """Write the synthetic demo dataset to out_dir (atomically). Returns the manifest dict."""
-    if res not in RESOLUTIONS:
-        raise UserError(f"--res={res!r} unknown; choose one of {sorted(RESOLUTIONS)}")
-    cfg = RESOLUTIONS[res]
+    """Write the synthetic demo dataset to out_dir (atomically). Returns the manifest dict.
+
+    The output folder is checked (dnnlib.fileutil.check_output_dir) before the template is loaded.
+    """
+    cfg = _resolution(res)
     n = int(cfg.num_volumes if num_volumes is None else num_volumes)
     if n < 1:
-        raise UserError(f"--num_volumes={n}: must be >= 1")
-    if os.path.exists(out_dir) and not overwrite:
-        raise UserError(f"{out_dir} already exists; pass --overwrite to replace it")
+        raise ValueError(f"the demo dataset needs at least 1 volume, got {n}")
+    check_output_dir(out_dir, overwrite=overwrite)
     t0 = time.time()
     template, t_affine = load_template()
     out_affine = demo_grid(template, t_affine, cfg.shape, cfg.spacing)
@@ -191,7 +191,7 @@ def build_demo_dataset(
     var = EasyDict(DEFAULT_VARIATION)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)]
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
-        writer = records.ShardedWriter(tmp, records.choose_num_shards(n, cfg.shape, storage_dtype))
+        writer = stack.enter_context(records.ShardedWriter(tmp, records.choose_num_shards(n, cfg.shape, storage_dtype)))
         progress = work_pool.Progress(n, label=f"demo-{res} ", enabled=verbose)
         files = []
         init_args = (template, t_affine, out_affine, tuple(cfg.shape), var, storage_dtype)
@@ -242,6 +242,12 @@ def build_demo_dataset(
     return manifest
 
 
+def _resolution(res):
+    if res not in RESOLUTIONS:
+        raise ValueError(f"demo resolution {res!r} unknown; choose one of {sorted(RESOLUTIONS)}")
+    return RESOLUTIONS[res]
+
+
 def data_root():
     """Where built-in datasets live: $STYLEGAN3D_DATA, else <repo>/datasets."""
     env = os.environ.get("STYLEGAN3D_DATA")
@@ -256,8 +262,7 @@ def default_demo_dataset(res="demo", root=None, num_volumes=None, verbose=True):
     res: "demo" (40x48x56 at 4 mm, the demo training config) or "2mm" (80x96x112 at 2 mm).
     Concurrent callers wait on a lock file, so the set is built only once.
     """
-    if res not in RESOLUTIONS:
-        raise UserError(f"demo resolution {res!r} unknown; choose one of {sorted(RESOLUTIONS)}")
+    _resolution(res)
     root = os.path.abspath(root or data_root())
     path = os.path.join(root, f"demo-{res}")
     if _is_valid_dataset(path):
@@ -269,8 +274,9 @@ def default_demo_dataset(res="demo", root=None, num_volumes=None, verbose=True):
         if os.path.exists(path):  # never delete something we did not make
             try:
                 load_manifest(path)
-            except UserError as e:
-                raise UserError(f"{path} exists but is not a usable dataset ({e}); remove it to rebuild") from None
+            except (ValueError, OSError) as e:
+                reason = f"{path} exists but is not a usable dataset ({e}); remove it to rebuild"
+                raise FileExistsError(reason) from None
         kwargs = {} if num_volumes is None else {"num_volumes": num_volumes}
         build_demo_dataset(path, res=res, verbose=verbose, **kwargs)
     return path
@@ -280,7 +286,7 @@ def _is_valid_dataset(path):
     try:
         load_manifest(path)
         return True
-    except UserError:
+    except (ValueError, OSError):
         return False
 
 

@@ -10,7 +10,6 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
-from dnnlib.errors import UserError
 from volumes.records import STORAGE_DTYPES
 
 MANIFEST_NAME = "dataset.json"
@@ -19,31 +18,34 @@ _REQUIRED_KEYS = ("format", "shape", "spacing", "affine", "orientation", "mirror
 
 
 def load_manifest(dataset_dir):
-    """Read and check <dataset_dir>/dataset.json; UserError naming the problem if missing or invalid."""
+    """Read and check <dataset_dir>/dataset.json.
+
+    FileNotFoundError when the folder, the manifest or a shard is missing; ValueError when the manifest is invalid.
+    """
     dataset_dir = str(dataset_dir)
     path = os.path.join(dataset_dir, MANIFEST_NAME)
     if not os.path.isdir(dataset_dir):
-        raise UserError(f"{dataset_dir}: dataset folder not found (create one with dataset_tool.py create)")
+        raise FileNotFoundError(f"{dataset_dir}: dataset folder not found (create one with dataset_tool.py create)")
     if not os.path.isfile(path):
-        raise UserError(f"{path}: missing; {dataset_dir} is not a dataset made by dataset_tool.py")
+        raise FileNotFoundError(f"{path}: missing; {dataset_dir} is not a dataset made by dataset_tool.py")
     try:
         m = EasyDict.load_json(path)
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
     missing = [k for k in _REQUIRED_KEYS if k not in m]
     if missing:
-        raise UserError(f"{path}: missing keys {missing}")
+        raise ValueError(f"{path}: missing keys {missing}")
     if m.format != FORMAT:
-        raise UserError(f"{path}: format {m.format!r} is not {FORMAT!r}")
+        raise ValueError(f"{path}: format {m.format!r} is not {FORMAT!r}")
     if m.storage_dtype not in STORAGE_DTYPES:
-        raise UserError(f"{path}: unknown storage_dtype {m.storage_dtype!r}")
+        raise ValueError(f"{path}: unknown storage_dtype {m.storage_dtype!r}")
     if len(m.shape) != 3 or np.asarray(m.affine).shape != (4, 4):
-        raise UserError(f"{path}: shape must have 3 entries and affine must be 4x4")
+        raise ValueError(f"{path}: shape must have 3 entries and affine must be 4x4")
     if not m.shards:
-        raise UserError(f"{path}: the dataset has no shards")
+        raise ValueError(f"{path}: the dataset has no shards")
     for s in m.shards:
         if not os.path.isfile(os.path.join(dataset_dir, s)):
-            raise UserError(f"{path}: shard {s} listed but missing from {dataset_dir}")
+            raise FileNotFoundError(f"{path}: shard {s} listed but missing from {dataset_dir}")
     m.setdefault("channels", 1)
     m.setdefault("labels", None)
     m.setdefault("compression", "GZIP")

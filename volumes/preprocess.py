@@ -2,8 +2,8 @@
 
 Steps (each recorded in the returned `transform`): checks (finite, not constant) -> exact reorientation
 to RAS (axis permutation/flips, no interpolation) -> optional affine registration to a template
-(SimpleITK, Mattes mutual information) -> output grid (RAS axes, --spacing, --shape, centred on the
-foreground) -> resampling (linear, Gaussian anti-aliasing when coarsening) or, when the grid already
+(SimpleITK, Mattes mutual information) -> output grid (RAS axes, the chosen spacing and shape, centred on
+the foreground) -> resampling (linear, Gaussian anti-aliasing when coarsening) or, when the grid already
 lies on the source lattice, an exact integer crop/pad -> intensity normalisation.
 
 Foreground: voxels above 10% of the way from the volume minimum to its 99.5th percentile (a robust
@@ -19,7 +19,6 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
-from dnnlib.errors import UserError
 from volumes import volume_io
 
 DEFAULT_BASE_SHAPE = (5, 6, 7)
@@ -40,15 +39,15 @@ def valid_shapes(base_shape=DEFAULT_BASE_SHAPE, max_dim=512):
     return out
 
 
-def check_shape(shape, base_shape=DEFAULT_BASE_SHAPE, flag="--shape"):
-    """UserError unless shape == base_shape * 2**k for some k >= 0 (what the synthesis network makes)."""
+def check_shape(shape, base_shape=DEFAULT_BASE_SHAPE):
+    """ValueError unless shape == base_shape * 2**k for some k >= 0 (what the synthesis network makes)."""
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape not in valid_shapes(base_shape, max(max(shape), 1) * 2):
         choices = ", ".join("x".join(map(str, s)) for s in valid_shapes(base_shape))
         base = "x".join(map(str, base_shape))
-        raise UserError(
-            f"{flag}={'x'.join(map(str, shape))} does not fit the generator: shapes must be the base shape "
-            f"{base} times 2^k. Valid shapes: {choices} (or change --base_shape)"
+        raise ValueError(
+            f"shape {'x'.join(map(str, shape))} does not fit the generator: shapes must be the base shape "
+            f"{base} times 2^k. Valid shapes: {choices}"
         )
     return shape
 
@@ -91,7 +90,7 @@ def default_options(**overrides):
 def foreground_mask(volume, fraction=0.1):
     v = np.asarray(volume)
     lo = float(v.min())
-    # The robust max from every 8th voxel: the same percentile to a fraction of a percent, 8x cheaper.
+    # The robust max from every 8th voxel: the same percentile to a fraction of a percent, for less work.
     sample = v[::2, ::2, ::2] if v.size > 1e5 else v
     hi = float(np.percentile(sample, 99.5))
     if hi <= lo:
@@ -274,12 +273,12 @@ class Template:
 
 
 def check_values(volume, name):
-    """UserError for NaN/Inf or constant volumes (reasons name the file)."""
+    """ValueError for NaN/Inf or constant volumes (reasons name the file)."""
     bad = int(np.count_nonzero(~np.isfinite(volume)))
     if bad:
-        raise UserError(f"{name}: {bad} NaN/Inf voxels")
+        raise ValueError(f"{name}: {bad} NaN/Inf voxels")
     if float(volume.max()) == float(volume.min()):
-        raise UserError(f"{name}: empty volume (every voxel is {float(volume.min()):g})")
+        raise ValueError(f"{name}: empty volume (every voxel is {float(volume.min()):g})")
 
 
 def preprocess_volume(volume, affine, opts, template=None, name="volume"):
@@ -329,7 +328,7 @@ def preprocess_volume(volume, affine, opts, template=None, name="volume"):
         out = resample(volume, affine, out_affine, shape, fill, tx)
         t.resample = {"method": "linear", "antialias_sigma_mm": sigma, "spacing": list(map(float, opts.spacing))}
     if float(out.max()) == float(out.min()):
-        raise UserError(f"{name}: the output grid holds no image (constant after crop/resample)")
+        raise ValueError(f"{name}: the output grid holds no image (constant after crop/resample)")
     if opts.normalize:
         out, t.intensity = normalize_intensity(out, foreground_mask(out, opts.foreground_fraction), opts.percentiles)
     else:
@@ -339,9 +338,10 @@ def preprocess_volume(volume, affine, opts, template=None, name="volume"):
     return out.astype(np.float32), out_affine, t
 
 
-def preprocess_file(path, opts, template=None):
-    """Read and preprocess one scan. UserError (one line, naming the file) for any bad input."""
-    vol, aff = volume_io.read_volume(path)
+def preprocess_file(path, opts, template=None, max_voxels=None):
+    """Read and preprocess one scan. FileNotFoundError or ValueError (one line, naming the file) for bad input;
+    with max_voxels, a scan whose header declares more voxels is refused before its data is read."""
+    vol, aff = volume_io.read_volume(path, max_voxels=max_voxels)
     return preprocess_volume(vol, aff, opts, template=template, name=str(path))
 
 
@@ -357,12 +357,12 @@ def options_from_manifest(manifest):
 
 def preprocess_like_manifest(path, manifest):
     """Preprocess one scan exactly as the dataset behind `manifest` was made (same grid, registration,
-    normalisation). Returns (volume01 [shape], affine, transform); UserError for bad input."""
+    normalisation). Returns (volume01 [shape], affine, transform); ValueError/FileNotFoundError for bad input."""
     opts = options_from_manifest(manifest)
     template = None
     if opts.register_to:
         if not os.path.isfile(opts.register_to):
-            raise UserError(
+            raise FileNotFoundError(
                 f"{path}: the dataset was registered to {opts.register_to}, which no longer exists; "
                 "put the template back at that path"
             )

@@ -11,7 +11,6 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
-from dnnlib.errors import UserError
 
 # name -> (NumPy little-endian dtype, full-scale value for [0, 1] data or None when stored as floats)
 STORAGE_DTYPES = {"uint16": ("<u2", 65535.0), "uint8": ("|u1", 255.0), "float16": ("<f2", None)}
@@ -105,21 +104,45 @@ class ShardedWriter:
         self.num_shards = max(1, int(num_shards))
         opts = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=6)
         self._names = [shard_name(s, self.num_shards) for s in range(self.num_shards)]
-        self._writers = [tf.io.TFRecordWriter(os.path.join(out_dir, n), opts) for n in self._names]
+        self._writers = []
+        for n in self._names:
+            self._writers.append(_writer_call(lambda n=n: tf.io.TFRecordWriter(os.path.join(out_dir, n), opts),
+                                              os.path.join(out_dir, n)))
         self._counts = [0] * self.num_shards
         self.count = 0
+        self._names_out = None
 
     def write(self, serialized):
         """Append one serialized example; returns the shard number it went to."""
         s = self.count % self.num_shards
-        self._writers[s].write(serialized)
+        _writer_call(lambda: self._writers[s].write(serialized), os.path.join(self.out_dir, self._names[s]))
         self._counts[s] += 1
         self.count += 1
         return s
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+
+    def abort(self):
+        """Release the shard files after a failure (their folder is about to be removed); never raises."""
+        self._names_out = self._names_out if self._names_out is not None else []
         for w in self._writers:
-            w.close()
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001, S110 - the first error is the one being reported
+                pass
+
+    def close(self):
+        """Finish the shards and return their final names; called again, it returns them again."""
+        if self._names_out is not None:
+            return self._names_out
+        self._names_out = []
+        for s, w in enumerate(self._writers):
+            _writer_call(w.close, os.path.join(self.out_dir, self._names[s]))
         kept = [s for s in range(self.num_shards) if self._counts[s] > 0]
         names = []
         for new_s, s in enumerate(kept):
@@ -132,7 +155,20 @@ class ShardedWriter:
                 os.remove(os.path.join(self.out_dir, self._names[s]))
         # Remember where each old shard number went, so manifest entries can be fixed up.
         self.shard_map = {s: new_s for new_s, s in enumerate(kept)}
+        self._names_out = names
         return names
+
+
+def _writer_call(fn, path):
+    """Run a TFRecordWriter call; TensorFlow's errors (a full disk, a vanished folder) become an OSError naming
+    the shard, so the command line reports them like any other file error instead of with a traceback."""
+    import tensorflow as tf
+
+    try:
+        return fn()
+    except tf.errors.OpError as e:
+        text = (e.message or str(e)).strip().splitlines()
+        raise OSError(f"{path}: cannot write ({text[-1][:200] if text else type(e).__name__})") from None
 
 
 def choose_num_shards(num_volumes, shape, storage_dtype, target_mb=256, min_shards=1):
@@ -158,4 +194,4 @@ def iterate_records(dataset_dir, manifest=None):
                 ex.serialized = rec
                 yield ex
         except tf.errors.OpError as e:
-            raise UserError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None
+            raise ValueError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None

@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 
-from dnnlib.errors import UserError
 from dnnlib.fileutil import atomic_write_bytes
 
 # Extensions nibabel reads natively; anything else goes through SimpleITK.
@@ -26,6 +25,15 @@ _LPS_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 def has_suffix(path, suffixes):
     name = os.path.basename(str(path)).lower()
     return any(name.endswith(s) for s in suffixes)
+
+
+def file_stem(path):
+    """File or folder name without its volume extension ('sub-01_T1w.nii.gz' -> 'sub-01_T1w')."""
+    base = os.path.basename(os.path.normpath(str(path)))
+    for ext in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if base.lower().endswith(ext):
+            return base[: -len(ext)]
+    return base
 
 
 def is_dicom_dir(path):
@@ -118,7 +126,7 @@ def _read_dicom_series(path):
 
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
     if not ids:
-        raise UserError(f"{path}: folder holds no DICOM series")
+        raise ValueError(f"{path}: folder holds no DICOM series")
     # A study folder may also hold localisers; the series with the most slices is the volume.
     files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), sid) for sid in ids), key=len)
     reader = sitk.ImageSeriesReader()
@@ -137,64 +145,118 @@ def _read_nibabel(path):
 def read_image(path):
     """Read any image SimpleITK reads (and NIfTI/MGZ via nibabel, DICOM series folders) as SimpleITK.Image.
 
-    Raises UserError naming the file when it cannot be read.
+    Raises FileNotFoundError or ValueError naming the file when it cannot be read.
     """
     import SimpleITK as sitk
 
     path = str(path)
     if not os.path.exists(path):
-        raise UserError(f"{path}: no such file or folder")
+        raise FileNotFoundError(f"{path}: no such file or folder")
     try:
         if os.path.isdir(path):
             return _read_dicom_series(path)
         if has_suffix(path, (".mgz", ".mgh")):
             data, affine = _read_nibabel(path)
             if data.ndim != 3:
-                raise UserError(f"{path}: expected a 3D image, got shape {data.shape}")
+                raise ValueError(f"{path}: expected a 3D image, got shape {data.shape}")
             return array_affine_to_sitk(data, affine)
         return sitk.ReadImage(path)
-    except UserError:
-        raise
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault here
-        raise UserError(f"{path}: unreadable ({_short(e)})") from None
+        raise _unreadable(path, e) from None
 
 
-def read_volume(path):
-    """Read a 3D scalar volume as (float32 array [i,j,k], RAS affine 4x4 float64).
+# A generous default for max_voxels: 512^3 is beyond any routine head MRI; an image declaring more is read only
+# when the caller raises the limit.
+DEFAULT_MAX_VOXELS = 512**3
 
-    Trailing singleton axes are dropped. 2D images, 4D series and multi-component images are refused
-    with a UserError naming the file (callers that want them must read them themselves).
+
+def declared_voxels(path):
+    """Voxel count (times components) a file or DICOM folder declares in its header, without reading the data.
+
+    Compressed files can declare far more than they hold (a gzip bomb), and reading them in full is what
+    exhausts memory; the header alone is enough to judge the size. Raises like read_volume when unreadable.
     """
     path = str(path)
     if not os.path.exists(path):
-        raise UserError(f"{path}: no such file or folder")
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    try:
+        if os.path.isfile(path) and has_suffix(path, NIBABEL_SUFFIXES):
+            import nibabel as nib
+
+            return int(np.prod([int(s) for s in nib.load(path).shape], dtype=np.float64))
+        import SimpleITK as sitk
+
+        if os.path.isdir(path):
+            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(path)
+            if not ids:
+                raise ValueError(f"{path}: folder holds no DICOM series")
+            files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path, sid) for sid in ids), key=len)
+            first, count = files[0], len(files)
+        else:
+            first, count = path, 1
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(first)
+        reader.ReadImageInformation()
+        n = float(np.prod([int(s) for s in reader.GetSize()], dtype=np.float64))
+        return int(n * count * max(1, reader.GetNumberOfComponents()))
+    except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault here
+        raise _unreadable(path, e) from None
+
+
+def check_size(path, max_voxels):
+    """ValueError naming the file when its header declares more than max_voxels voxels (None: no limit)."""
+    if max_voxels is None:
+        return
+    n = declared_voxels(path)
+    if n > int(max_voxels):
+        raise ValueError(f"{path}: too large: the header declares {n} voxels, more than the limit of "
+                         f"{int(max_voxels)}; skipped before reading its data")
+
+
+def read_volume(path, max_voxels=None):
+    """Read a 3D scalar volume as (float32 array [i,j,k], RAS affine 4x4 float64).
+
+    Trailing singleton axes are dropped. 2D images, 4D series and multi-component images are refused
+    with a ValueError naming the file (callers that want them must read them themselves). With max_voxels,
+    a file whose header declares more voxels is refused (ValueError "too large") before any data is read.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    check_size(path, max_voxels)
     try:
         if os.path.isfile(path) and has_suffix(path, NIBABEL_SUFFIXES):
             data, affine = _read_nibabel(path)
         else:
             image = read_image(path)
             if image.GetNumberOfComponentsPerPixel() > 1:
-                raise UserError(
+                raise ValueError(
                     f"{path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                     "expected a scalar 3D volume"
                 )
             data, affine = sitk_to_array_affine(image)
             data = data.astype(np.float32, copy=False)
-    except UserError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"{path}: unreadable ({_short(e)})") from None
+    except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault here
+        raise _unreadable(path, e) from None
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 4:
-        raise UserError(f"{path}: 4D image (shape {tuple(data.shape)}); expected a single 3D volume")
+        raise ValueError(f"{path}: 4D image (shape {tuple(data.shape)}); expected a single 3D volume")
     if data.ndim != 3 or min(data.shape) < 2:
         real_dims = sum(int(s) > 1 for s in data.shape)
-        raise UserError(f"{path}: {real_dims}D image (shape {tuple(data.shape)}); expected a 3D volume")
+        raise ValueError(f"{path}: {real_dims}D image (shape {tuple(data.shape)}); expected a 3D volume")
     return np.ascontiguousarray(data, dtype=np.float32), affine
 
 
-def _short(e):
+def _unreadable(path, e):
+    """A reader's failure as one ValueError naming the file; our own such errors pass through unchanged."""
+    if isinstance(e, ValueError) and str(e).startswith(path):
+        return e
+    return ValueError(f"{path}: unreadable ({error_summary(e)})")
+
+
+def error_summary(e):
+    """'TypeName: last line of the message' (at most 200 characters of it): a reason that fits one line."""
     text = str(e).strip().splitlines()
     text = text[-1] if text else ""
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
@@ -219,9 +281,9 @@ def write_nifti(path, volume, affine, dtype="float32"):
 
     path = str(path)
     if not has_suffix(path, (".nii", ".nii.gz")):
-        raise UserError(f"{path}: NIfTI output must end in .nii or .nii.gz")
+        raise ValueError(f"{path}: NIfTI output must end in .nii or .nii.gz")
     if dtype not in _NIFTI_DTYPES:
-        raise UserError(f"{path}: unsupported NIfTI dtype {dtype!r}; choose one of {sorted(_NIFTI_DTYPES)}")
+        raise ValueError(f"{path}: unsupported NIfTI dtype {dtype!r}; choose one of {sorted(_NIFTI_DTYPES)}")
     volume = np.asarray(volume)
     if volume.ndim == 4 and volume.shape[-1] == 1:
         volume = volume[..., 0]  # viewers expect a plain 3D volume for one channel

@@ -18,7 +18,52 @@ def default_workers():
         return max(1, os.cpu_count() or 1)
 
 
+def available_memory():
+    """Bytes of memory this process can still use: MemAvailable, capped by a cgroup (v2) limit (a batch job's
+    allocation) when there is one; None when unknown."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            room = max(int(limit) - used, 0)
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def memory_bounded_workers(workers, bytes_per_worker, available=None):
+    """At most `workers` (None: default_workers()), and no more than the available memory holds at
+    bytes_per_worker each (at least 1): too many workers would swap or be killed by the OOM killer mid-run."""
+    workers = default_workers() if workers is None else int(workers)
+    available = available_memory() if available is None else available
+    if available is None or bytes_per_worker <= 0:
+        return max(1, workers)
+    return max(1, min(workers, int(available // bytes_per_worker)))
+
+
 def _init_worker(initializer, initargs):
+    import signal
+
+    # Ctrl-C reaches every process of the terminal's group; the parent alone stops the pool, so workers do not
+    # each print a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import SimpleITK as sitk
 
@@ -45,7 +90,10 @@ def imap_ordered(fn, items, workers=None, initializer=None, initargs=(), chunksi
 
 
 class Progress:
-    """'\\r[#####-----] 12/200  3.1 vol/s  ETA 1m' on stderr (only when it is a terminal, unless forced)."""
+    """A progress line '[#####-----] done/total  rate vol/s  ETA' on stderr (or `stream`).
+
+    Redrawn in place on a terminal; elsewhere (a log file) one line per tenth of the work and one at the end.
+    """
 
     def __init__(self, total, label="", enabled=True, stream=None, width=30):
         self.total, self.label, self.width = int(total), label, width

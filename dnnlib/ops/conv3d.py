@@ -1,63 +1,26 @@
 """Stride-1 3D convolution (NDHWC) with a fast, twice-differentiable CPU gradient.
 
-Every network conv goes through `conv3d`. On CPU, TensorFlow's own Conv3DBackpropInputV2 and
-Conv3DBackpropFilterV2 run several times slower than the forward Conv3D, so the gradients are
-rewritten in terms of fast ops:
-  - input gradient  = forward conv of dy with the kernel flipped in all three spatial axes and
-                      in/out channels swapped (padding mirrored),
-  - filter gradient = selectable formulation (FILTER_GRAD_IMPLS); the default "depth_taps" (one 2-D
-                      filter gradient per depth tap, depth folded into the batch) measured 1.5-2x the
-                      forward time in bench/bench_conv3d.py, where TF's 3-D op and "batch_channels" (a
-                      forward conv3d with the batch as channels and dy as the kernel) took 2-10x.
-  - 1x1x1 convs are a matmul over channels (fwd+bwd 1.8-3x faster than tf.nn.conv3d on CPU).
-Both gradient functions are themselves custom-gradient'ed in terms of each other, so second-order
-gradients (R1, path length) stay on the fast path. On GPU, tf.nn.conv3d's cuDNN gradients are kept.
+Every network conv goes through `conv3d`, which picks its path by device:
+  - with a GPU: tf.nn.conv3d and its cuDNN gradients (`_forward`);
+  - on CPU, 1x1x1 convs: a matmul over channels, whose autodiff gradients are matmuls too (`_conv_1x1`);
+  - on CPU, other kernels (`_conv_fast`): TensorFlow's own Conv3DBackpropInputV2 and Conv3DBackpropFilterV2
+    run several times slower than the forward Conv3D there, so the gradients are rewritten in fast ops:
+      input gradient  = forward conv of dy with the kernel flipped in all three spatial axes and in/out
+                        channels swapped (padding mirrored),
+      filter gradient = one 2-D filter gradient per depth tap, depth folded into the batch
+                        (`_filter_grad_depth_taps`; the other formulations live in bench/formulations.py).
+    Both gradient functions are custom-gradient'ed in terms of each other, so second-order gradients
+    (R1, path length) stay on the fast path.
 """
 
 import functools
 
 import tensorflow as tf
 
-IMPLS = ("auto", "fast", "tf")
-FILTER_GRAD_IMPLS = ("tf", "slices", "batch_channels", "depth_taps")
-
-_impl = "auto"
-_filter_grad_impl = "depth_taps"
-
-
-def set_impl(impl):
-    """'fast': custom gradients; 'tf': plain tf.nn.conv3d; 'auto': fast on CPU-only hosts, tf with a GPU."""
-    global _impl
-    if impl not in IMPLS:
-        raise ValueError(f"conv3d impl must be one of {IMPLS}, got {impl!r}")
-    _impl = impl
-
-
-def get_impl():
-    return _impl
-
-
-def set_filter_grad_impl(impl):
-    """How the fast path computes the filter gradient (benchmarks compare them)."""
-    global _filter_grad_impl
-    if impl not in FILTER_GRAD_IMPLS:
-        raise ValueError(f"filter gradient impl must be one of {FILTER_GRAD_IMPLS}, got {impl!r}")
-    _filter_grad_impl = impl
-
-
-def get_filter_grad_impl():
-    return _filter_grad_impl
-
 
 @functools.cache
 def _have_gpu():
     return len(tf.config.list_physical_devices("GPU")) > 0
-
-
-def _resolved_impl():
-    if _impl == "auto":
-        return "tf" if _have_gpu() else "fast"
-    return _impl
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,8 +65,7 @@ def pad_or_crop(x, pads):
 
 def slice_axis(x, axis, start, length):
     """x restricted to [start, start + length) along `axis`, as tf.slice (no op when that is all of x): on CPU
-    TensorFlow's StridedSlice and especially its gradient run 3-6x slower than Slice and its gradient (a Pad),
-    bench/RESULTS.md."""
+    TensorFlow's StridedSlice and especially its gradient run slower than Slice and its gradient (a Pad)."""
     if start == 0 and length == x.shape[axis]:
         return x
     begin = [0] * x.shape.rank
@@ -133,41 +95,10 @@ def _forward(x, w, pads):
     return tf.nn.conv3d(pad_or_crop(x, pads), w, strides=[1] * 5, padding="VALID")
 
 
-def _filter_grad_forward(x, dy, pads, ksize):
-    """dw[a,b,c,i,o] = sum_{n,d,h,w} xpad[n, d+a, h+b, w+c, i] * dy[n, d, h, w, o]."""
-    cin, cout = x.shape[-1], dy.shape[-1]
-    impl = _filter_grad_impl
-    if impl == "tf":
-        if pads == _same_pads(ksize):
-            xp, mode = x, "SAME"
-        else:
-            xp, mode = pad_or_crop(x, pads), "VALID"
-        return tf.raw_ops.Conv3DBackpropFilterV2(
-            input=xp, filter_sizes=tf.constant([*ksize, cin, cout], tf.int32), out_backprop=dy,
-            strides=[1] * 5, padding=mode)
-    if impl == "depth_taps":
-        return _filter_grad_depth_taps(x, dy, pads, ksize)
-    xp = pad_or_crop(x, pads)
-    out = tuple(dy.shape[1:4])
-    if impl == "slices":
-        # im2col: every kernel tap is a shifted view of xpad; one big matmul against dy.
-        cols = [xp[:, a:a + out[0], b:b + out[1], c:c + out[2], :]
-                for a in range(ksize[0]) for b in range(ksize[1]) for c in range(ksize[2])]
-        cols = tf.reshape(tf.stack(cols, axis=-2), [-1, len(cols) * cin])
-        dw = tf.matmul(cols, tf.reshape(dy, [-1, cout]), transpose_a=True)
-        return tf.reshape(dw, [*ksize, cin, cout])
-    # batch_channels: a forward conv whose batch is x's channels and whose channels are the batch,
-    # with dy as a (huge) kernel: out[i, a, b, c, o] = sum_{n,...} xpad^T[i, ..., n] * dy[..., n, o].
-    xt = tf.transpose(xp, [4, 1, 2, 3, 0])
-    kt = tf.transpose(dy, [1, 2, 3, 0, 4])
-    dw = tf.nn.conv3d(xt, kt, strides=[1] * 5, padding="VALID")
-    return tf.transpose(dw, [1, 2, 3, 0, 4])
-
-
 def _filter_grad_depth_taps(x, dy, pads, ksize):
     """The filter gradient as kd 2-D filter gradients, one per depth tap a, with depth folded into the batch:
     dw[a] = Conv2DBackpropFilter(x rows d + a - d0, dy rows d) over the rows d where both exist. TensorFlow's
-    2-D filter gradient is several times faster on CPU than its 3-D one (bench/bench_conv3d.py)."""
+    2-D filter gradient is much faster on CPU than its 3-D one (bench/bench_conv3d.py)."""
     cin, cout = x.shape[-1], dy.shape[-1]
     (d0, _), hw_pads = pads[0], pads[1:]
     depth_in, depth_out = x.shape[1], dy.shape[1]
@@ -217,7 +148,7 @@ def _filter_grad_fast(x, dy, pads, ksize):
 
     @tf.custom_gradient
     def op(x, dy):
-        dw = _filter_grad_forward(x, dy, pads, ksize)
+        dw = _filter_grad_depth_taps(x, dy, pads, ksize)
 
         def grad(ddw):
             # <ddw, dw(x, dy)> is bilinear: d/dx is the input gradient of conv(., ddw) at dy,
@@ -245,7 +176,7 @@ def conv3d(x, w, padding="SAME"):
     """Stride-1 conv of x [N,D,H,W,Cin] with w [kd,kh,kw,Cin,Cout].
 
     padding: 'SAME', 'VALID', an int, (pd, ph, pw) or (d0, d1, h0, h1, w0, w1) zero padding
-    (negative crops). Gradients: fast custom path on CPU (see module doc), twice differentiable.
+    (negative crops). Twice differentiable; the path is chosen by device (see the module doc).
     """
     x = tf.convert_to_tensor(x)
     w = tf.cast(tf.convert_to_tensor(w), x.dtype)
@@ -255,8 +186,7 @@ def conv3d(x, w, padding="SAME"):
         raise ValueError(f"conv3d channel mismatch: x {x.shape} vs w {w.shape}")
     ksize = tuple(w.shape[:3])
     pads = explicit_pads(padding, ksize)
-    impl = _resolved_impl()
-    if impl == "tf":
+    if _have_gpu():
         return _forward(x, w, pads)
     if ksize == (1, 1, 1) and pads == ((0, 0),) * 3:
         return _conv_1x1(x, w)

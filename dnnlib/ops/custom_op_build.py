@@ -1,16 +1,22 @@
 """Build a C++ TensorFlow op library at first use and cache it (StyleGAN2's custom_ops, for CPU kernels).
 
 The library is compiled with g++ against the installed TensorFlow's headers, for this machine's CPU
-(-march=native), into a cache directory keyed by the source, TensorFlow's version and flags, the compiler
-and the CPU, so a home directory shared by different cluster nodes never loads a library built for
-another CPU. Set DNNLIB_CACHE_DIR to move the cache (default ~/.cache/dnnlib). If anything fails (no
-compiler, read-only cache) the caller gets None and a warning, and falls back to its TensorFlow-ops path.
+(-march=native), into a per-user cache keyed by the source, TensorFlow's version and flags, the compiler's path,
+version and every flag of the command, and the CPU, so a home directory shared by different cluster nodes never
+loads a library built for another CPU. Set DNNLIB_CACHE_DIR to move the cache (default ~/.cache/dnnlib).
+
+Loading a shared library runs its code, so a cached library is loaded only if nobody else could have written it:
+the file and every folder from it up to the cache root must be owned by this user (or root), writable by nobody
+else, and not symbolic links; the file is opened without following links and the checked descriptor is what gets
+loaded. If anything fails (no compiler, a cache that fails those checks, a library without the expected op) the
+caller gets None and one warning, and falls back to its TensorFlow-ops path.
 """
 
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -19,6 +25,8 @@ from absl import logging
 
 _lock = threading.Lock()
 _loaded = {}  # source path -> op module or None
+_library_fds = []  # descriptors of loaded libraries, kept open (see _load)
+_STD_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-march=native"]
 
 
 def cache_dir():
@@ -36,27 +44,103 @@ def _cpu_signature():
 
 
 def _compiler():
-    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    return shutil.which(cxx) if cxx else None
+
+
+def _build_command(source, target, cxx):
+    import tensorflow as tf
+
+    return [cxx, *_STD_FLAGS, source, "-o", target, *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+
+
+def library_path(source, cxx=None):
+    """Where the cached library of `source` lives for this compiler, TensorFlow and CPU."""
+    import tensorflow as tf
+
+    cxx = cxx or _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++) on PATH")
+    with open(source, "rb") as f:
+        code = f.read()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256()
+    # The command with placeholder paths: every flag and the compiler's own path are part of the key.
+    for part in (code, tf.__version__, _build_command("SOURCE", "TARGET", cxx), version, _cpu_signature()):
+        key.update(repr(part).encode())
+    name = os.path.splitext(os.path.basename(source))[0]
+    return os.path.join(cache_dir(), "ops", f"{name}-{key.hexdigest()[:16]}.so")
+
+
+def _check_owned(st, path):
+    """Raise PermissionError unless `st` (an lstat result) is ours or root's and writable only by its owner."""
+    if stat.S_ISLNK(st.st_mode):
+        raise PermissionError(f"{path} is a symbolic link")
+    if st.st_uid not in (os.getuid(), 0):
+        raise PermissionError(f"{path} belongs to another user (uid {st.st_uid})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})")
+
+
+def _check_folders(target):
+    """Every folder from the library's up to the cache root passes _check_owned."""
+    root = os.path.abspath(cache_dir())
+    folder = os.path.dirname(os.path.abspath(target))
+    while True:
+        _check_owned(os.lstat(folder), folder)
+        if folder == root or os.path.dirname(folder) == folder:
+            return
+        folder = os.path.dirname(folder)
+
+
+def _make_private_dirs(path):
+    """Create the missing cache folders owner-only (an existing folder is checked before use, not changed)."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return
+    _make_private_dirs(os.path.dirname(path))
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+
+
+def _open_checked(target):
+    """An O_NOFOLLOW descriptor of target after the ownership checks of the file (through it) and its folders."""
+    _check_folders(target)
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PermissionError(f"{target} is not a regular file")
+        _check_owned(st, target)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _build(source, target, cxx):
-    import tensorflow as tf
-
-    cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O3", "-march=native", source, "-o", target,
-           *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    cmd = _build_command(source, target, cxx)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
 
 
-def load(source):
-    """The op module of C++ file `source` (tf.load_op_library), built if not cached; None if that fails."""
+def load(source, required_op=None):
+    """The op module of C++ file `source` (tf.load_op_library), built if not cached; None if that fails.
+
+    required_op: name of an op function the module must have (a library that lacks it is not used).
+    """
     with _lock:
         if source in _loaded:
             return _loaded[source]
         _loaded[source] = None
         try:
-            _loaded[source] = _load(source)
+            module = _load(source)
+            if required_op is not None and not hasattr(module, required_op):
+                raise RuntimeError(f"the cached library has no op {required_op!r}")
+            _loaded[source] = module
         except Exception as e:  # noqa: BLE001 - any failure means: use the TensorFlow-ops path
             logging.warning("custom op %s unavailable, using TensorFlow ops instead: %s", source, e)
         return _loaded[source]
@@ -68,26 +152,29 @@ def _load(source):
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) on PATH")
-    with open(source, "rb") as f:
-        code = f.read()
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256()
-    for part in (code, tf.__version__, tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), version,
-                 _cpu_signature()):
-        key.update(repr(part).encode())
-    name = os.path.splitext(os.path.basename(source))[0]
-    target = os.path.join(cache_dir(), "ops", f"{name}-{key.hexdigest()[:16]}.so")
-    if not os.path.exists(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+    target = library_path(source, cxx)
+    if not os.path.lexists(target):
+        _make_private_dirs(os.path.dirname(target))
+        _check_folders(target)
         logging.info("building %s -> %s (once per machine and TensorFlow version)", source, target)
         # Build beside the target and rename: concurrent processes never load a half-written library.
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(target))
         os.close(fd)
         try:
             _build(source, tmp, cxx)
-            os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep other users of a shared cache from loading it
+            os.chmod(tmp, 0o755)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    return tf.load_op_library(target)
+    fd = _open_checked(target)
+    try:
+        # Load exactly the file that was checked, whatever happens to the path afterwards. The descriptor stays open
+        # for the life of the process: TensorFlow caches libraries by path, so a /proc/self/fd/N path must never be
+        # reused for another library.
+        module = tf.load_op_library(f"/proc/self/fd/{fd}")
+    except BaseException:
+        os.close(fd)
+        raise
+    _library_fds.append(fd)
+    return module

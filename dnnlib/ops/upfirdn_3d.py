@@ -2,13 +2,13 @@
 
 StyleGAN2-ADA's upfirdn2d extended to 3D: zero insertion by `up`, zero-pad (or crop) after
 insertion, convolve with a separable FIR filter, keep every `down`-th sample. The 1-D filter is
-applied along D, H and W in turn: on CPU by one C++ op (upfirdn_3d_kernel.cc, built at first use;
-set_fir_impl), elsewhere by three depthwise-conv passes of TensorFlow ops; impl="dense" convolves with
-the k*k*k outer product instead, for comparison. Unlike the original 3D code, upsampling multiplies by prod(up)
-(factor**3 for isotropic 2x), so a constant volume stays constant away from the borders.
+applied along D, H and W in turn, by a path chosen when the graph is traced (`_use_kernel`): on CPU for
+float32/64 by one C++ op (upfirdn_3d_kernel.cc, built at first use; `_upfirdn_kernel`), elsewhere by three
+depthwise-conv passes of TensorFlow ops (`_upfirdn_separable`): on GPU, for other dtypes, while tracing for
+XLA or for a SavedModel, or where the kernel cannot be built. Unlike the original 3D code, upsampling
+multiplies by prod(up) (factor**3 for isotropic 2x), so a constant volume stays constant away from the borders.
 """
 
-import contextlib
 import itertools
 import os
 import threading
@@ -100,11 +100,11 @@ def _correlate_axis(x, taps, out_len, down=1, pads=(0, 0), horizontal=False):
     """y[j] = sum_t taps[t] * xp[j*down + t] along axis 1 of x [A, L, B], xp = x zero-padded (or cropped,
     negative) by pads, the same taps for every column.
 
-    A depthwise conv2d on [A, L, 1, B] with the taps broadcast over the B "channels": measured on CPU
-    several times faster than shifted slices or a 1-channel conv2d (bench/bench_conv3d.py). The zero
+    A depthwise conv2d on [A, L, 1, B] with the taps broadcast over the B "channels": on CPU faster than
+    shifted slices or a 1-channel conv2d (bench/bench_conv3d.py). The zero
     padding goes to the conv as explicit padding, which saves a Pad copy and its gradient per pass.
     horizontal: lay the rows out as [A, 1, L, B] with a 1 x taps kernel instead; TensorFlow's CPU depthwise
-    kernels run that 10-25 % faster (fwd+bwd) when B is only the channel count (the W axis of NDHWC)."""
+    kernels run that faster (fwd+bwd) when B is only the channel count (the W axis of NDHWC)."""
     taps = np.asarray(taps, dtype=np.float64)
     lo, hi = pads
     if lo < 0 or hi < 0:
@@ -178,21 +178,7 @@ def _upfirdn_separable(x, taps3, up, down, pads):
     return x
 
 
-def _upfirdn_dense(x, taps3, up, down, pads):
-    # Zero-insert and pad every axis, then one 3-D conv with the outer-product kernel, channels folded into batch.
-    n_shape = x.shape
-    c = n_shape[-1]
-    for axis in range(3):
-        x = _upfirdn_axis(x, axis + 1, np.ones([1]), up[axis], 1, *pads[axis])
-    spatial = x.shape[1:4]
-    kernel = np.einsum("i,j,k->ijk", *taps3)[..., None, None]
-    xt = tf.reshape(tf.transpose(x, [0, 4, 1, 2, 3]), [-1, *spatial, 1])
-    y = tf.nn.conv3d(xt, tf.constant(kernel, dtype=x.dtype), strides=[1, *down, 1], padding="VALID")
-    y = tf.reshape(y, [-1, c, *y.shape[1:4]])
-    return tf.transpose(y, [0, 2, 3, 4, 1])
-
-
-def _upfirdn(x, taps3, up, down, pads, impl="separable"):
+def _upfirdn(x, taps3, up, down, pads):
     """taps3: per-axis correlation taps (already flipped and scaled), float64 NumPy."""
     x = tf.convert_to_tensor(x)
     if x.shape.rank != 5:
@@ -205,49 +191,19 @@ def _upfirdn(x, taps3, up, down, pads, impl="separable"):
         if n * u + p0 + p1 < len(t):
             raise ValueError(f"upfirdn_3d: axis of length {n * u} padded by ({p0}, {p1}) is shorter than "
                              f"the {len(t)}-tap filter")
-    if impl not in ("separable", "dense"):
-        raise ValueError(f"upfirdn_3d impl must be 'separable' or 'dense', got {impl!r}")
     # bench/bench_step.py attributes profiled time (these ops and their gradients) by this scope.
     with tf.name_scope(SCOPE):
-        if impl == "separable" and _use_kernel(x):
+        if _use_kernel(x):
             return _upfirdn_kernel(x, taps3, up, down, pads)
-        return (_upfirdn_separable if impl == "separable" else _upfirdn_dense)(x, taps3, up, down, pads)
+        return _upfirdn_separable(x, taps3, up, down, pads)
 
 
 # ----------------------------------------------------------------------------------------------
 # CPU kernel: the separable upfirdn as one C++ op (upfirdn_3d_kernel.cc), built at first use.
 
-FIR_IMPLS = ("auto", "kernel", "ops")
-_fir_impl = "auto"
 _KERNEL_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upfirdn_3d_kernel.cc")
 _kernel_lib = None  # None: not tried yet; False: cannot be built here
 _kernel_lock = threading.Lock()
-
-
-def set_fir_impl(impl):
-    """How the separable FIR runs: 'kernel' (the C++ CPU op; an error if it cannot be built), 'ops' (three
-    depthwise-conv passes of TensorFlow ops, any device and dtype), or 'auto' (the kernel on CPU for float32
-    and float64 when it builds, else ops). Read when a graph is traced; code traced for XLA (jit_compile)
-    always gets the ops."""
-    global _fir_impl
-    if impl not in FIR_IMPLS:
-        raise ValueError(f"FIR impl must be one of {FIR_IMPLS}, got {impl!r}")
-    _fir_impl = impl
-
-
-def get_fir_impl():
-    return _fir_impl
-
-
-@contextlib.contextmanager
-def fir_impl_scope(impl):
-    """set_fir_impl for the duration of a block (e.g. TensorFlow ops only while tracing a SavedModel)."""
-    old = _fir_impl
-    set_fir_impl(impl)
-    try:
-        yield
-    finally:
-        set_fir_impl(old)
 
 
 def kernel_library():
@@ -255,7 +211,7 @@ def kernel_library():
     global _kernel_lib
     with _kernel_lock:  # tf.distribute traces replicas in threads; the gradient may be registered once only
         if _kernel_lib is None:
-            lib = custom_op_build.load(_KERNEL_SOURCE)
+            lib = custom_op_build.load(_KERNEL_SOURCE, required_op="upfirdn3d")
             if lib is not None:
                 tf.RegisterGradient("Upfirdn3d")(_kernel_grad)
             _kernel_lib = lib if lib is not None else False
@@ -272,14 +228,22 @@ def _in_xla_compile():
     return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
 
 
-def _use_kernel(x):
-    if _fir_impl == "ops" or _in_xla_compile():
+def _in_saved_model_save():
+    """True while tf.saved_model.save traces: a graph holding the C++ kernel would not load where that kernel
+    is not built (TF Serving, a GPU server)."""
+    try:
+        from tensorflow.python.saved_model import save_context
+    except ImportError:  # private module; without it assume no export
         return False
-    if _fir_impl == "kernel":
-        if kernel_library() is None:
-            raise RuntimeError(f"FIR impl 'kernel' requested but {_KERNEL_SOURCE} could not be built (see log)")
-        return True
+    return save_context.in_save_context()
+
+
+def _use_kernel(x):
+    """The C++ kernel on CPU for float32/64 where it builds; TensorFlow ops on GPU, for other dtypes and in
+    graphs traced for XLA or for a SavedModel."""
     if x.dtype not in (tf.float32, tf.float64) or _conv3d_mod._have_gpu():
+        return False
+    if _in_xla_compile() or _in_saved_model_save():
         return False
     return kernel_library() is not None
 
@@ -307,7 +271,7 @@ def _kernel_grad(op, dy):
 # Public API.
 
 
-def upfirdn_3d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="separable"):
+def upfirdn_3d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     """Upsample (zero insertion), pad/crop, FIR filter, downsample an NDHWC tensor.
 
     x: [N, D, H, W, C]. f: 1-D taps (None = identity), applied along each axis with gain**(1/3).
@@ -318,7 +282,7 @@ def upfirdn_3d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="s
     if not flip_filter:
         taps = taps[::-1]  # convolution = correlation with the reversed taps
     g = float(gain) ** (1.0 / 3.0)
-    return _upfirdn(x, [taps * g] * 3, _factors(up, "up"), _factors(down, "down"), _pads6(padding), impl)
+    return _upfirdn(x, [taps * g] * 3, _factors(up, "up"), _factors(down, "down"), _pads6(padding))
 
 
 def _resample_setup(f, up, down, padding, gain):
@@ -346,24 +310,24 @@ def _resample_setup(f, up, down, padding, gain):
     return taps3, tuple(pads)
 
 
-def upsample_3d(x, f, up=2, padding=0, gain=1, impl="separable"):
+def upsample_3d(x, f, up=2, padding=0, gain=1):
     """Zero-insert by `up` and filter; output size in*up (+ padding). Gain gain*prod(up): mean-preserving."""
     up = _factors(up, "up")
     taps3, pads = _resample_setup(f, up, (1, 1, 1), padding, gain)
-    return _upfirdn(x, taps3, up, (1, 1, 1), pads, impl)
+    return _upfirdn(x, taps3, up, (1, 1, 1), pads)
 
 
-def downsample_3d(x, f, down=2, padding=0, gain=1, impl="separable"):
+def downsample_3d(x, f, down=2, padding=0, gain=1):
     """Filter and keep every `down`-th sample; output size in/down (+ padding)."""
     down = _factors(down, "down")
     taps3, pads = _resample_setup(f, (1, 1, 1), down, padding, gain)
-    return _upfirdn(x, taps3, (1, 1, 1), down, pads, impl)
+    return _upfirdn(x, taps3, (1, 1, 1), down, pads)
 
 
-def filter_3d(x, f, padding=0, gain=1, impl="separable"):
+def filter_3d(x, f, padding=0, gain=1):
     """FIR filter every axis keeping the size (+ padding)."""
     taps3, pads = _resample_setup(f, (1, 1, 1), (1, 1, 1), padding, gain)
-    return _upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads, impl)
+    return _upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads)
 
 
 def upsample_conv_3d(x, w, f, up=2, padding=0):
@@ -394,33 +358,14 @@ def upsample_conv_3d(x, w, f, up=2, padding=0):
     return _upfirdn(t, taps3, (1, 1, 1), (1, 1, 1), tuple(pads))
 
 
-UPSAMPLE_IMPLS = ("auto", "transpose", "polyphase")
-_upsample_impl = "auto"
-# Measured on CPU (bench/bench_conv3d.py upsample rows, bench/RESULTS.md): TensorFlow's conv3d_transpose
-# (Conv3DBackpropInputV2 forward, Conv3DBackpropFilterV2 backward) is erratic on small inputs: at
-# 20x24x28x16 -> 8 its fwd+bwd took 88 ms at batch 4 but 1366 ms at batch 2 (polyphase: 206 / 128 ms), and
-# at 10x12x14x32 -> 16 batch 4 it took 1027 ms (polyphase 83 ms). On large inputs (40x48x56x96) the
-# polyphase backward (prod(up) small-kernel filter gradients) is 2-3x slower than conv3d_transpose's.
+# On CPU TensorFlow's conv3d_transpose (Conv3DBackpropInputV2 forward, Conv3DBackpropFilterV2 backward) is erratic
+# and often much slower on small inputs, while on large ones the polyphase backward (prod(up) small-kernel filter
+# gradients) is the slower one (bench/bench_conv3d.py upsample rows).
 POLYPHASE_MAX_ELEMENTS = 1_000_000  # voxels x input channels of one sample; above it, conv3d_transpose
 
 
-def set_upsample_impl(impl):
-    """How upsample_conv_3d does its transposed conv: 'transpose' (tf.nn.conv3d_transpose), 'polyphase'
-    (prod(up) stride-1 conv3d's on the low-resolution input, fast twice-differentiable gradients), or
-    'auto' (transpose on GPU; on CPU polyphase up to POLYPHASE_MAX_ELEMENTS per sample, else transpose)."""
-    global _upsample_impl
-    if impl not in UPSAMPLE_IMPLS:
-        raise ValueError(f"upsample impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}")
-    _upsample_impl = impl
-
-
-def get_upsample_impl():
-    return _upsample_impl
-
-
 def _use_polyphase(x):
-    if _upsample_impl != "auto":
-        return _upsample_impl == "polyphase"
+    """Polyphase on CPU up to POLYPHASE_MAX_ELEMENTS per sample; conv3d_transpose on GPU and above it."""
     if _conv3d_mod._have_gpu():
         return False
     return int(np.prod(x.shape[1:])) <= POLYPHASE_MAX_ELEMENTS
@@ -431,6 +376,11 @@ def _transposed_conv(x, w, up):
     in ALL three spatial axes (the original flipped two). Output length up*(n-1) + k per axis."""
     if _use_polyphase(x):
         return _transposed_conv_polyphase(x, w, up)
+    return _transposed_conv_tf(x, w, up)
+
+
+def _transposed_conv_tf(x, w, up):
+    """T by tf.nn.conv3d_transpose with the kernel flipped and its channels swapped."""
     ksize = tuple(w.shape[:3])
     out_spatial = [u * (n - 1) + k for u, n, k in zip(up, x.shape[1:4], ksize, strict=True)]
     kernel = tf.transpose(tf.reverse(w, axis=[0, 1, 2]), [0, 1, 2, 4, 3])  # [k, k, k, Cout, Cin]
@@ -504,8 +454,8 @@ def conv_downsample_3d(x, w, f, down=2, padding=0):
 
 def _phases(y, down):
     """The prod(down) polyphase components y[:, r0::d0, r1::d1, r2::d2] (r in C order) of y, whose spatial
-    lengths are multiples of down, from one reshape + transpose (space-to-batch); on CPU, 8 strided slices
-    and their gradients cost several times more (bench/RESULTS.md)."""
+    lengths are multiples of down, from one reshape + transpose (space-to-batch); on CPU, strided slices
+    and their gradients cost more."""
     q = [n // d for n, d in zip(y.shape[1:4], down, strict=True)]
     c = y.shape[-1]
     t = tf.reshape(y, [-1, q[0], down[0], q[1], down[1], q[2], down[2], c])

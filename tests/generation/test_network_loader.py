@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import EasyDict, UserError
+from dnnlib import EasyDict
 from generation import network_loader
 from training import configs, networks
 
@@ -82,34 +82,48 @@ def test_missing_manifest_gives_default_geometry(tmp_path):
     np.testing.assert_allclose(centre[:3], 0.0)
 
 
-def test_bad_paths_raise_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no such file"):
-        network_loader.load_generator(tmp_path / "nope")
-    with pytest.raises(UserError, match="not a network"):
-        network_loader.load_generator(tmp_path)
-    run, _ = make_run(tmp_path)
-    # Options that describe another architecture: the checkpoint does not fit.
+def _edit_options(run, edit):
     opts = json.loads((run / "training_options.json").read_text())
+    edit(opts)
+    (run / "training_options.json").write_text(json.dumps(opts))
+
+
+def _other_architecture(opts):
+    # Options that describe another architecture: the checkpoint does not fit.
     opts["G_kwargs"]["synthesis_kwargs"]["fmap_max"] = 16
     opts["G_kwargs"]["synthesis_kwargs"]["fmap_base"] = 16
-    (run / "training_options.json").write_text(json.dumps(opts))
-    with pytest.raises(UserError, match="does not hold this generator"):
-        network_loader.load_generator(run)
-    del opts["G_kwargs"]
-    (run / "training_options.json").write_text(json.dumps(opts))
-    with pytest.raises(UserError, match="G_kwargs"):
-        network_loader.load_generator(run)
-    (run / "training_options.json").write_text("{not json")
-    with pytest.raises(UserError, match="not valid JSON"):
-        network_loader.load_generator(run)
-    os.remove(run / "training_options.json")
-    with pytest.raises(UserError, match="training_options.json"):
-        network_loader.load_generator(run / "checkpoints" / "ckpt-1")
+
+
+def _empty_run(tmp_path):
     empty = tmp_path / "empty-run"
     empty.mkdir()
     (empty / "training_options.json").write_text("{}")
-    with pytest.raises(UserError, match="no checkpoint"):
-        network_loader.load_generator(empty)
+    return empty
+
+
+# (what to break, the path to load, the exception, its message): each a plain exception naming the path.
+BAD_NETWORKS = [
+    ("missing", lambda tmp, run: tmp / "nope", FileNotFoundError, "no such file"),
+    ("not a network", lambda tmp, run: tmp / "elsewhere", ValueError, "not a network"),
+    ("other architecture", lambda tmp, run: _edit_options(run, _other_architecture) or run, ValueError,
+     "does not hold this generator"),
+    ("no G_kwargs", lambda tmp, run: _edit_options(run, lambda o: o.pop("G_kwargs")) or run, ValueError, "G_kwargs"),
+    ("bad JSON", lambda tmp, run: (run / "training_options.json").write_text("{not json") and run, ValueError,
+     "not valid JSON"),
+    ("prefix without options", lambda tmp, run: os.remove(run / "training_options.json") or
+     run / "checkpoints" / "ckpt-1", FileNotFoundError, "training_options.json"),
+    ("no checkpoint", lambda tmp, run: _empty_run(tmp), FileNotFoundError, "no checkpoint"),
+]
+
+
+@pytest.mark.parametrize("name, break_it, error, match", BAD_NETWORKS, ids=[c[0] for c in BAD_NETWORKS])
+def test_bad_networks_raise_plain_errors(tmp_path, name, break_it, error, match):
+    run, _ = make_run(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    path = break_it(tmp_path, run)
+    with pytest.raises(error, match=match) as e:
+        network_loader.load_generator(path)
+    assert "--" not in str(e.value)
 
 
 def test_saved_model_export_reload_identical(tmp_path):

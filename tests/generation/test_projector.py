@@ -1,5 +1,4 @@
-"""generation/projector.py: schedule, loss pieces against direct formulas, the return to the native grid, and
-recovery of a
+"""generation/projector.py: schedule, loss pieces against direct formulas, the Adam step, and recovery of a
 generated volume at demo-tiny."""
 
 import math
@@ -8,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib.errors import UserError
-from generation import projector
-from generation import sampling as generation
+from generation import projector, sampling
+from generation.runner import Runner
 from metrics.ms_ssim import ssim_per_volume_tf
-from metrics.reconstruction import psnr, ssim_3d
+from metrics.reconstruction import psnr
 from training import configs
+from volumes.volume_io import to_unit_range
 
 
 def test_learning_rate_schedule_matches_the_original_formula():
@@ -62,47 +61,6 @@ def test_avg_pool_8x_is_block_mean():
     np.testing.assert_allclose(projector.avg_pool_3d(tf.constant(x), 8).numpy(), want, atol=1e-6)
 
 
-def test_tf_ssim_matches_metrics_reconstruction():
-    rng = np.random.RandomState(2)
-    a = np.tanh(np.cumsum(rng.randn(2, 14, 15, 16, 1), axis=1) * 0.3)
-    b = np.clip(a + 0.2 * rng.randn(*a.shape), -1, 1)
-    got = ssim_per_volume_tf(tf.constant(a, tf.float32), tf.constant(b, tf.float32), data_range=2.0).numpy()
-    want = ssim_3d(a, b, data_range=2.0, per_volume=True)
-    np.testing.assert_allclose(got, want, atol=1e-4)
-    # Small volumes: the window shrinks to the largest odd size that fits, as in metrics.reconstruction.
-    s = (slice(None), slice(0, 7), slice(0, 9), slice(0, 9))
-    got = ssim_per_volume_tf(tf.constant(a[s], tf.float32), tf.constant(b[s], tf.float32), 2.0).numpy()
-    np.testing.assert_allclose(got, ssim_3d(a[s], b[s], data_range=2.0, per_volume=True), atol=1e-4)
-
-
-def test_to_native_grid_inverts_reorientation_and_registration():
-    # Dataset grid: RAS, 2 mm. Source grid: LPS-like flips, 3 mm, other origin. A linear function of world
-    # position is reproduced exactly by linear interpolation, so each source voxel must get f(its world point).
-    data_aff = np.array([[2.0, 0, 0, -20], [0, 2, 0, -24], [0, 0, 2, -28], [0, 0, 0, 1]])
-    shape = (20, 24, 28)
-    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
-    world = idx @ data_aff[:3, :3].T + data_aff[:3, 3]
-    coef = np.array([0.01, -0.02, 0.03])
-    src_aff = np.array([[-3.0, 0, 0, 12], [0, -3, 0, 15], [0, 0, 3, -18], [0, 0, 0, 1]])
-    src_shape = (8, 10, 12)
-    src_idx = np.stack(np.meshgrid(*[np.arange(s) for s in src_shape], indexing="ij"), -1).reshape(-1, 3)
-    src_world = src_idx @ src_aff[:3, :3].T + src_aff[:3, 3]
-    t = {"source_shape": list(src_shape), "source_affine": src_aff.tolist()}
-
-    vol = (world @ coef + 0.5).reshape(shape)
-    out, aff = projector.to_native_grid(vol, data_aff, t)
-    assert out.shape == src_shape
-    np.testing.assert_array_equal(aff, src_aff)
-    np.testing.assert_allclose(out.ravel(), src_world @ coef + 0.5, atol=1e-5)
-
-    # With registration: the dataset grid lives in template space, x_source = M @ x_template.
-    m = np.array([[1.1, 0.05, 0, 2], [0, 0.95, 0.02, -1], [0.03, 0, 1.0, 1.5], [0, 0, 0, 1]])
-    t["registration"] = {"fixed_to_moving_ras": m.tolist()}
-    out, _ = projector.to_native_grid(vol, data_aff, t)
-    tmpl = (np.c_[src_world, np.ones(len(src_world))] @ np.linalg.inv(m).T)[:, :3]
-    np.testing.assert_allclose(out.ravel(), tmpl @ coef + 0.5, atol=1e-5)
-
-
 @pytest.fixture(scope="module")
 def G():
     tf.random.set_seed(0)
@@ -120,23 +78,81 @@ def test_w_statistics_formula(G):
     assert w_std == pytest.approx(np.sqrt(np.mean(np.sum((w - w.mean(0)) ** 2, axis=1))), rel=1e-5)
 
 
-def test_bad_inputs(G):
+@pytest.mark.parametrize("shape, opts, match", [
+    ((1, 8, 8, 8, 1), {}, "shape"),
+    ((1, 20, 24, 28, 1), {"loss": "l1"}, "loss 'l1'"),
+])
+def test_bad_inputs(G, shape, opts, match):
     stats = (np.zeros(G.w_dim, np.float32), 1.0)
-    with pytest.raises(UserError, match="shape"):
-        projector.Projector(G, np.zeros([1, 8, 8, 8, 1]), w_stats=stats)
-    with pytest.raises(UserError, match="--loss"):
-        projector.Projector(G, np.zeros([1, 20, 24, 28, 1]), opts={"loss": "l1"}, w_stats=stats)
+    with pytest.raises(ValueError, match=match) as e:
+        projector.Projector(G, np.zeros(shape), opts=opts, w_stats=stats)
+    assert "--" not in str(e.value)
+
+
+def _targets(G, seeds=(0, 1)):
+    return sampling.generate(Runner(G, batch_size=2), list(seeds), psi=1.0, noise_mode="const")
+
+
+def test_ssim_term_is_one_minus_the_metrics_ssim_and_reaches_the_latent(G):
+    opts = dict(loss="mse+ssim", ssim_weight=0.7, regularize_noise_weight=0.0, seed=3)  # small sums: exact in float32
+    stats = (G.mapping.w_avg.numpy(), 1.0)
+    p = projector.Projector(G, _targets(G), opts=opts, w_stats=stats)
+    with tf.GradientTape() as tape:
+        img = p.synthesize()
+        terms = p.loss_terms(img)
+    ssim = ssim_per_volume_tf(img, p.targets, data_range=2.0)
+    np.testing.assert_array_equal(terms["ssim"].numpy(), ssim.numpy())
+    ssim_term = (terms["loss"] - terms["mse"] - terms["mse_down"]).numpy()
+    np.testing.assert_allclose(ssim_term, 0.7 * (1.0 - ssim.numpy()), rtol=1e-5, atol=1e-6)
+    assert np.all(ssim.numpy() < 1.0)  # the start (mean W) is not the target
+    grad = tape.gradient(terms["ssim"], p.w_opt)
+    assert grad is not None and np.all(np.linalg.norm(grad.numpy().reshape(2, -1), axis=1) > 0)
+
+
+def test_step_is_adam_with_the_original_settings(G):
+    # The update rule the projector always had (beta1 0.9, beta2 0.999, eps 1e-8, bias-corrected), written out.
+    p = projector.Projector(G, _targets(G), opts=dict(seed=4), w_stats=(G.mapping.w_avg.numpy(), 1.0))
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    rng = np.random.RandomState(5)
+    m = [np.zeros(v.shape) for v in p.params]
+    v2 = [np.zeros(v.shape) for v in p.params]
+    want = [v.numpy().astype(np.float64) for v in p.params]
+
+    def bias_correction(beta, t):  # 1 - beta^t as float32 computes it (the projector's variables are float32)
+        return float(np.float32(1) - np.float32(beta) ** np.float32(t))
+
+    for t, lr in enumerate([0.05, 0.1, 0.02], start=1):
+        grads = [rng.randn(*v.shape).astype(np.float32) * 10.0 ** rng.uniform(-3, 1) for v in p.params]
+        for i, g in enumerate(grads):
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v2[i] = b2 * v2[i] + (1 - b2) * np.square(g, dtype=np.float64)
+            want[i] = want[i] - lr * (m[i] / bias_correction(b1, t)) / (np.sqrt(v2[i] / bias_correction(b2, t)) + eps)
+        p.optimizer.lr.assign(lr)
+        p.optimizer.apply([tf.constant(g) for g in grads], p.params)
+        for got, w in zip(p.params, want, strict=True):
+            np.testing.assert_allclose(got.numpy(), w, rtol=1e-5, atol=1e-6)
+
+    # One step from a fresh start moves W by lr * sign(gradient) (Adam's first step), at the scheduled lr.
+    p = projector.Projector(G, _targets(G), opts=dict(seed=4), w_stats=(G.mapping.w_avg.numpy(), 1.0))
+    before = p.w_opt.numpy()
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(p.loss_terms(p.synthesize())["loss"])
+    g = tape.gradient(total, p.w_opt).numpy()
+    p._step(tf.constant(0.05, tf.float32), tf.constant(0.0, tf.float32))
+    assert p.optimizer.lr.numpy() == np.float32(0.05) and int(p.optimizer.iterations.numpy()) == 1
+    clear = np.abs(g) > 1e-3 * np.abs(g).max()  # signs of near-zero gradients may differ between graph and eager
+    np.testing.assert_allclose((p.w_opt.numpy() - before)[clear], -0.05 * np.sign(g[clear]), atol=1e-5)
 
 
 def test_projector_step_scales_activations_instead_of_per_sample_weights(G, monkeypatch):
-    # Its gradients are wrt ws and noise only, where per-sample weights would add a filter gradient per layer
-    # (measured 1.18x slower at demo): the step traces G inside networks.modulation_of_activations.
-    from training import networks
+    # Its gradients are wrt ws and noise only, where per-sample weights would add a filter gradient per layer:
+    # the step traces G inside modulation_of_activations.
+    from dnnlib.ops import modulated_conv3d as modconv
 
     choices = []
-    choose = networks._per_sample_weights
-    monkeypatch.setattr(networks, "_per_sample_weights", lambda x, up: choices.append(choose(x, up)) or choices[-1])
-    monkeypatch.setattr(networks, "PER_SAMPLE_MIN_VOXELS", 0)
+    choose = modconv._per_sample_weights
+    monkeypatch.setattr(modconv, "_per_sample_weights", lambda x, up: choices.append(choose(x, up)) or choices[-1])
+    monkeypatch.setattr(modconv, "_PER_SAMPLE_MIN_VOXELS", 0)
     p = projector.Projector(G, np.zeros([2, 20, 24, 28, 1], np.float32), w_stats=(np.zeros(G.w_dim, np.float32), 1.0))
     p._step.get_concrete_function(tf.constant(0.1), tf.constant(0.0))
     assert choices and not any(choices)
@@ -146,9 +162,8 @@ def test_projector_step_scales_activations_instead_of_per_sample_weights(G, monk
 
 
 def test_projection_recovers_a_generated_volume(G):
-    runner = generation.Runner(G, batch_size=2)
-    targets = generation.generate(runner, [0, 1], psi=1.0, noise_mode="const")
-    others = generation.generate(runner, [100, 101, 102], psi=1.0, noise_mode="const")
+    targets = _targets(G)
+    others = _targets(G, [100, 101, 102])
     p = projector.Projector(G, targets, opts=dict(num_steps=40, w_avg_samples=500, loss="mse+ssim"))
     res = p.run()
     assert res.ws.shape == (2, G.num_ws, G.w_dim) and len(res.curve) == 40
@@ -156,7 +171,7 @@ def test_projection_recovers_a_generated_volume(G):
     for n in res.noise:  # maps renormalised after every step
         np.testing.assert_allclose(n.mean(axis=(1, 2, 3, 4)), 0, atol=1e-4)
         np.testing.assert_allclose(n.std(axis=(1, 2, 3, 4)), 1, atol=1e-3)
-    unit = generation.to_unit_range
+    unit = to_unit_range
     got = np.mean([psnr(unit(targets[i]), unit(res.volumes[i]), 1.0) for i in range(2)])
     rand = np.mean([psnr(unit(targets[i]), unit(o), 1.0) for i in range(2) for o in others])
     assert got > rand + 5.0, (got, rand)

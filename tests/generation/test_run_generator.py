@@ -2,19 +2,21 @@
 
 import json
 import os
-import subprocess
-import sys
+import re
 
 import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib.errors import UserError
-from generation import sampling as generation
+from generation import commands, sampling
 from generation.network_loader import export_generator, load_generator
-from tests.utils import REPO
+from generation.outputs import ORIENTATIONS
+from generation.runner import Runner
+from tests.utils import run_script
 from training import configs
+from training.networks import NOISE_MODES
+from volumes.volume_io import to_unit_range
 
 AFFINE = np.array([[8.0, 0, 0, -76], [0, 8, 0, -110], [0, 0, 8, -70], [0, 0, 0, 1]])
 
@@ -33,9 +35,7 @@ def network(tmp_path_factory):
 
 
 def _run(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(REPO, "run_generator.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_script("run_generator.py", *args)
 
 
 def _load(path):
@@ -55,29 +55,84 @@ def test_generate_cli_writes_nifti_with_the_data_affine(network, tmp_path):
         assert u8.get_data_dtype() == np.uint8
         np.testing.assert_allclose(u8.affine, AFFINE)
         assert os.path.getsize(os.path.join(out, f"seed{s:04d}.png")) > 0
-    for name in generation.ORIENTATIONS:
+    for name in ORIENTATIONS:
         assert os.path.isfile(os.path.join(out, f"grid_{name}.png"))
     opts = json.load(open(os.path.join(out, "generation.json")))["options"]
     assert opts["seeds"] == [0, 1, 2] and opts["noise_mode"] == "random"
     # Same seed, same volume: another process, another batch position.
     G = load_generator(network).G
-    again = generation.generate(generation.Runner(G, batch_size=1), [1], psi=0.7, noise_mode="random")[0]
-    np.testing.assert_allclose(_load(os.path.join(out, "seed0001.nii.gz"))[0], generation.to_unit_range(again)[..., 0],
+    again = sampling.generate(Runner(G, batch_size=1), [1], psi=0.7, noise_mode="random")[0]
+    np.testing.assert_allclose(_load(os.path.join(out, "seed0001.nii.gz"))[0], to_unit_range(again)[..., 0],
                                atol=1e-5)
 
 
-def test_cli_errors_exit_2_with_one_line(tmp_path):
-    r = _run("--network=x", f"--outdir={tmp_path}/o", "--seeds=1")
-    assert r.returncode == 2 and "give one command" in r.stderr
-    r = _run("generate", "--network=x", f"--outdir={tmp_path}/o", "--seeds=5-2")
-    assert r.returncode == 2 and "--seeds" in r.stderr
-    r = _run("style-mix", "--network=x", f"--outdir={tmp_path}/o", "--row_seeds=1")
-    assert r.returncode == 2 and "--col_seeds" in r.stderr
+# Flag mistakes, caught before TensorFlow loads: (arguments, a phrase of the one-line error).
+FLAG_ERRORS = [
+    (["--seeds=1"], "give one command"),
+    (["generate", "--seeds=5-2"], "--seeds"),
+    (["generate"], "needs --seeds"),
+    (["style-mix", "--row_seeds=1"], "--col_seeds"),
+    (["interpolate", "--seeds=1"], "at least two --seeds"),
+    (["interpolate", "--seeds=1,2", "--frames=1"], "--frames=1"),
+    (["interpolate", "--seeds=1,2", "--axis=3"], "--axis=3"),
+    (["generate", "--seeds=1", "--batch=0"], "--batch=0"),
+    (["generate", "--seeds=1", "--label=a,b"], "--label=a,b"),
+]
+
+
+@pytest.mark.parametrize("args, phrase", FLAG_ERRORS, ids=[" ".join(a) for a, _ in FLAG_ERRORS])
+def test_flag_errors_exit_2_with_one_line(tmp_path, args, phrase):
+    r = _run(*args, "--network=x", f"--outdir={tmp_path}/o")
+    assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not os.path.exists(f"{tmp_path}/o")
+
+
+def test_library_errors_exit_2_with_one_line(tmp_path):
     r = _run("generate", f"--network={tmp_path}/missing", f"--outdir={tmp_path}/o", "--seeds=1")
     assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
     assert not os.path.exists(f"{tmp_path}/o")
     r = _run("generate", "--network=x", f"--outdir={tmp_path}", "--seeds=1")
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def _tree(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+# --outdir values that could lose data (relative to a folder holding results/00003-x/generator and notes/keep.txt):
+# each exits 2 with one line naming both paths, whatever --overwrite says, and every file stays in place.
+UNSAFE_OUTDIRS = [
+    ("results", "contains the input"),
+    ("results/00003-x/generator", "is the input"),
+    ("results/00003-x/generator/out", "lies inside the input"),
+    ("notes", "did not write"),
+]
+
+
+@pytest.mark.parametrize("outdir, phrase", UNSAFE_OUTDIRS, ids=[o for o, _ in UNSAFE_OUTDIRS])
+def test_unsafe_outdir_is_refused_and_nothing_moves(network, tmp_path, outdir, phrase):
+    import shutil
+
+    shutil.copytree(network, tmp_path / "results" / "00003-x" / "generator")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    before = _tree(tmp_path)
+    net = tmp_path / "results" / "00003-x" / "generator"
+    r = _run("generate", f"--network={net}", "--seeds=1", f"--outdir={tmp_path / outdir}", "--overwrite")
+    assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "--outdir" in r.stderr
+    assert _tree(tmp_path) == before
+
+
+def test_current_folder_is_never_an_outdir(network):
+    r = _run("generate", f"--network={network}", "--seeds=1", "--outdir=.", "--overwrite")
+    assert r.returncode == 2 and "current folder" in r.stderr
+
+
+def test_noise_mode_flag_offers_the_networks_noise_modes():
+    # The flag spells the modes out so flag parsing needs no TensorFlow; they must stay training.networks'.
+    r = _run("--helpfull")
+    assert re.search(r"--noise_mode: <([^>]*)>", r.stdout).group(1).split("|") == list(NOISE_MODES)
 
 
 def _opts(network, outdir, command, **kw):
@@ -91,7 +146,7 @@ def _opts(network, outdir, command, **kw):
 def test_style_mix_files_empty_range_is_row_all_layers_is_column(network, tmp_path, noise_mode):
     for styles in ("none", "all"):
         out = str(tmp_path / styles)
-        generation.run_command(_opts(network, out, "style-mix", row_seeds=[1, 2], col_seeds=[3, 4], styles=styles,
+        commands.run(_opts(network, out, "style-mix", row_seeds=[1, 2], col_seeds=[3, 4], styles=styles,
                                      noise_mode=noise_mode))
         for r in (1, 2):
             for c in (3, 4):
@@ -101,16 +156,16 @@ def test_style_mix_files_empty_range_is_row_all_layers_is_column(network, tmp_pa
                 other = _load(os.path.join(out, f"seed{(c if styles == 'none' else r):04d}.nii.gz"))[0]
                 np.testing.assert_allclose(mix, want, atol=1e-5)
                 assert np.abs(mix - other).max() > 1e-3
-        for name in generation.ORIENTATIONS:
+        for name in ORIENTATIONS:
             assert os.path.isfile(os.path.join(out, f"stylemix_{name}.png"))
 
 
 def test_style_mix_preset_and_bad_styles(network, tmp_path):
-    s = generation.run_command(_opts(network, str(tmp_path / "fine"), "style-mix", row_seeds=[1], col_seeds=[2],
+    s = commands.run(_opts(network, str(tmp_path / "fine"), "style-mix", row_seeds=[1], col_seeds=[2],
                                      styles="fine"))
     assert s.col_styles == [3, 4, 5]
-    with pytest.raises(UserError, match="out of range"):
-        generation.run_command(_opts(network, str(tmp_path / "bad"), "style-mix", row_seeds=[1], col_seeds=[2],
+    with pytest.raises(ValueError, match="out of range"):
+        commands.run(_opts(network, str(tmp_path / "bad"), "style-mix", row_seeds=[1], col_seeds=[2],
                                      styles="2-8"))
     assert not os.path.exists(tmp_path / "bad")
 
@@ -119,7 +174,7 @@ def test_interpolate_and_average(network, tmp_path):
     from PIL import Image
 
     out = str(tmp_path / "interp")
-    s = generation.run_command(_opts(network, out, "interpolate", seeds=[1, 2, 3], frames=3, space="w",
+    s = commands.run(_opts(network, out, "interpolate", seeds=[1, 2, 3], frames=3, space="w",
                                      interp="slerp", axis=1, save_frames=True))
     assert s.frames == 5
     with Image.open(os.path.join(out, "interpolation.gif")) as im:
@@ -129,21 +184,21 @@ def test_interpolate_and_average(network, tmp_path):
     np.testing.assert_allclose(aff, AFFINE)
 
     avg = str(tmp_path / "avg")
-    generation.run_command(_opts(network, avg, "average", seeds=list(range(5)), noise_mode="none"))
+    commands.run(_opts(network, avg, "average", seeds=list(range(5)), noise_mode="none"))
     mean, aff = _load(os.path.join(avg, "average.nii.gz"))
     np.testing.assert_allclose(aff, AFFINE)
     G = load_generator(network).G
-    vols = generation.generate(generation.Runner(G, 5), list(range(5)), psi=1.0, noise_mode="none")
+    vols = sampling.generate(Runner(G, 5), list(range(5)), psi=1.0, noise_mode="none")
     np.testing.assert_allclose(mean, np.clip((vols.mean(0)[..., 0] + 1) / 2, 0, 1), atol=1e-5)
     assert os.path.isfile(os.path.join(avg, "average_w.nii.gz"))
 
 
 def test_existing_outdir_is_not_overwritten_unless_asked(network, tmp_path):
     out = tmp_path / "exists"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    with pytest.raises(UserError, match="already exists"):
-        generation.run_command(_opts(network, str(out), "generate", seeds=[0]))
-    assert (out / "keep.txt").read_text() == "x"
-    generation.run_command(_opts(network, str(out), "generate", seeds=[0], overwrite=True))
-    assert not (out / "keep.txt").exists() and (out / "seed0000.nii.gz").exists()
+    commands.run(_opts(network, str(out), "generate", seeds=[0]))
+    (out / "seed0000.nii.gz").write_text("x")
+    with pytest.raises(FileExistsError, match="already exists"):
+        commands.run(_opts(network, str(out), "generate", seeds=[1]))
+    assert (out / "seed0000.nii.gz").read_text() == "x" and not (out / "seed0001.nii.gz").exists()
+    commands.run(_opts(network, str(out), "generate", seeds=[1], overwrite=True))
+    assert not (out / "seed0000.nii.gz").exists() and (out / "seed0001.nii.gz").exists()

@@ -1,23 +1,23 @@
-"""run_projector.py / generation.projector.run_projection end to end: image files, dataset indices and generated
-seeds as targets in one batch, every per-target output, geometry of the written volumes, and flag errors."""
+"""run_projector.py / generation.projection_command.run_projection end to end: image files, dataset indices and
+generated seeds as targets in one batch, every per-target output, geometry of the written volumes, and flag errors."""
 
 import csv
 import json
 import os
+import re
 import shutil
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib.errors import UserError
-from generation import projector
 from generation.network_loader import export_generator, geometry_from_manifest
-from tests.utils import REPO
+from generation.projection_command import run_projection
+from generation.projector import LOSSES
+from tests.utils import run_script
 from training import configs
+from training.networks import NOISE_MODES
 from volumes import preprocess, records
 from volumes.dataset_create import create_dataset
 from volumes.manifest import load_manifest
@@ -66,7 +66,7 @@ def _opts(setup, outdir, **kw):
 
 def test_all_target_kinds_in_one_batch(setup, tmp_path, capsys):
     out = str(tmp_path / "p")
-    summary = projector.run_projection(_opts(setup, out, data=setup["data"], targets=[setup["scans"][0]],
+    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[setup["scans"][0]],
                                              indices=[1], target_seeds=[4], w_plus=True))
     assert sorted(summary) == ["index00001", "scan0", "seed0004"]
     assert "step     3" in capsys.readouterr().out  # progress lines
@@ -109,20 +109,18 @@ def test_all_target_kinds_in_one_batch(setup, tmp_path, capsys):
 
 def test_manifest_found_in_run_dir_and_outdir_protected(setup, tmp_path):
     out = tmp_path / "q"
-    projector.run_projection(_opts(setup, str(out), targets=[setup["scans"][1]], num_steps=1))
+    run_projection(_opts(setup, str(out), targets=[setup["scans"][1]], num_steps=1))
     assert (out / "scan1" / "projected_native.nii.gz").exists()
-    with pytest.raises(UserError, match="already exists"):
-        projector.run_projection(_opts(setup, str(out), target_seeds=[1], num_steps=1))
+    with pytest.raises(FileExistsError, match="already exists"):
+        run_projection(_opts(setup, str(out), target_seeds=[1], num_steps=1))
     assert not (out / "seed0001").exists()
-    with pytest.raises(UserError, match="no volumes with indices"):
-        projector.run_projection(_opts(setup, str(tmp_path / "r"), data=setup["data"], indices=[7]))
+    with pytest.raises(ValueError, match="no volumes with indices"):
+        run_projection(_opts(setup, str(tmp_path / "r"), data=setup["data"], indices=[7]))
     assert not (tmp_path / "r").exists()
 
 
 def _run(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(REPO, "run_projector.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_script("run_projector.py", *args)
 
 
 def test_cli(setup, tmp_path):
@@ -133,12 +131,43 @@ def test_cli(setup, tmp_path):
     assert "step     2" in r.stdout and os.path.isfile(os.path.join(out, "seed0002", "metrics.json"))
     r = _run(f"--network={setup['net']}", "--target_seeds=2", f"--outdir={out}")
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
-    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x")
-    assert r.returncode == 2 and "nothing to project" in r.stderr
-    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x", "--indices=0")
-    assert r.returncode == 2 and "--data" in r.stderr
-    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x", f"--target={tmp_path}/none.nii.gz")
-    assert r.returncode == 2 and "none.nii.gz" in r.stderr
-    r = _run(f"--network={setup['net']}", f"--outdir={tmp_path}/x", "--target_seeds=1", "--num_steps=0")
-    assert r.returncode == 2 and "--num_steps" in r.stderr
+
+
+def test_outdir_around_a_target_or_the_dataset_is_refused(setup, tmp_path):
+    scan = setup["scans"][0]
+    for outdir, args in [(os.path.dirname(scan), [f"--target={scan}"]),
+                         (os.path.join(setup["data"], "proj"), [f"--data={setup['data']}", "--indices=0"])]:
+        before = sorted(os.listdir(os.path.dirname(outdir)))
+        r = _run(f"--network={setup['net']}", f"--outdir={outdir}", "--overwrite", *args)
+        assert r.returncode == 2 and "the input" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert sorted(os.listdir(os.path.dirname(outdir))) == before
+
+
+# Flag mistakes, caught before TensorFlow loads: (arguments, a phrase of the one-line error).
+FLAG_ERRORS = [
+    ([], "nothing to project"),
+    (["--indices=0"], "--data"),
+    (["--target={tmp}/none.nii.gz"], "none.nii.gz"),
+    (["--target_seeds=1", "--num_steps=0"], "--num_steps"),
+    (["--target_seeds=1", "--w_avg_samples=1"], "--w_avg_samples"),
+    (["--target_seeds=1", "--batch=0"], "--batch"),
+    (["--target_seeds=1", "--lr=0"], "--lr"),
+    (["--target_seeds=1", "--ssim_weight=-1"], "--ssim_weight"),
+    (["--target_seeds=1", "--label=a"], "--label=a"),
+    (["--target_seeds=1", "extra"], "unexpected arguments"),
+]
+
+
+@pytest.mark.parametrize("args, phrase", FLAG_ERRORS, ids=[" ".join(a) or "no targets" for a, _ in FLAG_ERRORS])
+def test_flag_errors_exit_2_with_one_line(tmp_path, args, phrase):
+    args = [a.format(tmp=tmp_path) for a in args]
+    r = _run("--network=x", f"--outdir={tmp_path}/x", *args)
+    assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not os.path.exists(f"{tmp_path}/x")
+
+
+def test_enum_flags_offer_the_librarys_values():
+    # The flags spell the values out so flag parsing needs no TensorFlow; they must stay the library's.
+    r = _run("--helpfull")
+    for flag, values in (("target_noise_mode", NOISE_MODES), ("loss", LOSSES)):
+        assert re.search(rf"--{flag}: <([^>]*)>", r.stdout).group(1).split("|") == list(values)

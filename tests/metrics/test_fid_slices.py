@@ -5,11 +5,14 @@ import pytest
 
 from metrics import fid_slices
 
+# (axis length, step, slice indices): the middle one, or every step-th centred on it.
+SLICE_INDEX_CASES = [(80, None, [40]), (10, 3, [2, 5, 8]), (80, 7, list(range(5, 80, 7)))]
 
-def test_slice_indices():
-    assert fid_slices.slice_indices(80) == [40]
-    assert fid_slices.slice_indices(10, 3) == [2, 5, 8]  # every 3rd, centred on the middle slice
-    assert 40 in fid_slices.slice_indices(80, 7)
+
+@pytest.mark.parametrize("n, step, expected", SLICE_INDEX_CASES)
+def test_slice_indices(n, step, expected):
+    assert fid_slices.slice_indices(n, step) == expected
+    assert n // 2 in expected
 
 
 def test_slice_images_orientation_and_rgb():

@@ -32,8 +32,10 @@ def test_subsets_unbiased_near_zero_and_positive_for_shift():
     assert shifted > 0
 
 
-def test_rejects_mismatched_features():
-    with pytest.raises(ValueError):
-        kid.kernel_inception_distance(np.zeros((5, 3)), np.zeros((5, 4)))
-    with pytest.raises(ValueError):
-        kid.kernel_inception_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+BAD_FEATURE_CASES = [((5, 3), (5, 4), "equal d"), ((1, 3), (5, 3), "at least 2")]  # (real, fake shapes, message)
+
+
+@pytest.mark.parametrize("real_shape, fake_shape, pattern", BAD_FEATURE_CASES)
+def test_rejects_bad_features(real_shape, fake_shape, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        kid.kernel_inception_distance(np.zeros(real_shape), np.zeros(fake_shape))

@@ -1,17 +1,19 @@
 """The metrics end to end, offline: a stand-in generator, in-memory reals, random-weight InceptionV3 and a tiny
 random 3D network saved to disk. Plumbing values are checked against direct computations on the same volumes."""
 
+import ast
+import glob
 import json
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import UserError
 from metrics import frechet, metric_main, mmd, ms_ssim
-from tests.utils import FakeG, fakes_of, make_reals, make_tiny_dataset
+from tests.utils import REPO, FakeG, fakes_of, make_reals, make_tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,11 @@ def test_all_metrics_end_to_end(tmp_path, net3d):
     assert by_name["fid_slices"].info["comparable"] is False
     assert "NOT comparable" in metric_main.format_table(results)
     assert 0 <= by_name["pr_3d"].results["precision_3d"] <= 1
+    # Slice metrics: per axis, then the mean over the axes, in that order.
+    pr = by_name["pr_slices"].results
+    assert list(pr) == [f"{m}_axis{a}" for a in range(3) for m in ("precision", "recall")] + ["precision", "recall"]
+    assert pr["recall"] == pytest.approx(np.mean([pr[f"recall_axis{a}"] for a in range(3)]), rel=1e-12)
+    assert list(by_name["kid"].results) == ["kid_axis0", "kid_axis1", "kid_axis2", "kid"]
 
     # One JSON line per metric in the run directory; TensorBoard events written.
     lines = [json.loads(x) for x in open(tmp_path / "run" / "metric-fid_3d.jsonl")]
@@ -98,18 +105,40 @@ def test_conditional_generator_gets_labels_from_reals():
     assert all(c is not None and c.shape == (4, 3) and np.all(c.sum(1) == 1) for c in got)
 
 
-def test_user_errors():
+# (metric, keywords of calc_metric, exception, message pattern, option named by a MetricOptionError)
+LIBRARY_ERRORS = [
+    ("fid50k", {}, metric_main.MetricOptionError, "unknown metric.*choose from.*fid_slices", "metrics"),
+    ("fid_3d", {}, metric_main.MetricOptionError, "fid_3d needs a 3D feature network", "feature_network"),
+    ("mmd", {"num": 1}, ValueError, "at least 2 volumes", None),
+    ("mmd", {"G": object()}, TypeError, "not a generator", None),
+    ("mmd", {"dataset_dir": "/nonexistent/dataset"}, FileNotFoundError, "no such dataset", None),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, error, pattern, option", LIBRARY_ERRORS)
+def test_bad_input_raises_plain_exceptions(name, kwargs, error, pattern, option):
     _, ds = make_reals()
-    with pytest.raises(UserError, match="unknown metric.*choose from.*fid_slices"):
-        metric_main.calc_metric("fid50k", G=FakeG(), dataset_dir=ds)
-    with pytest.raises(UserError, match="feature_network"):
-        metric_main.calc_metric("fid_3d", G=FakeG(), dataset_dir=ds)
-    with pytest.raises(UserError, match="--num"):
-        metric_main.calc_metric("mmd", G=FakeG(), dataset_dir=ds, num=1)
-    with pytest.raises(UserError, match="not a generator"):
-        metric_main.calc_metric("mmd", G=object(), dataset_dir=ds)
-    with pytest.raises(UserError, match="no such dataset"):
-        metric_main.calc_metric("mmd", G=FakeG(), dataset_dir="/nonexistent/dataset")
+    kwargs = dict(dict(G=FakeG(), dataset_dir=ds), **kwargs)
+    with pytest.raises(error, match=pattern) as e:
+        metric_main.calc_metric(name, **kwargs)
+    assert getattr(e.value, "option", None) == option
+
+
+def _raised_strings(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            for part in ast.walk(node.exc):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                    yield part.value
+
+
+def test_library_messages_name_no_flags():
+    # The metrics are reached through two front ends with different flag names: only they name flags.
+    for path in sorted(glob.glob(os.path.join(REPO, "metrics", "*.py"))):
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        flags = [s for s in _raised_strings(tree) if re.search(r"--[a-z]", s)]
+        assert not flags, (path, flags)
 
 
 def test_real_generator_and_dataset_folder(tmp_path, net3d):
@@ -135,7 +164,7 @@ def test_real_generator_and_dataset_folder(tmp_path, net3d):
 
 def test_mmd_below_eight_volumes():
     _, ds = make_reals()
-    with pytest.raises(UserError, match="at least 8"):
+    with pytest.raises(ValueError, match="at least 8 reals and 8 fakes"):
         metric_main.calc_metric("mmd_linear_batch8", G=FakeG(), dataset_dir=ds, num=6, batch=4)
     r = metric_main.calc_metric("mmd", G=FakeG(), dataset_dir=ds, num=6, batch=4)
     assert set(r.results) == {"mmd_linear_unbiased", "mmd_gaussian_median"} and "left out" in r.info[

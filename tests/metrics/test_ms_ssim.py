@@ -78,6 +78,14 @@ def test_legacy_kwon_matches_numpy_reference(vols):
     assert abs(got - ms.ms_ssim(a, b, 1.0, kernel_size=3).values[0]) > 1e-4
 
 
+def test_scipy_window_equals_scipy():
+    impulse = np.zeros(31)
+    impulse[15] = 1.0
+    taps = ms.scipy_gaussian_window(1.5, 4.0)
+    assert taps.size == 13
+    np.testing.assert_allclose(taps, ndimage.gaussian_filter1d(impulse, 1.5, truncate=4.0)[9:22], atol=1e-15)
+
+
 def test_reflect_filter_equals_scipy_even_when_window_exceeds_axis():
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(2, 5, 4, 9))  # 13-tap window on axes shorter than the window
@@ -105,14 +113,24 @@ def test_identical_is_one_and_noise_falls_monotonically(vols):
         assert np.all(np.diff(values) < 0), values
 
 
-def test_kernel_rule():
+# (spatial shape, requested kernel, (kernel, scales) used)
+KERNEL_RULE_CASES = [
+    ((80, 96, 112), 11, (5, 5)),
+    ((160, 192, 224), 11, (9, 5)),
+    ((400, 400, 400), 11, (11, 5)),
+    ((32, 32, 32), 11, (3, 4)),  # 3 does not fit 5 scales: drop one
+]
+
+
+@pytest.mark.parametrize("shape, kernel_size, expected", KERNEL_RULE_CASES)
+def test_kernel_rule(shape, kernel_size, expected):
+    assert ms.fit_kernel_and_scales(shape, kernel_size) == expected
+
+
+def test_monai_size_test_and_too_small_volumes():
     # MONAI's own test: size // 16 > kernel - 1 on every axis.
     assert ms.monai_accepts((80, 96, 112), 5, 5) and not ms.monai_accepts((80, 96, 112), 7, 5)
-    assert ms.fit_kernel_and_scales((80, 96, 112), 11) == (5, 5)
-    assert ms.fit_kernel_and_scales((160, 192, 224), 11) == (9, 5)
-    assert ms.fit_kernel_and_scales((400, 400, 400), 11) == (11, 5)
-    assert ms.fit_kernel_and_scales((32, 32, 32), 11) == (3, 4)  # 3 does not fit 5 scales: drop one
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="too small"):
         ms.fit_kernel_and_scales((2, 2, 2))
 
 

@@ -78,14 +78,18 @@ def test_tensors_channels_and_per_volume(pair):
     assert rec.ssim_3d(a[..., None], b[..., None], 1.0) == pytest.approx(rec.ssim_3d(a, b, 1.0), abs=1e-7)
 
 
-def test_bad_input_is_refused(pair):
-    a, b = pair
-    with pytest.raises(ValueError, match="shape"):
-        rec.psnr(a, b[:-1], 1.0)
-    with pytest.raises(ValueError, match="data_range"):
-        rec.ssim_3d(a, b, 0)
-    with pytest.raises(ValueError, match="per_volume"):
-        rec.nrmse(a, b, per_volume=True)
+# (call on a volume pair a, b, message pattern of the ValueError)
+BAD_INPUT_CASES = [
+    pytest.param(lambda a, b: rec.psnr(a, b[:-1], 1.0), "differ in shape", id="shape"),
+    pytest.param(lambda a, b: rec.ssim_3d(a, b, 0), "data_range must be positive", id="data_range"),
+    pytest.param(lambda a, b: rec.nrmse(a, b, per_volume=True), "per_volume=True needs a batch", id="per_volume"),
+]
+
+
+@pytest.mark.parametrize("call, pattern", BAD_INPUT_CASES)
+def test_bad_input_is_refused(pair, call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call(*pair)
 
 
 def test_reconstruction_metrics_dict(pair):

@@ -1,4 +1,5 @@
-"""conv3d: forward against NumPy, first and second-order gradients against plain tf.nn.conv3d autodiff."""
+"""conv3d: each path (CPU fast gradients, CPU 1x1x1 matmul, GPU tf.nn.conv3d) forward and first-order gradients
+against NumPy, second order against plain tf.nn.conv3d autodiff; the automatic choice of path."""
 
 import numpy as np
 import pytest
@@ -10,19 +11,24 @@ from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref,
 PADDINGS = ["SAME", "VALID", 2, (1, 0, 2, -1, 0, 1)]
 
 
-# Every padding/kernel case for the default filter-gradient formulation and the previous default, two cases
-# for the others.
-CASES = [(impl, k, p) for impl in ("depth_taps", "batch_channels") for k in (3, 1, 2) for p in PADDINGS] + [
-    (impl, k, p) for impl in ("tf", "slices") for k, p in ((3, "SAME"), (2, (1, 0, 2, -1, 0, 1)))]
+
+def _cpu_conv(x, w, padding):
+    # conv3d's CPU choice: the 1x1x1 matmul for unpadded 1x1x1 kernels, else the fast custom gradients.
+    pads = C.explicit_pads(padding, tuple(w.shape[:3]))
+    if tuple(w.shape[:3]) == (1, 1, 1) and pads == ((0, 0),) * 3:
+        return C._conv_1x1(x, w)
+    return C._conv_fast(x, w, pads)
 
 
-@pytest.fixture
-def use_filter_grad_impl():
-    old_impl, old_fg = C.get_impl(), C.get_filter_grad_impl()
-    C.set_impl("fast")
-    yield C.set_filter_grad_impl
-    C.set_impl(old_impl)
-    C.set_filter_grad_impl(old_fg)
+PATHS = {
+    "conv3d": C.conv3d,  # the automatic choice (CPU here)
+    "fast": lambda x, w, padding: C._conv_fast(x, w, C.explicit_pads(padding, tuple(w.shape[:3]))),
+    "gpu": lambda x, w, padding: C._forward(x, w, C.explicit_pads(padding, tuple(w.shape[:3]))),
+}
+# Every padding/kernel case through the automatic choice and the fast path; the GPU path (tf.nn.conv3d, run on
+# CPU here) for two cases. The 1x1x1 matmul is what "conv3d" picks for k = 1 without padding.
+CASES = [(path, k, p) for path in ("conv3d", "fast") for k in (3, 1, 2) for p in PADDINGS] + [
+    ("gpu", k, p) for k, p in ((3, "SAME"), (2, (1, 0, 2, -1, 0, 1)))]
 
 
 def _plain_conv(x, w, padding):
@@ -50,13 +56,9 @@ def _first_and_second(conv, x, w, v, u1, u2):
     return [y, gx, gw, *outer.gradient(penalty, [x, w])]
 
 
-def test_default_filter_grad_impl():
-    assert C.get_filter_grad_impl() == "depth_taps"
-
-
-@pytest.mark.parametrize("impl,k,padding", CASES)
-def test_fast_path_matches_reference_and_autodiff(use_filter_grad_impl, impl, k, padding):
-    use_filter_grad_impl(impl)
+@pytest.mark.parametrize("path,k,padding", CASES)
+def test_path_matches_reference_and_autodiff(path, k, padding):
+    conv = PATHS[path]
     rng = np.random.default_rng(k)
     x = rng.standard_normal((2, 5, 4, 7, 3))
     w = rng.standard_normal((k, k, k, 3, 4)) * 0.3
@@ -68,7 +70,7 @@ def test_fast_path_matches_reference_and_autodiff(use_filter_grad_impl, impl, k,
     # Forward and first-order gradients of sum(y * v) against the NumPy definitions.
     with tf.GradientTape() as tape:
         tape.watch([xt, wt])
-        y = C.conv3d(xt, wt, padding)
+        y = conv(xt, wt, padding)
         loss = tf.reduce_sum(y * v)
     gx, gw = tape.gradient(loss, [xt, wt])
     np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-10, atol=1e-10)
@@ -77,7 +79,7 @@ def test_fast_path_matches_reference_and_autodiff(use_filter_grad_impl, impl, k,
                                atol=1e-10)
 
     # Second order (gradient of a function of both gradients) against TF's own autodiff.
-    mine = _first_and_second(lambda a, b: C.conv3d(a, b, padding), xt, wt, v, u1, u2)
+    mine = _first_and_second(lambda a, b: conv(a, b, padding), xt, wt, v, u1, u2)
     plain = _first_and_second(lambda a, b: _plain_conv(a, b, padding), xt, wt, v, u1, u2)
     for m, p in zip(mine, plain, strict=True):
         np.testing.assert_allclose(m.numpy(), p.numpy(), rtol=1e-9, atol=1e-9)
@@ -103,28 +105,28 @@ def test_third_order_through_nested_custom_gradients():
             z = tf.reduce_sum(tf.square(gxx))
         return t3.gradient(z, w)
 
-    C.set_impl("fast")
-    try:
-        mine = third(lambda a, b: C.conv3d(a, b, "SAME"))
-    finally:
-        C.set_impl("auto")
+    mine = third(lambda a, b: C._conv_fast(a, b, C.explicit_pads("SAME", (3, 3, 3))))
     plain = third(lambda a, b: tf.nn.conv3d(a, b, [1] * 5, "SAME"))
     np.testing.assert_allclose(mine.numpy(), plain.numpy(), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("impl", ["tf", "auto"])
-def test_other_impls_agree(impl):
+@pytest.mark.parametrize("gpu,ksize,padding,expect", [
+    (False, 3, "SAME", "fast"), (False, 1, "SAME", "1x1"), (False, 1, 1, "fast"),
+    (True, 3, "SAME", "gpu"), (True, 1, "SAME", "gpu")])
+def test_automatic_path_choice(monkeypatch, gpu, ksize, padding, expect):
+    # A GPU keeps tf.nn.conv3d and cuDNN's gradients; on CPU unpadded 1x1x1 kernels are a matmul, the rest
+    # get the fast custom gradients. The device is faked (no GPU here).
+    calls = []
+    for name, label in (("_forward", "gpu"), ("_conv_1x1", "1x1"), ("_conv_fast", "fast")):
+        orig = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, orig=orig, label=label: calls.append(label) or orig(*a))
+    monkeypatch.setattr(C, "_have_gpu", lambda: gpu)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 3, 4, 5, 2))
-    w = rng.standard_normal((3, 3, 3, 2, 3))
-    C.set_impl(impl)
-    try:
-        y = C.conv3d(tf.constant(x), tf.constant(w), (1, 0, 1))
-    finally:
-        C.set_impl("auto")
-    np.testing.assert_allclose(y.numpy(), conv3d_ref(x, w, (1, 0, 1)), rtol=1e-10, atol=1e-10)
-    if not tf.config.list_physical_devices("GPU"):
-        assert C._resolved_impl() == "fast"
+    w = rng.standard_normal((ksize, ksize, ksize, 2, 3))
+    y = C.conv3d(tf.constant(x), tf.constant(w), padding)
+    assert calls[0] == expect
+    np.testing.assert_allclose(y.numpy(), conv3d_ref(x, w, padding), rtol=1e-10, atol=1e-10)
 
 
 def test_float32_graph_mode_with_dynamic_batch_and_variables():
@@ -158,7 +160,3 @@ def test_float16_and_bad_arguments():
         C.conv3d(x, tf.zeros([3, 3, 3, 3, 1]))
     with pytest.raises(ValueError, match="padding"):
         C.conv3d(x, w, "FULL")
-    with pytest.raises(ValueError, match="impl"):
-        C.set_impl("cudnn")
-    with pytest.raises(ValueError, match="impl"):
-        C.set_filter_grad_impl("magic")

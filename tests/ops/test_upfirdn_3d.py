@@ -1,4 +1,6 @@
-"""upfirdn_3d and the resampling helpers against the direct NumPy reference (dnnlib/ops/upfirdn_3d_ref.py)."""
+"""upfirdn_3d and the resampling helpers against the direct NumPy reference (dnnlib/ops/upfirdn_3d_ref.py), on each
+host the ops choose their paths for: CPU (C++ FIR kernel, polyphase upsampling, fast conv gradients), CPU where the
+kernel cannot be built (FIR as TensorFlow ops), and GPU (TensorFlow ops, conv3d_transpose, tf.nn.conv3d; faked)."""
 
 import itertools
 
@@ -6,11 +8,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dnnlib.ops import conv3d as C
 from dnnlib.ops import upfirdn_3d as U
 from dnnlib.ops import upfirdn_3d_ref as R
 from dnnlib.ops.conv3d import conv3d
 
 F4 = [1, 3, 3, 1]
+HOSTS = ["cpu", "cpu without kernel", "gpu"]
+
+
+def _as_host(monkeypatch, host):
+    """Make the ops choose their paths as on `host` (the device and the kernel build are faked)."""
+    if host == "gpu":
+        monkeypatch.setattr(C, "_have_gpu", lambda: True)
+    elif host == "cpu without kernel":
+        monkeypatch.setattr(U, "_kernel_lib", False)  # as after a failed build
 
 
 def _rand(rng, *shape):
@@ -30,14 +42,16 @@ def test_setup_filter_normalises_flips_and_scales():
         U.setup_filter([1, -1])
 
 
-@pytest.mark.parametrize("impl", ["separable", "dense"])
-@pytest.mark.parametrize("up,down", list(itertools.product([1, 2, (2, 1, 3)], [1, 2, (1, 2, 3)])))
-def test_upfirdn_matches_reference(impl, up, down):
-    rng = np.random.default_rng(abs(hash((str(up), str(down)))) % 2**32)
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("case,up,down", [(i, *c) for i, c in enumerate(itertools.product([1, 2, (2, 1, 3)],
+                                                                                           [1, 2, (1, 2, 3)]))])
+def test_upfirdn_matches_reference(monkeypatch, host, case, up, down):
+    _as_host(monkeypatch, host)
+    rng = np.random.default_rng(100 + case)
     x = _rand(rng, 2, 5, 4, 3, 2)
     f = rng.uniform(0.5, 2, size=3)  # asymmetric taps catch a missing/extra flip
     padding = (2, -1, 1, 3, 0, 1)
-    got = U.upfirdn_3d(tf.constant(x), f, up=up, down=down, padding=padding, gain=1.7, impl=impl)
+    got = U.upfirdn_3d(tf.constant(x), f, up=up, down=down, padding=padding, gain=1.7)
     want = R.upfirdn_3d_ref(x, f, up=up, down=down, padding=padding, gain=1.7)
     assert got.shape == want.shape
     np.testing.assert_allclose(_np(got), want, rtol=1e-10, atol=1e-10)
@@ -55,8 +69,10 @@ def test_flip_filter_and_int_padding(flip):
     assert np.abs(want - other).max() > 1e-3  # the flag really matters for asymmetric taps
 
 
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("factor", [2, (2, 2, 1), (1, 3, 2)])
-def test_resampling_helpers_match_reference(factor):
+def test_resampling_helpers_match_reference(monkeypatch, host, factor):
+    _as_host(monkeypatch, host)
     rng = np.random.default_rng(2)
     x = _rand(rng, 2, 6, 6, 6, 2)
     f = U.setup_filter(F4)
@@ -93,7 +109,9 @@ def test_constant_volume_stays_constant_in_interior(factor):
 
 @pytest.mark.parametrize("up", [2, (2, 2, 1), (1, 2, 3)])
 @pytest.mark.parametrize("k", [3, 1])
-def test_upsample_conv_matches_reference_and_composition(up, k):
+@pytest.mark.parametrize("host", HOSTS)
+def test_upsample_conv_matches_reference_and_composition(monkeypatch, host, up, k):
+    _as_host(monkeypatch, host)
     rng = np.random.default_rng(3)
     x = _rand(rng, 2, 4, 5, 3, 3)
     w = _rand(rng, k, k, k, 3, 4)  # random, so any kernel axis left unflipped shows
@@ -109,7 +127,9 @@ def test_upsample_conv_matches_reference_and_composition(up, k):
 
 @pytest.mark.parametrize("down", [2, (2, 2, 1)])
 @pytest.mark.parametrize("k", [3, 1])
-def test_conv_downsample_matches_reference_and_composition(down, k):
+@pytest.mark.parametrize("host", HOSTS)
+def test_conv_downsample_matches_reference_and_composition(monkeypatch, host, down, k):
+    _as_host(monkeypatch, host)
     rng = np.random.default_rng(4)
     x = _rand(rng, 2, 10, 8, 6, 3)
     w = _rand(rng, k, k, k, 3, 2)
@@ -133,7 +153,9 @@ def test_gradient_numerically():
 
 
 @pytest.mark.parametrize("which", ["up", "down"])
-def test_resampling_conv_gradients_are_adjoints_of_reference(which):
+@pytest.mark.parametrize("host", HOSTS)
+def test_resampling_conv_gradients_are_adjoints_of_reference(monkeypatch, host, which):
+    _as_host(monkeypatch, host)
     # Bilinear in (x, w): <d/dx sum(op(x, w) v), x2> = sum(ref(x2, w) v) and likewise for w.
     rng = np.random.default_rng(7)
     f = U.setup_filter(F4)
@@ -152,8 +174,9 @@ def test_resampling_conv_gradients_are_adjoints_of_reference(which):
     np.testing.assert_allclose(np.sum(_np(gw) * w2), np.sum(ref(x, w2, f, factor) * v), rtol=1e-10)
 
 
-@pytest.mark.parametrize("impl", ["separable", "dense"])
-def test_gradient_is_adjoint_of_reference(impl):
+@pytest.mark.parametrize("host", HOSTS)
+def test_gradient_is_adjoint_of_reference(monkeypatch, host):
+    _as_host(monkeypatch, host)
     # upfirdn is linear in x: <d/dx sum(op(x) * v), x2> must equal <ref(x2), v> for any x2.
     rng = np.random.default_rng(6)
     x, x2 = _rand(rng, 2, 5, 4, 6, 2), _rand(rng, 2, 5, 4, 6, 2)
@@ -163,7 +186,7 @@ def test_gradient_is_adjoint_of_reference(impl):
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)
-        loss = tf.reduce_sum(U.upfirdn_3d(xt, f, impl=impl, **kw) * v)
+        loss = tf.reduce_sum(U.upfirdn_3d(xt, f, **kw) * v)
     grad = _np(tape.gradient(loss, xt))
     np.testing.assert_allclose(np.sum(grad * x2), np.sum(R.upfirdn_3d_ref(x2, f, **kw) * v), rtol=1e-10)
 
@@ -190,23 +213,20 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="leaves nothing"):
         U.upfirdn_3d(x, [1], padding=-2)
     with pytest.raises(ValueError, match="shorter"):
-        U.upfirdn_3d(x, F4, padding=-1, impl="dense")
+        U.upfirdn_3d(x, F4, padding=-1)
     with pytest.raises(ValueError, match="up"):
         U.upfirdn_3d(x, F4, up=0)
     with pytest.raises(ValueError, match="NDHWC"):
         U.upfirdn_3d(tf.zeros([4, 4, 4, 1]), F4)
 
 
-@pytest.fixture
-def upsample_impl():
-    yield U.set_upsample_impl
-    U.set_upsample_impl("auto")
+TRANSPOSED_CONVS = {"polyphase": U._transposed_conv_polyphase, "conv3d_transpose": U._transposed_conv_tf}
 
 
-@pytest.mark.parametrize("impl", ["transpose", "polyphase"])
+@pytest.mark.parametrize("path", list(TRANSPOSED_CONVS))
 @pytest.mark.parametrize("up,k", [(2, 3), ((2, 1, 3), 3), ((1, 2, 2), 4), (3, 1)])
-def test_upsample_conv_impls_match_reference(upsample_impl, impl, up, k):
-    upsample_impl(impl)
+def test_transposed_conv_paths_match_reference(monkeypatch, path, up, k):
+    monkeypatch.setattr(U, "_transposed_conv", TRANSPOSED_CONVS[path])
     rng = np.random.default_rng(11)
     x = _rand(rng, 2, 3, 4, 5, 2)
     w = _rand(rng, k, k, k, 2, 3)
@@ -215,15 +235,15 @@ def test_upsample_conv_impls_match_reference(upsample_impl, impl, up, k):
     np.testing.assert_allclose(got, R.upsample_conv_3d_ref(x, w, f, up=up), rtol=1e-9, atol=1e-9)
 
 
-def test_upsample_conv_impls_agree_to_second_order(upsample_impl):
+def test_transposed_conv_paths_agree_to_second_order(monkeypatch):
     # R1 and path length differentiate twice through the generator's upsampling convs.
     rng = np.random.default_rng(12)
     x = tf.constant(_rand(rng, 2, 3, 4, 3, 2))
     w = tf.constant(_rand(rng, 3, 3, 3, 2, 3))
     f = U.setup_filter(F4)
     results = []
-    for impl in ("transpose", "polyphase"):
-        upsample_impl(impl)
+    for path in TRANSPOSED_CONVS.values():
+        monkeypatch.setattr(U, "_transposed_conv", path)
         with tf.GradientTape() as outer:
             outer.watch(w)
             with tf.GradientTape() as inner:
@@ -237,15 +257,16 @@ def test_upsample_conv_impls_agree_to_second_order(upsample_impl):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_upsample_auto_picks_polyphase_only_for_small_inputs():
-    small = tf.zeros([2, 20, 24, 28, 16])
-    large = tf.zeros([1, 40, 48, 56, 96])
-    assert U._use_polyphase(small) and not U._use_polyphase(large)
+@pytest.mark.parametrize("gpu,shape,polyphase", [
+    (False, [2, 20, 24, 28, 16], True), (False, [1, 40, 48, 56, 96], False), (True, [2, 20, 24, 28, 16], False)])
+def test_transposed_conv_is_polyphase_only_on_cpu_for_small_inputs(monkeypatch, gpu, shape, polyphase):
+    monkeypatch.setattr(C, "_have_gpu", lambda: gpu)
+    assert U._use_polyphase(tf.zeros(shape)) == polyphase
 
 
 @pytest.mark.parametrize("down", [2, (2, 1, 2)])
 def test_conv_downsample_second_order_matches_plain_strided_conv(down):
-    # D's R1 differentiates twice through the polyphase strided conv; the plain form filters (dense FIR)
+    # D's R1 differentiates twice through the polyphase strided conv; the plain form filters (TensorFlow ops)
     # and runs TensorFlow's strided conv3d with its own gradients. Odd sizes exercise the phase padding.
     rng = np.random.default_rng(13)
     x = tf.constant(_rand(rng, 2, 5, 6, 7, 2))
@@ -256,7 +277,7 @@ def test_conv_downsample_second_order_matches_plain_strided_conv(down):
     pads = tuple((p0 + 1, p1 + 1) for p0, p1 in down_pads)  # + the 3-tap conv's SAME padding
 
     def plain(x, w):
-        y = U._upfirdn(x, taps3, (1, 1, 1), (1, 1, 1), pads, impl="dense")
+        y = U._upfirdn_separable(x, taps3, (1, 1, 1), (1, 1, 1), pads)
         return tf.nn.conv3d(y, w, strides=[1, *factors, 1], padding="VALID")
 
     results = []

@@ -1,5 +1,5 @@
 """The C++ FIR kernel (dnnlib/ops/upfirdn_3d_kernel.cc) and the TensorFlow-ops path, each against the NumPy
-reference; the kernel's gradient as the exact adjoint and to higher order; where each path is used."""
+reference; the kernel's gradient as the exact adjoint and to higher order; which path is chosen where."""
 
 import os
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dnnlib.ops import conv3d as C
 from dnnlib.ops import custom_op_build
 from dnnlib.ops import upfirdn_3d as U
 from dnnlib.ops import upfirdn_3d_ref as R
@@ -24,13 +25,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def fir_impl():
-    old = U.get_fir_impl()
-    yield U.set_fir_impl
-    U.set_fir_impl(old)
-
-
 def _kernel_or_skip():
     if U.kernel_library() is None:
         pytest.skip("the C++ kernel cannot be built on this machine (no g++?)")
@@ -40,13 +34,16 @@ def _op_types(fn, *args):
     return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
 
 
-@pytest.mark.parametrize("impl", ["ops", "kernel"])
+FIR_PATHS = {"ops": U._upfirdn_separable, "kernel": U._upfirdn_kernel}
+
+
+@pytest.mark.parametrize("path", list(FIR_PATHS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("up,down,padding", CASES)
-def test_forward_matches_reference(fir_impl, impl, dtype, up, down, padding):
-    if impl == "kernel":
+def test_forward_matches_reference(monkeypatch, path, dtype, up, down, padding):
+    if path == "kernel":
         _kernel_or_skip()
-    fir_impl(impl)
+    monkeypatch.setattr(U, "_use_kernel", lambda x: path == "kernel")
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 6, 5, 7, 4))
     f = rng.uniform(0.5, 2, size=4)  # asymmetric: a missing or extra flip would show
@@ -58,10 +55,9 @@ def test_forward_matches_reference(fir_impl, impl, dtype, up, down, padding):
 
 
 @pytest.mark.parametrize("up,down,padding", CASES)
-def test_kernel_gradient_is_the_exact_adjoint(fir_impl, up, down, padding):
+def test_kernel_gradient_is_the_exact_adjoint(up, down, padding):
     # For a linear map A: <A x, r> == <x, A^T r>, with A x from the NumPy reference and A^T r the kernel's gradient.
     _kernel_or_skip()
-    fir_impl("kernel")
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 6, 5, 7, 3))
     f = rng.uniform(0.5, 2, size=3)
@@ -83,11 +79,10 @@ def test_kernel_gradient_is_the_exact_adjoint(fir_impl, up, down, padding):
                                    rtol=1e-10, atol=1e-12)
 
 
-def test_kernel_second_and_third_order_gradients_numerically(fir_impl):
+def test_kernel_second_and_third_order_gradients_numerically():
     # R1 and path-length regularisation differentiate gradients: d/dx of the gradient of a nonlinear loss
     # through the kernel, against finite differences (float64).
     _kernel_or_skip()
-    fir_impl("kernel")
     rng = np.random.default_rng(3)
     f = [1.0, 3.0, 3.0, 1.0]
 
@@ -108,15 +103,15 @@ def test_kernel_second_and_third_order_gradients_numerically(fir_impl):
     assert "Upfirdn3d" in _op_types(grad_of_loss, tf.TensorSpec(x.shape, tf.float64))
 
 
-def test_kernel_and_ops_agree_in_a_resampling_conv_to_second_order(fir_impl):
+def test_kernel_and_ops_agree_in_a_resampling_conv_to_second_order(monkeypatch):
     _kernel_or_skip()
     rng = np.random.default_rng(5)
     x = tf.constant(rng.standard_normal((2, 5, 6, 7, 3)))
     w = tf.constant(rng.standard_normal((3, 3, 3, 3, 4)) / 9)  # ~1/sqrt(fan-in): values of order 1
     f = U.setup_filter([1, 3, 3, 1])
     results = []
-    for impl in ("ops", "kernel"):
-        fir_impl(impl)
+    for path in FIR_PATHS:
+        monkeypatch.setattr(U, "_use_kernel", lambda x, path=path: path == "kernel")
         with tf.GradientTape() as outer:
             outer.watch(w)
             with tf.GradientTape() as inner:
@@ -129,36 +124,43 @@ def test_kernel_and_ops_agree_in_a_resampling_conv_to_second_order(fir_impl):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_paths_are_chosen_by_setting_and_dtype(fir_impl):
-    spec = tf.TensorSpec([None, 6, 6, 6, 2], tf.float32)
+def _upsample(x):
+    return U.upsample_3d(x, U.setup_filter([1, 3, 3, 1]))
 
-    def fn(x):
-        return U.upsample_3d(x, U.setup_filter([1, 3, 3, 1]))
 
-    fir_impl("ops")
-    assert "Upfirdn3d" not in _op_types(fn, spec) and "DepthwiseConv2dNative" in _op_types(fn, spec)
+# (faked GPU, dtype, jit_compile, kernel expected): the kernel on CPU for float32/64; TensorFlow ops on GPU, for
+# other dtypes, and in code traced for XLA, which cannot compile the custom op.
+PATH_CASES = [
+    (False, tf.float32, False, True),
+    (False, tf.float64, False, True),
+    (False, tf.float16, False, False),
+    (True, tf.float32, False, False),
+    (False, tf.float32, True, False),
+]
+
+
+@pytest.mark.parametrize("gpu,dtype,xla,kernel", PATH_CASES)
+def test_fir_path_is_chosen_by_device_dtype_and_xla(monkeypatch, gpu, dtype, xla, kernel):
     _kernel_or_skip()
-    for impl in ("auto", "kernel"):
-        fir_impl(impl)
-        assert "Upfirdn3d" in _op_types(fn, spec) and "DepthwiseConv2dNative" not in _op_types(fn, spec)
-    fir_impl("auto")  # dtypes the kernel does not have fall back to the ops
-    assert "Upfirdn3d" not in _op_types(fn, tf.TensorSpec([1, 6, 6, 6, 2], tf.float16))
-    fir_impl("kernel")  # XLA cannot compile the custom op: jit-compiled code gets the ops, and runs
-    x = tf.random.normal([1, 6, 6, 6, 2])
-    np.testing.assert_allclose(tf.function(fn, jit_compile=True)(x).numpy(), fn(x).numpy(), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="FIR impl"):
-        U.set_fir_impl("fast")
-    with U.fir_impl_scope("ops"):
-        assert U.get_fir_impl() == "ops"
-    assert U.get_fir_impl() == "kernel"
+    monkeypatch.setattr(C, "_have_gpu", lambda: gpu)
+    chosen = []
+    use_kernel = U._use_kernel
+    monkeypatch.setattr(U, "_use_kernel", lambda x: chosen.append(use_kernel(x)) or chosen[-1])
+    x = tf.cast(tf.random.normal([1, 6, 6, 6, 2], seed=1), dtype)
+    if xla:
+        np.testing.assert_allclose(tf.function(_upsample, jit_compile=True)(x).numpy(), _upsample(x).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+        assert chosen[0] is False  # the jit-compiled trace, then the eager call
+    else:
+        ops = _op_types(_upsample, tf.TensorSpec([None, 6, 6, 6, 2], dtype))
+        assert ("Upfirdn3d" in ops) == kernel and ("DepthwiseConv2dNative" in ops) != kernel
+        assert chosen == [kernel]
 
 
-def test_kernel_requested_but_unbuildable_is_an_error(fir_impl, monkeypatch):
+def test_unbuildable_kernel_falls_back_to_ops(monkeypatch):
     monkeypatch.setattr(U, "_kernel_lib", False)  # as after a failed build
-    fir_impl("kernel")
-    with pytest.raises(RuntimeError, match="could not be built"):
-        U.upsample_3d(tf.zeros([1, 4, 4, 4, 1]), [1, 1])
-    fir_impl("auto")
+    spec = tf.TensorSpec([None, 4, 4, 4, 1], tf.float32)
+    assert "Upfirdn3d" not in _op_types(lambda x: U.upsample_3d(x, [1, 1]), spec)
     assert U.upsample_3d(tf.ones([1, 4, 4, 4, 1]), [1, 1]).shape == (1, 8, 8, 8, 1)
 
 

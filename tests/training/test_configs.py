@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import UserError
 from training import configs, networks
 
 # name -> (R1 gamma, R2 gamma, D arch, z=w, F, per-GPU batch), REFERENCE.md's table.
@@ -61,7 +60,7 @@ def test_get_config_returns_independent_copy_and_rejects_unknown():
     cfg.loss_kwargs.r1_gamma = 123
     fresh = configs.get_config("demo")
     assert len(fresh.G_kwargs.synthesis_kwargs.up_factors) == 3 and fresh.loss_kwargs.r1_gamma != 123
-    with pytest.raises(UserError, match="demo-tiny"):
+    with pytest.raises(ValueError, match="unknown config 'config-f'; choose one of: .*demo-tiny"):
         configs.get_config("config-f")
 
 

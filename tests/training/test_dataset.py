@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib.errors import UserError
 from training import dataset
 from volumes import records
 from volumes.manifest import label_dim, load_manifest, make_manifest, write_manifest
@@ -134,19 +133,19 @@ def test_under_a_distribution_strategy(tmp_path):
 
 
 def test_load_manifest_errors(tmp_path):
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         load_manifest(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="dataset.json: missing"):
+    with pytest.raises(FileNotFoundError, match="dataset.json: missing"):
         load_manifest(tmp_path / "empty")
     path, _, _ = _write(tmp_path, n=2, num_shards=2)
     m = json.loads(open(os.path.join(path, "dataset.json")).read())
     os.remove(os.path.join(path, m["shards"][1]))
-    with pytest.raises(UserError, match="missing from"):
+    with pytest.raises(FileNotFoundError, match="missing from"):
         load_manifest(path)
     with open(os.path.join(path, "dataset.json"), "w") as f:
         f.write("{broken")
-    with pytest.raises(UserError, match="not valid JSON"):
+    with pytest.raises(ValueError, match="not valid JSON"):
         load_manifest(path)
 
 

@@ -125,5 +125,7 @@ def test_two_workers_train_and_write_one_checkpoint(tmp_path):
     assert len(runs) == 1, runs  # only the chief writes a run directory
     ckpts = os.listdir(os.path.join(outdir, runs[0], "checkpoints"))
     assert len([f for f in ckpts if f.endswith(".index")]) == 1
+    with open(os.path.join(outdir, runs[0], "run.json")) as f:
+        assert json.load(f)["num_replicas"] == 2  # the run record says how the run was spread
     assert "on 2 replica(s)" in outs[0] and "Samples:" in outs[0]
     assert "Samples:" not in outs[1]  # the non-chief writes nothing of its own

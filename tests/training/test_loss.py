@@ -210,16 +210,17 @@ def test_loss_scale_halves_on_overflow_and_grows_after_period():
 
 def test_path_length_traces_generator_with_scaled_activations(monkeypatch):
     # Gradients wrt the styles alone: per-sample modulated weights would need each layer's filter gradient
-    # (Greg measured 1.3x slower); G's main loss needs it anyway and keeps them.
-    from training import configs, networks
+    # (a slower Greg); G's main loss needs it anyway and keeps them.
+    from dnnlib.ops import modulated_conv3d as modconv
+    from training import configs
 
     G, D = configs.build_networks(configs.get_config("demo-tiny"))
     loss = StyleGAN2Loss(G, D)
     inp = draw_generator_inputs(tf.random.Generator.from_seed(1), G, 2, with_pl_noise=True)
     choices = []
-    choose = networks._per_sample_weights
-    monkeypatch.setattr(networks, "_per_sample_weights", lambda x, up: choices.append(choose(x, up)) or choices[-1])
-    monkeypatch.setattr(networks, "PER_SAMPLE_MIN_VOXELS", 0)
+    choose = modconv._per_sample_weights
+    monkeypatch.setattr(modconv, "_per_sample_weights", lambda x, up: choices.append(choose(x, up)) or choices[-1])
+    monkeypatch.setattr(modconv, "_PER_SAMPLE_MIN_VOXELS", 0)
     tf.function(loss.path_lengths).get_concrete_function(inp)
     assert choices and not any(choices)
     choices.clear()

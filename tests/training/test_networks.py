@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dnnlib.ops import modulated_conv3d as M
 from training import networks as N
 
 
@@ -63,9 +64,7 @@ def test_get_config_is_json_and_rebuilds_same_architecture():
 
 
 def test_discriminator_rejects_wrong_shapes():
-    from dnnlib import UserError
-
-    with pytest.raises(UserError, match="does not match"):
+    with pytest.raises(ValueError, match="does not match"):
         N.Discriminator(img_shape=(20, 24, 30), base_shape=(5, 6, 7), up_factors=[(2, 2, 2)] * 2)
     D = tiny_D()
     with pytest.raises(ValueError, match="D expects volumes"):
@@ -103,7 +102,7 @@ def test_anisotropic_small_runs_end_to_end():
 
 
 # ----------------------------------------------------------------------------------------------
-# Modulated convolution against a direct NumPy formula.
+# Synthesis layers against a direct NumPy formula (the op itself: tests/ops/test_modulated_conv3d.py).
 
 
 def _np_conv_same(x, w):
@@ -138,7 +137,7 @@ def test_modulated_conv_matches_numpy_and_demod_is_unit_norm():
     np.testing.assert_allclose((wdemod**2).sum(axis=(1, 2, 3, 4)), 1.0, rtol=1e-5)  # per sample, per out ch
 
     conv = _np_conv_same(x.astype(np.float64), wdemod)
-    got = N.modulated_conv3d(tf.constant(x), tf.constant(W), tf.constant(styles.astype(np.float32))).numpy()
+    got = M.modulated_conv3d(tf.constant(x), tf.constant(W), tf.constant(styles.astype(np.float32))).numpy()
     np.testing.assert_allclose(got, conv, rtol=1e-4, atol=1e-4)
 
     pre = conv + layer.bias.numpy()
@@ -191,126 +190,30 @@ def test_layer_gains_match_numpy():
     with pytest.raises(ValueError, match="gain must be > 0"):
         layer(tf.constant(x), tf.constant(w), gain=-1.0)
 
-    # Without demodulation the gain scales the weight: linear in the gain.
-    W = rng.normal(size=(1, 1, 1, 3, 2)).astype(np.float32)
-    s = rng.normal(size=(2, 3)).astype(np.float32)
-    a = N.modulated_conv3d(tf.constant(x), W, s, demodulate=False).numpy()
-    b = N.modulated_conv3d(tf.constant(x), W, s, demodulate=False, gain=2.5).numpy()
-    np.testing.assert_allclose(b, 2.5 * a, rtol=1e-5, atol=1e-6)
 
-
-@pytest.mark.parametrize("up", [None, (2, 2, 1)])
-@pytest.mark.parametrize("batch", [3, 1])
-def test_per_sample_modulation_matches_numpy_and_scaled_activations_to_second_order(monkeypatch, up, batch):
-    # Large volumes convolve each sample with w * s_n * d_n (networks.PER_SAMPLE_MIN_VOXELS); small ones
-    # scale the activations around one batched conv. Both must be the same function, to second order.
-    rng = np.random.default_rng(4)
-    x = tf.constant(rng.normal(size=(batch, 4, 5, 3, 2)))
-    W = tf.constant(rng.normal(size=(3, 3, 3, 2, 4)))
-    s = tf.constant(rng.normal(size=(batch, 2)))
-    f = N.setup_filter([1, 3, 3, 1])
-    out_sp = (8, 10, 3) if up else (4, 5, 3)
-    r = tf.constant(rng.normal(size=(batch, *out_sp, 4)))
-
-    def run(min_voxels):
-        monkeypatch.setattr(N, "PER_SAMPLE_MIN_VOXELS", min_voxels)
-        with tf.GradientTape() as outer:
-            outer.watch([x, W, s])
-            with tf.GradientTape() as inner:
-                inner.watch([x, W, s])
-                y = N.modulated_conv3d(x, W, s, up=up, resample_filter=f, compute_dtype=tf.float64, gain=1.3)
-                loss = tf.reduce_sum(tf.square(y) * r)
-            first = inner.gradient(loss, [x, W, s])
-            penalty = sum(tf.reduce_sum(tf.square(g)) for g in first)
-        return [y, *first, *outer.gradient(penalty, [x, W, s])]
-
-    per_sample, scaled = run(0), run(float("inf"))
-    if up is None:
-        wmod = W.numpy()[None] * s.numpy()[:, None, None, None, :, None]
-        wdemod = 1.3 * wmod / np.sqrt((wmod**2).sum(axis=(1, 2, 3, 4), keepdims=True) + 1e-8)
-        np.testing.assert_allclose(per_sample[0].numpy(), _np_conv_same(x.numpy(), wdemod), rtol=1e-5, atol=1e-5)
-    for a, b in zip(per_sample, scaled, strict=True):  # the modulation itself is float32 in both paths
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * np.abs(b.numpy()).max())
-
-    # The generator picks the path per layer by volume: both thresholds give the same images.
+def test_generator_images_do_not_depend_on_the_modulation_path(monkeypatch):
+    # Each modulated conv picks per-sample weights or scaled activations by its output size: both everywhere
+    # give the same images.
     G = tiny_G()
-    z = tf.constant(rng.normal(size=(2, 8)).astype(np.float32))
+    z = tf.constant(np.random.default_rng(4).normal(size=(2, 8)).astype(np.float32))
     imgs = []
     for min_voxels in (0, float("inf")):
-        monkeypatch.setattr(N, "PER_SAMPLE_MIN_VOXELS", min_voxels)
+        monkeypatch.setattr(M, "_PER_SAMPLE_MIN_VOXELS", min_voxels)
         imgs.append(G(z, noise_mode="const").numpy())
     np.testing.assert_allclose(imgs[0], imgs[1], rtol=1e-4, atol=1e-5)
 
 
-def test_modulation_of_activations_block_overrides_per_sample_weights(monkeypatch):
-    # The path-length regulariser traces G inside this block (training/loss.py): no per-sample convs there.
-    monkeypatch.setattr(N, "PER_SAMPLE_MIN_VOXELS", 0)
-    x, W, s = tf.zeros([2, 3, 4, 5, 2]), tf.ones([3, 3, 3, 2, 4]), tf.ones([2, 2])
-
-    def op_types():
-        fn = tf.function(lambda: N.modulated_conv3d(x, W, s))
-        return {op.type for op in fn.get_concrete_function().graph.get_operations()}
-
-    assert "Unpack" in op_types()  # the per-sample weights
-    with N.modulation_of_activations():
-        assert "Unpack" not in op_types()
-        with N.modulation_of_activations():
-            pass
-        assert "Unpack" not in op_types()  # nesting restores the outer block's setting
-    assert "Unpack" in op_types()
-
-
-@pytest.mark.parametrize("noise_batch", [2, 1])
-def test_add_noise_gradients_match_autodiff_to_second_order(noise_batch):
-    rng = np.random.default_rng(3)
-    x = tf.constant(rng.normal(size=(2, 3, 4, 5, 6)))
-    noise = tf.constant(rng.normal(size=(noise_batch, 3, 4, 5, 1)))
-    strength = tf.constant(0.3, tf.float64)
-    r = tf.constant(rng.normal(size=(2, 3, 4, 5, 6)))
-
-    def grads(fn):
-        with tf.GradientTape() as outer:
-            outer.watch([x, noise, strength])
-            with tf.GradientTape() as inner:
-                inner.watch([x, noise, strength])
-                y = fn(x, noise, strength)
-                loss = tf.reduce_sum(tf.square(y) * r)
-            first = inner.gradient(loss, [x, noise, strength])
-            penalty = sum(tf.reduce_sum(tf.square(g)) for g in first)
-        return [y, *first, *outer.gradient(penalty, [x, noise, strength])]
-
-    got = grads(N.add_noise)
-    expect = grads(lambda x, n, s: x + n * s)
-    for g, e in zip(got, expect, strict=True):
-        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("up", [None, (2, 2, 1)])
-def test_fused_modconv_equals_non_fused(up):
-    rng = np.random.default_rng(2)
-    x = tf.constant(rng.normal(size=(3, 4, 5, 3, 2)).astype(np.float32))
-    W = tf.constant(rng.normal(size=(3, 3, 3, 2, 4)).astype(np.float32))
-    s = tf.constant(rng.normal(size=(3, 2)).astype(np.float32))
-    f = N.setup_filter([1, 3, 3, 1])
-    a = N.modulated_conv3d(x, W, s, up=up, resample_filter=f, fused=False).numpy()
-    b = N.modulated_conv3d(x, W, s, up=up, resample_filter=f, fused=True).numpy()
-    assert a.shape == b.shape
-    if up is not None:
-        # upsample_conv_3d pads once (StyleGAN2), the fused path upsamples then convolves: the outermost
-        # voxel layer may differ, the interior must not.
-        a, b = a[:, 1:-1, 1:-1, 1:-1], b[:, 1:-1, 1:-1, 1:-1]
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    if up is None:
-        # The grouped conv (XLA) is differentiable and agrees with the shared-weight form.
-        r = tf.constant(np.random.default_rng(3).normal(size=a.shape).astype(np.float32))
-        grads = []
-        for fused in (False, True):
-            with tf.GradientTape() as tape:
-                tape.watch([x, W, s])
-                loss = tf.reduce_sum(N.modulated_conv3d(x, W, s, fused=fused) * r)
-            grads.append([g.numpy() for g in tape.gradient(loss, [x, W, s])])
-        for ga, gb in zip(*grads, strict=True):
-            np.testing.assert_allclose(ga, gb, rtol=1e-3, atol=1e-3)
+@pytest.mark.parametrize("legacy", [{"fused_modconv": False}, {"fused_modconv": True}])
+def test_generator_accepts_legacy_synthesis_kwargs(legacy):
+    # training_options.json / generator.json of older runs hold fused_modconv in synthesis_kwargs.
+    tf.random.set_seed(3)
+    G = tiny_G(**legacy)
+    tf.random.set_seed(3)
+    G0 = tiny_G()
+    assert "fused_modconv" not in G.get_config()["synthesis_kwargs"]
+    assert N.count_params(G) == N.count_params(G0)
+    z = tf.constant(np.random.default_rng(5).normal(size=(1, 8)).astype(np.float32))
+    np.testing.assert_allclose(G(z, noise_mode="const").numpy(), G0(z, noise_mode="const").numpy(), rtol=1e-6)
 
 
 def test_minibatch_stddev_matches_numpy():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib import UserError
+from dnnlib import EasyDict
 from tests.utils import make_tiny_dataset, tiny_options
 
 # demo-tiny, batch 2: 4 steps in all, a tick (and checkpoint) every 2 steps. Deterministic data order.
@@ -39,6 +39,8 @@ def runs(tmp_path_factory):
     one_go = training_loop(tiny_options(tmp / "a", data, kimg=0.008, **ARGS))
     half = training_loop(tiny_options(tmp / "b", data, kimg=0.004, **ARGS))
     assert half.cur_nimg == 4
+    record = EasyDict.load_json(os.path.join(half.run_dir, "run.json"))  # before the resume rewrites it
+    assert record.resumed_from is None
     resumed = training_loop(tiny_options(tmp / "b", data, kimg=0.008, resume=half.run_dir, **ARGS))
     return one_go, half, resumed, data, tmp
 
@@ -52,6 +54,11 @@ def test_n_steps_equal_half_resume_half(runs):
     _assert_same(a, b)
     log = open(os.path.join(half.run_dir, "log.txt")).read()
     assert "Resumed from" in log and "kimg 0.004" in log
+    # The run record says where this session started from; the options stay the options given.
+    record = EasyDict.load_json(os.path.join(half.run_dir, "run.json"))
+    assert record.resumed_from.endswith("ckpt-2") and record.run_dir == half.run_dir
+    options = EasyDict.load_json(os.path.join(half.run_dir, "training_options.json"))
+    assert options.resume.endswith("ckpt-2") and "run_dir" not in options and options.total_kimg == 0.008
 
 
 def test_torn_checkpoint_falls_back_to_previous(runs):
@@ -132,15 +139,15 @@ def test_resume_with_other_architecture_is_refused(runs):
     opts = tiny_options(tmp / "c", data, kimg=0.008, resume=one_go.run_dir, **ARGS)
     opts.G_kwargs.w_dim = 8
     opts.G_kwargs.mapping_kwargs.layer_features = 8
-    with pytest.raises(UserError, match="different config or dataset.*w_dim"):
+    with pytest.raises(ValueError, match="cannot resume from .*different config or dataset.*w_dim"):
         training_loop(opts)
 
 
 def test_resume_of_missing_run_is_refused(tmp_path):
     from training.train_options import resolve_resume
 
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(FileNotFoundError, match="not a run directory or a checkpoint prefix"):
         resolve_resume(str(tmp_path / "nothing"))
     os.makedirs(tmp_path / "run" / "checkpoints")
-    with pytest.raises(UserError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         resolve_resume(str(tmp_path / "run"))

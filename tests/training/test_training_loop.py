@@ -1,7 +1,9 @@
 """The training loop end to end on the demo-tiny config and a tiny dataset made here."""
 
+import copy
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -21,14 +23,17 @@ def tiny_run(tmp_path_factory, tiny_data):
 
     tmp = tmp_path_factory.mktemp("run")
     opts = tiny_options(tmp, tiny_data)
-    return training_loop(opts), opts
+    given = copy.deepcopy(opts)
+    result = training_loop(opts)
+    assert opts == given  # the loop leaves its options alone
+    return result, opts
 
 
 def test_run_directory_layout(tiny_run):
     result, _ = tiny_run
     run = result.run_dir
     assert os.path.basename(run).startswith("00000-demo-tiny")
-    for name in ("training_options.json", "dataset.json", "log.txt"):
+    for name in ("training_options.json", "run.json", "dataset.json", "log.txt"):
         assert os.path.isfile(os.path.join(run, name)), name
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(run))
     ckpts = os.listdir(os.path.join(run, "checkpoints"))
@@ -44,12 +49,54 @@ def test_run_directory_layout(tiny_run):
     assert result.cur_nimg == 8
 
 
-def test_options_json_reruns_and_loader_reads_it(tiny_run):
-    from generation.network_loader import load_generator
+def test_options_json_is_the_options_given_and_reruns(tiny_run, capsys):
+    from training.training_loop import training_loop
 
     result, opts = tiny_run
     saved = EasyDict.load_json(os.path.join(result.run_dir, "training_options.json"))
-    assert saved.batch_size == 2 and saved.config == "demo-tiny" and saved.data == opts.data
+    assert saved == json.loads(json.dumps(opts))  # exactly the resolved options, nothing learnt at run time
+    assert "run_dir" not in saved
+    assert training_loop(saved, dry_run=True).run_dir is None  # enough to rerun
+    assert "dry run: phase Gmain" in capsys.readouterr().out
+
+
+def test_run_record_holds_what_the_run_learnt(tiny_run):
+    import tensorflow as tf
+
+    from training.networks import Discriminator, Generator
+
+    result, opts = tiny_run
+    record = EasyDict.load_json(os.path.join(result.run_dir, "run.json"))
+    assert record.run_dir == result.run_dir and record.resumed_from is None
+    assert record.tensorflow == tf.__version__ and record.num_replicas == 1 and record.devices
+    assert record.started[:2] == "20" and record.strategy
+    # Every constructor argument of the networks as built, defaults included.
+    assert record.G_kwargs == json.loads(json.dumps(Generator(**opts.G_kwargs).get_config()))
+    assert record.D_kwargs == json.loads(json.dumps(Discriminator(**opts.D_kwargs).get_config()))
+
+
+def test_loader_reads_new_and_old_runs(tiny_run, tmp_path):
+    """New runs: options + run.json. Older runs: the built kwargs and run_dir inside training_options.json."""
+    from generation.network_loader import load_generator
+    from training.training_loop import resumed_architecture
+
+    result, _ = tiny_run
+    old = str(tmp_path / "old-run")
+    shutil.copytree(result.run_dir, old)
+    record = EasyDict.load_json(os.path.join(old, "run.json"))
+    os.remove(os.path.join(old, "run.json"))
+    options = EasyDict.load_json(os.path.join(old, "training_options.json"))
+    options.update(run_dir=old, G_kwargs=record.G_kwargs, D_kwargs=record.D_kwargs)
+    options.save_json(os.path.join(old, "training_options.json"))
+    for run in (result.run_dir, old):
+        assert resumed_architecture(run).G_kwargs == record.G_kwargs, run
+        assert tuple(load_generator(run).G.img_shape) == TINY_SHAPE, run
+
+
+def test_loader_reads_the_run(tiny_run):
+    from generation.network_loader import load_generator
+
+    result, _ = tiny_run
     net = load_generator(result.run_dir)
     assert tuple(net.G.img_shape) == TINY_SHAPE
     # The EMA generator of the checkpoint is the one in the snapshot SavedModel.
@@ -106,21 +153,11 @@ def test_nan_loss_stops_with_step_and_term(tmp_path, tiny_data):
     opts = tiny_options(tmp_path, tiny_data, kimg=0.2, kimg_per_tick=0.1)
     opts.G_opt_kwargs.lr = 1e30
     opts.D_opt_kwargs.lr = 1e30
-    with pytest.raises(TrainingDiverged, match=r"step \d+ .*phase \w+: .*NaN/Inf"):
+    with pytest.raises(TrainingDiverged, match=r"step \d+ .*phase \w+: .*NaN/Inf") as info:
         training_loop(opts)
+    assert not isinstance(info.value, UserError)  # a library error; run_training.py turns it into exit 2
     run = os.path.join(opts.outdir, os.listdir(opts.outdir)[0])
     assert not os.path.exists(os.path.join(run, "checkpoints", "checkpoint"))
-
-
-def test_bad_options_are_refused(tmp_path, tiny_data):
-    with pytest.raises(UserError, match="--batch"):
-        tiny_options(tmp_path, tiny_data, batch=0)
-    with pytest.raises(UserError, match="makes .* volumes but --data"):
-        tiny_options(tmp_path, tiny_data, config="demo")
-    with pytest.raises(UserError, match="--data"):
-        tiny_options(tmp_path, tmp_path / "nope")
-    with pytest.raises(UserError, match="--precision"):
-        tiny_options(tmp_path, tiny_data, precision="fp8")
 
 
 def test_sigterm_finishes_step_checkpoints_and_stops(tmp_path, tiny_data):
@@ -138,5 +175,5 @@ def test_sigterm_finishes_step_checkpoints_and_stops(tmp_path, tiny_data):
     ckpt_dir = os.path.join(result.run_dir, "checkpoints")
     assert os.path.isfile(os.path.join(ckpt_dir, "checkpoint"))
     log = open(os.path.join(result.run_dir, "log.txt")).read()
-    assert "stopped by SIGTERM" in log and "--resume=" in log
+    assert "stopped by SIGTERM" in log and f"resume from {result.run_dir}" in log
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored

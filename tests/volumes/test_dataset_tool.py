@@ -1,10 +1,9 @@
 """dataset_tool.py: create -> records -> extract round trips in world coordinates, bad inputs, labels,
-info verification, split, and the command line's exit codes."""
+info verification, split, flag validation (UserError naming the flag), the one options object, and the
+command line's exit codes."""
 
 import json
 import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +14,7 @@ from scipy import ndimage
 import dataset_tool
 from dnnlib.errors import UserError
 from dnnlib.fileutil import current_umask
-from tests.utils import REPO
+from tests.utils import run_script
 from volumes import preprocess
 from volumes import volume_io as vio
 
@@ -166,8 +165,9 @@ def test_bad_input_is_skipped_with_a_reason_or_stops_with_strict(tmp_path, make,
     m = json.load(open(tmp_path / "ds" / "dataset.json"))
     assert m["num_volumes"] == 1 and len(m["skipped"]) == 1
     assert m["skipped"][0]["reason"].startswith(str(scans / "bad.nii.gz")) and reason in m["skipped"][0]["reason"]
-    with pytest.raises(UserError, match=reason):
+    with pytest.raises(ValueError, match=reason) as e:
         dataset_tool.run("create", _opts(input=str(scans), output=str(tmp_path / "strict"), strict=True))
+    assert "--" not in str(e.value)  # a library message: it names the file, not a flag
     assert not os.path.exists(tmp_path / "strict")
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
 
@@ -175,27 +175,36 @@ def test_bad_input_is_skipped_with_a_reason_or_stops_with_strict(tmp_path, make,
 def test_folder_without_images(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("nothing here")
-    with pytest.raises(UserError, match="holds no images"):
+    with pytest.raises(ValueError, match="holds no images"):
         dataset_tool.run("create", _opts(input=str(tmp_path / "empty"), output=str(tmp_path / "ds")))
 
 
 def test_all_inputs_bad_is_an_error_and_writes_nothing(tmp_path):
     (tmp_path / "scans").mkdir()
     nib.save(nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), RAS4), str(tmp_path / "scans" / "z.nii"))
-    with pytest.raises(UserError, match="no usable volumes"):
+    with pytest.raises(ValueError, match="no usable volumes"):
         dataset_tool.run("create", _opts(input=str(tmp_path / "scans"), output=str(tmp_path / "ds")))
     assert os.listdir(tmp_path) == ["scans"]
 
 
 def test_existing_output_needs_overwrite(tmp_path):
     _sources(tmp_path / "scans")
+    args = dict(input=str(tmp_path / "scans"), output=str(tmp_path / "ds"))
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="already exists"):
-        dataset_tool.run("create", _opts(input=str(tmp_path / "scans"), output=str(tmp_path / "ds")))
+        dataset_tool.run("create", _opts(**args))
     assert (tmp_path / "ds" / "keep.txt").read_text() == "mine"
-    dataset_tool.run("create", _opts(input=str(tmp_path / "scans"), output=str(tmp_path / "ds"), overwrite=True))
-    assert not (tmp_path / "ds" / "keep.txt").exists() and (tmp_path / "ds" / "dataset.json").exists()
+    # Even with overwrite, a folder holding files this project did not write is never replaced.
+    with pytest.raises(ValueError, match="did not write"):
+        dataset_tool.run("create", _opts(overwrite=True, **args))
+    assert (tmp_path / "ds" / "keep.txt").read_text() == "mine"
+    (tmp_path / "ds" / "keep.txt").unlink()
+    dataset_tool.run("create", _opts(overwrite=True, **args))  # an empty folder
+    first = os.stat(tmp_path / "ds").st_ino
+    dataset_tool.run("create", _opts(overwrite=True, **args))  # our own dataset
+    assert os.stat(tmp_path / "ds").st_ino != first  # a new folder took its place
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
     # Ordinary permissions (umask applies), not the private ones of temporary files: others may read it.
     mask = current_umask()
     assert os.stat(tmp_path / "ds").st_mode & 0o777 == 0o777 & ~mask
@@ -257,29 +266,77 @@ def test_info_verifies_records(tmp_path, capsys):
     m = json.load(open(path))
     m["files"][1]["stored_sha256"] = "0" * 64
     path.write_text(json.dumps(m))
-    with pytest.raises(UserError, match="1 problem"):
+    with pytest.raises(ValueError, match="1 problem"):
         dataset_tool.run("info", _opts(dataset=str(tmp_path / "ds")))
     assert "checksum differs" in capsys.readouterr().out
     shard = tmp_path / "ds" / m["shards"][0]
     shard.write_bytes(shard.read_bytes()[:-100])
-    with pytest.raises(UserError, match="corrupt shard"):
+    with pytest.raises(ValueError, match="corrupt shard"):
         dataset_tool.run("info", _opts(dataset=str(tmp_path / "ds")))
 
 
-def test_command_line_exit_codes(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    tool = os.path.join(REPO, "dataset_tool.py")
-    r = subprocess.run(
-        [sys.executable, tool, "create", f"--source={tmp_path}", f"--dest={tmp_path}/ds", "--shape=64x64x64"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert r.returncode == 2 and "--shape=64x64x64" in r.stderr and "80x96x112" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
-    r = subprocess.run([sys.executable, tool, "frobnicate"], capture_output=True, text=True, env=env, cwd=REPO)
-    assert r.returncode == 2 and "create | info" in r.stderr
+# (arguments, what stderr must say): flag mistakes (UserError) and library errors (ValueError/OSError) alike
+# end as one line "error: ..." and exit code 2.
+EXIT_2_CASES = [
+    (["create", "--source={tmp}", "--dest={tmp}/ds", "--shape=64x64x64"], ["--shape=64x64x64", "80x96x112"]),
+    (["frobnicate"], ["create | info"]),
+    (["info", "--dataset={tmp}/missing"], ["dataset folder not found"]),
+    (["split", "--dataset={tmp}", "--output={tmp}/out", "--test_fraction=1.5"], ["--test_fraction=1.5"]),
+]
+
+
+@pytest.mark.parametrize("args, says", EXIT_2_CASES, ids=["bad-shape", "no-command", "no-dataset", "bad-fraction"])
+def test_command_line_exit_codes(tmp_path, args, says):
+    r = run_script("dataset_tool.py", *[a.format(tmp=tmp_path) for a in args], timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")
+    for text in says:
+        assert text in r.stderr
+
+
+# (flag values, the flag the UserError must name) for validation that happens before any work.
+FLAG_CASES = [
+    ("create", dict(input="in", output="out", workers=0), "--workers=0"),
+    ("create", dict(output="out"), "--input is required"),
+    ("create", dict(input="in", output="out", spacing="2,a"), "--spacing"),
+    ("create", dict(input="in", output="out", shape="80x96x113"), "--shape=80x96x113"),
+    ("create", dict(input="in", output="out", percentiles=["60", "40"]), "--percentiles"),
+    ("create", dict(input="in", output="out", foreground_fraction=1.5), "--foreground_fraction"),
+    ("create", dict(input="in", output="out", register_to="missing.nii.gz"), "--register_to"),
+    ("create", dict(input="in", output="out", labels="missing.csv"), "--labels"),
+    ("extract", dict(dataset="ds", output="out", indices="3-1"), "--indices"),
+    ("split", dict(dataset="ds", output="out", test_fraction=0.0), "--test_fraction"),
+    ("demo", dict(output="out", num_volumes=0), "--num_volumes=0"),
+    ("info", dict(), "--dataset is required"),
+]
+
+
+@pytest.mark.parametrize("command, values, flag", FLAG_CASES)
+def test_flag_mistakes_are_user_errors_naming_the_flag(tmp_path, monkeypatch, command, values, flag):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=flag):
+        dataset_tool.build_options(command, _opts(**values))
+
+
+def test_existing_output_is_refused_at_the_command_line_for_every_writing_command(tmp_path):
+    (tmp_path / "out").mkdir()
+    values = dict(input="in", dataset="ds", output=str(tmp_path / "out"))
+    for command in ("create", "extract", "split", "demo"):
+        with pytest.raises(UserError, match="already exists; pass --overwrite"):
+            dataset_tool.build_options(command, _opts(**values))
+        assert dataset_tool.build_options(command, _opts(overwrite=True, **values)).output == str(tmp_path / "out")
+
+
+def test_one_options_object_per_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEGAN3D_DATA", str(tmp_path / "data"))
+    o = dataset_tool.build_options("create", _opts(input="scans", output=str(tmp_path / "ds")))
+    assert o.command == "create" and o.preprocess.shape == [20, 24, 28] and o.preprocess.spacing == [4.0] * 3
+    assert o.labels is None and o.workers == 1 and o.progress is False
+    o = dataset_tool.build_options("extract", _opts(dataset="ds", output=str(tmp_path / "x"), indices="0-2,5"))
+    assert o.command == "extract" and o.indices == [0, 1, 2, 5] and o.dtype == "float32"
+    o = dataset_tool.build_options("demo", _opts(res="2mm"))
+    assert o.output == str(tmp_path / "data" / "demo-2mm") and o.num_volumes is None
+    assert set(dataset_tool.COMMANDS) == {"create", "info", "extract", "split", "demo"}
 
 
 def test_input_discovery_folder_glob_and_mhd(tmp_path):
@@ -297,7 +354,7 @@ def test_input_discovery_folder_glob_and_mhd(tmp_path):
     assert root == str(scans)
     paths, _ = find_inputs(str(scans / "**" / "*.nii*"))
     assert sorted(os.path.basename(p) for p in paths) == ["a.nii.gz", "b.nii"]
-    with pytest.raises(UserError, match="no such folder"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         find_inputs(str(tmp_path / "missing"))
 
 
@@ -311,7 +368,7 @@ def test_label_encoding_round_trips(tmp_path):
     assert subject is None
     np.testing.assert_allclose(c, [0, 1, 0, 1, 1.0])  # site B, grade 2, age (50 - 40) / 10
     assert decode_labels(t.schema(), c) == {"site": "B", "grade": "2", "age": 50.0}
-    with pytest.raises(UserError, match="'age' is empty"):
+    with pytest.raises(ValueError, match="'age' is empty"):
         t.lookup(str(tmp_path / "z.nii.gz"), str(tmp_path))
-    with pytest.raises(UserError, match="no row"):
+    with pytest.raises(ValueError, match="no row"):
         t.lookup(str(tmp_path / "w.nii.gz"), str(tmp_path))

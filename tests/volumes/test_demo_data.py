@@ -8,7 +8,6 @@ import pytest
 from scipy import ndimage
 
 from dnnlib.easydict import EasyDict
-from dnnlib.errors import UserError
 from volumes import demo_data
 
 
@@ -93,11 +92,11 @@ def test_default_demo_dataset_is_built_once(tmp_path, monkeypatch):
     p2 = demo_data.default_demo_dataset(num_volumes=2, verbose=False)
     assert p1 == p2 == os.path.join(str(tmp_path / "data"), "demo-demo") and len(calls) == 1
     assert load_manifest(p1).synthetic is True
-    with pytest.raises(UserError, match="unknown"):
+    with pytest.raises(ValueError, match="unknown"):
         demo_data.default_demo_dataset(res="7mm")
     (tmp_path / "data" / "demo-2mm").mkdir()
     (tmp_path / "data" / "demo-2mm" / "mine.txt").write_text("not a dataset")
-    with pytest.raises(UserError, match="remove it"):
+    with pytest.raises(FileExistsError, match="remove it"):
         demo_data.default_demo_dataset(res="2mm")
     assert (tmp_path / "data" / "demo-2mm" / "mine.txt").exists()
 
@@ -106,7 +105,7 @@ def test_without_nilearn_the_message_says_what_to_install(monkeypatch):
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(UserError, match="pip install nilearn"):
+    with pytest.raises(FileNotFoundError, match="pip install nilearn"):
         demo_data.load_template()
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from dnnlib.errors import UserError
 from dnnlib.fileutil import current_umask
 from volumes import volume_io as vio
 
@@ -58,7 +57,7 @@ def test_uint8_nifti_reads_back_in_unit_range(tmp_path):
 
 
 def test_write_nifti_refuses_other_suffix(tmp_path):
-    with pytest.raises(UserError, match="v.mha"):
+    with pytest.raises(ValueError, match="v.mha"):
         vio.write_nifti(tmp_path / "v.mha", _volume(), np.eye(4))
 
 
@@ -158,10 +157,10 @@ def test_reorient_to_ras_keeps_every_voxel_in_place():
         (lambda p: nib.save(nib.Nifti1Image(np.zeros((4, 5), np.float32), np.eye(4)), str(p)), "2D"),
     ],
 )
-def test_bad_files_raise_user_error_naming_the_file(tmp_path, make, message):
+def test_bad_files_raise_a_value_error_naming_the_file(tmp_path, make, message):
     p = tmp_path / "bad.nii"
     make(p)
-    with pytest.raises(UserError, match=message) as e:
+    with pytest.raises(ValueError, match=message) as e:
         vio.read_volume(p)
     assert str(p) in str(e.value)
 
@@ -171,10 +170,26 @@ def test_truncated_gzip_nifti(tmp_path):
     vio.write_nifti(p, _volume((20, 20, 20)), np.eye(4))
     data = p.read_bytes()
     p.write_bytes(data[: len(data) * 2 // 3])
-    with pytest.raises(UserError, match="t.nii.gz: unreadable"):
+    with pytest.raises(ValueError, match="t.nii.gz: unreadable"):
         vio.read_volume(p)
 
 
 def test_missing_file():
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         vio.read_volume("/nonexistent/x.nii.gz")
+
+
+@pytest.mark.parametrize(
+    "path, stem",
+    [
+        ("scans/sub-01_T1w.nii.gz", "sub-01_T1w"),
+        ("a/b.NII", "b"),
+        ("x.mgz", "x"),
+        ("x.mhd", "x"),
+        ("x.nhdr", "x"),
+        ("series/dicom/", "dicom"),
+        ("notes.txt", "notes.txt"),
+    ],
+)
+def test_file_stem(path, stem):
+    assert vio.file_stem(path) == stem

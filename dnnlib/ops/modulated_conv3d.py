@@ -1,0 +1,156 @@
+"""StyleGAN2's modulated 3D convolution and noise injection (NDHWC), as used by the synthesis layers.
+
+`modulated_conv3d` picks its path when traced (`_per_sample_weights`):
+  - per-sample weights (`_per_sample_modulated_conv3d`): sample n is convolved with w * s_n * d_n, for outputs
+    of at least _PER_SAMPLE_MIN_VOXELS voxels per sample and a static batch;
+  - scaled activations (`_scaled_activations_modulated_conv3d`): x * s, one batched conv, * d (StyleGAN2's
+    form), for small outputs, a dynamic batch, and everything traced inside `modulation_of_activations()`.
+Both compute the same function to every order of derivative. `add_noise` is x + noise * strength with a
+cheaper gradient. The NumPy reference is modulated_conv3d_ref.py.
+"""
+
+import contextlib
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from dnnlib.ops.conv3d import conv3d
+from dnnlib.ops.upfirdn_3d import upsample_conv_3d
+
+# Name scopes of the modulation and the noise, by which bench/bench_step.py attributes profiled op time.
+MODULATION_SCOPE, NOISE_SCOPE = "modulation", "noise"
+
+# Outputs of at least this many voxels per sample come from one conv per sample with its own modulated
+# weights. Scaling the activations instead (x*s before the conv, y*d after) costs two full-volume passes
+# forward and four backward per layer, two of them reductions over the volume; splitting the batch along
+# axis 0 is free and concatenating the outputs is one pass. Small volumes keep one batched conv: many tiny
+# convs would cost more than the passes they save (bench/RESULTS.md).
+_PER_SAMPLE_MIN_VOXELS = 8192
+_trace_options = threading.local()  # per thread: tf.distribute traces each replica in its own thread
+
+# All control flow here is Python on static values: autograph conversion would only cost trace time.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
+
+@contextlib.contextmanager
+def modulation_of_activations():
+    """Modulated convs traced inside this block scale the activations at every size (no per-sample weights).
+
+    For gradients with respect to the styles alone (the path-length regulariser, the projector): through
+    per-sample weights each layer's style gradient needs that layer's filter gradient, a conv, and a
+    second-order pass differentiates that again; through scaled activations it is a reduction."""
+    old = getattr(_trace_options, "scale_activations", False)
+    _trace_options.scale_activations = True
+    try:
+        yield
+    finally:
+        _trace_options.scale_activations = old
+
+
+def _per_sample_weights(x, up):
+    """True where the per-sample-weights path runs (see the module doc); up: factors or None."""
+    if getattr(_trace_options, "scale_activations", False) or x.shape[0] is None:
+        return False
+    out_voxels = int(np.prod(x.shape[1:4])) * (int(np.prod(up)) if up is not None else 1)
+    return out_voxels >= _PER_SAMPLE_MIN_VOXELS
+
+
+def _modulation(weight, styles, demodulate, compute_dtype, gain):
+    """(weight, styles, demodulation coefficients [N, Cout] or None), float32, with the gain folded in."""
+    weight = tf.cast(weight, tf.float32)
+    styles = tf.cast(styles, tf.float32)
+    if demodulate and compute_dtype != tf.float32:
+        # Demodulation cancels any scale of w and s: normalise both first so x*s cannot overflow fp16.
+        weight = weight * tf.math.rsqrt(tf.reduce_mean(tf.square(weight), axis=[0, 1, 2, 3], keepdims=True))
+        styles = styles / tf.reduce_max(tf.abs(styles), axis=1, keepdims=True)
+    dcoefs = None
+    if demodulate:
+        wsq = tf.reduce_sum(tf.square(weight), axis=[0, 1, 2])  # [Cin, Cout]
+        dcoefs = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)  # [N, Cout]
+    if gain != 1:
+        if dcoefs is not None:
+            dcoefs = dcoefs * gain
+        else:
+            weight = weight * gain
+    return weight, styles, dcoefs
+
+
+def _conv(x, w, up, resample_filter):
+    return conv3d(x, w, padding="SAME") if up is None else upsample_conv_3d(x, w, resample_filter, up=up)
+
+
+def _per_sample_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
+    """Sample n convolved with weight * s_n * d_n (float32, then cast): no pass over the volumes."""
+    n = x.shape[0]
+    with tf.name_scope(MODULATION_SCOPE):
+        w = weight[None] * styles[:, None, None, None, :, None]  # [N,k,k,k,Cin,Cout]
+        if dcoefs is not None:
+            w = w * dcoefs[:, None, None, None, None, :]
+        ws = tf.unstack(tf.cast(w, compute_dtype), num=n)
+        xs = tf.split(x, n, axis=0) if n > 1 else [x]
+    ys = [_conv(xi, wi, up, resample_filter) for xi, wi in zip(xs, ws, strict=True)]
+    if n == 1:
+        return ys[0]
+    with tf.name_scope(MODULATION_SCOPE):
+        return tf.concat(ys, axis=0)
+
+
+def _scaled_activations_modulated_conv3d(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
+    """x * s, one batched conv with the shared weight, then * d."""
+    with tf.name_scope(MODULATION_SCOPE):
+        x = x * tf.cast(styles, compute_dtype)[:, None, None, None, :]
+    x = _conv(x, tf.cast(weight, compute_dtype), up, resample_filter)
+    if dcoefs is not None:
+        with tf.name_scope(MODULATION_SCOPE):
+            x = x * tf.cast(dcoefs, compute_dtype)[:, None, None, None, :]
+    return x
+
+
+@_no_autograph
+def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filter=None, compute_dtype=tf.float32,
+                     gain=1.0):
+    """StyleGAN2 modulated 3D convolution, times `gain`.
+
+    x [N,D,H,W,Cin] (compute dtype), weight [k,k,k,Cin,Cout] float32 (gain applied), styles [N,Cin] float32.
+    up: None or upsampling factors (D, H, W), with resample_filter its FIR taps (upsample_conv_3d).
+    Returns [N,D',H',W',Cout] in compute dtype. Demodulation: d = rsqrt(sum_{k,k,k,Cin} (w*s)^2 + 1e-8),
+    computed in float32 as styles^2 @ sum_k w^2. `gain` scales the demodulation coefficients (or the
+    weight), not the output: the same result without a pass over the output volume.
+    """
+    with tf.name_scope(MODULATION_SCOPE):
+        weight, styles, dcoefs = _modulation(weight, styles, demodulate, compute_dtype, gain)
+    up = up if up is not None and max(up) > 1 else None
+    path = _per_sample_modulated_conv3d if _per_sample_weights(x, up) else _scaled_activations_modulated_conv3d
+    return path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
+
+
+def add_noise(x, noise, strength):
+    """x + noise * strength; x [N,D,H,W,C], noise [N or 1,D,H,W,1], strength a scalar.
+
+    Autodiff takes the strength's gradient as a sum over the channel axis of dy (TensorFlow's CPU
+    reduction over a short innermost axis is slow) and a multiply; here it is one matmul of the flattened
+    noise with dy. Twice differentiable: the gradient is built from differentiable ops (path length reg).
+    """
+
+    @tf.custom_gradient
+    def op(x, noise, strength):
+        y = x + noise * strength
+
+        def grad(dy):
+            with tf.name_scope(NOISE_SCOPE):  # custom-gradient ops get no scope of their own (for the profile)
+                c = dy.shape[-1]
+                nz = tf.broadcast_to(noise, tf.concat([tf.shape(dy)[:-1], [1]], axis=0))  # no-op unless shared
+                # Accumulated in float32 at least (a long fp16 sum would lose the gradient; no-op casts otherwise).
+                acc = tf.float32 if dy.dtype.size < 4 else dy.dtype
+                dstrength = tf.matmul(tf.cast(tf.reshape(nz, [1, -1]), acc), tf.cast(tf.reshape(dy, [-1, c]), acc))
+                dstrength = tf.cast(tf.reduce_sum(dstrength), strength.dtype)
+                # The noise maps' gradient (the projector optimises them); pruned from the graph when unused.
+                dnoise = tf.reduce_sum(dy, axis=-1, keepdims=True) * strength
+                if noise.shape[0] == 1 and dy.shape[0] != 1:
+                    dnoise = tf.reduce_sum(dnoise, axis=0, keepdims=True)
+                return dy, dnoise, dstrength
+
+        return y, grad
+
+    return op(x, noise, strength)

@@ -1,0 +1,31 @@
+"""generation/projection_outputs.py: the loss curve as CSV and plot, the comparison picture."""
+
+import numpy as np
+from PIL import Image
+
+from generation import projection_outputs
+from generation.outputs import png_scale
+
+
+def _curve():
+    return [{"step": s, "lr": 0.1 * s, "loss": np.array([1.0 / s, 2.0 / s]), "mse": np.array([0.5, 0.25 / s]),
+             "mse_down": np.array([0.1, 0.2]), "noise_reg": np.array([1e-6, 2e-6])} for s in (1, 2)]
+
+
+def test_curve_csv_of_one_target():
+    text = projection_outputs.curve_csv(_curve(), 1)
+    assert text == "step,lr,loss,mse,mse_down,noise_reg\n1,0.1,2,0.25,0.2,2e-06\n2,0.2,1,0.125,0.2,2e-06\n"
+
+
+def test_curve_and_comparison_pictures(tmp_path):
+    rows = [{k: r[k][0] for k in ("loss", "mse", "mse_down")} for r in _curve()]
+    projection_outputs.curve_png(str(tmp_path / "loss.png"), rows)
+    assert Image.open(tmp_path / "loss.png").size == (640, 400)
+    rng = np.random.RandomState(0)
+    target, proj = rng.rand(20, 24, 28, 1), rng.rand(20, 24, 28, 1)
+    projection_outputs.comparison_png(str(tmp_path / "cmp.png"), target, proj)
+    pic = np.asarray(Image.open(tmp_path / "cmp.png"))
+    # Rows target / projection / difference, 28 voxels high (S); columns sagittal (A: 24), coronal and axial
+    # (R: 20); 2-pixel gaps; all enlarged by the picture scale.
+    s = png_scale((20, 24, 28))
+    assert pic.shape == ((3 * 28 + 4) * s, (24 + 20 + 20 + 4) * s)
