@@ -21,9 +21,10 @@ volumes.dataset_commands.run, where the work is done.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from dnnlib.cli import parse_int_ranges, run_main
+from dnnlib.cli import main as cli_main
+from dnnlib.cli import parse_int_ranges
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
 from dnnlib.fileutil import check_output_dir
@@ -237,4 +238,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_main(main))
+    cli_main(main)

@@ -10,12 +10,15 @@ Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slice
 resolved into one options object for generation.commands.run (the logic lives in the generation package).
 """
 
-from absl import app, flags
+from absl import flags
 
-from dnnlib.cli import check_output_flag, parse_int_ranges, run_main
+from dnnlib.cli import check_network_flag, check_output_flag, parse_int_ranges
+from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
+from generation import pretrained
 from generation.commands import COMMANDS  # these two load no TensorFlow: flag errors come back before it loads
 from generation.interpolation import INTERPOLATIONS, SPACES
+from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
@@ -45,6 +48,10 @@ flags.DEFINE_enum("space", "z", list(SPACES), "interpolate: latent space.")
 flags.DEFINE_enum("interp", "linear", list(INTERPOLATIONS), "interpolate: linear or spherical.")
 flags.DEFINE_integer("axis", 2, "interpolate: slice axis of the strip/GIF (0 sagittal, 1 coronal, 2 axial).")
 flags.DEFINE_bool("save_frames", False, "interpolate: also write every frame as NIfTI.")
+flags.DEFINE_string("projected_w", None, "Latents of run_projector.py (its --outdir, one target's folder or a "
+                    "latent.npy / projected_w.npz) instead of seeds: generate re-synthesises them (with the "
+                    "projection's noise maps unless --noise_mode is given), style-mix uses them as the rows, "
+                    "interpolate goes through them in W. Alias --latent.")
 
 
 def build_options(argv, f=FLAGS):
@@ -59,9 +66,11 @@ def build_options(argv, f=FLAGS):
     for name in ("network", "outdir"):
         if not f[name].value:
             raise UserError(f"--{name} is required")
+    network = pretrained.resolve(f.network)  # a shipped network's short name, e.g. demo
+    check_network_flag(network, folder_kind(network))
     # The network may sit anywhere under a run folder: never write into it, around it or over it.
-    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[f.network])
-    opts = EasyDict(command=cmd, network=f.network, outdir=f.outdir, overwrite=f.overwrite, psi=f.psi,
+    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[network, f.projected_w])
+    opts = EasyDict(command=cmd, network=network, outdir=f.outdir, overwrite=f.overwrite, psi=f.psi,
                     truncation_cutoff=f.truncation_cutoff, noise_seed=f.noise_seed, class_idx=f.class_idx,
                     batch=f.batch, uint8=f.uint8)
     if f.batch < 1:
@@ -74,7 +83,9 @@ def build_options(argv, f=FLAGS):
     else:
         opts.label = None
     opts.noise_mode = f.noise_mode or ("random" if cmd in ("generate", "average") else "const")
-    if cmd == "style-mix":
+    if f.projected_w:
+        _projected_w_options(cmd, f, opts)
+    elif cmd == "style-mix":
         if not f.row_seeds or not f.col_seeds:
             raise UserError("style-mix needs --row_seeds and --col_seeds")
         opts.row_seeds = parse_int_ranges(f.row_seeds, "--row_seeds")
@@ -85,14 +96,36 @@ def build_options(argv, f=FLAGS):
             raise UserError(f"{cmd} needs --seeds (e.g. --seeds=0-9)")
         opts.seeds = parse_int_ranges(f.seeds, "--seeds")
     if cmd == "interpolate":
-        if len(opts.seeds) < 2:
+        if not f.projected_w and len(opts.seeds) < 2:
             raise UserError("interpolate needs at least two --seeds")
         if f.frames < 2:
             raise UserError(f"--frames={f.frames}: need at least 2")
         if f.axis not in (0, 1, 2):
             raise UserError(f"--axis={f.axis}: expected 0, 1 or 2")
-        opts.update(frames=f.frames, space=f.space, interp=f.interp, axis=f.axis, save_frames=f.save_frames)
+        space = "w" if f.projected_w else f.space
+        opts.update(frames=f.frames, space=space, interp=f.interp, axis=f.axis, save_frames=f.save_frames)
     return opts
+
+
+def _projected_w_options(cmd, f, opts):
+    """--projected_w takes the place of --seeds (generate, interpolate) or --row_seeds (style-mix)."""
+    import os
+
+    if cmd == "average":
+        raise UserError("--projected_w works with generate, style-mix and interpolate, not average")
+    if not os.path.exists(f.projected_w):
+        raise UserError(f"--projected_w={f.projected_w}: no such file or folder")
+    taken = [n for n in ("seeds", "row_seeds") if f[n].present]
+    if taken:
+        raise UserError(f"--projected_w replaces --{taken[0]}: give one of them")
+    if cmd == "interpolate" and f["space"].present and f.space != "w":
+        raise UserError("--projected_w interpolates in W: a projection has no z (drop --space or use --space=w)")
+    if cmd == "style-mix":
+        if not f.col_seeds:
+            raise UserError("style-mix with --projected_w needs --col_seeds (the projections are the rows)")
+        opts.col_seeds = parse_int_ranges(f.col_seeds, "--col_seeds")
+        opts.styles = f.styles
+    opts.update(projected_w=f.projected_w, projected_noise=f.noise_mode is None)
 
 
 def main(argv):
@@ -104,4 +137,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(run_main(main))
+    cli_main(main, aliases={"trunc": "psi", "class": "class_idx", "latent": "projected_w"})

@@ -1,19 +1,26 @@
 """Evaluate a trained 3D generator: FID (slices / 3D), KID, MMD, MS-SSIM, precision/recall.
 
   python run_metrics.py --network=results/00001-demo --data=datasets/demo-2mm \
-      --metrics=fid_slices,kid,mmd,ms_ssim --num=200 --feature_weights=inception_v3_..._notop.h5 --json=out.json
+      --metrics=fid_slices,kid,mmd,ms_ssim --num=200 --feature_weights=inception-2015-12-05.tgz --json=out.json
 
 --network: a run directory (latest checkpoint; results are also appended to its metric-<name>.jsonl), a
-checkpoint prefix or a SavedModel. Nothing is downloaded: slice metrics need InceptionV3 weights
-(--feature_weights or the Keras cache), 3D metrics a 3D network (--feature_network, --feature_layer).
+checkpoint prefix or a SavedModel. Slice metrics (fid_slices, kid, pr_slices) use the standard FID Inception
+(inception-2015-12-05, as TTUR, StyleGAN2 and pytorch-fid): from --feature_weights (.pb, .tgz, converted .npz or
+TorchScript .pt), else from the cache ($STYLEGAN3D_CACHE, ~/.cache/stylegan3d) after one sha256-pinned download.
+--feature_weights=keras:<file> uses Keras' InceptionV3 instead (numbers not comparable with published FIDs). Every
+result records the network and weights sha256 that produced it. 3D metrics need a 3D network (--feature_network,
+--feature_layer).
 """
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from dnnlib import EasyDict, UserError
-from dnnlib.cli import run_main
+from dnnlib.cli import check_data_flag, check_network_flag
+from dnnlib.cli import main as cli_main
+from generation import pretrained
+from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix (<run>/checkpoints/ckpt-N) or SavedModel.")
@@ -22,7 +29,9 @@ flags.DEFINE_list("metrics", ["fid_slices", "kid", "mmd", "ms_ssim"],
                   "Comma-separated metric names; --metrics=list prints them with descriptions.")
 flags.DEFINE_integer("num", 100, "Number of fakes (and at most as many reals).")
 flags.DEFINE_integer("batch", 4, "Volumes per batch.")
-flags.DEFINE_string("feature_weights", None, "InceptionV3 weights file (Keras notop .h5); 'random' = plumbing only.")
+flags.DEFINE_string("feature_weights", None, "Slice metrics: standard FID Inception weights (.pb/.tgz/.npz/.pt; "
+                    "default: cached or pinned download); keras:<.h5|.keras> = Keras InceptionV3 (not comparable); "
+                    "'random' = plumbing only.")
 flags.DEFINE_string("feature_network", None, "3D feature network: Keras .keras/.h5 file or SavedModel directory.")
 flags.DEFINE_string("feature_layer", None, "Layer (Keras) or output key (SavedModel) of the 3D network.")
 # The choices of --feature_input and --noise_mode are also metrics.feature_networks.INPUT_SCALES and
@@ -48,6 +57,9 @@ def options_from_flags(f):
         raise UserError("--data is required: the dataset directory of the reals")
     if not os.path.isdir(f.data):
         raise UserError(f"--data={f.data}: no such dataset directory")
+    network = pretrained.resolve(f.network)  # a shipped network's short name, e.g. demo
+    check_network_flag(network, folder_kind(network))
+    check_data_flag(f.data, folder_kind(f.data))
     if f.num < 2:
         raise UserError(f"--num={f.num}: need at least 2 volumes")
     if f.batch < 1:
@@ -58,7 +70,7 @@ def options_from_flags(f):
         raise UserError(f"--slice_step={f.slice_step}: must be >= 0")
     if f.json and os.path.exists(f.json) and not f.overwrite:
         raise UserError(f"--json={f.json} already exists; pass --overwrite to replace it")
-    return EasyDict(network=f.network, data=f.data, metrics=[m.strip() for m in f.metrics if m.strip()],
+    return EasyDict(network=network, data=f.data, metrics=[m.strip() for m in f.metrics if m.strip()],
                     num=f.num, batch=f.batch, feature_weights=f.feature_weights, feature_network=f.feature_network,
                     feature_layer=f.feature_layer, feature_input=f.feature_input, slice_step=f.slice_step or None,
                     kernel_size=f.kernel_size, seed=f.seed, psi=f.psi, noise_mode=f.noise_mode,
@@ -83,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(run_main(main))
+    cli_main(main, aliases={"trunc": "psi"})

@@ -3,20 +3,27 @@
   python run_projector.py --network=results/00000-demo --target=scan.nii.gz --outdir=proj
   python run_projector.py --network=results/00000-demo --data=datasets/t1-2mm --indices=0-3 --outdir=proj
   python run_projector.py --network=results/00000-demo --target_seeds=0-3 --num_steps=200 --outdir=proj
+  python run_projector.py --network=results/00000-demo --target=thick.nii.gz --degradation=none --output_grid=1 \
+      --outdir=proj   # a thick-slice scan compared in its own geometry, restored at 1 mm over its field of view
 
 Image targets (any format the dataset tool reads) are preprocessed with exactly the training dataset's
 pipeline (dataset.json of --data, else the one in the run directory). Per target, a folder with:
 projected.nii.gz (dataset grid, [0, 1]), projected_native.nii.gz (image targets: back in the file's own grid,
 affine and intensity units), target.nii.gz, latent.npy [num_ws, w_dim], noise.npz, loss.csv, loss.png,
 comparison.png (target / projection / 4x |difference|), metrics.json (PSNR, SSIM, NRMSE on the dataset grid,
-in [0, 1]).
+in [0, 1]). With --degradation: degraded.nii.gz beside target_degraded.nii.gz (the degraded grid),
+trivial_inverse.nii.gz, restored_<S>mm.nii.gz (--output_grid), degradation.json, and missing-information
+metrics (see generation/reconstruction.py).
 Flags are validated here and resolved into one options object for generation.projection_command.run_projection.
 """
 
-from absl import app, flags
+from absl import flags
 
-from dnnlib.cli import check_output_flag, parse_int_ranges, run_main
+from dnnlib.cli import check_data_flag, check_network_flag, check_output_flag, parse_int_ranges
+from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
+from generation import pretrained
+from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
@@ -45,6 +52,13 @@ flags.DEFINE_integer("progress_every", 100, "Print a progress line every N steps
 flags.DEFINE_integer("class_idx", None, "Conditional networks: class index (one-hot label).")
 flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, comma-separated floats.")
 flags.DEFINE_bool("uint8", False, "Also write uint8 copies of the dataset-grid volumes.")
+flags.DEFINE_string("degradation", None, "Forward model applied to the generated volume before the loss, parts "
+                    "joined by ';': thicken:axis=A,mm=T|factor=F[,profile=box|gaussian][,fwhm_mm=V], mask=PATH "
+                    "(mask:path=PATH,invert=1 excludes its voxels), noise=SIGMA. Given (even 'none'), --target "
+                    "scans are compared in their own geometry, their thick slices read from their spacing.")
+flags.DEFINE_float("output_grid", None, "With --degradation: also write the restored volume on an isotropic grid of "
+                   "this spacing (mm) over each target's field of view.")
+flags.DEFINE_float("w_prior_weight", 0.0, "Weight of the prior on W: ||w - w_avg||^2 / w_std^2 (BRGM-like).")
 
 
 def _positive(name, value, minimum=1):
@@ -67,17 +81,28 @@ def build_options(argv, f=FLAGS):
         raise UserError("nothing to project: give --target, --data with --indices, or --target_seeds")
     if f.indices and not f.data:
         raise UserError("--indices needs --data=<dataset folder>")
+    network = pretrained.resolve(f.network)  # a shipped network's short name, e.g. demo
+    check_network_flag(network, folder_kind(network))
+    check_data_flag(f.data, folder_kind(f.data))
     for path in f.target or []:
         if not os.path.exists(path):
             raise UserError(f"--target: {path}: no such file or folder")
     # Never write into, around or over what is read.
-    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[f.network, f.data, *(f.target or [])])
+    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[network, f.data, *(f.target or [])])
     for name in ("num_steps", "w_avg_samples", "batch", "progress_every"):
         _positive(name, f[name].value, 2 if name == "w_avg_samples" else 1)
     if not f.lr > 0:
         raise UserError(f"--lr={f.lr}: must be positive")
     if f.noise_reg_weight < 0 or f.initial_noise_factor < 0 or f.ssim_weight < 0:
         raise UserError("--noise_reg_weight, --initial_noise_factor and --ssim_weight must be >= 0")
+    if f.w_prior_weight < 0:
+        raise UserError(f"--w_prior_weight={f.w_prior_weight}: must be >= 0")
+    if f.output_grid is not None and not f.output_grid > 0:
+        raise UserError(f"--output_grid={f.output_grid}: must be a positive spacing in mm")
+    if f.output_grid is not None and f.degradation is None:
+        raise UserError("--output_grid needs --degradation (use --degradation=none for a scan's own thickness alone)")
+    if f.degradation is not None:
+        _check_degradation(f.degradation, f.loss)
     label = None
     if f.label is not None:
         try:
@@ -85,7 +110,7 @@ def build_options(argv, f=FLAGS):
         except ValueError:
             raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
     return EasyDict(
-        network=f.network, outdir=f.outdir, overwrite=f.overwrite, data=f.data,
+        network=network, outdir=f.outdir, overwrite=f.overwrite, data=f.data,
         targets=list(f.target or []),
         indices=parse_int_ranges(f.indices, "--indices") if f.indices else [],
         target_seeds=parse_int_ranges(f.target_seeds, "--target_seeds") if f.target_seeds else [],
@@ -94,7 +119,26 @@ def build_options(argv, f=FLAGS):
         regularize_noise_weight=f.noise_reg_weight, initial_noise_factor=f.initial_noise_factor,
         w_avg_samples=f.w_avg_samples, seed=f.seed, batch=f.batch, progress_every=f.progress_every,
         class_idx=f.class_idx, label=label, uint8=f.uint8,
+        degradation=f.degradation, output_grid=f.output_grid, w_prior_weight=f.w_prior_weight,
     )
+
+
+def _check_degradation(spec, loss):
+    """The spec's grammar and its mask file, before the network loads. Millimetres become voxels only with the
+    network's spacing, known later: a tiny stand-in spacing makes every mm= thickness a valid factor here."""
+    import os
+
+    from generation.degradation import parse_spec
+
+    try:
+        deg = parse_spec(spec, network_spacing=(1e-6, 1e-6, 1e-6))
+    except ValueError as e:
+        raise UserError(f"--degradation: {e}") from None
+    if deg.mask is not None and not os.path.isfile(deg.mask.path):
+        raise UserError(f"--degradation: mask {deg.mask.path}: no such file")
+    if loss != "mse" and (deg.ops or deg.mask is not None):
+        raise UserError(f"--loss={loss} compares whole volumes on the network grid: use --loss=mse with thick "
+                        "slices or a mask")
 
 
 def main(argv):
@@ -106,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(run_main(main))
+    cli_main(main, aliases={"class": "class_idx"})

@@ -15,11 +15,13 @@ import math
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from dnnlib.cli import run_main
+from dnnlib.cli import check_data_flag
+from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from training.train_options import OPTIONS
+from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
 FLAG_OPTIONS = [o for o in OPTIONS if o.flag]
@@ -28,7 +30,8 @@ CLI_ACTIONS = {
     "dry_run": "Build everything, print options, networks and one step's timing; write nothing.",
     "summary": "Print the per-layer table and parameter totals of --config and exit.",
 }
-POSITIVE = ("batch", "kimg", "kimg_per_tick", "snap", "max_minutes", "samples", "keep_checkpoints", "metric_num")
+POSITIVE = ("batch", "batch_gpu", "kimg", "kimg_per_tick", "snap", "max_minutes", "samples", "keep_checkpoints",
+            "metric_num")
 NON_NEGATIVE = ("gamma", "r2_gamma")
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
            list: flags.DEFINE_list}
@@ -44,6 +47,20 @@ def define_flags(flag_values=FLAGS):
             _DEFINE[o.type](o.name, default, o.help, flag_values=flag_values)
     for name, help_text in CLI_ACTIONS.items():
         flags.DEFINE_bool(name, False, help_text, flag_values=flag_values)
+    flags.DEFINE_integer("gpus", None, "StyleGAN2-ADA's --gpus=N: train on the first N GPUs (CUDA_VISIBLE_DEVICES; "
+                         "N > 1 mirrors over them with --strategy=auto; 0 = CPU only). Default: every visible GPU.",
+                         flag_values=flag_values)
+
+
+def restrict_gpus(n, environ=os.environ):
+    """Make only the first n GPUs visible (of CUDA_VISIBLE_DEVICES when it is set); before TensorFlow loads."""
+    if n < 0:
+        raise UserError(f"--gpus={n}: must be >= 0")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d for d in visible.split(",") if d.strip()] if visible is not None else [str(i) for i in range(n)]
+    if n > len(ids):
+        raise UserError(f"--gpus={n}: only {len(ids)} GPU(s) in CUDA_VISIBLE_DEVICES={visible}")
+    environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids[:n])
 
 
 def validate_flags(values):
@@ -59,6 +76,7 @@ def validate_flags(values):
     if values.get("data") and not os.path.isdir(values["data"]):
         raise UserError(f"--data={values['data']}: no such dataset directory (create one with dataset_tool.py "
                         "create)")
+    check_data_flag(values.get("data"), folder_kind(values.get("data")))
     if values.get("strategy") == "multi_worker" and not os.environ.get("TF_CONFIG"):
         raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
 
@@ -93,6 +111,8 @@ def main(argv):
         return 0
     values = {o.name: FLAGS[o.name].value for o in FLAG_OPTIONS}
     validate_flags(values)
+    if FLAGS.gpus is not None:
+        restrict_gpus(FLAGS.gpus)
     explicit = {name for name in values if FLAGS[name].present}
     from training import train_options, training_loop
 
@@ -121,4 +141,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()  # here, not at import: tests import this module to compare its flags with the option table
-    app.run(run_main(main))
+    cli_main(main, aliases={"cfg": "config"})

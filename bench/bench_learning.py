@@ -4,7 +4,8 @@
 
 At the start and after every tick: N fakes of G_ema (random noise) vs N reals of the demo dataset,
 mmd_linear_batch8 (metrics/mmd.py, voxels in [0, 1]). Prints the curve, the start/end values and their
-ratio, and writes the curve as a PNG (Pillow) plus the last snapshot's mid-slices beside the run.
+ratio, and writes the curve into the run directory as mmd_curve.csv and mmd_curve.png (dnnlib.plots; the PNG needs
+matplotlib), beside the snapshots.
 """
 
 import os
@@ -24,35 +25,11 @@ flags.DEFINE_integer("num", 16, "Volumes per MMD evaluation (fakes and reals eac
 flags.DEFINE_string("outdir", "/tmp/bench_learning", "Where the run and the curve go.")
 
 
-def plot_png(path, xs, ys, title):
-    """A minimal line plot (log y) with Pillow: matplotlib is not a dependency."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    w, h, m = 640, 400, 50
-    img = Image.new("L", (w, h), 255)
-    d = ImageDraw.Draw(img)
-    ly = np.log10(np.maximum(np.asarray(ys, float), 1e-12))
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1e-9)
-    y0, y1 = ly.min(), max(ly.max(), ly.min() + 1e-9)
-    pts = [(m + (x - x0) / (x1 - x0) * (w - 2 * m), h - m - (y - y0) / (y1 - y0) * (h - 2 * m))
-           for x, y in zip(xs, ly, strict=True)]
-    d.rectangle([m, m, w - m, h - m], outline=0)
-    d.line(pts, fill=0, width=2)
-    for p in pts:
-        d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=0)
-    d.text((m, 10), title, fill=0)
-    d.text((m, h - m + 10), f"kimg {x0:.2f}", fill=0)
-    d.text((w - m - 80, h - m + 10), f"kimg {x1:.2f}", fill=0)
-    d.text((5, m - 15), f"1e{y1:.2f}", fill=0)
-    d.text((5, h - m + 2), f"1e{y0:.2f}", fill=0)
-    img.save(path)
-
-
 def main(argv):
     import numpy as np
     import tensorflow as tf
 
+    from dnnlib.plots import line_plot
     from metrics.mmd import mmd_linear_batch, to_voxel_vectors
     from training.dataset import make_dataset
     from training.train_options import build_options
@@ -77,10 +54,15 @@ def main(argv):
     result = training_loop(opts, tick_callback=on_tick)
     xs, ys = [c[0] for c in curve], [c[1] for c in curve]
     png = os.path.join(result.run_dir, "mmd_curve.png")
-    plot_png(png, xs, ys, f"{FLAGS.config}: mmd_linear_batch8 (fakes vs reals), log scale")
+    plot = line_plot(png, xs, {"mmd_linear_batch8": ys}, xlabel="training progress (kimg: thousands of real volumes "
+                     "shown)", ylabel="MMD^2, linear kernel (voxels in [0, 1])",
+                     title=f"{FLAGS.config}: fakes of G_ema vs reals, {n} each", log_y=True,
+                     csv_path=os.path.join(result.run_dir, "mmd_curve.csv"), x_name="kimg")
+    if plot.note:
+        print(f"bench: {plot.note}")
     print(f"bench: config {FLAGS.config}, {xs[-1]:.3f} kimg in {curve[-1][2]:.0f}s")
     print(f"bench: MMD start {ys[0]:.3f}  end {ys[-1]:.3f}  min {min(ys):.3f}  start/end ratio {ys[0] / ys[-1]:.1f}x")
-    print(f"bench: curve {png}; samples {result.snapshot_dir}")
+    print(f"bench: curve {plot.png or '(not drawn)'} and {plot.csv}; samples {result.snapshot_dir}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ flags.DEFINE_float("budget_gib", 24.0, "Memory budget for the largest-batch extr
 flags.DEFINE_enum("fir_impl", "auto", ["auto", "kernel", "ops"], "FIR path: 'auto' as the ops choose, 'kernel' "
                   "the same but an error where the C++ kernel cannot be built, 'ops' TensorFlow ops "
                   "(bench/formulations.py fir_as_tf_ops): the C++ kernel's memory against the TensorFlow-ops path.")
+flags.DEFINE_bool("recompute", False, "Training step with recomputed block activations (--recompute of "
+                  "run_training.py).")
 flags.DEFINE_enum("child", None, ["train", "generate"], "Internal: run one measurement in this process.")
 flags.DEFINE_string("config", None, "Internal (--child): config name.")
 flags.DEFINE_integer("batch", 1, "Internal (--child): batch size.")
@@ -49,11 +51,12 @@ _TAG = "RESULT "
 def child_train(name, batch):
     from bench.common import StepHarness, current_rss_bytes, peak_rss_bytes
     from training.configs import get_config
+    from training.networks import recompute_blocks
 
     cfg = get_config(name)
     cfg.loss_kwargs.pl_batch_shrink = 1
     rss0 = current_rss_bytes()
-    h = StepHarness(cfg, batch=batch)
+    h = StepHarness(cfg, batch=batch, variant=recompute_blocks if FLAGS.recompute else None)
     out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}}
     for phase in h.phases:
         t0 = time.perf_counter()
@@ -119,7 +122,8 @@ def parent():
     rows, peaks, after_build = [], {}, {}
     for b in batches:
         common.log(f"training step {train_cfg} batch {b} (fresh process) ...")
-        r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}", f"--fir_impl={FLAGS.fir_impl}")
+        r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}", f"--fir_impl={FLAGS.fir_impl}",
+                      f"--recompute={FLAGS.recompute}")
         if "error" in r:
             rows.append([f"train {train_cfg}", b, "failed", "-", "-", r["error"][:120]])
             continue

@@ -45,6 +45,30 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_record(path, text):
+    """Write a record file without losing an earlier, different version: that one is kept as <stem>.<n><ext>.
+
+    Returns the path the earlier version was kept under, or None (no earlier file, or the same content).
+    """
+    path = os.path.abspath(os.fspath(path))
+    kept = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return None
+        stem, ext = os.path.splitext(path)
+        n = 1
+        while os.path.exists(f"{stem}.{n}{ext}"):
+            n += 1
+        kept = f"{stem}.{n}{ext}"
+        try:  # the earlier version stays complete under its new name before the new one replaces it
+            os.link(path, kept)
+        except OSError:
+            shutil.copy2(path, kept)
+    atomic_write_text(path, text)
+    return kept
+
+
 def share_permissions(root):
     """Give a finished output folder the permissions a plain mkdir/open would have (umask applies).
 

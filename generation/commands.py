@@ -14,7 +14,8 @@ def run(opts):
     """Load the network, run opts.command, write everything into opts.outdir atomically. Returns a summary dict.
 
     opts: command, network, outdir, overwrite, psi, truncation_cutoff, noise_mode, noise_seed, class_idx, label,
-    batch, uint8, and the command's own: seeds (generate, interpolate, average), row_seeds, col_seeds, styles
+    batch, uint8, progress (default True: a progress line on stderr), and the command's own: seeds (generate,
+    interpolate, average), grid_max and grid_cols (generate), row_seeds, col_seeds, styles
     (style-mix), frames, space, interp, axis, save_frames (interpolate).
     """
     from dnnlib import EasyDict
@@ -34,6 +35,10 @@ def run(opts):
         affine=output_affine(getattr(net, "geometry", None), net.G.img_shape), psi=float(opts.get("psi", 1.0)),
         cutoff=opts.get("truncation_cutoff"), uint8=bool(opts.get("uint8", False)),
     )
+    if opts.get("projected_w"):
+        from generation.projected_latents import load_projected
+
+        job.projected = load_projected(opts.projected_w, runner.num_ws, runner.w_dim)
     summary = EasyDict(command=opts.command, network=str(getattr(net, "source", opts.network)), outdir=opts.outdir)
     with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False))) as out:
         job.path = lambda name: os.path.join(out, name)
@@ -42,18 +47,57 @@ def run(opts):
     return summary
 
 
-def _generate(opts, job):
-    from generation.outputs import write_grids, write_mid_slices, write_volume
-    from generation.sampling import generate
+# The grid pictures show the first seeds only: a grid of every seed of a long run would be unreadably large.
+GRID_MAX_VOLUMES = 64
 
+
+def _synthesize_projected(opts, job, ws):
+    """Volumes of projected ws: with the projection's own noise maps unless a noise mode was asked for."""
+    if job.projected.noise is not None and opts.get("projected_noise", True) and len(ws) == len(job.projected.ws):
+        return job.runner.synthesize(ws, noise=job.projected.noise)
+    return job.runner.synthesize_shared_noise(ws, opts.noise_mode, opts.get("noise_seed", 0))
+
+
+def _generate_projected(opts, job):
+    import numpy as np
+
+    from generation.outputs import write_grids, write_mid_slices, write_volume
+
+    vols = _synthesize_projected(opts, job, job.projected.ws)
+    for name, v in zip(job.projected.names, vols, strict=True):
+        write_volume(job.path(f"{name}.nii.gz"), v, job.affine, job.uint8)
+        write_mid_slices(job.path(f"{name}.png"), v)
+    grid = vols[:GRID_MAX_VOLUMES]
+    cols = min(len(grid), int(opts.get("grid_cols", 8)))
+    write_grids(job.path("grid"), np.asarray(grid), math.ceil(len(grid) / cols), cols)
+    return {"files": len(vols), "projected": job.projected.names}
+
+
+def _generate(opts, job):
+    import numpy as np
+
+    if job.get("projected") is not None:
+        return _generate_projected(opts, job)
+
+    from generation.outputs import write_grids, write_mid_slices, write_volume
+    from generation.sampling import generate_batches
+    from volumes.work_pool import Progress
+
+    # Streamed: each batch is written and dropped, so memory stays flat however many seeds there are.
     seeds = list(opts.seeds)
-    vols = generate(job.runner, seeds, job.psi, opts.noise_mode, job.c, job.cutoff)
-    for s, v in zip(seeds, vols, strict=True):
-        write_volume(job.path(f"seed{s:04d}.nii.gz"), v, job.affine, job.uint8)
-        write_mid_slices(job.path(f"seed{s:04d}.png"), v)
-    cols = min(len(seeds), int(opts.get("grid_cols", 8)))
-    write_grids(job.path("grid"), vols, math.ceil(len(seeds) / cols), cols)
-    return {"files": len(seeds)}
+    grid_max = int(opts.get("grid_max", GRID_MAX_VOLUMES))
+    grid = []
+    progress = Progress(len(seeds), label="generate ", enabled=bool(opts.get("progress", True)))
+    for chunk, vols in generate_batches(job.runner, seeds, job.psi, opts.noise_mode, job.c, job.cutoff, progress):
+        for s, v in zip(chunk, vols, strict=True):
+            write_volume(job.path(f"seed{s:04d}.nii.gz"), v, job.affine, job.uint8)
+            write_mid_slices(job.path(f"seed{s:04d}.png"), v)
+        grid.extend(vols[: max(grid_max - len(grid), 0)])
+    if grid:
+        cols = min(len(grid), int(opts.get("grid_cols", 8)))
+        write_grids(job.path("grid"), np.stack(grid), math.ceil(len(grid) / cols), cols)
+    return {"files": len(seeds), "grid_seeds": seeds[: len(grid)],
+            "grid_note": f"grid_*.png show the first {len(grid)} of {len(seeds)} seeds"}
 
 
 def _style_mix(opts, job):
@@ -63,29 +107,43 @@ def _style_mix(opts, job):
     from generation.style_mixing import describe_presets, parse_styles, style_mix
 
     col_styles = parse_styles(opts.styles, job.G)
-    res = style_mix(job.runner, opts.row_seeds, opts.col_seeds, col_styles, job.psi, opts.noise_mode, job.c,
-                    job.cutoff, opts.get("noise_seed", 0))
-    seeds = list(opts.row_seeds) + list(opts.col_seeds)
-    for s, v in zip(seeds, np.concatenate([res.rows, res.cols]), strict=True):
-        write_volume(job.path(f"seed{s:04d}.nii.gz"), v, job.affine, job.uint8)
-    for i, r in enumerate(opts.row_seeds):
+    projected = job.get("projected")
+    # Rows from a projection are named by its targets, rows from seeds by the seed.
+    row_names = projected.names if projected is not None else [f"seed{r:04d}" for r in opts.row_seeds]
+    res = style_mix(job.runner, opts.get("row_seeds"), opts.col_seeds, col_styles, job.psi, opts.noise_mode, job.c,
+                    job.cutoff, opts.get("noise_seed", 0), row_ws=None if projected is None else projected.ws)
+    names = row_names + [f"seed{s:04d}" for s in opts.col_seeds]
+    for name, v in zip(names, np.concatenate([res.rows, res.cols]), strict=True):
+        write_volume(job.path(f"{name}.nii.gz"), v, job.affine, job.uint8)
+    for i, r in enumerate(row_names):
         for j, cs in enumerate(opts.col_seeds):
-            write_volume(job.path(f"mix-row{r:04d}-col{cs:04d}.nii.gz"), res.mix[i, j], job.affine, job.uint8)
+            write_volume(job.path(f"mix-row{r.removeprefix('seed')}-col{cs:04d}.nii.gz"), res.mix[i, j], job.affine,
+                         job.uint8)
     # Grid as in the StyleGAN papers: column seeds on top, row seeds on the left, mixes inside.
     blank = -np.ones_like(res.rows[:1])
     cells = [blank, res.cols]
-    for i in range(len(opts.row_seeds)):
+    for i in range(len(row_names)):
         cells += [res.rows[i : i + 1], res.mix[i]]
-    write_grids(job.path("stylemix"), np.concatenate(cells), len(opts.row_seeds) + 1, len(opts.col_seeds) + 1)
+    write_grids(job.path("stylemix"), np.concatenate(cells), len(row_names) + 1, len(opts.col_seeds) + 1)
     return {"col_styles": col_styles, "presets": describe_presets(job.G).splitlines()}
 
 
 def _interpolate(opts, job):
-    from generation.interpolation import interpolate
+    from generation.interpolation import INTERPOLATIONS, interpolate, interpolation_ts
     from generation.outputs import write_strip_and_gif, write_volume
 
-    vols, ts = interpolate(job.runner, list(opts.seeds), int(opts.frames), opts.space, opts.interp, job.psi,
-                           opts.noise_mode, job.c, job.cutoff, opts.get("noise_seed", 0))
+    if job.get("projected") is not None:  # a projection has no z: the path runs through its ws
+        import numpy as np
+
+        w, fn = job.projected.ws, INTERPOLATIONS[opts.interp]
+        if len(w) < 2:
+            raise ValueError(f"{opts.projected_w}: holds {len(w)} latent; interpolation needs at least two")
+        ts = interpolation_ts(len(w), int(opts.frames))
+        ws = np.stack([fn(w[s], w[s + 1], t) for s, t in ts]).astype(np.float32)
+        vols = job.runner.synthesize_shared_noise(ws, opts.noise_mode, opts.get("noise_seed", 0))
+    else:
+        vols, ts = interpolate(job.runner, list(opts.seeds), int(opts.frames), opts.space, opts.interp, job.psi,
+                               opts.noise_mode, job.c, job.cutoff, opts.get("noise_seed", 0))
     write_strip_and_gif(job.path("interpolation.png"), job.path("interpolation.gif"), vols, int(opts.get("axis", 2)))
     if opts.get("save_frames", False):
         for f, v in enumerate(vols):
@@ -96,9 +154,11 @@ def _interpolate(opts, job):
 def _average(opts, job):
     from generation.outputs import write_mid_slices, write_volume
     from generation.sampling import average_volume, average_w_volume
+    from volumes.work_pool import Progress
 
     seeds = list(opts.seeds)
-    mean = average_volume(job.runner, seeds, job.psi, opts.noise_mode, job.c, job.cutoff)
+    progress = Progress(len(seeds), label="average ", enabled=bool(opts.get("progress", True)))
+    mean = average_volume(job.runner, seeds, job.psi, opts.noise_mode, job.c, job.cutoff, progress)
     # The mean W is one volume: seed noise would be one arbitrary seed's, so 'random' falls back to const maps.
     w_noise_mode = "const" if opts.noise_mode == "random" else opts.noise_mode
     mean_w = average_w_volume(job.runner, seeds, job.psi, w_noise_mode, job.c, job.cutoff)

@@ -48,7 +48,9 @@ import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import tensorflow as tf
+
+# TensorFlow is imported by the functions that run ops: parse_spec alone (run_projector.py's flag check) must not
+# load it.
 
 PROFILES = ("box", "gaussian")
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -179,6 +181,8 @@ class Thicken:
         return self.factor == 1 and self.profile.kind == "box" and float(self.first_centre).is_integer()
 
     def __call__(self, x):
+        import tensorflow as tf
+
         x = tf.convert_to_tensor(x)
         ax = _array_axis(x.shape.rank, self.axis)
         length = x.shape[ax]
@@ -241,7 +245,9 @@ def thicken(x, axis, factor, profile="box", fwhm_vox=None, start=None, count=Non
 # Mask, noise, loss terms.
 
 
-def _weights_5d(w, dtype=tf.float32):
+def _weights_5d(w, dtype):
+    import tensorflow as tf
+
     w = tf.convert_to_tensor(w, dtype)
     if w.shape.rank == 3:
         return w[None, ..., None]
@@ -255,6 +261,8 @@ def _weights_5d(w, dtype=tf.float32):
 def masked_mse(x, y, weights=None):
     """[N]: mean of (x - y)^2 over the voxels (and channels) with weight 1 (weighted mean for soft weights).
     An item whose weights are all 0 gets 0."""
+    import tensorflow as tf
+
     d = tf.square(tf.convert_to_tensor(x) - tf.convert_to_tensor(y, x.dtype))
     if weights is None:
         return tf.reduce_mean(d, axis=[1, 2, 3, 4])
@@ -359,6 +367,8 @@ class Degradation:
         noise_weight(self.sigma)  # validates
 
     def __call__(self, volume):
+        import tensorflow as tf
+
         x = tf.convert_to_tensor(volume)
         for op in self.ops:
             x = op(x)
@@ -387,6 +397,8 @@ class Degradation:
 
     def loss(self, volume, target):
         """[N]: masked, noise-weighted MSE between the degraded `volume` and `target` (on the degraded grid)."""
+        import tensorflow as tf
+
         y = self(volume)
         target = tf.convert_to_tensor(target, y.dtype)
         if tuple(y.shape) != tuple(target.shape):

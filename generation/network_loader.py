@@ -14,6 +14,7 @@ import tensorflow as tf
 from dnnlib import EasyDict
 from dnnlib.fileutil import atomic_output_dir
 from dnnlib.run_dir import is_run_dir
+from generation import pretrained
 from training.checkpoints import intact_checkpoints, read_first_readable
 
 GENERATOR_JSON = "generator.json"
@@ -134,10 +135,11 @@ def _load_saved_model(export_dir):
 
 
 def load_generator(path):
-    """Load the EMA generator from a run directory, a checkpoint prefix or an exported SavedModel."""
-    path = os.fspath(path)
+    """Load the EMA generator from a run directory, a checkpoint prefix, an exported SavedModel or a shipped name."""
+    path = pretrained.resolve(path)
     expected = ("expected a run directory (with training_options.json and checkpoints/), a checkpoint prefix "
-                "(<run>/checkpoints/ckpt-N) or a SavedModel directory written by export_generator")
+                "(<run>/checkpoints/ckpt-N), a SavedModel directory written by export_generator or a shipped "
+                f"network ({', '.join(pretrained.names()) or 'none shipped'})")
     if _is_saved_model(path):
         return _load_saved_model(path)
     if _is_saved_model(os.path.join(path, "generator")):  # a snapshot directory snapshots/NNNNNN/
@@ -189,7 +191,7 @@ def export_generator(G, geometry, export_dir, overwrite=False, options=None):
     meta = {"G_kwargs": G.get_config(), "geometry": geometry}
     if options is not None:
         meta["options"] = options
-    text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+    text = EasyDict.from_obj(meta).to_json()
     with atomic_output_dir(export_dir, overwrite=overwrite) as tmp:
         # Serving needs no gradients, so the ops' custom gradient functions are left out of the SavedModel.
         tf.saved_model.save(G, tmp, signatures={"serving_default": _serving_fn(G)},
@@ -198,11 +200,3 @@ def export_generator(G, geometry, export_dir, overwrite=False, options=None):
         with open(os.path.join(tmp, "assets", GENERATOR_JSON), "w") as f:
             f.write(text + "\n")
     return export_dir
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")

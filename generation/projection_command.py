@@ -1,6 +1,9 @@
 """What run_projector.py calls: run_projection(opts) gathers the targets, projects them batch by batch and
-writes one folder per target plus projection.json."""
+writes one folder per target plus projection.json. With a degradation (opts.degradation, a spec string for
+generation.degradation.parse_spec) each target is compared on its own degraded grid: targets sharing a
+degraded grid (the same thickenings and noise level) are projected together, each with its own mask."""
 
+import json
 import os
 
 import numpy as np
@@ -13,7 +16,9 @@ def run_projection(opts):
 
     opts: network, outdir, overwrite; targets (image files), data and indices (dataset volumes), target_seeds,
     target_psi, target_noise_mode (generated volumes); class_idx, label; batch, progress_every, uint8; and any
-    of projector.default_options() (num_steps, initial_learning_rate, w_plus, loss, ...).
+    of projector.default_options() (num_steps, initial_learning_rate, w_plus, loss, w_prior_weight, ...);
+    degradation (spec string; None = compare on the network grid; given, even "none", image files are read in
+    their own geometry), output_grid (mm: restored volumes on an isotropic grid over each target's field of view).
     """
     from dnnlib.fileutil import atomic_output_dir
     from generation import projection_targets
@@ -27,9 +32,21 @@ def run_projection(opts):
     net = load_generator(opts.network)
     G = net.G
     c = make_label(int(G.c_dim), opts.get("class_idx"), opts.get("label"))
+    geometry = getattr(net, "geometry", None) or {}
+    deg = None
     targets = []
     if opts.get("targets"):
         manifest = projection_targets.find_manifest(opts.network, opts.get("data"))
+    if opts.get("degradation") is not None:
+        from generation.degradation import parse_spec
+        from volumes.volume_io import voxel_sizes
+
+        spacing = geometry.get("spacing") or (manifest.spacing if opts.get("targets") else None)
+        spacing = spacing or voxel_sizes(output_affine(geometry, G.img_shape)).tolist()
+        deg = parse_spec(opts.degradation, network_spacing=[float(v) for v in spacing])
+        for path in opts.get("targets") or []:
+            targets.append(projection_targets.native_file_target(path, manifest, G.img_shape, deg))
+    elif opts.get("targets"):
         targets += projection_targets.file_targets(opts.targets, manifest)
     if opts.get("indices"):
         targets += projection_targets.dataset_targets(opts.data, opts.indices)
@@ -39,32 +56,87 @@ def run_projection(opts):
     for t, name in zip(targets, projection_targets.unique_names([t.name for t in targets]), strict=True):
         t.name = name
     projection_targets.check_target_shapes(targets, G, opts.get("data"))
-    geometry = getattr(net, "geometry", None) or {}
     seed_affine = output_affine(geometry, G.img_shape) if opts.get("target_seeds") else None
+    for t in targets:
+        if t.get("affine") is None:
+            t.affine = seed_affine
+        if deg is not None and t.get("degradation") is None:
+            projection_targets.degrade_target(t, deg)
 
     popts = {k: opts[k] for k in default_options() if k in opts}
     print(f"projecting {len(targets)} target(s) with {popts.get('num_steps', 1000)} steps; "
           f"W statistics from {popts.get('w_avg_samples', 10000)} samples")
     w_stats = w_statistics(G, popts.get("w_avg_samples", 10000), c, popts.get("seed", 0))
     batch = int(opts.get("batch", 4))
+    uint8 = bool(opts.get("uint8", False))
     summary = {}
     with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False))) as out:
-        for b0 in range(0, len(targets), batch):
-            chunk = targets[b0 : b0 + batch]
-            names = ", ".join(t.name for t in chunk)
+        for group in _same_grid_groups(targets):
+            for b0 in range(0, len(group), batch):
+                chunk = group[b0 : b0 + batch]
+                names = ", ".join(t.name for t in chunk)
 
-            def progress(row, names=names):
-                print(f"[{names}] step {row['step']:>5}  lr {row['lr']:.4f}  loss {np.mean(row['loss']):.5f}  "
-                      f"mse {np.mean(row['mse']):.5f}  mse_down {np.mean(row['mse_down']):.5f}  "
-                      f"noise_reg {np.mean(row['noise_reg']):.3g}", flush=True)
+                def progress(row, names=names):
+                    extra = f"  w_prior {np.mean(row['w_prior']):.4g}" if "w_prior" in row else ""
+                    print(f"[{names}] step {row['step']:>5}  lr {row['lr']:.4f}  loss {np.mean(row['loss']):.5f}  "
+                          f"mse {np.mean(row['mse']):.5f}  mse_down {np.mean(row['mse_down']):.5f}  "
+                          f"noise_reg {np.mean(row['noise_reg']):.3g}{extra}", flush=True)
 
-            res = Projector(G, np.stack([t.volume for t in chunk]), c, popts, w_stats).run(
-                progress, int(opts.get("progress_every", 100)))
-            for i, t in enumerate(chunk):
-                affine = t.get("affine") if t.get("affine") is not None else seed_affine
-                summary[t.name] = write_target_outputs(os.path.join(out, t.name), t, i, res, affine,
-                                                       bool(opts.get("uint8", False)))
-                print(f"{t.name}: " + "  ".join(f"{k} {v:.4f}" for k, v in summary[t.name].items()
-                                                if isinstance(v, float)))
-        EasyDict(options=opts, metrics=summary).save_json(os.path.join(out, "projection.json"))
+                if deg is None:
+                    projector = Projector(G, np.stack([t.volume for t in chunk]), c, popts, w_stats)
+                else:
+                    projector = Projector(G, np.stack([t.degraded for t in chunk]), c, popts, w_stats,
+                                          degradation=_batch_degradation(chunk))
+                res = projector.run(progress, int(opts.get("progress_every", 100)))
+                for i, t in enumerate(chunk):
+                    folder = os.path.join(out, t.name)
+                    summary[t.name] = write_target_outputs(folder, t, i, res, t.affine, uint8)
+                    if deg is not None:
+                        from generation.reconstruction import write_reconstruction_outputs
+
+                        summary[t.name].update(write_reconstruction_outputs(folder, t, res.volumes[i],
+                                                                            opts.get("output_grid"), uint8))
+                        _rewrite_metrics(folder, summary[t.name])
+                    print(f"{t.name}: " + "  ".join(f"{k} {v:.4g}" for k, v in summary[t.name].items()
+                                                    if isinstance(v, float)))
+        record = EasyDict(options=opts, metrics=summary)
+        if deg is not None:
+            record.degradation = deg.describe()
+        record.save_json(os.path.join(out, "projection.json"))
     return summary
+
+
+def _grid_key(t):
+    """Targets with the same key can share one Projector: the same degraded grid (thickenings) and noise level."""
+    deg = t.get("degradation")
+    if deg is None:
+        return "network grid"
+    return json.dumps([list(t.degraded.shape), [op.describe() for op in deg.ops], deg.sigma])
+
+
+def _same_grid_groups(targets):
+    groups = {}
+    for t in targets:
+        groups.setdefault(_grid_key(t), []).append(t)
+    return list(groups.values())
+
+
+def _batch_degradation(chunk):
+    """One Degradation for a batch of targets on the same degraded grid: their masks stacked ([N,d,h,w], all
+    voxels compared for a target without one)."""
+    from generation.degradation import Mask
+
+    first = chunk[0].degradation
+    masks = [t.degradation.weights() for t in chunk]
+    if all(m is None for m in masks):
+        return first.with_mask(None)
+    shape = chunk[0].degraded.shape[:3]
+    stacked = np.stack([np.ones(shape, np.float32) if m is None else np.asarray(m, np.float32) for m in masks])
+    return first.with_mask(Mask(path=", ".join(t.degradation.mask.path or "(array)" for t in chunk
+                                               if t.degradation.mask is not None), weights=stacked))
+
+
+def _rewrite_metrics(folder, metrics):
+    from dnnlib.fileutil import atomic_write_text
+
+    atomic_write_text(os.path.join(folder, "metrics.json"), json.dumps(metrics, indent=2) + "\n")

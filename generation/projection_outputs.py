@@ -10,37 +10,20 @@ from dnnlib.fileutil import atomic_write_bytes, atomic_write_text
 from generation.outputs import encode_image, png_scale, slice_to_uint8, write_volume
 from volumes.volume_io import to_unit_range
 
-CURVE_KEYS = ("loss", "mse", "mse_down", "noise_reg", "ssim")
-CURVE_COLOURS = {"loss": (200, 30, 30), "mse": (30, 90, 200), "mse_down": (30, 150, 60), "ssim": (150, 90, 0)}
+CURVE_KEYS = ("loss", "mse", "mse_down", "noise_reg", "ssim", "w_prior")
+# What each curve term is, for the plot's axis label: MSE and SSIM are measured on intensities in [0, 1].
+CURVE_UNITS = "mse, mse_down: mean squared error of intensities in [0, 1]; ssim: 1 = identical"
 
 
-def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400)):
-    """Line plot (log10 y) of the loss curve of one target; curve rows hold scalars for that target."""
-    from PIL import Image, ImageDraw
+def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400), steps=None):
+    """Line plot (log y) of the loss curve of one target; curve rows hold scalars for that target, steps their
+    optimisation steps (default 1, 2, ...). Returns dnnlib.plots.line_plot's result (note: why no PNG)."""
+    from dnnlib import plots
 
-    w, h = size
-    left, right, top, bottom = 60, 110, 20, 40
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    series = {k: np.log10(np.maximum([float(r[k]) for r in curve], 1e-12)) for k in keys if k in curve[0]}
-    lo = min(float(v.min()) for v in series.values())
-    hi = max(float(v.max()) for v in series.values())
-    hi = hi if hi > lo else lo + 1
-    n = max(len(curve) - 1, 1)
-    draw.rectangle([left, top, w - right, h - bottom], outline="black")
-    for frac in (0.0, 0.5, 1.0):
-        y = top + (1 - frac) * (h - top - bottom)
-        draw.text((5, y - 6), f"{10 ** (lo + frac * (hi - lo)):.3g}", fill="black")
-        x = left + frac * (w - left - right)
-        draw.text((x - 10, h - bottom + 5), str(int(round(frac * n)) + 1), fill="black")
-    draw.text((left, h - 18), "step", fill="black")
-    for row, (k, v) in enumerate(series.items()):
-        pts = [(left + i / n * (w - left - right), top + (1 - (y - lo) / (hi - lo)) * (h - top - bottom))
-               for i, y in enumerate(v)]
-        colour = CURVE_COLOURS.get(k, (0, 0, 0))
-        draw.line(pts if len(pts) > 1 else pts * 2, fill=colour, width=2)
-        draw.text((w - right + 8, top + 15 * row), k, fill=colour)
-    atomic_write_bytes(path, encode_image(img, "PNG"))
+    steps = list(range(1, len(curve) + 1)) if steps is None else list(steps)
+    series = {k: [float(r[k]) for r in curve] for k in keys if k in curve[0]}
+    return plots.line_plot(path, steps, series, xlabel="optimisation step", ylabel="value", log_y=True,
+                           title=f"projection loss terms\n{CURVE_UNITS}", size=size)
 
 
 def comparison_png(path, target_unit, proj_unit, diff_gain=4.0):
@@ -84,9 +67,11 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
 
     os.makedirs(out, exist_ok=True)
     proj, tgt = result.volumes[i], target.volume
-    proj_unit, tgt_unit = to_unit_range(proj), to_unit_range(tgt)
+    # tgt is None for an image target read in its own geometry: it has no network-grid copy to compare with.
+    proj_unit, tgt_unit = to_unit_range(proj), None if tgt is None else to_unit_range(tgt)
     write_volume(os.path.join(out, "projected.nii.gz"), proj, affine, uint8)
-    write_volume(os.path.join(out, "target.nii.gz"), tgt, affine, uint8)
+    if tgt is not None:
+        write_volume(os.path.join(out, "target.nii.gz"), tgt, affine, uint8)
     if target.get("transform") is not None:
         from generation.native_grid import to_native_grid, to_source_intensity
         from volumes import volume_io
@@ -99,10 +84,16 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
     curve = result.curve
     atomic_write_text(os.path.join(out, "loss.csv"), curve_csv(curve, i))
     keys = [k for k in CURVE_KEYS if k != "noise_reg" and k in curve[0]]
-    curve_png(os.path.join(out, "loss.png"), [{k: r[k][i] for k in keys} for r in curve], keys)
-    comparison_png(os.path.join(out, "comparison.png"), tgt_unit, proj_unit)
-    metrics = {k: float(v) for k, v in reconstruction_metrics(tgt_unit, proj_unit, data_range=1.0).items()}
-    metrics["grid"] = "dataset"  # metrics are measured on the dataset grid, in [0, 1]
+    # loss.csv above holds the plotted data (and lr, noise_reg).
+    plot = curve_png(os.path.join(out, "loss.png"), [{k: r[k][i] for k in keys} for r in curve], keys,
+                     steps=[r["step"] for r in curve])
+    if plot.note:
+        print(f"projection: {plot.note}; the curve is in loss.csv")
+    metrics = {}
+    if tgt is not None:
+        comparison_png(os.path.join(out, "comparison.png"), tgt_unit, proj_unit)
+        metrics = {k: float(v) for k, v in reconstruction_metrics(tgt_unit, proj_unit, data_range=1.0).items()}
+        metrics["grid"] = "dataset"  # metrics are measured on the dataset grid, in [0, 1]
     if target.get("transform") is not None:
         metrics["native_intensity"] = units
     if target.get("true_ws") is not None:

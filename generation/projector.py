@@ -6,6 +6,12 @@ steps, noise maps renormalised to zero mean and unit variance after every step. 
 noise regulariser (squared autocorrelation at one-voxel shifts along the three axes over a 2x pyramid,
 weight 1e5) is actually added to the loss, so the noise maps cannot soak up the anatomy.
 Loss per target = MSE at full resolution + MSE after 8x average pooling (+ optionally w * (1 - SSIM)).
+With a degradation (generation.degradation: thick slices, a mask, a noise level) the generated volume is first
+degraded to the targets' sampling and both MSE terms are measured there, over the mask's voxels, times
+1/(2 sigma^2) with a noise level; SSIM needs whole volumes on the network grid and is refused with thickening or
+a mask. An optional prior on W (as BRGM) adds w_prior_weight * mean over the optimised W rows of
+||w - w_avg||^2 / w_std^2: the squared distance to the mapping's mean in units of its spread (w_std^2 =
+E ||w - w_avg||^2, so a W drawn by the mapping scores 1 on average).
 Several targets are optimised together as one batch; each has its own W and noise maps, and since the loss
 is a sum over targets their optimisations do not interact.
 """
@@ -37,6 +43,7 @@ def default_options():
         loss="mse",
         ssim_weight=1.0,
         downsample_factor=8,
+        w_prior_weight=0.0,
         seed=0,
     )
 
@@ -61,15 +68,22 @@ def latent_noise_scale(t, w_std, initial_factor=0.05, ramp_length=0.75):
 # Loss pieces (TF, per target: every function returns [N]).
 
 
-def avg_pool_3d(x, factor):
-    """factor x factor x factor average pooling of [N,D,H,W,C]; a partial window at an edge averages what is there."""
-    if factor <= 1:
-        return x
-    return tf.nn.avg_pool3d(x, ksize=factor, strides=factor, padding="SAME")
+def pooled_masked_mse(x, y, weights, ksize):
+    """[N]: MSE of masked average pooling (per window: sum of w * x / sum of w) with window `ksize` (3 ints),
+    weighted by each window's mask weight; weights None = all voxels. Excluded voxels never reach the pooled
+    values, so a mask hides them at the coarse scale too."""
+    w = tf.ones_like(x[..., :1]) if weights is None else tf.broadcast_to(
+        tf.reshape(tf.convert_to_tensor(weights, x.dtype), [-1, *x.shape[1:4], 1]), tf.shape(x[..., :1]))
+    pool = lambda v: tf.nn.avg_pool3d(v, ksize=ksize, strides=ksize, padding="SAME")  # noqa: E731
+    wp = pool(w)
+    xp, yp = tf.math.divide_no_nan(pool(w * x), wp), tf.math.divide_no_nan(pool(w * y), wp)
+    return tf.math.divide_no_nan(tf.reduce_sum(wp * tf.square(xp - yp), axis=[1, 2, 3, 4]),
+                                 tf.reduce_sum(wp * tf.ones_like(xp), axis=[1, 2, 3, 4]))
 
 
-def mse_per_item(x, y):
-    return tf.reduce_mean(tf.square(x - y), axis=[1, 2, 3, 4])
+def w_prior(w, w_avg, w_std):
+    """[N]: mean over the rows of w [N,rows,w_dim] of ||w_row - w_avg||^2 / w_std^2."""
+    return tf.reduce_mean(tf.reduce_sum(tf.square(w - w_avg), axis=-1), axis=1) / float(w_std) ** 2
 
 
 def noise_regularizer(noise_maps):
@@ -114,22 +128,39 @@ def w_statistics(G, num_samples=10000, c=None, seed=123, chunk=1000):
 
 
 class Projector:
-    """Projects a batch of targets [N,D,H,W,C] in [-1, 1]. Build once, then run()."""
+    """Projects a batch of targets [N,D,H,W,C] in [-1, 1]. Build once, then run().
 
-    def __init__(self, G, targets, c=None, opts=None, w_stats=None):
+    degradation: a generation.degradation.Degradation (its mask read) shared by the batch; the targets are then
+    on its degraded grid (degradation.output_shape(G.img_shape)). None = compare on the network grid."""
+
+    def __init__(self, G, targets, c=None, opts=None, w_stats=None, degradation=None):
+        from generation.degradation import Degradation
+
         self.G = G
         self.opts = o = EasyDict({**default_options(), **(opts or {})})
         if o.loss not in LOSSES:
             raise ValueError(f"loss {o.loss!r}: expected one of {', '.join(LOSSES)}")
+        if not (math.isfinite(o.w_prior_weight) and o.w_prior_weight >= 0):
+            raise ValueError(f"w_prior_weight must be >= 0, got {o.w_prior_weight}")
+        self.degradation = deg = degradation if degradation is not None else Degradation()
+        if o.loss == "mse+ssim" and (deg.ops or deg.mask is not None):
+            raise ValueError(f"loss {o.loss!r} compares whole volumes on the network grid; it cannot be used with "
+                             f"the degradation '{deg.spec()}' (thick slices or a mask): use loss 'mse'")
+        self.mask = deg.weights()
         targets = np.asarray(targets, np.float32)
-        want = (*tuple(int(s) for s in G.img_shape), int(G.img_channels))
+        want = (*deg.output_shape(G.img_shape), int(G.img_channels))
         if targets.ndim != 5 or targets.shape[1:] != want:
-            raise ValueError(f"projection targets have shape {targets.shape[1:]}, the network makes {want}")
+            grid = f"the degraded grid of '{deg.spec()}' is" if deg.ops else "the network makes"
+            raise ValueError(f"projection targets have shape {targets.shape[1:]}, {grid} {want}")
+        if self.mask is not None and tuple(self.mask.shape[-3:]) != want[:3]:
+            raise ValueError(f"mask {deg.mask.path or '(array)'} has shape {self.mask.shape}, the degraded grid is "
+                             f"{want[:3]}")
         self.n = n = targets.shape[0]
         self.num_ws, self.w_dim = int(G.num_ws), int(G.w_dim)
         self.w_avg, self.w_std = w_stats if w_stats is not None else w_statistics(G, o.w_avg_samples, c, o.seed)
         self.targets = tf.constant(targets)
-        self.targets_down = avg_pool_3d(self.targets, o.downsample_factor)
+        # The coarse term keeps its scale in network voxels: a thickened axis is pooled by fewer degraded slices.
+        self.pool_ksize = [1, *self._pool_window(o.downsample_factor), 1]
 
         rng = np.random.RandomState(o.seed)
         w_rows = self.num_ws if o.w_plus else 1
@@ -143,6 +174,12 @@ class Projector:
         self.rand = tf.random.Generator.from_seed(o.seed + 1)
         self._renormalize_noise()
         self._step = tf.function(self._step_impl)
+
+    def _pool_window(self, factor):
+        f = [1.0, 1.0, 1.0]
+        for op in self.degradation.ops:
+            f[op.axis] *= float(op.factor)
+        return [max(1, int(round(factor / a))) if factor > 1 else 1 for a in f]
 
     def _ws(self, w):
         return w if self.opts.w_plus else tf.tile(w, [1, self.num_ws, 1])
@@ -162,15 +199,23 @@ class Projector:
     def loss_terms(self, img):
         """Per-target terms [N] for volumes img: mse, mse_down, noise_reg, [ssim,] and the weighted sum, loss."""
         o = self.opts
+        from generation.degradation import gaussian_data_term, noise_weight
+
+        deg = self.degradation
+        degraded = deg(img)  # = deg.loss's comparison, degraded once for both terms
         terms = {
-            "mse": mse_per_item(img, self.targets),
-            "mse_down": mse_per_item(avg_pool_3d(img, o.downsample_factor), self.targets_down),
+            "mse": gaussian_data_term(degraded, self.targets, deg.sigma, self.mask),
+            "mse_down": noise_weight(deg.sigma) * pooled_masked_mse(degraded, self.targets, self.mask,
+                                                                   self.pool_ksize),
             "noise_reg": noise_regularizer(self.noise) if self.noise else tf.zeros([self.n]),
         }
         total = terms["mse"] + terms["mse_down"] + o.regularize_noise_weight * terms["noise_reg"]
         if o.loss == "mse+ssim":
             terms["ssim"] = ssim_per_volume_tf(img, self.targets, data_range=2.0)
             total += o.ssim_weight * (1.0 - terms["ssim"])
+        if o.w_prior_weight > 0:
+            terms["w_prior"] = w_prior(self.w_opt, self.w_avg, self.w_std)
+            total += o.w_prior_weight * terms["w_prior"]
         terms["loss"] = total
         return terms
 

@@ -112,21 +112,26 @@ def parse_styles(text, G):
 
 
 def style_mix(runner, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", c=None,
-              truncation_cutoff=None, noise_seed=0):
+              truncation_cutoff=None, noise_seed=0, row_ws=None):
     """Row seeds x column seeds; each cell takes the row seed's ws and the column seed's ws at col_styles.
 
     Noise never depends on the seed here (const maps, none, or one 'random' draw from noise_seed shared by
     every volume), so an empty col_styles reproduces the row seed's volume and all styles the column seed's.
+    row_ws: [R, num_ws, w_dim] rows given as ws (e.g. projections) instead of mapped from row_seeds.
     Returns dict rows [R,...], cols [C,...], mix [R, C, ...] (volumes in [-1, 1]).
     """
-    seeds = list(row_seeds) + list(col_seeds)
-    ws = runner.map(seeds_to_z(seeds, runner.z_dim), c, psi=psi, truncation_cutoff=truncation_cutoff)
-    row_ws, col_ws = ws[: len(row_seeds)], ws[len(row_seeds) :]
+    if row_ws is None:
+        seeds = list(row_seeds) + list(col_seeds)
+        ws = runner.map(seeds_to_z(seeds, runner.z_dim), c, psi=psi, truncation_cutoff=truncation_cutoff)
+    else:
+        col = runner.map(seeds_to_z(list(col_seeds), runner.z_dim), c, psi=psi, truncation_cutoff=truncation_cutoff)
+        ws = np.concatenate([np.asarray(row_ws, np.float32), col])
+    row_ws, col_ws = ws[: len(ws) - len(col_seeds)], ws[len(ws) - len(col_seeds) :]
     mixed = np.repeat(row_ws[:, None], len(col_seeds), axis=1)  # [R, C, num_ws, w_dim]
     cols = list(col_styles)
     if cols:
         mixed[:, :, cols] = col_ws[None, :, cols]
     all_ws = np.concatenate([ws, mixed.reshape((-1,) + ws.shape[1:])], axis=0)
     vols = runner.synthesize_shared_noise(all_ws, noise_mode, noise_seed)
-    r, n = len(row_seeds), len(seeds)
+    r, n = len(row_ws), len(ws)
     return EasyDict(rows=vols[:r], cols=vols[r:n], mix=vols[n:].reshape((r, len(col_seeds)) + vols.shape[1:]))

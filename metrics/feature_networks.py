@@ -1,10 +1,18 @@
-"""Feature networks loaded from files the user gives. Nothing is ever downloaded.
+"""Feature networks: the standard FID Inception for slice metrics, Keras' InceptionV3 as a named alternative, and
+any 3D network from the user's files.
 
-* InceptionV3 (2D, for FID/KID/precision-recall on slices): Keras' architecture built offline with weights=None,
-  then the user's weights loaded into it: the Keras notop file (inception_v3_weights_tf_dim_ordering_tf_kernels_
-  notop.h5, given as a path or found in the Keras cache ~/.keras/models/), a full-top weights file, a .weights.h5
-  or a .keras model archive. Output: the 2048-d average-pool features. ``feature_weights="random"`` builds a
-  randomly initialised network to exercise the plumbing; its numbers are not comparable with anything.
+* Slice metrics (fid_slices, kid, pr_slices) take grey slices [B, h, w] in [-1, 1]; each slice network brings its
+  own input convention. `feature_weights` chooses the network (slice_network):
+  - None: the standard FID Inception (inception-2015-12-05, pool_3, 2048-d; metrics/fid_inception.py), from the
+    cache or a sha256-pinned download (metrics/fid_inception_weights.py). Its numbers are comparable with
+    published FIDs (TTUR, StyleGAN2, pytorch-fid) and with the original 3D-StyleGAN's.
+  - a file (.pb, .tgz, our .npz, TorchScript .pt): the same network from local weights. Input: slices in the
+    uint8 range round((s + 1) * 127.5), grey repeated to RGB, no resize (the network resizes as its graph does).
+  - "keras:<file>" (or "keras:" for the Keras cache): Keras' ImageNet InceptionV3 (notop .h5, full-top .h5,
+    .weights.h5 or .keras) with its 2048-d average pool. Different weights and preprocessing: its numbers are NOT
+    comparable with published FIDs. Input: slices resized bilinearly to image_size, [-1, 1], grey to RGB.
+  - "random": Keras' InceptionV3 with random weights, to exercise the plumbing (numbers mean nothing).
+  Each network records which network and weights it is (network_id: name, weights_sha256, file, standard).
 * Any 3D network (for 3D FID/KID/...): a Keras model file (.keras/.h5) with an optional layer name, or a
   TensorFlow SavedModel directory with an optional output key; spatial outputs are averaged to a vector.
 """
@@ -18,18 +26,25 @@ import tensorflow as tf
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
 RANDOM = "random"
+KERAS_PREFIX = "keras:"
+KERAS_NAME = "keras-inception_v3-imagenet"
 INPUT_SCALES = ("minus_one_one", "zero_one", "zscore")
 
 
 class FeatureNetwork:
-    """A callable np.ndarray batch -> np.ndarray [B, d] float32, with an id that keys caches."""
+    """A callable np.ndarray batch -> np.ndarray [B, d] float32, with an id that keys caches.
 
-    def __init__(self, fn, ident, comparable, description, model=None):
+    network_id: what produced the features (name, weights_sha256, file, standard), recorded with every result.
+    """
+
+    def __init__(self, fn, ident, comparable, description, model=None, network_id=None, image_size=None):
         self._fn = fn
         self.model = model  # the Keras model or loaded SavedModel behind fn (kept alive with it)
         self.id = ident
         self.comparable = comparable  # False for random weights: never cache or compare such numbers
         self.description = description
+        self.network_id = dict(network_id or {"name": description})
+        self.image_size = image_size  # what slices are resized to before the network; None: the network resizes
 
     def __call__(self, batch):
         return np.asarray(self._fn(tf.convert_to_tensor(batch, tf.float32)), np.float32)
@@ -53,8 +68,72 @@ def keras_cache_dir():
     return os.path.join(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras")), "models")
 
 
+# -- slice networks ------------------------------------------------------------------------------------------------
+def parse_slice_network(feature_weights):
+    """("fid", path or None) for the standard FID Inception, or ("keras", path, None or RANDOM) for Keras'."""
+    spec = os.fspath(feature_weights) if feature_weights else None
+    if spec == RANDOM:
+        return "keras", RANDOM
+    if spec and spec.startswith(KERAS_PREFIX):
+        return "keras", spec[len(KERAS_PREFIX):] or None
+    if spec and spec.lower().endswith((".h5", ".keras")):
+        raise ValueError(f"{spec}: Keras InceptionV3 weights give slice FIDs that are not comparable with published "
+                         f"ones; to use them anyway name them {KERAS_PREFIX}{spec}, or give the standard FID "
+                         "Inception weights (classify_image_graph_def.pb, inception-2015-12-05.tgz, a converted .npz "
+                         "or a TorchScript .pt), or nothing for the cached or downloaded standard network")
+    return "fid", spec
+
+
+def check_slice_network(feature_weights, cache_dir=None):
+    """Fail fast (FileNotFoundError / ValueError saying what to provide) when the slice network cannot be had."""
+    from metrics import fid_inception_weights
+
+    kind, path = parse_slice_network(feature_weights)
+    if kind == "keras":
+        find_inception_weights(path)
+    elif path is None:
+        fid_inception_weights.check_default_available(cache_dir)
+    else:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such FID Inception weights file")
+        fid_inception_weights.detect_format(path)
+
+
+def slice_network(feature_weights=None, image_size=299, cache_dir=None, log=print):
+    """The FeatureNetwork of the slice metrics: grey slices [B, h, w] in [-1, 1] -> [B, 2048] (see module doc)."""
+    kind, path = parse_slice_network(feature_weights)
+    if kind == "keras":
+        return keras_inception_v3(path, image_size)
+    return fid_inception(path, cache_dir=cache_dir, log=log)
+
+
+def fid_slice_images(slices):
+    """The standard network's input: grey [B, h, w] in [-1, 1] -> RGB in the uint8 range, as an 8-bit PNG holds."""
+    s = tf.clip_by_value(tf.round((tf.convert_to_tensor(slices, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
+    return tf.tile(s[..., None], [1, 1, 1, 3])
+
+
+def keras_slice_images(slices, size=299):
+    """Keras InceptionV3's input: grey [B, h, w] in [-1, 1] -> RGB [B, size, size, 3] in [-1, 1], bilinear."""
+    s = tf.image.resize(tf.convert_to_tensor(slices, tf.float32)[..., None], [size, size], method="bilinear")
+    return tf.tile(s, [1, 1, 1, 3])
+
+
+def fid_inception(path=None, cache_dir=None, log=print):
+    """The standard FID Inception as a slice network; path None: cached or downloaded (pinned sha256)."""
+    from metrics import fid_inception as fi
+    from metrics.fid_inception_weights import load_fid_inception
+
+    net = load_fid_inception(path, cache_dir=cache_dir, log=log)
+    ident = net.network_id()
+    standard = bool(ident.get("standard"))
+    desc = f"{fi.NAME} ({ident.get('file', 'weights')}{'' if standard else ', NOT the standard weights'})"
+    return FeatureNetwork(lambda s: net(fid_slice_images(s)), f"fid-inception-{net.weights_sha256[:16]}", True, desc,
+                          model=net, network_id=ident, image_size=None)
+
+
 def find_inception_weights(feature_weights=None):
-    """Path of the user's InceptionV3 weights, or RANDOM; FileNotFoundError saying exactly what to provide."""
+    """Path of the user's Keras InceptionV3 weights, or RANDOM; FileNotFoundError saying exactly what to provide."""
     if feature_weights == RANDOM:
         return RANDOM
     if feature_weights:
@@ -66,16 +145,17 @@ def find_inception_weights(feature_weights=None):
         if os.path.isfile(cached):
             return cached
     raise FileNotFoundError(
-        "InceptionV3 weights are needed for slice FID/KID/precision-recall and are never downloaded: give the "
-        f"path of {INCEPTION_NOTOP_FILE} (the Keras ImageNet notop weights, also accepted: {INCEPTION_TOP_FILE}, "
-        "a .weights.h5 or .keras file of keras.applications.InceptionV3), or place it at "
+        "Keras InceptionV3 weights are never downloaded: give the path of "
+        f"{INCEPTION_NOTOP_FILE} (the Keras ImageNet notop weights, also accepted: {INCEPTION_TOP_FILE}, "
+        "a .weights.h5 or .keras file of keras.applications.InceptionV3) as keras:<path>, or place it at "
         f"{os.path.join(keras_cache_dir(), INCEPTION_NOTOP_FILE)}. The value '{RANDOM}' runs the plumbing with "
         "random weights (numbers not comparable)."
     )
 
 
-def inception_v3(feature_weights=None, image_size=299):
-    """InceptionV3 pool features of RGB images [B, S, S, 3] in [-1, 1] (Keras' own preprocessing range)."""
+def keras_inception_v3(feature_weights=None, image_size=299):
+    """Keras' InceptionV3 (2048-d average pool) as a slice network: grey slices [B, h, w] in [-1, 1] are resized to
+    image_size and repeated to RGB (Keras' own preprocessing range). Not the standard FID network."""
     import keras
 
     path = find_inception_weights(feature_weights)
@@ -83,6 +163,7 @@ def inception_v3(feature_weights=None, image_size=299):
     model = keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg", input_shape=shape)
     if path == RANDOM:
         ident, comparable, desc = "inception_v3-random-init", False, "InceptionV3, RANDOM weights (not comparable)"
+        network_id = {"name": "keras-inception_v3-random-init", "weights_sha256": None, "standard": False}
     else:
         _check_weights_container(path)
         try:
@@ -97,15 +178,20 @@ def inception_v3(feature_weights=None, image_size=299):
                     f"{path}: could not load InceptionV3 weights from it ({notop_error}); "
                     f"expected Keras' {INCEPTION_NOTOP_FILE}"
                 ) from None
-        ident, comparable = f"inception_v3-{file_digest(path)}", True
-        desc = f"InceptionV3 ({os.path.basename(path)})"
+        ident, comparable = f"inception_v3-{file_digest(path)}-{image_size}", True
+        desc = f"Keras InceptionV3 ({os.path.basename(path)}; not comparable with published FIDs)"
+        from dnnlib.download import sha256_file
+
+        network_id = {"name": KERAS_NAME, "weights_sha256": sha256_file(path), "file": os.path.basename(path),
+                      "standard": False}
 
     # One trace for every batch size: tracing InceptionV3 is expensive.
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32)])
     def run(x):
         return model(x, training=False)
 
-    return FeatureNetwork(run, ident, comparable, desc, model)
+    return FeatureNetwork(lambda s: run(keras_slice_images(s, image_size)), ident, comparable, desc, model,
+                          network_id=network_id, image_size=image_size)
 
 
 def _check_weights_container(path):
@@ -169,7 +255,8 @@ def _keras_fn(path, layer):
     import keras
 
     try:
-        model = keras.models.load_model(path, compile=False)
+        # safe_mode refuses Lambda layers and other deserialised Python code in a .keras file.
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
         raise ValueError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
     if layer:

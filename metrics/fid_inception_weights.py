@@ -9,9 +9,11 @@ Local files (always accepted, the only thing tests use):
   torch.jit.load runs the file's code, so only for those published files.
 
 No path: the first entry of KNOWN_FILES with a verified sha256 pin is downloaded once into the cache
-(dnnlib/download.py), converted, and the converted .npz is kept next to it so torch is needed only once.
+(dnnlib/download.py); a TorchScript download is converted and the converted .npz is kept next to it so torch is
+needed only once; check_default_available says beforehand when that cannot work here.
 """
 
+import importlib.util
 import io
 import json
 import os
@@ -200,17 +202,47 @@ def load_fid_inception(path=None, cache_dir=None, log=None):
     return net
 
 
-def _cached_or_downloaded(cache_dir, log):
+def _default_entry():
     pinned = [k for k in DEFAULT_ORDER if KNOWN_FILES[k]["sha256"]]
     if not pinned:
         raise ValueError("no FID Inception file has a verified sha256 pin; pass a local file")
-    key = pinned[0]
-    entry = KNOWN_FILES[key]
-    if entry["format"] == "tgz":
+    return pinned[0], KNOWN_FILES[pinned[0]]
+
+
+def _converted_path(key, entry, cache_dir):
+    return download.cached_path(entry["url"], cache_dir, filename=f"{fi.NAME}-{key}.npz")
+
+
+def _have_torch():
+    return importlib.util.find_spec("torch") is not None
+
+
+def check_default_available(cache_dir=None):
+    """Before any work: ValueError when load_fid_inception(None) surely cannot succeed here (no pinned file, or a
+    TorchScript download to convert without torch and no converted copy in the cache). The network may still fail
+    at download time."""
+    key, entry = _default_entry()
+    if entry["format"] != "torchscript" or os.path.isfile(_converted_path(key, entry, cache_dir)):
+        return
+    if not _have_torch():
+        raise _torch_needed(entry)
+
+
+def _torch_needed(entry):
+    return ValueError(
+        f"the FID Inception weights to download ({entry['url']}) are a TorchScript file and converting it needs "
+        "torch (pip install torch, the CPU build is enough); it is not converted in the cache yet. Without torch, "
+        f"download {KNOWN_FILES['tf-graph']['url']} yourself and pass its path (or the {GRAPH_MEMBER} inside it)")
+
+
+def _cached_or_downloaded(cache_dir, log):
+    key, entry = _default_entry()
+    if entry["format"] != "torchscript":  # .tgz, .pb or our .npz: read as is
         path = download.download(entry["url"], entry["sha256"], cache_dir=cache_dir, log=log)
-        return load_weights(path)
+        weights, eps, source = load_weights(path)
+        return weights, eps, dict(source, url=entry["url"])
     # A TorchScript download is converted once; later runs read the .npz and need no torch.
-    converted = download.cached_path(entry["url"], cache_dir, filename=f"{fi.NAME}-{key}.npz")
+    converted = _converted_path(key, entry, cache_dir)
     if os.path.isfile(converted):
         try:
             weights, eps, meta = load_npz(converted)
@@ -219,14 +251,8 @@ def _cached_or_downloaded(cache_dir, log):
                                       "format": entry["format"], "url": entry["url"]}
         except ValueError:
             pass  # damaged or foreign: convert again below
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ValueError(
-            f"the FID Inception weights to download ({entry['url']}) are a TorchScript file and converting it needs "
-            "torch (pip install torch, the CPU build is enough). Without torch, download "
-            f"{KNOWN_FILES['tf-graph']['url']} yourself and pass its path (or the {GRAPH_MEMBER} inside it)"
-        ) from None
+    if not _have_torch():
+        raise _torch_needed(entry)
     pt = download.download(entry["url"], entry["sha256"], cache_dir=cache_dir, log=log)
     convert_torchscript(pt, converted)
     weights, eps, _ = load_npz(converted)

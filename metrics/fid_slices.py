@@ -1,15 +1,17 @@
-"""FID on 2D slices with InceptionV3, in each of the three orientations.
+"""FID on 2D slices, in each of the three orientations, with the standard FID Inception by default.
 
 Each volume gives its middle slice (or every k-th slice, centred on the middle one) along each spatial axis; the
-grey slice, already in [-1, 1] (Keras' InceptionV3 input range), is resized bilinearly to 299x299 and repeated
-to RGB. FID is reported per axis and averaged. The original reported only the middle slice along the last axis.
+grey slices in [-1, 1] go to the slice network, which applies its own input convention (metrics/feature_networks.py:
+the standard FID Inception takes them in the uint8 range repeated to RGB and resizes them itself; Keras' InceptionV3
+takes them resized to image_size in [-1, 1]). FID is reported per axis and averaged, with the network's identity
+(name, weights sha256) in the result's info. The original reported only the middle slice along the last axis.
 Axis meanings follow the dataset's canonical orientation (RAS: axis 0 sagittal, 1 coronal, 2 axial slices).
 """
 
 import numpy as np
 import tensorflow as tf
 
-from metrics import frechet, metric_utils
+from metrics import feature_networks, frechet, metric_utils
 
 AXES = (0, 1, 2)
 RAS_SLICE_NAMES = {0: "sagittal", 1: "coronal", 2: "axial"}
@@ -23,23 +25,26 @@ def slice_indices(n, step=None):
     return list(range(mid % step, n, step))
 
 
-def slice_images(volumes, axis, step=None, size=299):
-    """volumes [B,D,H,W,C] in [-1,1] -> RGB images [B*S, size, size, 3] (first channel; grey repeated)."""
+def slices(volumes, axis, step=None):
+    """volumes [B,D,H,W,C] in [-1,1] -> grey slices [B*S, h, w] (first channel), volume-major."""
     v = tf.convert_to_tensor(volumes, tf.float32)[..., 0]  # [B, D, H, W]
     idx = slice_indices(v.shape[axis + 1], step)
     s = tf.gather(v, idx, axis=axis + 1)  # [B, .., S, ..]
     s = tf.experimental.numpy.moveaxis(s, axis + 1, 1)  # [B, S, h, w]
-    s = tf.reshape(s, [-1, s.shape[2], s.shape[3], 1])
-    s = tf.image.resize(s, [size, size], method="bilinear")
-    return tf.tile(s, [1, 1, 1, 3])
+    return tf.reshape(s, [-1, s.shape[2], s.shape[3]])
 
 
-def slice_extractor(net, step=None, size=299, chunk=32):
+def slice_images(volumes, axis, step=None, size=299):
+    """Keras InceptionV3's input: RGB images [B*S, size, size, 3] in [-1, 1] (grey repeated)."""
+    return feature_networks.keras_slice_images(slices(volumes, axis, step), size)
+
+
+def slice_extractor(net, step=None, chunk=32):
     def extract(batch):
         out = {}
         for axis in AXES:
-            images = slice_images(batch, axis, step, size)
-            feats = [net(images[i : i + chunk]) for i in range(0, images.shape[0], chunk)]
+            s = slices(batch, axis, step)
+            feats = [net(s[i : i + chunk]) for i in range(0, s.shape[0], chunk)]
             out[f"axis{axis}"] = np.concatenate(feats, axis=0)
         return out
 
@@ -47,11 +52,10 @@ def slice_extractor(net, step=None, size=299, chunk=32):
 
 
 def slice_features(opts):
-    """(reals, fakes, net): dicts axis0/axis1/axis2 -> InceptionV3 features [N*S, 2048]."""
-    extra = {"slice_step": opts.slice_step or 0, "size": opts.inception_size}
-    return metric_utils.features(
-        opts, "inception", "inception_slices", lambda net: slice_extractor(net, opts.slice_step, opts.inception_size),
-        extra)
+    """(reals, fakes, net): dicts axis0/axis1/axis2 -> slice network features [N*S, 2048]."""
+    extra = {"slice_step": opts.slice_step or 0}
+    return metric_utils.features(opts, "inception", "inception_slices",
+                                 lambda net: slice_extractor(net, opts.slice_step), extra)
 
 
 def per_axis(opts, compare):
@@ -64,8 +68,9 @@ def per_axis(opts, compare):
     per = {axis: compare(reals[f"axis{axis}"], fakes[f"axis{axis}"]) for axis in AXES}
     results = {f"{name}_axis{axis}": value for axis in AXES for name, value in per[axis].items()}
     results.update({name: float(np.mean([per[a][name] for a in AXES])) for name in per[AXES[0]]})
-    opts.info.update({"features": net.description, "comparable": net.comparable,
-                      "slice_step": opts.slice_step or "middle", "image_size": opts.inception_size,
+    opts.info.update({"features": net.description, "comparable": net.comparable, "feature_network": net.network_id,
+                      "slice_step": opts.slice_step or "middle",
+                      "image_size": net.image_size or "the network's own resize to 299",
                       "num_reals": metric_utils.count(reals), "num_fakes": metric_utils.count(fakes)})
     return results
 

@@ -36,10 +36,11 @@ def register_metric(name, fn, description, feature_network=None):
     METRICS[name] = EasyDict(fn=fn, description=description, feature_network=feature_network)
 
 
-register_metric("fid_slices", fid_slices.fid_slices, "FID of InceptionV3 slice features, per axis and mean",
+register_metric("fid_slices", fid_slices.fid_slices, "FID of slice features (standard FID Inception), per axis and "
+                "mean", "inception")
+register_metric("kid", kid.kid, "KID (StyleGAN2-ADA) of the slice features of fid_slices, per axis and mean",
                 "inception")
-register_metric("kid", kid.kid, "KID (StyleGAN2-ADA) of InceptionV3 slice features, per axis and mean", "inception")
-register_metric("pr_slices", precision_recall.pr_slices, "precision/recall (k=3) of InceptionV3 slice features",
+register_metric("pr_slices", precision_recall.pr_slices, "precision/recall (k=3) of the slice features of fid_slices",
                 "inception")
 register_metric("fid_3d", fid_3d.fid_3d, "FID of a user-given 3D network's features", "3d")
 register_metric("kid_3d", kid.kid_3d, "KID of a user-given 3D network's features", "3d")
@@ -82,7 +83,7 @@ def preflight(names, feature_weights=None, feature_network=None, **_):
     needs = {METRICS[n].feature_network for n in names}
     if "inception" in needs:
         try:
-            feature_networks.find_inception_weights(feature_weights)
+            feature_networks.check_slice_network(feature_weights)
         except (ValueError, OSError) as e:
             raise MetricOptionError("feature_weights", str(e)) from None
     wanted = [n for n in names if METRICS[n].feature_network == "3d"]
@@ -127,8 +128,9 @@ def evaluate_metric(name, opts):
 
 
 def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, step=None, snapshot=None,
-                 network_source=None, **kwargs):
-    """Several metrics sharing one session. G, dataset_dir: see calc_metric; other keywords: see make_options."""
+                 network_source=None, kimg=None, **kwargs):
+    """Several metrics sharing one session. G, dataset_dir: see calc_metric; step (training batch index), kimg,
+    snapshot: where in training G is, for the JSON lines; other keywords: see make_options."""
     preflight(list(names), **kwargs)
     opts = make_options(G, dataset_dir, **kwargs)
     if network_source is None:
@@ -137,7 +139,7 @@ def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, 
     for name in names:
         result = evaluate_metric(name, opts)
         report_metric(result, run_dir=run_dir, tb_writer=tb_writer, step=step, snapshot=snapshot,
-                      network=network_source)
+                      network=network_source, kimg=kimg)
         out.append(result)
     return out
 
@@ -149,10 +151,11 @@ def calc_metric(name, G=None, dataset_dir=None, num=100, batch=4, feature_weight
                         run_dir=run_dir, **kwargs)[0]
 
 
-def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None, network=None):
-    """Append the result as a JSON line to <run_dir>/metric-<name>.jsonl; log scalars to TensorBoard."""
+def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None, network=None, kimg=None):
+    """Append the result as a JSON line to <run_dir>/metric-<name>.jsonl (lines are only ever added, each with the
+    training step, kimg and snapshot it measured); log scalars to TensorBoard."""
     if run_dir is not None:
-        line = dict(result, snapshot=snapshot, network=network, step=step)
+        line = dict(result, snapshot=snapshot, network=network, step=step, kimg=kimg)
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, f"metric-{result.metric}.jsonl"), "a") as f:
             f.write(json.dumps(line, sort_keys=True, default=str) + "\n")
@@ -163,19 +166,45 @@ def report_metric(result, run_dir=None, tb_writer=None, step=None, snapshot=None
         tb_writer.flush()
 
 
+def network_label(network_id):
+    """name@sha256[:12] of the feature network behind a result ('' for metrics without one)."""
+    if not network_id:
+        return ""
+    sha = network_id.get("weights_sha256")
+    return f"{network_id.get('name')}@{sha[:12]}" if sha else str(network_id.get("name"))
+
+
 def format_table(results):
-    """Plain-text table of a list of results: metric, value name, value, time."""
-    rows = [("metric", "result", "value", "time")]
+    """Plain-text table of a list of results: metric, value name, value, feature network, time."""
+    rows = [("metric", "result", "value", "network", "time")]
     for r in results:
+        label = network_label(r.info.get("feature_network"))
         for k, v in r.results.items():
-            rows.append((r.metric, k, f"{v:.6g}", r.total_time_str))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            rows.append((r.metric, k, f"{v:.6g}", label, r.total_time_str))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in results:
         if r.info.get("comparable") is False:
             lines.append(f"note: {r.metric}: random feature weights, values NOT comparable")
+        elif (r.info.get("feature_network") or {}).get("standard") is False:
+            lines.append(f"note: {r.metric}: {network_label(r.info['feature_network'])} is not the standard FID "
+                         "Inception: values NOT comparable with published FIDs")
+    lines += ms_ssim_notes(results)
     return "\n".join(lines)
+
+
+def ms_ssim_notes(results):
+    """A note per MS-SSIM result computed with another window or fewer scales than the standard (11 voxels, 5
+    scales): a value means little without them, so they are printed beside it."""
+    standard = (11, len(ms_ssim.MS_SSIM_WEIGHTS))
+    notes = []
+    for r in results:
+        used = (r.info.get("kernel_size"), r.info.get("num_scales"))
+        if None not in used and used != standard:
+            notes.append(f"note: {r.metric}: Gaussian window {used[0]} voxels, {used[1]} of {standard[1]} scales "
+                         f"(standard {standard[0]} and {standard[1]}); compare only at equal window and scales")
+    return notes
 
 
 # make_options keywords that run_metrics passes through (and records in its JSON file).
@@ -193,8 +222,15 @@ def run_metrics(opts):
     names = list(opts.metrics)
     kwargs = {k: opts[k] for k in EVALUATION_KEYS if k in opts}
     run_dir = opts.network if opts.get("run_log", True) and is_run_dir(opts.network) else None
-    results = calc_metrics(names, G=opts.network, dataset_dir=opts.data, run_dir=run_dir,
-                           network_source=opts.network, **kwargs)
+    network, position = opts.network, {}
+    if run_dir:
+        from generation.network_loader import load_generator
+
+        preflight(names, **kwargs)  # before loading, as calc_metrics would
+        network = load_generator(run_dir)
+        position = checkpoint_position(network.source)
+    results = calc_metrics(names, G=network, dataset_dir=opts.data, run_dir=run_dir,
+                           network_source=getattr(network, "source", opts.network), **position, **kwargs)
     print(format_table(results))
     if opts.get("json"):
         atomic_write_text(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
@@ -202,5 +238,20 @@ def run_metrics(opts):
                                                 indent=2, sort_keys=True, default=str) + "\n")
         print(f"wrote {opts.json}")
     if run_dir:
-        print(f"appended to {os.path.join(run_dir, 'metric-<name>.jsonl')}")
+        for name in names:
+            print(f"appended to {os.path.join(run_dir, f'metric-{name}.jsonl')}")
     return results
+
+
+def checkpoint_position(prefix):
+    """{'step', 'kimg'} of a training checkpoint prefix (its batch index and images seen), {} for anything else
+    (a SavedModel, a checkpoint without the training state)."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(os.fspath(prefix))
+        step = int(reader.get_tensor("state/batch_idx/.ATTRIBUTES/VARIABLE_VALUE"))
+        nimg = int(reader.get_tensor("state/cur_nimg/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (ValueError, OSError, KeyError, tf.errors.OpError):
+        return {}
+    return {"step": step, "kimg": nimg / 1000}

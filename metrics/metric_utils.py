@@ -201,7 +201,7 @@ def feature_network(opts, kind):
     key = ("net", kind)
     if key not in opts.session:
         if kind == "inception":
-            net = feature_networks.inception_v3(opts.feature_weights, image_size=opts.inception_size)
+            net = feature_networks.slice_network(opts.feature_weights, image_size=opts.inception_size)
         elif kind == "3d":
             net = feature_networks.load_3d_network(opts.feature_network, opts.feature_layer, opts.feature_input)
         else:

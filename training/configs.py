@@ -2,16 +2,38 @@
 
 Each config is an EasyDict with the keys of docs/DESIGN.md. G_kwargs / D_kwargs are the Generator /
 Discriminator keyword arguments without c_dim and img_channels (those come from the dataset).
+
+The named paper configs train as the original did by default: regularisers on every step (no lazy intervals, so no
+lr/beta correction), D resampling with the original's [1,3,3,3,1] filter then decimation, and R2 at the original's
+effective strength (see ORIGINAL_R2_GAMMA). G keeps true upfirdn with [1,3,3,1] (the original's nearest-neighbour
+upsampling and 2D gain were defects). Demo configs use lazy regularisation, where speed matters.
 """
 
 import copy
 
 from dnnlib import EasyDict
 
+# StyleGAN2's lazy regularisation: path length every 4 G steps, R1/R2 every 16 D steps (lr/betas corrected).
+LAZY_REG_INTERVALS = (4, 16)
+G_RESAMPLE_FILTER = [1, 3, 3, 1]
+# The original's discriminator filter (filter then decimate: no defect there, so the paper configs keep it).
+ORIGINAL_D_RESAMPLE_FILTER = [1, 3, 3, 3, 1]
+# The R2 gamma the original's R2 config names. Its penalty was summed over three of the four non-batch axes of the
+# NCDHW gradient, leaving [N, W], then averaged with the [N, 1] loss: an effective weight of gamma / W.
+ORIGINAL_R2_GAMMA = 10.0
+
+
+def original_r2_gamma(gamma, img_shape):
+    """Our R2 weight (sum over every axis) equal to the original's R2 with `gamma`: gamma / W, W the last axis."""
+    return float(gamma) / int(img_shape[-1])
+
 
 def _paper(z_w, fmaps, batch_gpu, r1_gamma=0.0, r2_gamma=0.0, d_arch="resnet", resolution="2mm",
            base_shape=(5, 6, 7), use_noise=True, img_shape=None, spacing_mm=None):
-    """One row of REFERENCE.md's table. Every published config has fmap_min = fmap_max = F."""
+    """One row of REFERENCE.md's table. Every published config has fmap_min = fmap_max = F.
+
+    r2_gamma is the original's nominal value; the config stores its effective strength (original_r2_gamma).
+    """
     n_up = {"1mm": 5, "2mm": 4}.get(resolution, 4)
     up_factors = [[2, 2, 2]] * n_up
     if img_shape is None:
@@ -21,28 +43,32 @@ def _paper(z_w, fmaps, batch_gpu, r1_gamma=0.0, r2_gamma=0.0, d_arch="resnet", r
     return _make(
         z_dim=z_w, w_dim=z_w, mapping_layers=8, fmap_base=fmaps, fmap_min=fmaps, fmap_max=fmaps,
         base_shape=base_shape, up_factors=up_factors, g_arch="orig", d_arch=d_arch, use_noise=use_noise,
-        batch_gpu=batch_gpu, r1_gamma=r1_gamma, r2_gamma=r2_gamma, img_shape=img_shape, spacing_mm=spacing_mm,
-        total_kimg=25000, kimg_per_tick=8 if resolution != "1mm" else 4, ema_kimg=10.0, ema_rampup=None)
+        batch_gpu=batch_gpu, r1_gamma=r1_gamma, r2_gamma=original_r2_gamma(r2_gamma, img_shape),
+        img_shape=img_shape, spacing_mm=spacing_mm, total_kimg=25000,
+        kimg_per_tick=12 if resolution == "1mm" else 8, ema_kimg=10.0, ema_rampup=None, lazy_reg=False,
+        d_filter=ORIGINAL_D_RESAMPLE_FILTER)
 
 
 def _make(z_dim, w_dim, mapping_layers, fmap_base, fmap_min, fmap_max, base_shape, up_factors, g_arch, d_arch,
           use_noise, batch_gpu, r1_gamma, r2_gamma, img_shape, spacing_mm, total_kimg, kimg_per_tick, ema_kimg,
-          ema_rampup, batch_size=None, lr=0.002):
+          ema_rampup, batch_size=None, lr=0.002, lazy_reg=True, d_filter=G_RESAMPLE_FILTER):
     fmaps = dict(fmap_base=fmap_base, fmap_min=fmap_min, fmap_max=fmap_max)
+    g_reg_interval, d_reg_interval = LAZY_REG_INTERVALS if lazy_reg else (0, 0)  # 0: every step, no correction
     return EasyDict(
         G_kwargs=EasyDict(
             z_dim=z_dim, w_dim=w_dim,
             mapping_kwargs=EasyDict(num_layers=mapping_layers, lr_multiplier=0.01, w_avg_beta=0.995),
             synthesis_kwargs=EasyDict(base_shape=list(base_shape), up_factors=[list(f) for f in up_factors],
-                                      architecture=g_arch, resample_filter=[1, 3, 3, 1], use_noise=use_noise,
-                                      conv_clamp=None, compute_dtype="float32", **fmaps),
+                                      architecture=g_arch, resample_filter=list(G_RESAMPLE_FILTER),
+                                      use_noise=use_noise, conv_clamp=None, compute_dtype="float32", **fmaps),
         ),
         D_kwargs=EasyDict(img_shape=list(img_shape), base_shape=list(base_shape),
                           up_factors=[list(f) for f in up_factors], architecture=d_arch, mbstd_group_size=4,
-                          mbstd_num_features=1, resample_filter=[1, 3, 3, 1], conv_clamp=None,
+                          mbstd_num_features=1, resample_filter=list(d_filter), conv_clamp=None,
                           compute_dtype="float32", **fmaps),
         loss_kwargs=EasyDict(r1_gamma=float(r1_gamma), r2_gamma=float(r2_gamma), pl_weight=2.0, pl_decay=0.01,
-                             pl_batch_shrink=2, style_mixing_prob=0.9, G_reg_interval=4, D_reg_interval=16),
+                             pl_batch_shrink=2, style_mixing_prob=0.9, G_reg_interval=g_reg_interval,
+                             D_reg_interval=d_reg_interval),
         G_opt_kwargs=EasyDict(lr=lr, beta_1=0.0, beta_2=0.99, epsilon=1e-8),
         D_opt_kwargs=EasyDict(lr=lr, beta_1=0.0, beta_2=0.99, epsilon=1e-8),
         batch_size=int(batch_size or batch_gpu), batch_gpu=int(batch_gpu),
@@ -58,7 +84,8 @@ CONFIGS = {
     "Gorig-Dorig-r1-3d-1mm-base567": _paper(96, 24, 2, r1_gamma=10, d_arch="orig", resolution="1mm"),
     "Gorig-Dres-3d-2mm-base567": _paper(96, 96, 8),
     "Gorig-Dres-R1-3d-2mm-base567": _paper(128, 96, 2, r1_gamma=10),
-    "Gorig-Dres-R2-3d-2mm-base567": _paper(96, 16, 2, r2_gamma=10),
+    # R2 at the original's effective strength: 10 / 112 = 0.089 (our R2 sums over every axis; see ORIGINAL_R2_GAMMA).
+    "Gorig-Dres-R2-3d-2mm-base567": _paper(96, 16, 2, r2_gamma=ORIGINAL_R2_GAMMA),
     "Gorig-Dres-DeepFil-R1-3d-2mm-base567": _paper(128, 128, 2, r1_gamma=10),
     # Base 16x16x2 with 4 isotropic stages -> 256x256x32; no noise inputs. Spacing None: the original
     # names no voxel size for this data set, so the dataset manifest supplies it.
@@ -76,6 +103,12 @@ CONFIGS = {
                        use_noise=True, batch_gpu=2, r1_gamma=1.0, r2_gamma=0.0, img_shape=(20, 24, 28),
                        spacing_mm=(8, 8, 8), total_kimg=1, kimg_per_tick=0.02, ema_kimg=0.1, ema_rampup=0.05),
 }
+
+# Augmentation defaults (training/augment.py): every config has "aug" and "ada_kimg". The paper trained without
+# augmentation, so its configs keep noaug; the demo learns from a few dozen volumes, where D overfits first, so
+# it adapts p, fast enough (0 -> 1 in its 20 kimg) to matter within a demo run. demo-tiny (tests) stays noaug.
+for _name, _cfg in CONFIGS.items():
+    _cfg.update(aug="ada" if _name == "demo" else "noaug", ada_kimg=20.0 if _name == "demo" else 500.0)
 
 PAPER_CONFIGS = [name for name in CONFIGS if not name.startswith("demo")]
 

@@ -59,7 +59,7 @@ class StyleGAN2Loss:
     """The terms of StyleGAN2's loss on a (G, D) pair; stateless apart from reading pl_mean."""
 
     def __init__(self, G, D, r1_gamma=10.0, r2_gamma=0.0, pl_weight=2.0, pl_decay=0.01, pl_batch_shrink=2,
-                 style_mixing_prob=0.9, G_reg_interval=4, D_reg_interval=16):
+                 style_mixing_prob=0.9, G_reg_interval=4, D_reg_interval=16, augment_pipe=None):
         self.G, self.D = G, D
         self.r1_gamma, self.r2_gamma = float(r1_gamma), float(r2_gamma)
         self.pl_weight, self.pl_decay = float(pl_weight), float(pl_decay)
@@ -67,6 +67,8 @@ class StyleGAN2Loss:
         self.style_mixing_prob = float(style_mixing_prob)
         self.G_reg_interval = int(G_reg_interval or 0)
         self.D_reg_interval = int(D_reg_interval or 0)
+        # training.augment.AugmentPipe or None; its per-sample parameters arrive in inp["aug_fake"/"aug_real"].
+        self.augment_pipe = augment_pipe
 
     # --- forward passes -------------------------------------------------------------------------
 
@@ -86,7 +88,9 @@ class StyleGAN2Loss:
         img = self.G.synthesis(ws, noise=noise) if noise else self.G.synthesis(ws, noise_mode="none")
         return img, ws
 
-    def run_D(self, img, c):
+    def run_D(self, img, c, aug=None):
+        if aug is not None and self.augment_pipe is not None:
+            img = self.augment_pipe(img, aug)  # differentiable: G and R1 take their gradients through it
         return self.D(img, c if self.D.c_dim else None)
 
     # --- terms (per sample, unweighted) ----------------------------------------------------------
@@ -94,7 +98,7 @@ class StyleGAN2Loss:
     def g_main(self, inp):
         """Non-saturating logistic G loss softplus(-D(G(z))) per sample, and the fake logits."""
         img, _ = self.run_G(inp)
-        logits = self.run_D(img, inp["c"])[:, 0]
+        logits = self.run_D(img, inp["c"], inp.get("aug_fake"))[:, 0]
         return tf.nn.softplus(-logits), logits
 
     def path_lengths(self, inp):
@@ -112,28 +116,31 @@ class StyleGAN2Loss:
         """Logistic D loss terms per sample: softplus(D(fake)), softplus(-D(real)); logits of both."""
         fake, _ = self.run_G(inp)
         fake = tf.stop_gradient(fake)
-        fake_logits = self.run_D(fake, inp["c"])[:, 0]
-        real_logits = self.run_D(reals, real_c)[:, 0]
+        fake_logits = self.run_D(fake, inp["c"], inp.get("aug_fake"))[:, 0]
+        real_logits = self.run_D(reals, real_c, inp.get("aug_real"))[:, 0]
         return tf.nn.softplus(fake_logits), tf.nn.softplus(-real_logits), fake_logits, real_logits
 
-    def grad_penalty(self, img, c):
+    def grad_penalty(self, img, c, aug=None):
         """|dD(x)/dx|^2 summed over ALL non-batch axes (D, H, W, C); the original dropped one axis for 5-D."""
         with tf.GradientTape() as tape:
             tape.watch(img)
-            logits = self.run_D(img, c)
+            logits = self.run_D(img, c, aug)  # w.r.t. the volume before augmentation (StyleGAN2-ADA)
             total = tf.reduce_sum(logits)
         g = tape.gradient(total, img)
         return tf.reduce_sum(tf.square(g), axis=list(range(1, g.shape.rank))), logits[:, 0]
 
     # --- phases ----------------------------------------------------------------------------------
 
-    def phase_objective(self, phase, inp, reals, real_c, global_batch, pl_mean=None, sync_pl=True):
+    def phase_objective(self, phase, inp, reals, real_c, global_batch, pl_mean=None, sync_pl=True,
+                        pl_batch_mean=None):
         """Scalar objective of one phase on this replica's share, plus statistics (sums over samples).
 
         global_batch: generated/real samples over all replicas. The objective is sum(terms) / global count,
         so gradients summed over replicas equal one device's mean. Lazy phases carry the interval as gain.
         Returns (objective, stats) where stats maps tag -> (sum, count) and, for G reg phases,
         stats["pl_mean_new"] is the updated running mean (identical on every replica when sync_pl).
+        pl_batch_mean: the path-length mean of the whole global batch when the caller computed it beforehand
+        (gradient accumulation: this call sees one round of it); None = the mean of this call's lengths.
         """
         stats = {}
         objective = tf.constant(0.0)
@@ -150,12 +157,12 @@ class StyleGAN2Loss:
             # Running mean over the *global* batch: all replicas agree, as on one device.
             ctx = tf.distribute.get_replica_context()
             total, count = tf.reduce_sum(lengths), pl_global
-            if ctx is not None and ctx.num_replicas_in_sync > 1:
+            if pl_batch_mean is None and ctx is not None and ctx.num_replicas_in_sync > 1:
                 if sync_pl:
                     total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
                 else:
                     count = lengths.shape[0]
-            batch_mean = tf.stop_gradient(total / count)
+            batch_mean = tf.stop_gradient(total / count if pl_batch_mean is None else pl_batch_mean)
             pl_mean_new = pl_mean + (batch_mean - pl_mean) * self.pl_decay
             penalty = tf.square(lengths - pl_mean_new)
             objective += tf.reduce_sum(penalty) * (self.pl_weight * gain) / pl_global
@@ -168,19 +175,25 @@ class StyleGAN2Loss:
             stats["Loss/D/loss"] = (tf.reduce_sum(loss_gen + loss_real), global_batch)
             stats["Loss/scores/fake"] = (tf.reduce_sum(fake_logits), global_batch)
             stats["Loss/scores/real"] = (tf.reduce_sum(real_logits), global_batch)
+            if self.augment_pipe is not None:  # ADA's overfitting heuristic r_t = E[sign(D(real))]
+                stats["Loss/signs/real"] = (tf.reduce_sum(tf.sign(real_logits)), global_batch)
         if phase in ("Dreg", "Dboth"):
             gain = self.D_reg_interval if phase == "Dreg" else 1
             if self.r1_gamma > 0:
-                r1, _ = self.grad_penalty(reals, real_c)
+                r1, _ = self.grad_penalty(reals, real_c, inp.get("aug_real"))
                 objective += tf.reduce_sum(r1) * (self.r1_gamma / 2 * gain) / global_batch
                 stats["Loss/r1_penalty"] = (tf.reduce_sum(r1), global_batch)
                 stats["Loss/D/reg"] = (tf.reduce_sum(r1) * self.r1_gamma / 2, global_batch)
             if self.r2_gamma > 0:
                 fake, _ = self.run_G(inp)
-                r2, _ = self.grad_penalty(tf.stop_gradient(fake), inp["c"])
+                r2, _ = self.grad_penalty(tf.stop_gradient(fake), inp["c"], inp.get("aug_fake"))
                 objective += tf.reduce_sum(r2) * (self.r2_gamma / 2 * gain) / global_batch
                 stats["Loss/r2_penalty"] = (tf.reduce_sum(r2), global_batch)
         return objective, stats
+
+    def pl_lengths(self, inp):
+        """Path lengths of the share of `inp` the path-length term uses (its first 1/pl_batch_shrink)."""
+        return self.path_lengths({k: self._head(v, self.pl_batch_shrink) for k, v in inp.items()})
 
     @staticmethod
     def _head(v, shrink):

@@ -7,7 +7,9 @@ upfirdn_3d ops, bias + activation through fused_bias_act, the synthesis layers' 
 through dnnlib.ops.modulated_conv3d.
 """
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +39,76 @@ _LEGACY_SYNTHESIS_KWARGS = ("fused_modconv",)
 # All control flow here is Python on static values: autograph conversion would only cost trace time,
 # so callers' tf.functions run this code as plain Python.
 _no_autograph = tf.autograph.experimental.do_not_convert
+_recompute_options = threading.local()  # per thread, as the ops' trace options: replicas trace in their own threads
+
+
+@contextlib.contextmanager
+def recompute_blocks(enabled=True):
+    """Synthesis and discriminator blocks traced inside keep only their inputs for the backward pass.
+
+    Each block runs under a custom gradient that recomputes its activations when the gradient needs them (one more
+    forward per block), so a first-order step holds one block's activations instead of all; gradients of every
+    order are the same. Noise must be given explicitly (training does): noise drawn inside a block would differ on
+    recomputation.
+    """
+    old = getattr(_recompute_options, "enabled", False)
+    _recompute_options.enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _recompute_options.enabled = old
+
+
+def _recomputed(fn):
+    """fn(*tensors) -> list of tensors, keeping only its inputs; the gradient reruns fn under a tape.
+
+    Not tf.recompute_grad: its gradient refuses to be differentiated again, which R1 and path length need.
+    """
+
+    @tf.custom_gradient
+    def inner(*tensors):
+        def grad(*dys, variables=None):
+            # Tied to the incoming gradient: else graph optimisation may merge the recomputation with the forward
+            # (same ops on the same inputs) and keep the forward's activations alive after all.
+            with tf.control_dependencies([d for d in dys if d is not None]):
+                xs = [tf.identity(t) for t in tensors]
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                again = fn(*xs)
+            dys = [tf.zeros_like(y) if d is None else d for d, y in zip(dys, again, strict=True)]
+            grads = tape.gradient(again, xs + list(variables or []), output_gradients=dys,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return grads[:len(xs)], grads[len(xs):]
+
+        return fn(*tensors), grad
+
+    return inner
+
+
+def _run_block(fn, args):
+    """fn(*args) (args: tensors or None, lists of them), under tf.recompute_grad inside recompute_blocks()."""
+    if not getattr(_recompute_options, "enabled", False):
+        return fn(*args)
+    from dnnlib.ops import modulated_conv3d as mc
+
+    flat = tf.nest.flatten(list(args))
+    given = [i for i, a in enumerate(flat) if a is not None]
+    out_structure = []
+    # The recomputation must trace the same formulation as the forward (path length scales activations).
+    scale_activations = getattr(mc._trace_options, "scale_activations", False)
+
+    def inner(*tensors):
+        full = list(flat)
+        for i, t in zip(given, tensors, strict=True):
+            full[i] = t
+        with mc.modulation_of_activations() if scale_activations else contextlib.nullcontext():
+            out = fn(*tf.nest.pack_sequence_as(list(args), full))
+        out_structure[:] = [out]
+        return [t for t in tf.nest.flatten(out) if t is not None]  # custom gradients take tensors only
+
+    results = iter(_recomputed(inner)(*[flat[i] for i in given]))
+    leaves = [None if t is None else next(results) for t in tf.nest.flatten(out_structure[0])]
+    return tf.nest.pack_sequence_as(out_structure[0], leaves)
 
 # ----------------------------------------------------------------------------------------------
 # Small helpers.
@@ -430,7 +502,8 @@ class SynthesisNetwork(tf.Module):
             block_noise = None
             if noise is not None and self.use_noise:
                 block_noise = noise[n_idx:n_idx + block.num_conv]
-            x, img = block(x, img, block_ws, noise_mode, block_noise)
+            x, img = _run_block(lambda x, img, ws, n, block=block: block(x, img, ws, noise_mode, n),
+                                (x, img, block_ws, block_noise))
             w_idx += block.num_conv
             n_idx += block.num_conv
         return img
@@ -659,7 +732,7 @@ class Discriminator(tf.Module):
         img = tf.cast(img, self.dtype)
         x = None
         for block in self.blocks:
-            x, img = block(x, img)
+            x, img = _run_block(block, (x, img))
         if x is None and hasattr(self, "fromrgb"):
             x = self.fromrgb(img)
         cmap = None

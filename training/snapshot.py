@@ -31,8 +31,25 @@ def generate_fakes(G_ema, inputs, batch=4):
     return np.concatenate(out, axis=0)
 
 
-def write_snapshot(snap_dir, fakes, reals, affine, G_ema=None, geometry=None, options=None, overwrite=True):
-    """snap_dir/: fakes_NN.nii.gz, fakes.png, reals.png, generator/ (SavedModel). Written atomically."""
+def snapshot_name(step, cur_nimg):
+    """Folder name of the snapshot at training step `step` (batch index): 'step00001234-kimg00012.345'. Named by
+    step, which only grows over a run and its resumes; kimg alone repeats for small ticks and after a resume."""
+    return f"step{int(step):08d}-kimg{int(cur_nimg) / 1000:09.3f}"
+
+
+def new_snapshot_dir(snapshots_root, step, cur_nimg):
+    """A path under snapshots_root for a new snapshot that names no existing folder: snapshot_name, or with
+    '-again<K>' appended when a run killed before its checkpoint and resumed wrote that step's snapshot before."""
+    base = os.path.join(snapshots_root, snapshot_name(step, cur_nimg))
+    path, k = base, 1
+    while os.path.lexists(path):
+        path, k = f"{base}-again{k}", k + 1
+    return path
+
+
+def write_snapshot(snap_dir, fakes, reals, affine, G_ema=None, geometry=None, options=None, overwrite=False):
+    """snap_dir/: fakes_NN.nii.gz, fakes.png, reals.png, generator/ (SavedModel). Written atomically; an existing
+    snap_dir is refused (FileExistsError) unless overwrite."""
     from generation.network_loader import export_generator
 
     with atomic_output_dir(snap_dir, overwrite=overwrite) as tmp:

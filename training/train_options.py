@@ -15,6 +15,7 @@ from training.checkpoints import latest_intact_checkpoint
 
 PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}  # name -> conv compute dtype
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+AUG_MODES = ("ada", "fixed", "noaug")  # training/augment.py: adaptive p, fixed p, no augmentation
 DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
 
 
@@ -33,16 +34,31 @@ OPTIONS = (
     Option("config", str, "demo", "Training config name (training/configs.py; --summary to inspect)."),
     Option("outdir", str, "results", "Parent of the run directories NNNNN-<desc>."),
     Option("batch", int, None, "Global batch size (default: the config's)."),
+    Option("batch_gpu", int, None, "Volumes per device and round: a larger --batch is reached by accumulating "
+           "gradients over batch / (batch_gpu x replicas) rounds before one optimiser step (default: the whole "
+           "per-device batch, no accumulation)."),
     Option("kimg", float, None, "Length of training in thousands of real volumes shown (default: the config's)."),
     Option("kimg_per_tick", float, None, "Progress line every this many kimg (default: the config's)."),
     Option("gamma", float, None, "R1 weight (default: the config's)."),
-    Option("r2_gamma", float, None, "R2 weight on fakes (default: the config's; 0 = off)."),
+    Option("r2_gamma", float, None, "R2 weight on fakes, penalty summed over every axis (default: the config's; "
+           "0 = off; the original's R2 with gamma g is g / W, W the volume's last axis)."),
     Option("mirror", bool, False, "Random left-right flips along the dataset's mirror axis."),
+    Option("aug", str, None, "Augmentation of every volume D sees (training/augment.py): ada (p adapts to D's "
+           "overfitting), fixed (p stays --p) or noaug (default: the config's: ada for demo, noaug for the paper "
+           "configs).", choices=AUG_MODES),
+    Option("p", float, None, "Augmentation probability: the fixed p with --aug=fixed, the initial p with ada "
+           "(default 0)."),
+    Option("target", float, 0.6, "ADA target for r_t = E[sign(D(real))]: p rises while r_t is above it."),
+    Option("augpipe", str, "bgc", "Augmentation groups: b blit, g geometric (in mm), c intensity, n noise and "
+           "cutout; e.g. b, bg, bgc, bgcn."),
+    Option("ada_kimg", float, None, "ADA speed: p could go from 0 to 1 in this many kimg (default: the config's; "
+           "500 as ADA for the paper configs)."),
     Option("snap", int, None, "Snapshot + checkpoint every this many ticks (default: about every 2 kimg)."),
     Option("metrics", list, (), "Metrics at every snapshot, e.g. mmd_linear_batch8,ms_ssim (default: none)."),
     Option("metric_num", int, 64, "Volumes per metric evaluation."),
-    Option("metric_feature_weights", str, None, "InceptionV3 weights (.h5/.keras) for fid_slices, kid, pr_slices "
-           "(nothing is downloaded; see run_metrics.py --helpfull)."),
+    Option("metric_feature_weights", str, None, "Standard FID Inception weights (.pb/.tgz/.npz/.pt) for fid_slices, "
+           "kid, pr_slices (default: cached, or one pinned download when first needed); keras:<file> = Keras "
+           "InceptionV3 (not comparable); see run_metrics.py --helpfull."),
     Option("metric_feature_network", str, None, "3D feature network (Keras file or SavedModel) for fid_3d."),
     Option("metric_feature_layer", str, None, "Layer of --metric_feature_network whose output is the feature."),
     Option("resume", str, None, "Run directory (latest checkpoint) or checkpoint prefix to continue from."),
@@ -50,21 +66,26 @@ OPTIONS = (
     Option("precision", str, "fp32", "Compute precision of the conv layers (fp16 with dynamic loss scaling).",
            choices=tuple(PRECISIONS)),
     Option("xla", bool, False, "Compile the train steps with XLA (jit_compile)."),
+    Option("recompute", bool, False, "Recompute each synthesis/discriminator block's activations in the backward "
+           "pass instead of keeping them (less memory, one more forward per block; same gradients)."),
     Option("strategy", str, "auto", "tf.distribute strategy; auto = multi_worker with TF_CONFIG, mirrored with >1 "
            "GPU, else one device.", choices=STRATEGIES),
-    Option("lazy_reg", bool, True, "Lazy regularisation (G every 4, D every 16 steps, lr/beta corrected); "
-           "--nolazy_reg adds the regularisers on every step as the original did."),
+    Option("lazy_reg", bool, None, "Lazy regularisation (G every 4, D every 16 steps, lr/beta corrected); "
+           "--nolazy_reg adds the regularisers on every step as the original did (default: the config's: off for "
+           "the paper configs, on for demo configs)."),
     Option("max_minutes", float, None, "Stop (with a final snapshot) after this many minutes of training "
            f"(default: {DEMO_MINUTES:g} for the no-flag demo, --config=demo without --kimg; else no limit)."),
     Option("samples", int, 8, "Sample volumes written per snapshot."),
     Option("keep_checkpoints", int, 3, "Checkpoints kept (the last K)."),
+    Option("allow_data_change", bool, False, "With --resume: continue on a dataset other than the run's own (same "
+           "shape); without it such a resume is refused."),
     Option("data_shuffle", bool, True, "Shuffle the training data (off: a fixed order, for exact comparisons).",
            flag=False),
     Option("desc", str, None, "Run directory suffix (default: <config>-<dataset>-b<batch>).", flag=False),
 )
 
 # Names a resumed run does not take from the run it continues.
-_NOT_RESUMED = ("resume", "outdir", "desc")
+_NOT_RESUMED = ("resume", "outdir", "desc", "allow_data_change")  # allow_data_change: a one-time permission
 
 
 def resolve_resume(path):
@@ -118,6 +139,8 @@ def build_options(explicit=None, **kwargs):
         for k, v in saved.items():
             if k in args and k not in explicit and k not in _NOT_RESUMED:
                 args[k] = v
+        if "aug" not in saved and "aug" not in explicit:
+            args.aug = "noaug"  # a run from before augmentation existed: its checkpoint holds no pipeline
     if args.precision not in PRECISIONS:
         raise ValueError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
@@ -144,9 +167,9 @@ def build_options(explicit=None, **kwargs):
         loss_kwargs.r1_gamma = float(args.gamma)
     if args.r2_gamma is not None:
         loss_kwargs.r2_gamma = float(args.r2_gamma)
-    if not args.lazy_reg:  # the original's mode: regularisers added on every step, no lr/beta correction
-        loss_kwargs.G_reg_interval = 0
-        loss_kwargs.D_reg_interval = 0
+    if args.lazy_reg is not None:  # None: the config's schedule; False: every step, no lr/beta correction
+        intervals = configs.LAZY_REG_INTERVALS if args.lazy_reg else (0, 0)
+        loss_kwargs.G_reg_interval, loss_kwargs.D_reg_interval = intervals
 
     batch = int(args.batch or cfg.batch_size)
     if loss_kwargs.pl_weight > 0 and batch % loss_kwargs.pl_batch_shrink:
@@ -169,6 +192,8 @@ def build_options(explicit=None, **kwargs):
 
         preflight(metrics, **metric_kwargs)
 
+    aug, augment_kwargs = _augment_options(args, cfg, manifest)
+
     dataset_name = os.path.basename(os.path.normpath(data))
     desc = args.desc or f"{args.config}-{dataset_name}-b{batch}"
     cli_args = {k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}
@@ -177,14 +202,39 @@ def build_options(explicit=None, **kwargs):
         G_kwargs=G_kwargs, D_kwargs=D_kwargs, loss_kwargs=loss_kwargs,
         G_opt_kwargs=copy.deepcopy(cfg.G_opt_kwargs), D_opt_kwargs=copy.deepcopy(cfg.D_opt_kwargs),
         batch_size=batch, ema_kimg=float(cfg.ema_kimg), ema_rampup=cfg.ema_rampup, total_kimg=total_kimg,
+        batch_gpu=int(args.batch_gpu) if args.batch_gpu else None, recompute=bool(args.recompute),
         kimg_per_tick=kimg_per_tick, snap=snap, metrics=metrics, metric_num=int(args.metric_num),
         metric_kwargs=metric_kwargs,
         seed=int(args.seed), precision=args.precision, xla=bool(args.xla), strategy=args.strategy,
         mirror=bool(args.mirror), samples=int(args.samples), keep_checkpoints=int(args.keep_checkpoints),
         data_shuffle=bool(args.data_shuffle), img_shape=shape, c_dim=c_dim, img_channels=channels,
-        spacing_mm=[float(s) for s in manifest.spacing],
+        allow_data_change=bool(args.allow_data_change),
+        spacing_mm=[float(s) for s in manifest.spacing], aug=aug, augment_kwargs=augment_kwargs,
         resume=resume_prefix, resume_run=resume_run, max_minutes=None if max_minutes is None else float(max_minutes),
     )
+
+
+def _augment_options(args, cfg, manifest):
+    """(aug mode, augment_kwargs) from the option values, the config's defaults and the dataset's mirror axis."""
+    from training.augment import parse_augpipe
+
+    aug = args.aug or cfg.get("aug", "noaug")
+    if aug not in AUG_MODES:
+        raise ValueError(f"unknown augmentation mode {aug!r}; choose one of {', '.join(AUG_MODES)}")
+    if aug == "fixed" and args.p is None:
+        raise ValueError("augmentation 'fixed' needs its probability p (0 to 1)")
+    p = float(args.p or 0.0)
+    target = float(args.target)
+    ada_kimg = float(args.ada_kimg if args.ada_kimg is not None else cfg.get("ada_kimg", 500.0))
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"augmentation probability p={p:g} is outside [0, 1]")
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"ADA target {target:g} is outside (0, 1)")
+    if ada_kimg <= 0:
+        raise ValueError(f"ADA speed ada_kimg={ada_kimg:g} must be positive")
+    parse_augpipe(args.augpipe)  # a bad group string fails now, not at the first step
+    return aug, EasyDict(augpipe=str(args.augpipe), p=p, target=target, ada_kimg=ada_kimg, ada_interval=4,
+                         mirror_axis=int(manifest.get("mirror_axis", 0)))
 
 
 def check_resume_compatible(now, before, prefix):

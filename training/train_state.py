@@ -57,8 +57,10 @@ class DynamicLossScale(tf.Module):
 class TrainState(tf.Module):
     """Counters, the RNG and running statistics, checkpointed as `state`."""
 
-    def __init__(self, seed, loss_scale=False, name=None):
+    def __init__(self, seed, loss_scale=False, augment=None, name=None):
         super().__init__(name=name)
+        if augment is not None:  # training.augment.AugmentPipe: p, its RNG and the r_t accumulator resume exactly
+            self.augment = augment
         self.cur_nimg = tf.Variable(0, dtype=tf.int64, trainable=False, name="cur_nimg")
         self.batch_idx = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_idx")
         self.cur_tick = tf.Variable(0, dtype=tf.int64, trainable=False, name="cur_tick")

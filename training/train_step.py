@@ -5,26 +5,39 @@ One call = one optimiser step of one phase on one global batch:
   each replica:  take its strided share, compute objective and gradients (optionally XLA-compiled),
                  all-reduce gradients and statistics (tf.distribute's collective, not our own);
   cross-replica: skip the update if anything is non-finite, else Adam; update pl_mean / w_avg.
+With batch_gpu below the per-replica batch, each replica sums its gradients over rounds of batch_gpu samples
+(gradient accumulation) before the all-reduce; the result is the full-batch step's (see _accumulate).
 """
 
 import tensorflow as tf
 
+from training.augment import augment_inputs
 from training.loss import draw_generator_inputs, slice_replica
+from training.networks import recompute_blocks
 
 SUM = tf.distribute.ReduceOp.SUM
 
 
 class TrainSteps:
-    def __init__(self, strategy, G, D, G_opt, D_opt, loss, state, batch_size, xla=False):
+    def __init__(self, strategy, G, D, G_opt, D_opt, loss, state, batch_size, xla=False, batch_gpu=None,
+                 recompute=False):
         self.strategy, self.G, self.D, self.G_opt, self.D_opt = strategy, G, D, G_opt, D_opt
         self.loss, self.state, self.batch_size = loss, state, int(batch_size)
         self.num_replicas = strategy.num_replicas_in_sync
         if self.batch_size % self.num_replicas:
             raise ValueError(f"batch {batch_size} is not divisible by {self.num_replicas} replicas")
+        # Gradient accumulation: each replica runs `rounds` rounds of batch_gpu samples, then one optimiser step.
+        per_replica = self.batch_size // self.num_replicas
+        self.batch_gpu = min(int(batch_gpu or per_replica), per_replica)
+        if self.batch_gpu < 1 or per_replica % self.batch_gpu:
+            raise ValueError(f"per-device batch {batch_gpu} does not divide the per-replica batch {per_replica} "
+                             f"(batch {batch_size} over {self.num_replicas} replicas)")
+        self.rounds = per_replica // self.batch_gpu
+        self.recompute = bool(recompute)  # recompute block activations in the backward pass (less memory)
         shrink = loss.pl_batch_shrink
-        if (self.batch_size // self.num_replicas) % shrink and loss.pl_weight > 0:
-            raise ValueError(f"per-replica batch {self.batch_size // self.num_replicas} is not divisible by "
-                             f"pl_batch_shrink={shrink}")
+        if self.batch_gpu % shrink and loss.pl_weight > 0:
+            raise ValueError(f"per-device batch {self.batch_gpu} (batch {batch_size} over {self.num_replicas} "
+                             f"replicas in {self.rounds} rounds) is not divisible by pl_batch_shrink={shrink}")
         self.phases = loss.phases()
         # XLA compiles the per-replica compute alone (a nested tf.function), which may not hold a cross-replica
         # all-reduce: with XLA and several replicas the pl running mean uses each replica's own batch.
@@ -51,11 +64,12 @@ class TrainSteps:
         module, _ = self._module(phase)
         loss, B, sync_pl = self.loss, self.batch_size, self.sync_pl
 
-        def compute(inp, reals, real_c, pl_mean, scale):
+        def compute(inp, reals, real_c, pl_mean, scale, pl_batch_mean=None):
             variables = module.trainable_variables
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
+            with tf.GradientTape(watch_accessed_variables=False) as tape, recompute_blocks(self.recompute):
                 tape.watch(variables)
-                objective, stats = loss.phase_objective(phase, inp, reals, real_c, B, pl_mean, sync_pl=sync_pl)
+                objective, stats = loss.phase_objective(phase, inp, reals, real_c, B, pl_mean, sync_pl=sync_pl,
+                                                        pl_batch_mean=pl_batch_mean)
                 scaled = objective * scale
             grads = tape.gradient(scaled, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
@@ -75,7 +89,10 @@ class TrainSteps:
             inp = slice_replica(inputs, ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync)
             if G.c_dim > 0:
                 inp["c"] = real_c  # generated volumes take the labels of this replica's reals
-            grads, objective, stats = compute(inp, reals, real_c, pl_mean, scale)
+            if self.rounds == 1:
+                grads, objective, stats = compute(inp, reals, real_c, pl_mean, scale)
+            else:
+                grads, objective, stats = self._accumulate(phase, compute, inp, reals, real_c, pl_mean, scale)
             pl_new = stats.pop("pl_mean_new", pl_mean)
             sums = {k: v[0] for k, v in stats.items()}
             counts = {k: float(v[1]) for k, v in stats.items()}
@@ -90,6 +107,7 @@ class TrainSteps:
         def step(reals, real_c):
             inputs = draw_generator_inputs(state.rng, G, B, style_mixing_prob=loss.style_mixing_prob,
                                            with_pl_noise=need_pl)
+            inputs.update(augment_inputs(getattr(loss, "augment_pipe", None), phase, B))
             scale = state.loss_scale.scale.read_value()
             result = self.strategy.run(replica_fn, args=(inputs, reals, real_c, state.pl_mean.read_value(), scale))
             grads, means, extra, pl_new = [self._first_local(x) for x in result]
@@ -111,6 +129,55 @@ class TrainSteps:
             return out
 
         return step
+
+    def _accumulate(self, phase, compute, inp, reals, real_c, pl_mean, scale):
+        """compute() summed over the rounds of this replica's share: gradients, objective and stats sums.
+
+        Round k takes samples k, k + rounds, ... of the share (strided, as replicas do), so minibatch-std groups
+        and the path-length head are the ones of a full-batch step whenever the group size divides batch_gpu.
+        The rounds run one after another (while_loop, parallel_iterations=1): only one round's activations live.
+        """
+        K, shrink = self.rounds, self.loss.pl_batch_shrink
+
+        def share(k):
+            part = slice_replica({**inp, "_reals": reals, "_real_c": real_c}, k, K)
+            return part.pop("_reals"), part.pop("_real_c"), part
+
+        def loop(body, init):
+            return tf.while_loop(lambda k, *_: k < K, body, (tf.constant(1), *init), parallel_iterations=1)[1:]
+
+        pl_batch_mean = None
+        if phase in ("Greg", "Gboth") and self.loss.pl_weight > 0:
+            # pl_mean moves by the mean over the whole batch, as in one full-batch step: a first pass over the
+            # rounds measures the lengths (first order only) before the penalty's gradients are taken.
+            def lengths(k, total):
+                with recompute_blocks(self.recompute):
+                    return k + 1, total + tf.reduce_sum(self.loss.pl_lengths(share(k)[2]))
+
+            (total,) = loop(lengths, (lengths(0, 0.0)[1],))
+            ctx = tf.distribute.get_replica_context()
+            count = self.batch_size // shrink
+            if ctx.num_replicas_in_sync > 1:
+                if self.sync_pl:
+                    total = ctx.all_reduce(SUM, total)
+                else:
+                    count = self.batch_size // self.num_replicas // shrink
+            pl_batch_mean = total / count
+
+        r_reals, r_c, part = share(0)
+        grads, objective, stats = compute(part, r_reals, r_c, pl_mean, scale, pl_batch_mean)
+        extra = {k: v for k, v in stats.items() if not isinstance(v, tuple)}  # pl_mean_new: the same every round
+        counts = {k: v[1] for k, v in stats.items() if isinstance(v, tuple)}
+        sums = {k: v[0] for k, v in stats.items() if isinstance(v, tuple)}
+
+        def add(k, grads, objective, sums):
+            r_reals, r_c, part = share(k)
+            g, obj, st = compute(part, r_reals, r_c, pl_mean, scale, pl_batch_mean)
+            return (k + 1, [a + b for a, b in zip(grads, g, strict=True)], objective + obj,
+                    {t: sums[t] + st[t][0] for t in sums})
+
+        grads, objective, sums = loop(add, (grads, objective, sums))
+        return grads, objective, {**{k: (sums[k], counts[k]) for k in sums}, **extra}
 
     def _first_local(self, value):
         # After an all-reduce every replica holds the same values: take this worker's first copy.

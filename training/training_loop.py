@@ -13,6 +13,7 @@ resumed from, devices and replicas, start time, TensorFlow version).
 
 import contextlib
 import json
+import math
 import os
 import platform
 import resource
@@ -26,17 +27,18 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib import EasyDict, tb_log
-from dnnlib.fileutil import atomic_write_text
+from dnnlib.fileutil import write_record
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
 from training import snapshot as snap_io
+from training.augment import make_augment_pipe
 from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
 from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
 from training.train_options import STRATEGIES, check_resume_compatible, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
-from volumes.manifest import load_manifest
+from volumes.manifest import data_fingerprint, load_manifest
 
 RUN_RECORD_NAME = "run.json"
 
@@ -216,6 +218,18 @@ def _devices(strategy):
         return [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")][:1]
 
 
+def check_same_data(manifest, resumed_run, allow_change=False):
+    """Refuse to continue a run on other data than it was trained on, unless allowed (then it is only logged)."""
+    path = os.path.join(resumed_run, "dataset.json")
+    if allow_change or not os.path.isfile(path):
+        return
+    before = EasyDict.load_json(path)
+    if data_fingerprint(before) != data_fingerprint(manifest):
+        raise ValueError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
+                         f"{path}) than the dataset given now ({manifest.get('num_volumes')} volumes); continue with "
+                         "the same dataset, or allow the data change explicitly")
+
+
 def _is_latest(run_dir, prefix):
     latest = latest_intact_checkpoint(os.path.join(run_dir, "checkpoints"))
     return latest is not None and os.path.abspath(latest) == os.path.abspath(prefix)
@@ -239,9 +253,31 @@ def _build(opts, strategy):
             opt[name] = Adam(module.trainable_variables, lr=kw.lr * ratio, beta_1=kw.beta_1**ratio,
                              beta_2=kw.beta_2**ratio, epsilon=kw.epsilon, name=f"{name}_opt")
     # The RNG and counters live outside the strategy: every worker draws the same global stream.
-    state = TrainState(opts.seed, loss_scale=opts.precision == "mixed_fp16", name="state")
-    loss = StyleGAN2Loss(G, D, **opts.loss_kwargs)
+    augment_pipe = make_augment_pipe(opts)  # None for noaug: the step is then exactly the one without ADA
+    state = TrainState(opts.seed, loss_scale=opts.precision == "mixed_fp16", augment=augment_pipe, name="state")
+    loss = StyleGAN2Loss(G, D, augment_pipe=augment_pipe, **opts.loss_kwargs)
     return G, D, G_ema, opt["G"], opt["D"], state, loss
+
+
+def run_summary(opts, record, manifest):
+    """A few lines saying what this run is: config, data, length, batch, devices, run directory."""
+    shape = "x".join(str(s) for s in manifest.get("shape", ()))
+    spacing = "x".join(f"{s:g}" for s in manifest.get("spacing", ()))
+    devices = ", ".join(record.get("devices") or []) or "default device"
+    return "\n".join([
+        f"config   {opts.config}",
+        f"data     {opts.data} ({manifest.get('num_volumes', '?')} volumes, {shape} at {spacing} mm)",
+        f"length   {opts.total_kimg:g} kimg, batch {opts.batch_size}, precision {opts.get('precision', 'fp32')}",
+        f"devices  {record.num_replicas} replica(s): {devices}",
+        f"run dir  {record.run_dir or '(none: dry run)'}  (full options: training_options.json, run.json, log.txt)",
+    ])
+
+
+def projected_training_seconds(step_seconds, phases, total_nimg, batch_size):
+    """Seconds of train steps for total_nimg images: each phase's step time times the steps it runs (a phase with
+    interval k runs on every k-th step)."""
+    steps = math.ceil(total_nimg / batch_size)
+    return sum(step_seconds[phase] * math.ceil(steps / max(int(interval), 1)) for phase, interval in phases)
 
 
 def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log, tick_callback=None):
@@ -258,8 +294,10 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     if resumed_arch is not None:
         now = dict(G_kwargs=record.G_kwargs, D_kwargs=record.D_kwargs, img_shape=opts.img_shape, c_dim=opts.c_dim)
         check_resume_compatible(now, resumed_arch, opts.resume)
+        check_same_data(manifest, opts.resume_run, allow_change=bool(opts.get("allow_data_change")))
     B = int(opts.batch_size)
-    steps = TrainSteps(strategy, G, D, G_opt, D_opt, loss, state, B, xla=opts.xla)
+    steps = TrainSteps(strategy, G, D, G_opt, D_opt, loss, state, B, xla=opts.xla, batch_gpu=opts.get("batch_gpu"),
+                       recompute=bool(opts.get("recompute")))
 
     ckpt = tf.train.Checkpoint(G=G, D=D, G_ema=G_ema, G_opt=G_opt, D_opt=D_opt, state=state)
     manager = None
@@ -272,13 +310,21 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             f"step {int(state.batch_idx.numpy())}")
 
     if chief and run_dir:
-        opts.save_json(os.path.join(run_dir, "training_options.json"))
-        record.save_json(os.path.join(run_dir, RUN_RECORD_NAME))
-        atomic_write_text(os.path.join(run_dir, "dataset.json"), EasyDict(manifest).to_json() + "\n")
+        # A resumed run adds to its records; earlier versions are kept beside them (training_options.1.json, ...).
+        write_record(os.path.join(run_dir, "training_options.json"), opts.to_json() + "\n")
+        write_record(os.path.join(run_dir, RUN_RECORD_NAME), record.to_json() + "\n")
+        write_record(os.path.join(run_dir, "dataset.json"), EasyDict(manifest).to_json() + "\n")
 
+    details = (f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}"
+               f"\nRun:\n{json.dumps(record, indent=1, default=str)}\n")
+    if dry_run:
+        log(details)
     if dry_run or chief:
-        log(f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}")
-        log(f"Run:\n{json.dumps(record, indent=1, default=str)}")
+        log(run_summary(opts, record, manifest))
+    if chief and run_dir:
+        # The full options go to the log file only: on the console they would bury the summary.
+        with open(os.path.join(run_dir, "log.txt"), "a") as f:
+            f.write(details)
     if dry_run:
         from training.networks import summary
 
@@ -314,16 +360,24 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
 
     if dry_run:
         reals, c = next(it)
+        log(f"dry run: tracing the {len(steps.phases)} train step phases (each first call compiles), then timing one "
+            "step of each")
+        step_seconds = {}
         for phase, _ in steps.phases:
             t0 = time.time()
             steps(phase, reals, c)
             t1 = time.time()
             steps(phase, reals, c)
-            log(f"dry run: phase {phase:<6} first call {t1 - t0:.2f}s (trace), then {time.time() - t1:.3f}s/step")
+            step_seconds[phase] = time.time() - t1
+            log(f"dry run: phase {phase:<6} first call {t1 - t0:.2f}s (trace), then {step_seconds[phase]:.3f}s/step")
+        projected = projected_training_seconds(step_seconds, steps.phases, total_nimg, B)
+        log(f"dry run: {opts.total_kimg:g} kimg = {math.ceil(total_nimg / B)} steps of batch {B}: about "
+            f"{format_time(projected)} of train steps (snapshots, metrics and data loading come on top)")
         log("dry run: nothing written")
         return EasyDict(run_dir=None, snapshot_dir=None, cur_nimg=0)
 
-    log(f"Training for {opts.total_kimg:g} kimg on {strategy.num_replicas_in_sync} replica(s), batch {B}; "
+    log(f"Training for {opts.total_kimg:g} kimg on {strategy.num_replicas_in_sync} replica(s), batch {B} "
+        f"({steps.rounds} round(s) of {steps.batch_gpu} per replica); "
         f"run directory {run_dir}" + ("" if chief else " (worker scratch)"))
     tick_start_nimg = int(state.cur_nimg.numpy())
     tick_start_time = time.time()
@@ -347,6 +401,8 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
                     continue
                 out = steps(phase, reals, c)
                 _check_finite(out, phase, batch_idx, int(state.cur_nimg.numpy()), opts, manager)
+                if "Loss/signs/real" in out:  # all-reduced over replicas: every worker adapts p alike
+                    loss.augment_pipe.record_signs(out["Loss/signs/real"])
                 for k, v in out.items():
                     if k.startswith("Loss/"):
                         sums[k] = sums.get(k, 0.0) + v
@@ -355,6 +411,8 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             steps.ema(G_ema, beta)
             state.cur_nimg.assign_add(B)
             state.batch_idx.assign_add(1)
+            if loss.augment_pipe is not None:
+                loss.augment_pipe.after_batch(int(state.batch_idx.numpy()), B)
             steps_this_call += 1
             cur_nimg = int(state.cur_nimg.numpy())
             done = cur_nimg >= total_nimg or (max_steps is not None and steps_this_call >= max_steps)
@@ -386,6 +444,8 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             cur_tick = int(state.cur_tick.numpy())
             _, mem = peak_memory_gb()
             means = {k: sums[k] / counts[k] for k in sums}
+            if loss.augment_pipe is not None:
+                means.update(loss.augment_pipe.progress())  # p and r_t: in the tick line and TensorBoard
             log(f"tick {cur_tick:<4d} kimg {cur_nimg / 1000:<8.3f} time {format_time(tick_end - start_time):<9s} "
                 f"sec/tick {tick_time:<6.1f} sec/kimg {sec_per_kimg:<7.1f} maintenance {maintenance:<5.1f} "
                 f"peak_mem {mem}  " + " ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(means.items())))
@@ -412,12 +472,13 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             if done or cur_tick % opts.snap == 0:
                 if chief:
                     last_snapshot = _snapshot(snap_options, run_dir, cur_nimg, G_ema, snap_inputs, reals_np, affine,
-                                              geometry, writer)
+                                              geometry, writer, step=int(state.batch_idx.numpy()))
                 path = _save(manager, state, chief)
                 if chief:
                     log(f"snapshot {last_snapshot}; checkpoint {path}")
                 if chief and opts.metrics:
-                    _metrics(opts, run_dir, G_ema, writer, cur_nimg, last_snapshot, log)
+                    _metrics(opts, run_dir, G_ema, writer, cur_nimg, last_snapshot, log,
+                             step=int(state.batch_idx.numpy()))
                 it = data_iter()  # restart the stream at the checkpoint (exact resume)
             if writer is not None:
                 writer.flush()
@@ -449,8 +510,9 @@ def _check_finite(out, phase, batch_idx, cur_nimg, opts, manager):
                            f"{last or 'none yet'}")
 
 
-def _snapshot(options, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer):
-    snap_dir = os.path.join(run_dir, "snapshots", f"{cur_nimg // 1000:06d}")
+def _snapshot(options, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer, step):
+    # Named by step, never reused: a resumed run that reaches the same kimg writes a new folder.
+    snap_dir = snap_io.new_snapshot_dir(os.path.join(run_dir, "snapshots"), step, cur_nimg)
     fakes = snap_io.generate_fakes(G_ema, inputs)
     snap_io.write_snapshot(snap_dir, fakes, reals, affine, G_ema=G_ema, geometry=geometry, options=options)
     if writer is not None:
@@ -459,12 +521,13 @@ def _snapshot(options, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry
     return snap_dir
 
 
-def _metrics(opts, run_dir, G_ema, writer, cur_nimg, snap_dir, log):
+def _metrics(opts, run_dir, G_ema, writer, cur_nimg, snap_dir, log, step):
     from metrics import metric_main
 
     # TensorBoard values are written here (tb_log works without the tensorboard package).
     results = metric_main.calc_metrics(opts.metrics, G=G_ema, dataset_dir=opts.data, run_dir=run_dir,
-                                       tb_writer=None, step=cur_nimg, snapshot=snap_dir, num=opts.metric_num,
+                                       tb_writer=None, step=step, kimg=cur_nimg / 1000, snapshot=snap_dir,
+                                       num=opts.metric_num,
                                        batch=min(8, opts.metric_num), **opts.get("metric_kwargs", {}))
     log(metric_main.format_table(results))
     if writer is not None:

@@ -103,6 +103,7 @@ class Progress:
         self.start = time.time()
         self._last = 0.0
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._tenths_logged = 0
 
     def update(self, n=1):
         self.done += n
@@ -122,6 +123,8 @@ class Progress:
         line = f"{self.label}[{bar}] {self.done}/{self.total}  {rate:.2f} vol/s  ETA {eta:.0f}s"
         if self._tty:
             self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
-        elif self.done >= self.total or self.done % max(1, self.total // 10) == 0:
+        elif self.done >= self.total or int(frac * 10) > self._tenths_logged:
+            # Tenths crossed, not multiples of total // 10: updates by a batch of n can step over those.
+            self._tenths_logged = int(frac * 10)
             self.stream.write(line + "\n")
         self.stream.flush()

@@ -174,3 +174,25 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         network_loader.export_generator(G, network_loader.default_geometry(G.img_shape), str(tmp_path / "gen"))
     assert os.listdir(tmp_path) == []
+
+
+# How a run's checkpoint folder gets damaged, and which checkpoint the loader must then use (the one rule of
+# training.checkpoints: files on disk, newest intact first; an unreadable one is skipped with a warning).
+DAMAGES = [
+    ("garbage state file", lambda d: open(os.path.join(d, "checkpoint"), "w").write("#@!"), "ckpt-2"),
+    ("empty state file", lambda d: open(os.path.join(d, "checkpoint"), "w").close(), "ckpt-2"),
+    ("truncated newest data", lambda d: [os.truncate(os.path.join(d, f), os.path.getsize(os.path.join(d, f)) // 3)
+                                         for f in os.listdir(d) if f.startswith("ckpt-2.data")], "ckpt-1"),
+]
+
+
+@pytest.mark.parametrize("how, damage, expected", DAMAGES, ids=[d[0] for d in DAMAGES])
+def test_damaged_checkpoints_load_the_newest_intact_one(tmp_path, recwarn, how, damage, expected):
+    run, _ = make_run(tmp_path, steps=(1, 2))
+    want = _volumes(network_loader.load_generator(str(run / "checkpoints" / expected)).G)
+    damage(str(run / "checkpoints"))
+    net = network_loader.load_generator(str(run))
+    assert net.source.endswith(expected)
+    np.testing.assert_array_equal(_volumes(net.G), want)
+    skipped = [w for w in recwarn if "unreadable" in str(w.message)]
+    assert len(skipped) == (expected != "ckpt-2")

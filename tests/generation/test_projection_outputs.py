@@ -1,6 +1,9 @@
 """generation/projection_outputs.py: the loss curve as CSV and plot, the comparison picture."""
 
+import sys
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from generation import projection_outputs
@@ -17,10 +20,23 @@ def test_curve_csv_of_one_target():
     assert text == "step,lr,loss,mse,mse_down,noise_reg\n1,0.1,2,0.25,0.2,2e-06\n2,0.2,1,0.125,0.2,2e-06\n"
 
 
-def test_curve_and_comparison_pictures(tmp_path):
+def test_curve_picture(tmp_path):
+    pytest.importorskip("matplotlib")
     rows = [{k: r[k][0] for k in ("loss", "mse", "mse_down")} for r in _curve()]
-    projection_outputs.curve_png(str(tmp_path / "loss.png"), rows)
-    assert Image.open(tmp_path / "loss.png").size == (640, 400)
+    plot = projection_outputs.curve_png(str(tmp_path / "loss.png"), rows, steps=[1, 2])
+    assert plot.note is None and Image.open(tmp_path / "loss.png").size == (640, 400)
+
+
+def test_curve_picture_without_matplotlib_is_a_note(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for name in [m for m in sys.modules if m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    rows = [{"loss": 1.0}, {"loss": 0.5}]
+    plot = projection_outputs.curve_png(str(tmp_path / "loss.png"), rows)
+    assert "loss.png not drawn" in plot.note and not (tmp_path / "loss.png").exists()
+
+
+def test_comparison_picture(tmp_path):
     rng = np.random.RandomState(0)
     target, proj = rng.rand(20, 24, 28, 1), rng.rand(20, 24, 28, 1)
     projection_outputs.comparison_png(str(tmp_path / "cmp.png"), target, proj)

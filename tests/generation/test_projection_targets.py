@@ -44,3 +44,75 @@ def test_target_shapes_must_match_the_network():
     with pytest.raises(ValueError, match=r"/x/b.nii.gz: target b has shape \(4, 5, 7, 1\)") as e:
         projection_targets.check_target_shapes([good, bad], G)
     assert "--" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Image targets in their own geometry (reconstruction studies).
+
+NET_SHAPE = (10, 12, 14)  # 2 mm
+SCAN_AFFINE = np.diag([2.0, 2.0, 5.0, 1.0])  # RAS, the network's in-plane lattice, 5 mm slices (2.5 voxels)
+SCAN_SHAPE = (10, 12, 6)
+MANIFEST = EasyDict(shape=list(NET_SHAPE), spacing=[2.0, 2.0, 2.0], preprocessing={"center": "image"})
+
+
+def _scan(tmp_path, affine=SCAN_AFFINE, name="scan.nii.gz", data=None):
+    import nibabel as nib
+
+    rng = np.random.RandomState(0)
+    data = rng.uniform(10, 100, SCAN_SHAPE).astype(np.float32) if data is None else data
+    path = str(tmp_path / name)
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path, data
+
+
+def test_native_target_keeps_the_scans_own_slices(tmp_path):
+    from generation.degradation import parse_spec
+
+    path, raw = _scan(tmp_path)
+    mask = np.ones(SCAN_SHAPE, np.float32)
+    mask[2:5, 3:6, 2] = 0
+    mask_path, _ = _scan(tmp_path, name="mask.nii.gz", data=mask)
+    deg = parse_spec(f"thicken:axis=2,mm=5,profile=gaussian;mask={mask_path};noise=0.1", network_spacing=[2, 2, 2])
+    t = projection_targets.native_file_target(path, MANIFEST, NET_SHAPE, deg)
+    # The network grid is centred on the scan (origin 0 after snapping to the scan's lattice); scan slices 1-4
+    # (5..20 mm) are the ones whose 5 mm boxes lie inside its 28 mm: compared as acquired, not interpolated.
+    np.testing.assert_allclose(t.affine, np.diag([2.0, 2, 2, 1]), atol=1e-9)
+    lo, hi = t.transform["intensity"]["clip"]
+    want = np.clip((raw[:, :, 1:5] - lo) / (hi - lo), 0, 1) * 2 - 1
+    np.testing.assert_allclose(t.degraded[..., 0], want, atol=1e-5)
+    np.testing.assert_allclose(t.grid_affine, [[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 5, 5], [0, 0, 0, 1]], atol=1e-9)
+    (op,) = t.degradation.ops
+    assert (op.axis, op.factor, op.first_centre, op.count, op.profile.kind) == (2, 2.5, 2.5, 4, "gaussian")
+    assert t.degradation.output_shape(NET_SHAPE) == t.degraded.shape[:3] and t.degradation.sigma == 0.1
+    np.testing.assert_array_equal(t.degradation.weights(), mask[:, :, 1:5])
+    assert t.volume is None and t.fov[1] == SCAN_SHAPE
+
+
+@pytest.mark.parametrize("case, match", [
+    ("oblique", "points differently"),
+    ("factor", "the degradation says 3"),
+    ("fine_axis", r"thickens voxel axes \[0\]"),
+    ("registered", "registered to"),
+    ("mask_grid", "must be in the scan's space"),
+])
+def test_native_target_errors(tmp_path, case, match):
+    from generation.degradation import parse_spec
+
+    affine = SCAN_AFFINE.copy()
+    if case == "oblique":
+        c, s = np.cos(0.3), np.sin(0.3)
+        affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+    path, _ = _scan(tmp_path, affine)
+    spec, manifest = "none", MANIFEST
+    if case == "factor":
+        spec = "thicken:axis=2,factor=3"
+    elif case == "fine_axis":
+        spec = "thicken:axis=0,factor=2"
+    elif case == "registered":
+        manifest = EasyDict(MANIFEST, preprocessing={"register_to": "/x/template.nii.gz"})
+    elif case == "mask_grid":
+        mask_path, _ = _scan(tmp_path, np.diag([2.0, 2, 4, 1]), name="mask.nii.gz")
+        spec = f"mask={mask_path}"
+    with pytest.raises(ValueError, match=match) as e:
+        projection_targets.native_file_target(path, manifest, NET_SHAPE, parse_spec(spec, [2, 2, 2]))
+    assert "--" not in str(e.value)

@@ -202,3 +202,64 @@ def test_existing_outdir_is_not_overwritten_unless_asked(network, tmp_path):
     assert (out / "seed0000.nii.gz").read_text() == "x" and not (out / "seed0001.nii.gz").exists()
     commands.run(_opts(network, str(out), "generate", seeds=[1], overwrite=True))
     assert not (out / "seed0000.nii.gz").exists() and (out / "seed0001.nii.gz").exists()
+
+
+def _fake_projection(network, root, seeds, psi):
+    """Projector-style folders <root>/t<seed>/latent.npy + noise.npz holding exactly the seeds' ws and noise."""
+    from generation.seeds import seeds_to_z
+
+    runner = Runner(load_generator(network).G, batch_size=2)
+    ws = runner.map(seeds_to_z(seeds, runner.z_dim), psi=psi)
+    noise = runner.seeds_noise(seeds)
+    for i, s in enumerate(seeds):
+        os.makedirs(root / f"t{s}")
+        np.save(root / f"t{s}" / "latent.npy", ws[i])
+        np.savez(root / f"t{s}" / "noise.npz", *[n[i] for n in noise])
+    return ws
+
+
+def test_projected_w_resynthesises_generates_mixes_and_interpolates(network, tmp_path):
+    _fake_projection(network, tmp_path / "proj", [1, 2], psi=0.5)
+    ref = str(tmp_path / "ref")
+    commands.run(_opts(network, ref, "generate", seeds=[1, 2], psi=0.5, noise_mode="random"))
+    out = str(tmp_path / "gen")
+    # --latent: StyleGAN2-ADA users' name; the projection's own noise maps come with it.
+    r = _run("generate", f"--network={network}", f"--latent={tmp_path / 'proj'}", f"--outdir={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for s in (1, 2):  # a latent that is exactly seed s's gives back seed s's volume
+        np.testing.assert_allclose(_load(os.path.join(out, f"t{s}.nii.gz"))[0],
+                                   _load(os.path.join(ref, f"seed{s:04d}.nii.gz"))[0], atol=1e-5)
+    one = str(tmp_path / "one")  # one target's folder
+    commands.run(_opts(network, one, "generate", projected_w=str(tmp_path / "proj" / "t2")))
+    assert sorted(f for f in os.listdir(one) if f.endswith(".nii.gz")) == ["t2.nii.gz"]
+
+    mix = str(tmp_path / "mix")
+    commands.run(_opts(network, mix, "style-mix", projected_w=str(tmp_path / "proj"), col_seeds=[3], styles="none"))
+    np.testing.assert_allclose(_load(os.path.join(mix, "mix-rowt1-col0003.nii.gz"))[0],
+                               _load(os.path.join(mix, "t1.nii.gz"))[0], atol=1e-5)
+    interp = str(tmp_path / "interp")
+    commands.run(_opts(network, interp, "interpolate", projected_w=str(tmp_path / "proj"), frames=3, space="w",
+                       interp="linear", axis=2, save_frames=True))
+    np.testing.assert_allclose(_load(os.path.join(interp, "frame0000.nii.gz"))[0],
+                               _load(os.path.join(mix, "t1.nii.gz"))[0], atol=1e-5)
+
+
+PROJECTED_W_ERRORS = [
+    (["average", "--projected_w=."], "not average"),
+    (["generate", "--projected_w=.", "--seeds=1"], "replaces --seeds"),
+    (["style-mix", "--projected_w=."], "needs --col_seeds"),
+    (["interpolate", "--projected_w=.", "--space=z"], "no z"),
+]
+
+
+@pytest.mark.parametrize("args, phrase", PROJECTED_W_ERRORS, ids=[" ".join(a) for a, _ in PROJECTED_W_ERRORS])
+def test_projected_w_flag_errors(tmp_path, args, phrase):
+    r = _run(*args, "--network=x", f"--outdir={tmp_path}/o")
+    assert r.returncode == 2 and phrase in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_projected_w_of_another_network_is_refused(network, tmp_path):
+    np.save(tmp_path / "w.npy", np.zeros([3, 7], np.float32))
+    with pytest.raises(ValueError, match="does not fit this network"):
+        commands.run(_opts(network, str(tmp_path / "o"), "generate", projected_w=str(tmp_path / "w.npy")))
+    assert not os.path.exists(tmp_path / "o")

@@ -126,9 +126,14 @@ def _run(*args):
 def test_cli(setup, tmp_path):
     out = str(tmp_path / "cli")
     r = _run(f"--network={setup['net']}", "--target_seeds=2", "--num_steps=2", "--w_avg_samples=16",
-             "--progress_every=1", f"--outdir={out}")
+             "--progress_every=1", f"--outdir={out}", "--degradation=thicken:axis=0,mm=16", "--output_grid=8",
+             "--w_prior_weight=0.01")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "step     2" in r.stdout and os.path.isfile(os.path.join(out, "seed0002", "metrics.json"))
+    assert nib.load(os.path.join(out, "seed0002", "degraded.nii.gz")).shape == (10, 24, 28)  # 16 mm = 2 voxels
+    assert os.path.isfile(os.path.join(out, "seed0002", "restored_8mm.nii.gz"))
+    saved = json.load(open(os.path.join(out, "projection.json")))["options"]
+    assert (saved["degradation"], saved["output_grid"], saved["w_prior_weight"]) == ("thicken:axis=0,mm=16", 8, 0.01)
     r = _run(f"--network={setup['net']}", "--target_seeds=2", f"--outdir={out}")
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
 
@@ -155,6 +160,12 @@ FLAG_ERRORS = [
     (["--target_seeds=1", "--ssim_weight=-1"], "--ssim_weight"),
     (["--target_seeds=1", "--label=a"], "--label=a"),
     (["--target_seeds=1", "extra"], "unexpected arguments"),
+    (["--target_seeds=1", "--degradation=blur:sigma=1"], "--degradation: degradation part 1 'blur:sigma=1'"),
+    (["--target_seeds=1", "--degradation=mask={tmp}/m.nii.gz"], "m.nii.gz: no such file"),
+    (["--target_seeds=1", "--degradation=thicken:axis=1,mm=6", "--loss=mse+ssim"], "--loss=mse+ssim"),
+    (["--target_seeds=1", "--degradation=none", "--output_grid=0"], "--output_grid=0"),
+    (["--target_seeds=1", "--output_grid=1"], "--output_grid needs --degradation"),
+    (["--target_seeds=1", "--w_prior_weight=-1"], "--w_prior_weight"),
 ]
 
 
@@ -171,3 +182,83 @@ def test_enum_flags_offer_the_librarys_values():
     r = _run("--helpfull")
     for flag, values in (("target_noise_mode", NOISE_MODES), ("loss", LOSSES)):
         assert re.search(rf"--{flag}: <([^>]*)>", r.stdout).group(1).split("|") == list(values)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reconstruction studies (--degradation).
+
+THICK_RAS = np.array([[8.0, 0, 0, -80], [0, 8, 0, -90], [0, 0, 20, -70], [0, 0, 0, 1]])  # 20 mm slices along k
+THICK_SHAPE = (24, 28, 8)
+
+
+def _thick_scan(root):
+    rng = np.random.default_rng(3)
+    g = np.meshgrid(*[np.arange(s) for s in THICK_SHAPE], indexing="ij")
+    c = (np.asarray(THICK_SHAPE) - 1) / 2
+    r2 = sum(((x - cc) / (0.4 * s)) ** 2 for x, cc, s in zip(g, c, THICK_SHAPE, strict=True))
+    vol = np.where(r2 < 1, 100 + 20 * g[2] + 5 * rng.random(THICK_SHAPE), 0).astype(np.float32)
+    path = str(root / "thick.nii.gz")
+    nib.save(nib.Nifti1Image(vol, THICK_RAS), path)
+    return path
+
+
+def test_seed_and_dataset_targets_through_a_degradation(setup, tmp_path):
+    out = str(tmp_path / "d")
+    summary = run_projection(_opts(setup, out, data=setup["data"], indices=[0], target_seeds=[3],
+                                   degradation="thicken:axis=2,mm=24;noise=0.1", output_grid=4.0,
+                                   w_prior_weight=0.1))
+    assert sorted(summary) == ["index00000", "seed0003"]
+    m = setup["manifest"]
+    for name, net_aff in (("index00000", m.files[0]["affine"]), ("seed0003", m.affine)):
+        d = os.path.join(out, name)
+        net_aff = np.asarray(net_aff)
+        deg, tgt = (nib.load(os.path.join(d, f)) for f in ("degraded.nii.gz", "target_degraded.nii.gz"))
+        assert deg.shape == tgt.shape == (20, 24, 9)  # 28 network slices of 8 mm -> 9 slices of 24 mm
+        want = net_aff.copy()
+        want[:3, 2] *= 3
+        want[:3, 3] += net_aff[:3, 2]  # first thick slice centred on network slice 1
+        np.testing.assert_allclose(deg.affine, want, atol=1e-4)
+        np.testing.assert_allclose(tgt.affine, want, atol=1e-4)
+        restored = nib.load(os.path.join(d, "restored_4mm.nii.gz"))
+        assert restored.shape == (40, 48, 56)  # the network grid's field of view at 4 mm
+        np.testing.assert_allclose(restored.affine[:3, :3], np.diag([4.0, 4, 4]), atol=1e-6)
+        assert nib.load(os.path.join(d, "trivial_inverse.nii.gz")).shape == (20, 24, 28)
+        metrics = json.load(open(os.path.join(d, "metrics.json")))
+        assert metrics["missing_fraction"] == pytest.approx(1 - 9 / 28)
+        for k in ("degraded_mse", "missing_mse_projection", "missing_mse_trivial_inverse", "psnr"):
+            assert np.isfinite(metrics[k]), k
+        rows = list(csv.DictReader(open(os.path.join(d, "loss.csv"))))
+        assert float(rows[0]["w_prior"]) == 0 < float(rows[-1]["w_prior"])  # W starts at the mean
+    record = json.load(open(os.path.join(out, "projection.json")))
+    assert record["degradation"]["ops"][0]["factor"] == 3 and record["degradation"]["noise_sigma"] == 0.1
+    assert record["options"]["degradation"] == "thicken:axis=2,mm=24;noise=0.1"
+
+
+def test_thick_scan_is_compared_in_its_own_geometry(setup, tmp_path):
+    scan = _thick_scan(tmp_path)
+    out = str(tmp_path / "n")
+    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], degradation="none",
+                                   output_grid=4.0))
+    d = os.path.join(out, "thick")
+    tgt = nib.load(os.path.join(d, "target_degraded.nii.gz"))
+    deg = nib.load(os.path.join(d, "degraded.nii.gz"))
+    assert tgt.shape == deg.shape and tgt.shape[:2] == (20, 24) and 1 <= tgt.shape[2] <= THICK_SHAPE[2]
+    np.testing.assert_allclose(tgt.affine, deg.affine, atol=1e-6)
+    # The scan's own slices: 20 mm apart, each at the world position of one of the scan's slices.
+    np.testing.assert_allclose(tgt.affine[:3, 2], [0, 0, 20], atol=1e-6)
+    k = (tgt.affine[2, 3] - THICK_RAS[2, 3]) / 20
+    assert abs(k - round(k)) < 1e-6
+    assert not os.path.exists(os.path.join(d, "target.nii.gz"))  # nothing is known on the network grid
+    assert nib.load(os.path.join(d, "projected_native.nii.gz")).shape == THICK_SHAPE
+    restored = nib.load(os.path.join(d, "restored_4mm.nii.gz"))
+    assert restored.shape == (48, 56, 40)  # the scan's field of view (192 x 224 x 160 mm) at 4 mm
+    assert np.isfinite(summary["thick"]["degraded_mse"]) and "missing_mse_projection" not in summary["thick"]
+    assert json.load(open(os.path.join(d, "degradation.json")))["ops"][0]["factor"] == 2.5
+
+
+def test_millimetres_are_checked_against_the_networks_spacing(setup, tmp_path):
+    # 4 mm slices are finer than the network's 8 mm voxels: known only once the network's geometry is read.
+    out = tmp_path / "mm"
+    with pytest.raises(ValueError, match=r"degradation part 1 'thicken:axis=2,mm=4'.*factor must be a number >= 1"):
+        run_projection(_opts(setup, str(out), target_seeds=[1], degradation="thicken:axis=2,mm=4"))
+    assert not out.exists()

@@ -1,5 +1,7 @@
 """Feature networks load the user's files (never download) and say exactly what to provide when missing."""
 
+import hashlib
+
 import h5py
 import keras
 import numpy as np
@@ -43,14 +45,53 @@ def test_inception_loads_legacy_h5_weights(tmp_path):
 
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, src)
-    net = fn.inception_v3(str(path), image_size=75)
+    net = fn.slice_network(fn.KERAS_PREFIX + str(path), image_size=75)
     assert net.comparable and net.id.startswith("inception_v3-")
+    assert net.network_id["name"] == fn.KERAS_NAME and net.network_id["standard"] is False
+    assert net.network_id["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     for a, b in zip(net.model.get_weights(), src.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="could not load InceptionV3"):
-        fn.inception_v3(str(bad), image_size=75)
+        fn.keras_inception_v3(str(bad), image_size=75)
+
+
+# feature_weights -> (kind, path) of the slice network, or the exception and message it raises.
+SLICE_NETWORK_SPECS = [
+    (None, ("fid", None)),
+    ("", ("fid", None)),
+    ("/w/inception-2015-12-05.tgz", ("fid", "/w/inception-2015-12-05.tgz")),
+    ("/w/default_1.pt", ("fid", "/w/default_1.pt")),
+    ("keras:/w/notop.h5", ("keras", "/w/notop.h5")),
+    ("keras:", ("keras", None)),
+    ("random", ("keras", fn.RANDOM)),
+    ("/w/notop.h5", (ValueError, "keras:/w/notop.h5")),
+    ("/w/model.keras", (ValueError, "not comparable with published")),
+]
+
+
+@pytest.mark.parametrize("spec, expected", SLICE_NETWORK_SPECS)
+def test_parse_slice_network(spec, expected):
+    if isinstance(expected[0], type):
+        with pytest.raises(expected[0], match=expected[1]):
+            fn.parse_slice_network(spec)
+    else:
+        assert fn.parse_slice_network(spec) == expected
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([-1.0, -0.99, 0.0, 0.004, 1.0, 1.5, -2.0], [0, 1, 128, 128, 255, 255, 0]),
+])
+def test_fid_input_convention(values, expected):
+    # round((s + 1) * 127.5) clipped to 0..255, grey repeated to RGB, no resize.
+    s = np.asarray(values, np.float32).reshape(1, 1, -1)
+    rgb = fn.fid_slice_images(s).numpy()
+    assert rgb.shape == (1, 1, len(values), 3)
+    for c in range(3):
+        assert rgb[0, 0, :, c].tolist() == expected
+    expected_np = np.clip(np.round((s.astype(np.float64) + 1) * 127.5), 0, 255)
+    np.testing.assert_array_equal(rgb[..., 0], expected_np)
 
 
 def test_3d_keras_model_layer_and_errors(tmp_path, volumes):

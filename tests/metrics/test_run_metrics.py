@@ -12,8 +12,10 @@ from tests.utils import FakeG, make_reals, run_script
 # existing file there. Every case fails before any volume is generated.
 CLI_ERRORS = [
     pytest.param(["--metrics=fid50k"], ["--metrics", "fid50k", "ms_ssim_legacy_kwon"], id="unknown-metric"),
-    pytest.param(["--metrics=mmd,fid_slices"], ["--feature_weights", feature_networks.INCEPTION_NOTOP_FILE],
-                 id="no-inception-weights"),
+    pytest.param(["--metrics=mmd,fid_slices", "--feature_weights=keras:"],
+                 ["--feature_weights", feature_networks.INCEPTION_NOTOP_FILE], id="no-keras-weights"),
+    pytest.param(["--metrics=kid", "--feature_weights={missing}"], ["--feature_weights", "no such FID Inception"],
+                 id="no-fid-weights-file"),
     pytest.param(["--metrics=fid_3d"], ["--feature_network", "fid_3d needs a 3D feature network"], id="no-3d-network"),
     pytest.param(["--num=1"], ["--num=1", "at least 2 volumes"], id="too-few-volumes"),
     pytest.param(["--json={json}"], ["--json=", "already exists", "--overwrite"], id="json-exists"),
@@ -24,7 +26,7 @@ CLI_ERRORS = [
 def test_flag_errors_exit_2_naming_the_flag(tmp_path, extra, expected):
     existing = tmp_path / "m.json"
     existing.write_text("{}")
-    args = [a.format(json=existing) for a in extra]
+    args = [a.format(json=existing, missing=tmp_path / "inception-2015-12-05.tgz") for a in extra]
     p = run_script("run_metrics.py", f"--network={tmp_path}", f"--data={tmp_path}", *args,
                    env={"KERAS_HOME": str(tmp_path)}, timeout=300)
     assert p.returncode == 2, p.stderr
@@ -55,6 +57,7 @@ def test_missing_slice_weights_fail_before_any_work(tmp_path, monkeypatch):
     _, ds = make_reals()
     G = FakeG()
     with pytest.raises(metric_main.MetricOptionError, match=feature_networks.INCEPTION_NOTOP_FILE) as e:
-        metric_main.run_metrics(EasyDict(network=G, data=ds, metrics=["mmd", "fid_slices"], num=8, batch=4))
+        metric_main.run_metrics(EasyDict(network=G, data=ds, metrics=["mmd", "fid_slices"], num=8, batch=4,
+                                         feature_weights="keras:"))
     assert e.value.option == "feature_weights"
     assert G.calls == []

@@ -1,5 +1,6 @@
 """Exact resume: N steps in one go == N/2 + resume + N/2; torn checkpoints fall back; other configs refused."""
 
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,9 @@ def runs(tmp_path_factory):
     assert half.cur_nimg == 4
     record = EasyDict.load_json(os.path.join(half.run_dir, "run.json"))  # before the resume rewrites it
     assert record.resumed_from is None
-    resumed = training_loop(tiny_options(tmp / "b", data, kimg=0.008, resume=half.run_dir, **ARGS))
+    # With a metric: its JSON line must name the step, kimg and snapshot (test_resume_keeps_earlier_snapshots).
+    resumed = training_loop(tiny_options(tmp / "b", data, kimg=0.008, resume=half.run_dir,
+                                         metrics=["mmd_linear_unbiased"], metric_num=2, **ARGS))
     return one_go, half, resumed, data, tmp
 
 
@@ -59,6 +62,29 @@ def test_n_steps_equal_half_resume_half(runs):
     assert record.resumed_from.endswith("ckpt-2") and record.run_dir == half.run_dir
     options = EasyDict.load_json(os.path.join(half.run_dir, "training_options.json"))
     assert options.resume.endswith("ckpt-2") and "run_dir" not in options and options.total_kimg == 0.008
+
+
+def test_resume_keeps_earlier_snapshots_and_metric_lines_say_where_they_are(runs):
+    """Every snapshot here is below 1 kimg: named by step, the resumed session's is a new folder beside the first's."""
+    import nibabel as nib
+
+    from metrics.metric_main import checkpoint_position
+
+    one_go, half, _, _, _ = runs
+    snaps = os.path.join(half.run_dir, "snapshots")
+    assert sorted(os.listdir(snaps)) == ["step00000002-kimg00000.004", "step00000004-kimg00000.008"]
+    # The first session's snapshot is intact: the same volume as the uninterrupted run's at step 2.
+    for run in (half, one_go):
+        assert os.path.isdir(os.path.join(run.run_dir, "snapshots", "step00000002-kimg00000.004", "generator"))
+    vol = [nib.load(os.path.join(run.run_dir, "snapshots", "step00000002-kimg00000.004", "fakes_00.nii.gz"))
+           .get_fdata() for run in (half, one_go)]
+    np.testing.assert_allclose(vol[0], vol[1], atol=1e-6)
+    lines = [json.loads(x) for x in open(os.path.join(half.run_dir, "metric-mmd_linear_unbiased.jsonl"))]
+    assert [(x["step"], x["kimg"], x["snapshot"]) for x in lines] == [
+        (4, 0.008, os.path.join(snaps, "step00000004-kimg00000.008"))]
+    ckpt = os.path.join(half.run_dir, "checkpoints", "ckpt-2")
+    assert checkpoint_position(ckpt) == {"step": 2, "kimg": 0.004}
+    assert checkpoint_position(os.path.join(half.run_dir, "snapshots")) == {}
 
 
 def test_torn_checkpoint_falls_back_to_previous(runs):

@@ -27,7 +27,8 @@ def _script_flags():
 def test_flags_are_the_option_table():
     flag_values = _script_flags()
     table = {o.name: o for o in OPTIONS if o.flag}
-    assert set(flag_values) == set(table) | set(run_training.CLI_ACTIONS)
+    # --gpus (StyleGAN2-ADA's) chooses the visible devices before TensorFlow loads: not a training option.
+    assert set(flag_values) == set(table) | set(run_training.CLI_ACTIONS) | {"gpus"}
     for name, option in table.items():
         flag = flag_values[name]
         assert flag.default == (list(option.default) if option.type is list else option.default), name
@@ -177,3 +178,46 @@ def test_sigterm_checkpoints_and_exits_143_for_requeueing(tiny_data, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]
     (run,) = os.listdir(tmp_path)
     assert "stopped by SIGTERM" in out and latest_intact_checkpoint(os.path.join(tmp_path, run, "checkpoints"))
+
+
+# (CUDA_VISIBLE_DEVICES before, --gpus, after).
+GPU_CASES = [(None, 2, "0,1"), ("3,5,7", 2, "3,5"), (None, 0, ""), ("4", 1, "4")]
+
+
+@pytest.mark.parametrize("before, n, after", GPU_CASES)
+def test_gpus_flag_restricts_the_visible_devices(before, n, after):
+    env = {} if before is None else {"CUDA_VISIBLE_DEVICES": before}
+    run_training.restrict_gpus(n, env)
+    assert env["CUDA_VISIBLE_DEVICES"] == after
+
+
+def test_gpus_flag_refuses_more_than_visible():
+    with pytest.raises(UserError, match="--gpus=3: only 1 GPU"):
+        run_training.restrict_gpus(3, {"CUDA_VISIBLE_DEVICES": "0"})
+
+
+# (step seconds per phase, phases with their intervals, images, batch, expected seconds).
+PROJECTIONS = [
+    ({"Gmain": 1.0, "Dmain": 2.0}, [("Gmain", 1), ("Dmain", 1)], 100, 10, 30.0),
+    ({"Gmain": 1.0, "Greg": 4.0}, [("Gmain", 1), ("Greg", 4)], 100, 10, 10 + 4.0 * 3),  # Greg on steps 0, 4, 8
+    ({"Gmain": 0.5}, [("Gmain", 1)], 101, 10, 0.5 * 11),  # a last, partial batch is a step too
+]
+
+
+@pytest.mark.parametrize("seconds, phases, nimg, batch, want", PROJECTIONS)
+def test_dry_run_projects_the_whole_run(seconds, phases, nimg, batch, want):
+    from training.training_loop import projected_training_seconds
+
+    assert projected_training_seconds(seconds, phases, nimg, batch) == pytest.approx(want)
+
+
+def test_run_summary_is_short_and_names_what_matters():
+    from dnnlib import EasyDict
+    from training.training_loop import run_summary
+
+    opts = EasyDict(config="demo-tiny", data="/d/tiny", total_kimg=0.5, batch_size=4, precision="fp32")
+    record = EasyDict(num_replicas=2, devices=["/gpu:0", "/gpu:1"], run_dir="results/00003-x")
+    text = run_summary(opts, record, EasyDict(num_volumes=6, shape=[20, 24, 28], spacing=[8.0, 8.0, 8.0]))
+    assert len(text.splitlines()) <= 6
+    for part in ("demo-tiny", "/d/tiny", "6 volumes", "20x24x28", "0.5 kimg", "batch 4", "/gpu:1", "00003-x"):
+        assert part in text, part

@@ -1,0 +1,25 @@
+"""Networks shipped with the repository, by short name (`--network=demo`), as StyleGAN2's pretrained_networks.
+
+Each lives in pretrained/<name>/: the EMA generator as a SavedModel (generator/), the training data's
+dataset.json (geometry for every output, the preprocessing for projected scans), the run's training_options.json
+and log, and README.md with the commands that made it.
+"""
+
+import os
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
+
+
+def names():
+    """The shipped networks' names."""
+    if not os.path.isdir(ROOT):
+        return []
+    return sorted(n for n in os.listdir(ROOT) if os.path.isdir(os.path.join(ROOT, n, "generator")))
+
+
+def resolve(network):
+    """A path for `network`: an existing path as given, else the shipped network of that name, else as given."""
+    network = os.fspath(network)
+    if os.path.exists(network) or os.path.exists(network + ".index") or network not in names():
+        return network
+    return os.path.join(ROOT, network)
