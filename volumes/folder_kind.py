@@ -9,7 +9,8 @@ from volumes.manifest import MANIFEST_NAME
 from volumes.volume_io import VOLUME_SUFFIXES, has_suffix
 
 # Files that only a run directory, a checkpoint folder or an exported generator has.
-_NETWORK_MARKERS = ("checkpoints", "training_options.json", "saved_model.pb", "checkpoint")
+_NETWORK_MARKERS = ("checkpoints", "training_options.json", "saved_model.pb", "checkpoint",
+                    os.path.join("generator", "saved_model.pb"))  # a snapshot folder or a shipped network
 
 
 def _holds_scans(root, max_depth=2):
