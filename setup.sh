@@ -10,6 +10,6 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 # Build the C++ FIR kernel now (about 30 s, once per machine) rather than in the first training run. Without a
 # compiler this only warns: the FIR then runs as TensorFlow ops.
-TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -c "from dnnlib.ops import upfirdn_3d as u; \
+.venv/bin/python -c "from dnnlib import tf_quiet; tf_quiet.install(); from dnnlib.ops import upfirdn_3d as u; \
 print('setup.sh: FIR kernel', 'ready' if u.kernel_library() else 'unavailable, using TensorFlow ops')"
 echo "setup.sh: environment ready in .venv"

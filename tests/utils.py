@@ -94,3 +94,67 @@ def fakes_of(G, num, seed=0):
     return np.clip(G(tf.constant(z)).numpy(), -1, 1)
 
 
+
+
+def tiny_generator(seed=0, noise_strength=0.5):
+    """A demo-tiny Generator with fixed initial weights and visible noise (a fresh one has noise strength 0)."""
+    from training import configs
+
+    tf.random.set_seed(seed)
+    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
+    for layer in [lyr for b in G.synthesis.blocks for lyr in b.noise_layers()]:
+        layer.noise_strength.assign(noise_strength)
+    return G
+
+
+def assert_conv3d_matches_reference(conv, k, padding):
+    """conv(x, w, padding) against the NumPy conv3d reference (forward and both first-order gradients, float64)
+    and against TensorFlow's own autodiff of an independent padded VALID conv to second order."""
+    from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref, conv3d_ref
+
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((2, 5, 4, 7, 3))
+    w = rng.standard_normal((k, k, k, 3, 4)) * 0.3
+    y_ref = conv3d_ref(x, w, padding)
+    v = rng.standard_normal(y_ref.shape)
+    u1, u2 = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+    xt, wt = tf.constant(x), tf.constant(w)
+    with tf.GradientTape() as tape:
+        tape.watch([xt, wt])
+        y = conv(xt, wt, padding)
+        loss = tf.reduce_sum(y * v)
+    gx, gw = tape.gradient(loss, [xt, wt])
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gx.numpy(), conv3d_input_grad_ref(x.shape, w, v, padding), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gw.numpy(), conv3d_filter_grad_ref(x, v, w.shape[:3], padding), rtol=1e-10,
+                               atol=1e-10)
+    mine = conv3d_first_and_second(lambda a, b: conv(a, b, padding), xt, wt, v, u1, u2)
+    plain = conv3d_first_and_second(lambda a, b: plain_conv3d(a, b, padding), xt, wt, v, u1, u2)
+    for m, p in zip(mine, plain, strict=True):
+        np.testing.assert_allclose(m.numpy(), p.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def plain_conv3d(x, w, padding):
+    """Independent of dnnlib.ops.conv3d: explicit tf.pad/slice + VALID tf.nn.conv3d with TF's own gradients."""
+    from dnnlib.ops.conv3d_ref import ref_pads
+
+    for axis, (lo, hi) in enumerate(ref_pads(padding, w.shape[:3]), start=1):
+        n = x.shape[axis]
+        x = tf.gather(x, tf.range(max(-lo, 0), n - max(-hi, 0)), axis=axis)
+        width = [[0, 0]] * 5
+        width[axis] = [max(lo, 0), max(hi, 0)]
+        x = tf.pad(x, width)
+    return tf.nn.conv3d(x, w, strides=[1] * 5, padding="VALID")
+
+
+def conv3d_first_and_second(conv, x, w, v, u1, u2):
+    """y, dL/dx, dL/dw for L = sum(sin(y) * v), and the gradient of an R1/path-length-like penalty of them."""
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch([x, w])
+        with tf.GradientTape() as inner:
+            inner.watch([x, w])
+            y = conv(x, w)
+            loss = tf.reduce_sum(tf.sin(y) * v)
+        gx, gw = inner.gradient(loss, [x, w])
+        penalty = tf.reduce_sum(tf.square(gx) * u1) + tf.reduce_sum(gw * u2)
+    return [y, gx, gw, *outer.gradient(penalty, [x, w])]

@@ -11,7 +11,8 @@ from bench import formulations as F
 from dnnlib.ops import modulated_conv3d as M
 from dnnlib.ops import upfirdn_3d as U
 from dnnlib.ops import upfirdn_3d_ref as UR
-from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref, conv3d_ref
+from dnnlib.ops.conv3d_ref import conv3d_ref
+from tests.utils import assert_conv3d_matches_reference
 
 PADDINGS = ["SAME", "VALID", 2, (1, 0, 2, -1, 0, 1)]
 # Every padding/kernel case for batch_channels (the previous default), two cases for the others.
@@ -19,54 +20,9 @@ CONV_CASES = [("batch_channels", k, p) for k in (3, 1, 2) for p in PADDINGS] + [
     (name, k, p) for name in ("tf", "slices") for k, p in ((3, "SAME"), (2, (1, 0, 2, -1, 0, 1)))]
 
 
-def _plain_conv(x, w, padding):
-    # Independent of dnnlib.ops.conv3d: explicit tf.pad/slice + VALID tf.nn.conv3d with TF's own gradients.
-    from dnnlib.ops.conv3d_ref import ref_pads
-
-    for axis, (lo, hi) in enumerate(ref_pads(padding, w.shape[:3]), start=1):
-        n = x.shape[axis]
-        x = tf.gather(x, tf.range(max(-lo, 0), n - max(-hi, 0)), axis=axis)
-        width = [[0, 0]] * 5
-        width[axis] = [max(lo, 0), max(hi, 0)]
-        x = tf.pad(x, width)
-    return tf.nn.conv3d(x, w, strides=[1] * 5, padding="VALID")
-
-
-def _first_and_second(conv, x, w, v, u1, u2):
-    with tf.GradientTape(persistent=True) as outer:
-        outer.watch([x, w])
-        with tf.GradientTape() as inner:
-            inner.watch([x, w])
-            y = conv(x, w)
-            loss = tf.reduce_sum(tf.sin(y) * v)
-        gx, gw = inner.gradient(loss, [x, w])
-        penalty = tf.reduce_sum(tf.square(gx) * u1) + tf.reduce_sum(gw * u2)
-    return [y, gx, gw, *outer.gradient(penalty, [x, w])]
-
-
 @pytest.mark.parametrize("name,k,padding", CONV_CASES)
 def test_filter_gradient_formulations_match_reference_and_autodiff(name, k, padding):
-    conv = F.conv3d_with_filter_grad(name)
-    rng = np.random.default_rng(k)
-    x = rng.standard_normal((2, 5, 4, 7, 3))
-    w = rng.standard_normal((k, k, k, 3, 4)) * 0.3
-    y_ref = conv3d_ref(x, w, padding)
-    v = rng.standard_normal(y_ref.shape)
-    u1, u2 = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
-    xt, wt = tf.constant(x), tf.constant(w)
-    with tf.GradientTape() as tape:
-        tape.watch([xt, wt])
-        y = conv(xt, wt, padding)
-        loss = tf.reduce_sum(y * v)
-    gx, gw = tape.gradient(loss, [xt, wt])
-    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(gx.numpy(), conv3d_input_grad_ref(x.shape, w, v, padding), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(gw.numpy(), conv3d_filter_grad_ref(x, v, w.shape[:3], padding), rtol=1e-10,
-                               atol=1e-10)
-    mine = _first_and_second(lambda a, b: conv(a, b, padding), xt, wt, v, u1, u2)
-    plain = _first_and_second(lambda a, b: _plain_conv(a, b, padding), xt, wt, v, u1, u2)
-    for m, p in zip(mine, plain, strict=True):
-        np.testing.assert_allclose(m.numpy(), p.numpy(), rtol=1e-9, atol=1e-9)
+    assert_conv3d_matches_reference(F.conv3d_with_filter_grad(name), k, padding)
 
 
 def test_plain_tf_conv_matches_reference():

@@ -7,14 +7,12 @@ import re
 import nibabel as nib
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from generation import commands, sampling
 from generation.network_loader import export_generator, load_generator
 from generation.outputs import ORIENTATIONS
 from generation.runner import Runner
-from tests.utils import run_script
-from training import configs
+from tests.utils import run_script, tiny_generator
 from training.networks import NOISE_MODES
 from volumes.volume_io import to_unit_range
 
@@ -23,10 +21,7 @@ AFFINE = np.array([[8.0, 0, 0, -76], [0, 8, 0, -110], [0, 0, 8, -70], [0, 0, 0, 
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    tf.random.set_seed(3)
-    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
-    for layer in [lyr for b in G.synthesis.blocks for lyr in b.noise_layers()]:
-        layer.noise_strength.assign(0.3)  # make noise visible, as in a trained network
+    G = tiny_generator(seed=3, noise_strength=0.3)  # noise visible, as in a trained network
     geometry = dict(shape=[20, 24, 28], spacing=[8.0, 8.0, 8.0], affine=AFFINE.tolist(), orientation="RAS",
                     mirror_axis=0)
     path = str(tmp_path_factory.mktemp("net") / "generator")

@@ -6,17 +6,14 @@ import tensorflow as tf
 
 from generation import sampling
 from generation.runner import Runner
+from tests.utils import tiny_generator
 from training import configs
 
 
 @pytest.fixture(scope="module")
 def G():
-    tf.random.set_seed(0)
-    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
-    # A fresh network has zero noise strengths and w_avg = 0; give it what a trained one has, so noise
-    # modes and truncation make a difference.
-    for layer in [lyr for b in G.synthesis.blocks for lyr in b.noise_layers()]:
-        layer.noise_strength.assign(0.5)
+    # Noise strengths and w_avg as a trained network has them, so noise modes and truncation make a difference.
+    G = tiny_generator(seed=0, noise_strength=0.5)
     z = np.random.RandomState(1).randn(64, G.z_dim).astype(np.float32)
     G.mapping.w_avg.assign(tf.reduce_mean(G.mapping(z)[:, 0], axis=0))
     return G

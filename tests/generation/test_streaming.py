@@ -14,7 +14,7 @@ from PIL import Image
 from dnnlib.cli import SigtermInterrupt, sigterm_as_keyboard_interrupt
 from generation import commands, network_loader, outputs, sampling
 from generation.runner import Runner
-from training import configs
+from tests.utils import tiny_generator
 
 SHAPE = (20, 24, 28)
 VOLUME_BYTES = int(np.prod(SHAPE)) * 4  # one float32 volume of demo-tiny
@@ -22,11 +22,7 @@ VOLUME_BYTES = int(np.prod(SHAPE)) * 4  # one float32 volume of demo-tiny
 
 @pytest.fixture(scope="module")
 def G():
-    tf.random.set_seed(5)
-    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
-    for layer in [lyr for b in G.synthesis.blocks for lyr in b.noise_layers()]:
-        layer.noise_strength.assign(0.3)
-    return G
+    return tiny_generator(seed=5, noise_strength=0.3)
 
 
 @pytest.fixture

@@ -2,21 +2,15 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from generation import sampling, style_mixing
 from generation.runner import Runner
-from training import configs
+from tests.utils import tiny_generator
 
 
 @pytest.fixture(scope="module")
 def G():
-    tf.random.set_seed(0)
-    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
-    # Noise strengths as a trained network has them, so the noise modes differ.
-    for layer in [lyr for b in G.synthesis.blocks for lyr in b.noise_layers()]:
-        layer.noise_strength.assign(0.5)
-    return G
+    return tiny_generator(seed=0, noise_strength=0.5)
 
 
 def test_presets_split_resolutions_low_to_high(G):

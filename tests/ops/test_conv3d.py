@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from dnnlib.ops import conv3d as C
-from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref, conv3d_ref, ref_pads
+from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref, conv3d_ref
+from tests.utils import assert_conv3d_matches_reference
 
 PADDINGS = ["SAME", "VALID", 2, (1, 0, 2, -1, 0, 1)]
 
@@ -31,58 +32,9 @@ CASES = [(path, k, p) for path in ("conv3d", "fast") for k in (3, 1, 2) for p in
     ("gpu", k, p) for k, p in ((3, "SAME"), (2, (1, 0, 2, -1, 0, 1)))]
 
 
-def _plain_conv(x, w, padding):
-    # Independent of dnnlib.ops.conv3d: explicit tf.pad/slice + VALID tf.nn.conv3d with TF's own gradients.
-    pads = ref_pads(padding, w.shape[:3])
-    for axis, (lo, hi) in enumerate(pads, start=1):
-        n = x.shape[axis]
-        x = tf.gather(x, tf.range(max(-lo, 0), n - max(-hi, 0)), axis=axis)
-        width = [[0, 0]] * 5
-        width[axis] = [max(lo, 0), max(hi, 0)]
-        x = tf.pad(x, width)
-    return tf.nn.conv3d(x, w, strides=[1] * 5, padding="VALID")
-
-
-def _first_and_second(conv, x, w, v, u1, u2):
-    """y, dL/dx, dL/dw for L = sum(y * v), and the gradient of an R1/path-length-like penalty of them."""
-    with tf.GradientTape(persistent=True) as outer:
-        outer.watch([x, w])
-        with tf.GradientTape() as inner:
-            inner.watch([x, w])
-            y = conv(x, w)
-            loss = tf.reduce_sum(tf.sin(y) * v)
-        gx, gw = inner.gradient(loss, [x, w])
-        penalty = tf.reduce_sum(tf.square(gx) * u1) + tf.reduce_sum(gw * u2)
-    return [y, gx, gw, *outer.gradient(penalty, [x, w])]
-
-
 @pytest.mark.parametrize("path,k,padding", CASES)
 def test_path_matches_reference_and_autodiff(path, k, padding):
-    conv = PATHS[path]
-    rng = np.random.default_rng(k)
-    x = rng.standard_normal((2, 5, 4, 7, 3))
-    w = rng.standard_normal((k, k, k, 3, 4)) * 0.3
-    y_ref = conv3d_ref(x, w, padding)
-    v = rng.standard_normal(y_ref.shape)
-    u1, u2 = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
-    xt, wt = tf.constant(x), tf.constant(w)
-
-    # Forward and first-order gradients of sum(y * v) against the NumPy definitions.
-    with tf.GradientTape() as tape:
-        tape.watch([xt, wt])
-        y = conv(xt, wt, padding)
-        loss = tf.reduce_sum(y * v)
-    gx, gw = tape.gradient(loss, [xt, wt])
-    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(gx.numpy(), conv3d_input_grad_ref(x.shape, w, v, padding), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(gw.numpy(), conv3d_filter_grad_ref(x, v, w.shape[:3], padding), rtol=1e-10,
-                               atol=1e-10)
-
-    # Second order (gradient of a function of both gradients) against TF's own autodiff.
-    mine = _first_and_second(lambda a, b: conv(a, b, padding), xt, wt, v, u1, u2)
-    plain = _first_and_second(lambda a, b: _plain_conv(a, b, padding), xt, wt, v, u1, u2)
-    for m, p in zip(mine, plain, strict=True):
-        np.testing.assert_allclose(m.numpy(), p.numpy(), rtol=1e-9, atol=1e-9)
+    assert_conv3d_matches_reference(PATHS[path], k, padding)
 
 
 def test_third_order_through_nested_custom_gradients():
