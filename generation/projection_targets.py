@@ -16,10 +16,8 @@ import os
 import numpy as np
 
 from dnnlib import EasyDict
-from volumes import records
+from volumes import records, volume_io
 from volumes.manifest import load_manifest, volume_affine
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
 
 
 def unique_names(names):
@@ -30,14 +28,6 @@ def unique_names(names):
         seen[n] = k + 1
         out.append(n if k == 0 else f"{n}-{k}")
     return out
-
-
-def file_stem(path):
-    base = os.path.basename(os.path.normpath(str(path)))
-    for suffix in IMAGE_SUFFIXES:
-        if base.lower().endswith(suffix):
-            return base[: -len(suffix)]
-    return base
 
 
 def find_manifest(network_path, data_dir=None):
@@ -74,7 +64,7 @@ def file_targets(paths, manifest):
         arr, affine, transform = preprocess.preprocess_like_manifest(path, manifest)
         vol = np.asarray(arr, np.float32)
         vol = vol[..., None] if vol.ndim == 3 else vol
-        out.append(EasyDict(name=file_stem(path), volume=vol * 2 - 1, label=None, path=str(path),
+        out.append(EasyDict(name=volume_io.file_stem(path), volume=vol * 2 - 1, label=None, path=str(path),
                             transform=transform, affine=np.asarray(affine, np.float64)))
     return out
 
@@ -171,7 +161,7 @@ def native_file_target(path, manifest, img_shape, deg):
     gives the thickenings (profile from `deg`'s thicken part on that axis, box by default) and the crop of the
     scan the network grid covers. A mask file in `deg` is in the scan's own space (its shape and affine)."""
     from generation import degradation as dg
-    from volumes import preprocess, volume_io
+    from volumes import preprocess
 
     popts = preprocess.options_from_manifest(manifest)
     if popts.register_to:
@@ -224,7 +214,7 @@ def native_file_target(path, manifest, img_shape, deg):
     degraded = (out[crop] * 2 - 1).astype(np.float32)[..., None]
     transform = {"source_shape": list(raw.shape), "source_affine": np.asarray(raw_affine).tolist(),
                  "intensity": intensity}
-    return EasyDict(name=file_stem(path), volume=None, label=None, path=str(path), transform=transform,
+    return EasyDict(name=volume_io.file_stem(path), volume=None, label=None, path=str(path), transform=transform,
                     affine=net_affine, degradation=degradation, degraded=degraded, grid_affine=match.affine,
                     fov=(aff, tuple(vol.shape)))
 

@@ -158,3 +158,22 @@ def conv3d_first_and_second(conv, x, w, v, u1, u2):
         gx, gw = inner.gradient(loss, [x, w])
         penalty = tf.reduce_sum(tf.square(gx) * u1) + tf.reduce_sum(gw * u2)
     return [y, gx, gw, *outer.gradient(penalty, [x, w])]
+
+
+def write_dicom_series(img, folder, series_uid, name="{:04d}.dcm", tags=None):
+    """Write a SimpleITK 3D image as a DICOM series, one slice a file, with the geometry tags readers use."""
+    import SimpleITK as sitk
+
+    os.makedirs(folder, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetDepth()):
+        s = img[:, :, k]
+        s.SetMetaData("0020|0032", "\\".join(str(v) for v in img.TransformIndexToPhysicalPoint((0, 0, k))))
+        s.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        s.SetMetaData("0020|0013", str(k))
+        s.SetMetaData("0020|000e", series_uid)
+        for tag, value in (tags or {}).items():
+            s.SetMetaData(tag, value)
+        writer.SetFileName(os.path.join(str(folder), name.format(k)))
+        writer.Execute(s)

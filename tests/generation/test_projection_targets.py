@@ -7,6 +7,7 @@ import pytest
 
 from dnnlib import EasyDict
 from generation import projection_targets
+from volumes import volume_io
 
 
 def test_unique_names_number_repeats():
@@ -19,8 +20,8 @@ def test_unique_names_number_repeats():
     ("brain.mgz", "brain"),
     ("/dicom/series7/", "series7"),
 ])
-def test_file_stem(path, stem):
-    assert projection_targets.file_stem(path) == stem
+def test_target_names_are_file_stems(path, stem):
+    assert volume_io.file_stem(path) == stem
 
 
 def test_find_manifest_looks_up_to_three_folders_above_the_network(tmp_path):

@@ -98,7 +98,7 @@ def compare(full, accumulated):
 
 
 # (batch, batch_gpu, lazy regularisation): rounds = batch / batch_gpu on one device.
-ONE_DEVICE_CASES = [(8, 2, True)]  # Gboth/Dboth (lazy=False) share the code paths; each case is ~30 s
+ONE_DEVICE_CASES = [(8, 2, True)]  # Gboth/Dboth (lazy=False) share the code paths; one case keeps the suite short
 
 
 @pytest.mark.parametrize("batch,batch_gpu,lazy", ONE_DEVICE_CASES)

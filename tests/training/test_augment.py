@@ -521,7 +521,7 @@ print("RESULT " + json.dumps({"one": one, "two": two}))
 
 
 def test_two_replicas_use_the_same_p_draws_and_statistic():
-    # A subprocess (~30 s): logical devices must be configured before TensorFlow starts.
+    # A subprocess: logical devices must be configured before TensorFlow starts.
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "-c", TWO_REPLICAS], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)

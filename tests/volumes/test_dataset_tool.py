@@ -14,7 +14,7 @@ from scipy import ndimage
 import dataset_tool
 from dnnlib.errors import UserError
 from dnnlib.fileutil import current_umask
-from tests.utils import run_script
+from tests.utils import run_script, write_dicom_series
 from volumes import preprocess
 from volumes import volume_io as vio
 
@@ -95,18 +95,7 @@ def test_dicom_series_folder_and_list_file_inputs(tmp_path):
     vol = (_head((20, 22, 18), 3)).astype(np.int16)
     img = sitk.GetImageFromArray(np.transpose(vol, (2, 1, 0)))
     img.SetSpacing((4.0, 4.0, 4.0))
-    d = tmp_path / "scans" / "subj1" / "dicom"
-    d.mkdir(parents=True)
-    w = sitk.ImageFileWriter()
-    w.KeepOriginalImageUIDOn()
-    for k in range(img.GetDepth()):
-        s = img[:, :, k]
-        s.SetMetaData("0020|0032", "\\".join(str(v) for v in img.TransformIndexToPhysicalPoint((0, 0, k))))
-        s.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
-        s.SetMetaData("0020|0013", str(k))
-        s.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.7")
-        w.SetFileName(str(d / f"IM{k:04d}.dcm"))
-        w.Execute(s)
+    write_dicom_series(img, tmp_path / "scans" / "subj1" / "dicom", "1.2.826.0.1.3680043.2.1125.7", "IM{:04d}.dcm")
     nib.save(nib.Nifti1Image(_head((30, 34, 38), 4), RAS4), str(tmp_path / "scans" / "x.nii"))
     (tmp_path / "list.txt").write_text("# two scans\nscans/subj1/dicom\nscans/x.nii\n")
     dataset_tool.run("create", _opts(input=str(tmp_path / "list.txt"), output=str(tmp_path / "ds")))

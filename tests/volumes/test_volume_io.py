@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from dnnlib.fileutil import current_umask
+from tests.utils import write_dicom_series
 from volumes import volume_io as vio
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -118,18 +119,7 @@ def test_dicom_series_folder(tmp_path):
     img.SetSpacing((2.0, 2.0, 3.0))
     img.SetOrigin((5.0, 6.0, 7.0))
     d = tmp_path / "series"
-    d.mkdir()
-    w = sitk.ImageFileWriter()
-    w.KeepOriginalImageUIDOn()
-    for k in range(img.GetDepth()):
-        s = img[:, :, k]
-        s.SetMetaData("0020|0032", "\\".join(str(v) for v in img.TransformIndexToPhysicalPoint((0, 0, k))))
-        s.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
-        s.SetMetaData("0020|0013", str(k))
-        s.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1")
-        s.SetMetaData("0028|0030", "2\\2")
-        w.SetFileName(str(d / f"{k:03d}.dcm"))
-        w.Execute(s)
+    write_dicom_series(img, d, "1.2.826.0.1.3680043.2.1125.1", "{:03d}.dcm", tags={"0028|0030": "2\\2"})
     assert vio.is_dicom_dir(str(d))
     back, aff = vio.read_volume(str(d))
     np.testing.assert_array_equal(back, vol.astype(np.float32))
