@@ -11,8 +11,8 @@ from generation.outputs import encode_image, png_scale, slice_to_uint8, write_vo
 from volumes.volume_io import to_unit_range
 
 CURVE_KEYS = ("loss", "mse", "mse_down", "noise_reg", "ssim", "w_prior")
-# What each curve term is, for the plot's axis label: MSE and SSIM are measured on intensities in [0, 1].
-CURVE_UNITS = "mse, mse_down: mean squared error of intensities in [0, 1]; ssim: 1 = identical"
+# What each curve term is, for the plot's title: the projector compares volumes in the network's range [-1, 1].
+CURVE_UNITS = "mse, mse_down: mean squared error in the network's intensity range [-1, 1]; ssim: 1 = identical"
 
 
 def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400), steps=None):
