@@ -108,11 +108,16 @@ def seed_targets(G, seeds, psi=1.0, noise_mode="random", c=None):
 
 def degrade_target(t, deg):
     """Dataset or seed target t (volume and affine on the network grid) through `deg`: sets t.degradation (mask
-    read: a file on the degraded grid), t.degraded, t.grid_affine, t.fov (the network grid)."""
+    read: a file on the degraded grid), t.degraded, t.grid_affine, t.fov (the network grid). Voxels the mask
+    excludes are background (-1) in t.degraded: the hidden truth must not reach the input nor the trivial inverse."""
     shape = tuple(t.volume.shape[:3])
     t.grid_affine = deg.affine(t.affine)
     t.degradation = deg.load_mask(shape=deg.output_shape(shape), affine=t.grid_affine)
-    t.degraded = deg(t.volume[None]).numpy()[0]
+    degraded = deg(t.volume[None]).numpy()[0]
+    w = t.degradation.weights()
+    if w is not None:
+        degraded = np.where((np.asarray(w) > 0)[..., None], degraded, np.float32(-1.0)).astype(np.float32)
+    t.degraded = degraded
     t.fov = (np.asarray(t.affine, np.float64), shape)
     return t
 

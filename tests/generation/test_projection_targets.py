@@ -117,3 +117,38 @@ def test_native_target_errors(tmp_path, case, match):
     with pytest.raises(ValueError, match=match) as e:
         projection_targets.native_file_target(path, manifest, NET_SHAPE, parse_spec(spec, [2, 2, 2]))
     assert "--" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dataset and seed targets through a degradation: what the mask hides is not in the input.
+
+# (spec, factor along axis 2 (1 = no thickening)): the mask lives on the degraded grid.
+DEGRADE_CASES = [("mask:path={mask},invert=1", 1), ("thicken:axis=2,factor=2;mask:path={mask},invert=1", 2)]
+
+
+@pytest.mark.parametrize("spec, factor", DEGRADE_CASES, ids=["mask", "thick+mask"])
+def test_degrade_target_blanks_what_the_mask_hides(tmp_path, spec, factor):
+    from generation.degradation import parse_spec
+    from generation.reconstruction import missing_information, missing_metrics, trivial_inverse_volume
+
+    rng = np.random.RandomState(3)
+    volume = rng.uniform(-0.9, 0.9, (6, 8, 10, 1)).astype(np.float32)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    grid = (6, 8, 10 // factor)
+    block = np.zeros(grid, np.float32)
+    block[2:4, 3:6, 1:3] = 1  # hidden (invert=1)
+    grid_affine = affine.copy()
+    grid_affine[2, 2] *= factor
+    grid_affine[2, 3] += 4.0 * (factor - 1) / 2
+    volume_io.write_nifti(str(tmp_path / "block.nii.gz"), block, grid_affine, dtype="uint8")
+    deg = parse_spec(spec.format(mask=tmp_path / "block.nii.gz"), network_spacing=[4, 4, 4])
+    t = projection_targets.degrade_target(EasyDict(name="x", volume=volume, affine=affine), deg)
+
+    box = volume[..., 0].reshape(6, 8, 10 // factor, factor).mean(axis=-1)  # box thick slices, NumPy
+    want = np.where(block > 0, -1.0, box)[..., None]
+    np.testing.assert_allclose(t.degraded, want, atol=1e-6)
+    np.testing.assert_array_equal(t.degradation.weights(), 1 - block)
+    # The trivial inverse ("the mask left as is") no longer sees the truth under the block.
+    missing = missing_information(t.degradation, volume.shape[:3])
+    got = missing_metrics(volume, trivial_inverse_volume(t.degradation, t.degraded, volume.shape[:3]), missing)
+    assert 0 < got["mse"] < np.inf
