@@ -20,7 +20,7 @@ from absl import flags, logging
 from dnnlib.cli import check_data_flag
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from training.train_options import OPTIONS
+from training.train_options import AUG_MODES, OPTIONS
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
@@ -32,7 +32,12 @@ CLI_ACTIONS = {
 }
 POSITIVE = ("batch", "batch_gpu", "kimg", "kimg_per_tick", "snap", "max_minutes", "samples", "keep_checkpoints",
             "metric_num")
-NON_NEGATIVE = ("gamma", "r2_gamma")
+NON_NEGATIVE = ("gamma", "r2_gamma", "collective_timeout")
+# Exit status when a peer worker was lost (sysexits EX_TEMPFAIL): the run can be resumed, a scheduler may requeue.
+WORKER_LOST_EXIT = 75
+# The group letters of training.augment.GROUPS, written out to keep TensorFlow out of flag checks (a test checks
+# that they agree).
+AUGPIPE_GROUPS = "bgcn"
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
            list: flags.DEFINE_list}
 
@@ -63,8 +68,29 @@ def restrict_gpus(n, environ=os.environ):
     environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids[:n])
 
 
+def validate_aug_flags(values):
+    """--aug, --p, --target, --augpipe, --ada_kimg (training/augment.py's options), naming the flag."""
+    aug, p, target, spec, ada_kimg = (values.get(k) for k in ("aug", "p", "target", "augpipe", "ada_kimg"))
+    if aug is not None and aug not in AUG_MODES:
+        raise UserError(f"--aug={aug}: choose one of {', '.join(AUG_MODES)}")
+    if p is not None and not 0.0 <= p <= 1.0:
+        raise UserError(f"--p={p!r}: must be in [0, 1]")
+    if p is not None and aug == "noaug":
+        raise UserError(f"--p={p!r}: there is no augmentation probability with --aug=noaug (use --aug=fixed or ada)")
+    if target is not None and not 0.0 < target < 1.0:
+        raise UserError(f"--target={target!r}: must be in (0, 1)")
+    if spec is not None:
+        s = str(spec).strip().lower()
+        if not s or any(ch not in AUGPIPE_GROUPS for ch in s) or len(set(s)) != len(s):
+            raise UserError(f"--augpipe={spec}: use distinct letters of {AUGPIPE_GROUPS} (b blit, g geometric, "
+                            "c intensity, n noise and cutout), e.g. bgc")
+    if ada_kimg is not None and not ada_kimg > 0:
+        raise UserError(f"--ada_kimg={ada_kimg!r}: must be a positive number")
+
+
 def validate_flags(values):
     """Refuse flag values that cannot work, naming the flag; values: option name -> value."""
+    validate_aug_flags(values)
     for name in POSITIVE:
         v = values.get(name)
         if v is not None and not v > 0:
@@ -115,12 +141,13 @@ def main(argv):
         restrict_gpus(FLAGS.gpus)
     explicit = {name for name in values if FLAGS[name].present}
     from training import train_options, training_loop
+    from training.multi_worker import WorkerLost
 
     if FLAGS.strategy not in ("auto", "multi_worker") or not os.environ.get("TF_CONFIG"):
         strategy = None
     else:
         # Collective ops must be configured before TensorFlow does anything else (e.g. building demo data).
-        strategy = training_loop.make_strategy(FLAGS.strategy)
+        strategy = training_loop.make_strategy(FLAGS.strategy, FLAGS.collective_timeout)
     try:
         opts = train_options.build_options(explicit=explicit, **values)
     except ValueError as e:
@@ -131,6 +158,9 @@ def main(argv):
         result = training_loop.training_loop(opts, strategy=strategy, dry_run=FLAGS.dry_run)
     except training_loop.TrainingDiverged as e:
         raise UserError(str(e)) from None  # a run that cannot go on: one line and exit 2, like bad input
+    except WorkerLost as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(WORKER_LOST_EXIT)
     if result.get("snapshot_dir"):
         print(f"Samples: {result.snapshot_dir}")
     if result.get("stopped"):

@@ -6,11 +6,15 @@ Peak RSS only grows, so every measurement runs in a fresh subprocess of this scr
             that fits in --budget_gib (intercept + slope * batch <= budget).
   generate: one volume at a time through G (mapping + synthesis, const noise) in a tf.function;
             peak RSS and volumes/s (median of repeats after the first call).
+  layer:    (--layers) one op of the config's top-resolution layer, or G / D whole, at batch 1 in a tf.function:
+            its peak RSS above the process after tracing (inputs included, TensorFlow's runtime not), and seconds.
+            Finds which layer or op holds a phase's peak.
 The regulariser batch is not shrunk here (pl_batch_shrink=1): Greg then holds as many volumes as the
 other phases, so the per-volume figure is an upper bound for every phase.
 
     python -m bench.bench_memory --quick        # demo-tiny config (a few minutes on a loaded machine)
     python -m bench.bench_memory                # 2 mm training at batch 1 and 2; generation at 2 mm and 1 mm
+    python -m bench.bench_memory --train_batches=1 --gen_configs= --layers   # + the top layer's ops one by one
 """
 
 import json
@@ -41,7 +45,14 @@ flags.DEFINE_enum("fir_impl", "auto", ["auto", "kernel", "ops"], "FIR path: 'aut
                   "(bench/formulations.py fir_as_tf_ops): the C++ kernel's memory against the TensorFlow-ops path.")
 flags.DEFINE_bool("recompute", False, "Training step with recomputed block activations (--recompute of "
                   "run_training.py).")
-flags.DEFINE_enum("child", None, ["train", "generate"], "Internal: run one measurement in this process.")
+flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads of the measured process (0: TensorFlow's "
+                     "default, one per core). 1 runs a step's independent branches one after the other.")
+flags.DEFINE_bool("onednn", True, "Measured processes with TensorFlow's oneDNN CPU ops (TF_ENABLE_ONEDNN_OPTS; "
+                  "--noonednn turns them off: oneDNN keeps memory of a phase after it ends).")
+flags.DEFINE_bool("second_call", False, "Training step: time a second call of every phase (no tracing).")
+flags.DEFINE_bool("layers", False, "Also measure the top-resolution layer's ops and G / D whole, one per process.")
+flags.DEFINE_enum("child", None, ["train", "generate", "layer"], "Internal: run one measurement in this process.")
+flags.DEFINE_string("op", None, "Internal (--child=layer): which op (LAYER_OPS).")
 flags.DEFINE_string("config", None, "Internal (--child): config name.")
 flags.DEFINE_integer("batch", 1, "Internal (--child): batch size.")
 
@@ -57,14 +68,90 @@ def child_train(name, batch):
     cfg.loss_kwargs.pl_batch_shrink = 1
     rss0 = current_rss_bytes()
     h = StepHarness(cfg, batch=batch, variant=recompute_blocks if FLAGS.recompute else None)
-    out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}}
+    out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}, "second_call": {}}
     for phase in h.phases:
         t0 = time.perf_counter()
         h.run(phase)
         out["seconds"][phase] = time.perf_counter() - t0
         out["phases"][phase] = peak_rss_bytes()
+    if FLAGS.second_call:
+        for phase in h.phases:
+            t0 = time.perf_counter()
+            h.run(phase)
+            out["second_call"][phase] = time.perf_counter() - t0
     out["peak"] = peak_rss_bytes()
     return out
+
+
+# Ops of the top-resolution layers (batch 1, the config's channels and image shape), and the networks whole.
+LAYER_OPS = {
+    "conv3d fwd": "3x3x3 conv C->C at the top resolution, forward",
+    "conv3d fwd+bwd": "the same, with input and filter gradients (dnnlib.ops.conv3d custom gradients)",
+    "filter grad": "the 3x3x3 filter gradient alone (depth taps)",
+    "upsample conv fwd+bwd": "G's top upsampling conv C->C from half resolution, with gradients",
+    "downsample conv fwd+bwd": "D's top downsampling conv C->C to half resolution, with gradients",
+    "G fwd": "the generator (mapping + synthesis), forward",
+    "D fwd+bwd": "the discriminator on one volume, with its weight gradients",
+}
+
+
+def child_layer(name, op):
+    import tensorflow as tf
+
+    from bench.common import current_rss_bytes, peak_rss_bytes
+    from dnnlib.ops import conv3d as C
+    from dnnlib.ops.upfirdn_3d import conv_downsample_3d, setup_filter, upsample_conv_3d
+    from training.configs import build_networks, get_config
+
+    cfg = get_config(name)
+    shape = list(cfg.img_shape)
+    ch = int(cfg.G_kwargs.synthesis_kwargs.fmap_max)
+    rng = tf.random.Generator.from_seed(0)
+    w = rng.normal([3, 3, 3, ch, ch]) * 0.05
+    full, half = [1, *shape, ch], [1, *[s // 2 for s in shape], ch]
+
+    def with_grads(f, x):
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                loss = tf.reduce_sum(tf.square(f(x)))
+            return tape.gradient(loss, [x, w])
+        return run
+
+    if op in ("G fwd", "D fwd+bwd"):
+        G, D = build_networks(cfg)
+        if op == "G fwd":
+            z = rng.normal([1, G.z_dim])
+            fn = lambda: G(z, noise_mode="const")  # noqa: E731
+        else:
+            img = rng.normal([1, *shape, 1])
+
+            def fn():
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(D(img))
+                return tape.gradient(loss, D.trainable_variables)
+    elif op == "conv3d fwd":
+        x = rng.normal(full)
+        fn = lambda: C.conv3d(x, w)  # noqa: E731
+    elif op == "conv3d fwd+bwd":
+        fn = with_grads(lambda x: C.conv3d(x, w), rng.normal(full))
+    elif op == "filter grad":
+        x, dy = rng.normal(full), rng.normal(full)
+        fn = lambda: C._filter_grad_fast(x, dy, C.explicit_pads("SAME", (3, 3, 3)), (3, 3, 3))  # noqa: E731
+    elif op == "upsample conv fwd+bwd":
+        f = setup_filter(cfg.G_kwargs.synthesis_kwargs.resample_filter)
+        fn = with_grads(lambda x: upsample_conv_3d(x, w, f, up=2, padding=1), rng.normal(half))
+    elif op == "downsample conv fwd+bwd":
+        f = setup_filter(cfg.D_kwargs.resample_filter)
+        fn = with_grads(lambda x: conv_downsample_3d(x, w, f, down=2, padding=(len(f) - 1) // 2), rng.normal(full))
+    else:
+        raise ValueError(f"unknown layer op {op!r}; choose one of: {', '.join(LAYER_OPS)}")
+    fn = tf.function(fn)
+    fn.get_concrete_function()
+    rss0 = current_rss_bytes()
+    t0 = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), fn())
+    return {"rss_start": rss0, "peak": peak_rss_bytes(), "seconds": time.perf_counter() - t0}
 
 
 def child_generate(name, repeats):
@@ -94,6 +181,8 @@ def run_child(*args):
     cmd = [sys.executable, "-m", "bench.bench_memory", *args]
     common.log("  $ " + " ".join(cmd[1:]))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if not FLAGS.onednn:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
     for line in p.stdout.splitlines():
@@ -105,6 +194,10 @@ def run_child(*args):
 
 def _gib(b):
     return b / common.GIB
+
+
+def _phase_seconds(seconds):
+    return " ".join(f"{p}={s:.0f}s" for p, s in seconds.items()) + f", step {sum(seconds.values()):.0f}s"
 
 
 def parent():
@@ -123,15 +216,28 @@ def parent():
     for b in batches:
         common.log(f"training step {train_cfg} batch {b} (fresh process) ...")
         r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}", f"--fir_impl={FLAGS.fir_impl}",
-                      f"--recompute={FLAGS.recompute}")
+                      f"--recompute={FLAGS.recompute}", f"--inter_op_threads={FLAGS.inter_op_threads}",
+                      f"--second_call={FLAGS.second_call}")
         if "error" in r:
             rows.append([f"train {train_cfg}", b, "failed", "-", "-", r["error"][:120]])
             continue
         peaks[b], after_build[b] = r["peak"], r["after_build"]
         which = max(r["phases"], key=lambda p: r["phases"][p])
+        notes = f"peak reached in {which}; first calls " + _phase_seconds(r["seconds"])
+        if r.get("second_call"):
+            notes += "; second calls " + _phase_seconds(r["second_call"])
         rows.append([f"train {train_cfg}", b, _gib(r["after_build"]), _gib(r["peak"]),
-                     _gib(r["peak"] - r["after_build"]) / b,
-                     f"peak reached in {which}; " + " ".join(f"{p}={s:.0f}s" for p, s in r["seconds"].items())])
+                     _gib(r["peak"] - r["after_build"]) / b, notes])
+    if FLAGS.layers:
+        for op in LAYER_OPS:
+            common.log(f"layer {train_cfg} {op} (fresh process) ...")
+            r = run_child("--child=layer", f"--config={train_cfg}", f"--op={op}", f"--fir_impl={FLAGS.fir_impl}",
+                          f"--inter_op_threads={FLAGS.inter_op_threads}")
+            if "error" in r:
+                rows.append([f"layer {op}", 1, "failed", "-", "-", r["error"][:120]])
+                continue
+            rows.append([f"layer {op}", 1, _gib(r["rss_start"]), _gib(r["peak"]), _gib(r["peak"] - r["rss_start"]),
+                         f"{r['seconds']:.1f}s (first call); {LAYER_OPS[op]}"])
     for name in gen_cfgs:
         common.log(f"generation {name} (fresh process) ...")
         r = run_child("--child=generate", f"--config={name}", f"--gen_repeats={FLAGS.gen_repeats}",
@@ -145,6 +251,9 @@ def parent():
     print()
     common.print_table(rows, ["measurement", "batch", "GiB after build", "peak GiB", "(peak-build)/volume GiB",
                               "notes"])
+    if FLAGS.layers:
+        print("(layer rows: 'GiB after build' is the process after tracing, inputs included; the next column is the "
+              "op's working memory above it)")
     if len(peaks) >= 2:
         b0, b1 = min(peaks), max(peaks)
         slope = (peaks[b1] - peaks[b0]) / (b1 - b0)
@@ -168,6 +277,10 @@ def parent():
 
 def main(argv):
     del argv
+    if FLAGS.child and FLAGS.inter_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)  # before TensorFlow starts
     if FLAGS.child:
         from bench import formulations
         from dnnlib.ops import upfirdn_3d
@@ -180,6 +293,8 @@ def main(argv):
         print(_TAG + json.dumps(child_train(FLAGS.config, FLAGS.batch)), flush=True)
     elif FLAGS.child == "generate":
         print(_TAG + json.dumps(child_generate(FLAGS.config, max(1, FLAGS.gen_repeats))), flush=True)
+    elif FLAGS.child == "layer":
+        print(_TAG + json.dumps(child_layer(FLAGS.config, FLAGS.op)), flush=True)
     else:
         parent()
 

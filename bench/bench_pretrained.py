@@ -40,7 +40,7 @@ def curve():
     snaps = sorted(glob.glob(os.path.join(FLAGS.run, "snapshots", "*", "generator")))
     rows = []
     for snap in snaps:
-        kimg = _snapshot_kimg(snap)
+        kimg = snapshot_kimg(snap)
         r = metric_main.calc_metric("mmd", G=snap, dataset_dir=FLAGS.heldout, num=FLAGS.num, batch=4)
         rows.append(dict(kimg=kimg, **{k: float(v) for k, v in r.results.items()}))
         print(f"kimg {kimg:8.3f}  " + "  ".join(f"{k} {v:.5g}" for k, v in r.results.items()), flush=True)
@@ -51,7 +51,7 @@ def curve():
     print(f"curve: {plot.csv}" + (f", {plot.png}" if plot.png else f" ({plot.note})"))
 
 
-def _snapshot_kimg(generator_dir):
+def snapshot_kimg(generator_dir):
     """kimg at which a snapshot was written: the tick line before 'snapshot <dir>' in the run's log."""
     snap_dir = os.path.dirname(generator_dir)
     run_dir = os.path.dirname(os.path.dirname(snap_dir))

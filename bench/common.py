@@ -182,10 +182,10 @@ class StepHarness:
 
     variant: None (the product ops) or a zero-argument context-manager factory from bench/formulations.py,
     entered while a phase is traced or run; the choice is baked into the traced graphs, so one harness = one
-    variant.
+    variant. precision: a training.train_options.PRECISIONS name (compute dtype; loss scaling for mixed_fp16).
     """
 
-    def __init__(self, cfg, batch=None, variant=None, xla=False, seed=0):
+    def __init__(self, cfg, batch=None, variant=None, xla=False, seed=0, precision="fp32"):
         import tensorflow as tf
 
         from training.configs import build_networks
@@ -196,10 +196,14 @@ class StepHarness:
         self.cfg = paper_batch_overrides(cfg, batch or cfg.batch_size)
         self.batch = int(self.cfg.batch_size)
         self.variant = variant
+        if precision != "fp32":  # as training/train_options.py sets it
+            from training.train_options import PRECISIONS
+
+            self.cfg.G_kwargs.synthesis_kwargs.compute_dtype = self.cfg.D_kwargs.compute_dtype = PRECISIONS[precision]
         tf.random.set_seed(seed)
         self.G, self.D = build_networks(self.cfg)
         self.loss = StyleGAN2Loss(self.G, self.D, **self.cfg.loss_kwargs)
-        self.state = TrainState(seed)
+        self.state = TrainState(seed, loss_scale=precision == "mixed_fp16")
         G_opt = Adam(self.G.trainable_variables, **self.cfg.G_opt_kwargs)
         D_opt = Adam(self.D.trainable_variables, **self.cfg.D_opt_kwargs)
         self.steps = TrainSteps(tf.distribute.get_strategy(), self.G, self.D, G_opt, D_opt, self.loss, self.state,

@@ -272,3 +272,167 @@ def plain_tensorflow():
     with substituted(conv3d=conv3d_tf), upsampling_by_conv3d_transpose(), fir_as_tf_ops(), \
             M.modulation_of_activations():
         yield
+
+
+# ----------------------------------------------------------------------------------------------
+# ADA's trilinear resampling (training/augment.py -> dnnlib/ops/affine_resample_3d.py).
+
+
+@contextlib.contextmanager
+def resampling_as_tf_ops():
+    """The resampling as TensorFlow ops (one gather of the 8 corners, a scatter-add gradient), as on a host where
+    the C++ kernel cannot be built; before the kernel, this was the product path on CPU."""
+    from dnnlib.ops import affine_resample_3d as AR
+
+    old = AR.kernel_library
+    AR.kernel_library = lambda: None
+    try:
+        yield
+    finally:
+        AR.kernel_library = old
+
+
+def resample_sparse_matmul(x, matrix, background=-1.0):
+    """The resampling as SparseTensorDenseMatMul of an [N*P, N*padded] matrix (8 entries a row) by the padded volume:
+    deterministic (unlike a weighted bincount), its gradient the adjoint product; building the index pairs costs
+    more than the gather it replaces."""
+    from dnnlib.ops.affine_resample_3d import trilinear_corners
+
+    N, D, H, W, C = x.shape
+    lins, weights = trilinear_corners((N, D, H, W), tf.cast(matrix, x.dtype))  # [8, N, P]
+    xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [1, 1], [0, 0]], constant_values=background)
+    rows = N * D * H * W
+    idx = tf.stack([tf.repeat(tf.range(rows), 8), tf.reshape(tf.transpose(lins, [1, 2, 0]), [-1])], 1)
+    out = tf.raw_ops.SparseTensorDenseMatMul(
+        a_indices=idx, a_values=tf.reshape(tf.transpose(weights, [1, 2, 0]), [-1]),
+        a_shape=tf.constant([rows, N * (D + 2) * (H + 2) * (W + 2)], tf.int64), b=tf.reshape(xp, [-1, C]))
+    return tf.reshape(out, [N, D, H, W, C])
+
+
+def resample_neighbour_rows(x, matrix, background=-1.0):
+    """The 8 corners as one row: the padded volume's 8 shifted copies side by side, one gather of P rows of 8 (not
+    8P scalars); the copies and the gradient's 8-wide scatter-add cost more than the indices saved."""
+    from dnnlib.ops.affine_resample_3d import trilinear_corners
+
+    N, D, H, W, C = x.shape
+    lins, weights = trilinear_corners((N, D, H, W), tf.cast(matrix, x.dtype))
+    Dp, Hp, Wp = D + 2, H + 2, W + 2
+    xp = tf.pad(x, [[0, 0], [1, 2], [1, 2], [1, 2], [0, 0]], constant_values=background)
+    rows8 = tf.concat([xp[:, a:a + Dp, b:b + Hp, c:c + Wp] for a in (0, 1) for b in (0, 1) for c in (0, 1)], -1)
+    # Corner 0's index (into the one-voxel-padded grid) addresses the row; min() in trilinear_corners only clamps
+    # corners of weight 0, which here read the extra padding instead.
+    vals = tf.gather(tf.reshape(rows8, [-1, 8, C]), lins[0])  # [N, P, 8, C]
+    out = tf.reduce_sum(vals * tf.transpose(weights, [1, 2, 0])[..., None], axis=2)
+    return tf.reshape(out, [N, D, H, W, C])
+
+
+RESAMPLINGS = {"sparse_matmul": resample_sparse_matmul, "neighbour_rows": resample_neighbour_rows}
+
+
+@contextlib.contextmanager
+def resampling_by(name):
+    """The ADA pipeline with another resampling formulation (RESAMPLINGS), while a step is traced."""
+    from training import augment
+
+    old = augment.resample
+    augment.resample = RESAMPLINGS[name]
+    try:
+        yield
+    finally:
+        augment.resample = old
+
+
+def augment_variant(name):
+    """A zero-argument context-manager factory for bench/bench_augment.py's --variants: product (none),
+    tf_ops (resampling_as_tf_ops) or a RESAMPLINGS name."""
+    if name == "product":
+        return None
+    if name == "tf_ops":
+        return resampling_as_tf_ops
+    if name in RESAMPLINGS:
+        return lambda: resampling_by(name)
+    raise ValueError(f"unknown augmentation variant {name!r}; choose product, tf_ops or one of "
+                     f"{', '.join(RESAMPLINGS)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Recomputation whose gradient is recomputed too (issue 21): the second-order passes (path length, R1) would hold
+# one block at a time instead of every block's recomputation. It lost: the top-resolution block's own working set
+# holds the peak, so the 2 mm path-length phase did not get smaller (bench/RESULTS.md).
+
+
+def _zeros_for(t):
+    if t.shape.is_fully_defined():
+        return lambda: tf.zeros(t.shape, t.dtype)
+    return lambda: tf.zeros_like(t)
+
+
+def _tied(tensors, to):
+    with tf.control_dependencies([d for d in to if d is not None]):
+        return [tf.identity(t) for t in tensors]
+
+
+def _vjp(fn, xs, dys, variables):
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        again = fn(*xs)
+    return tape.gradient(again, xs + variables, output_gradients=dys,
+                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def _recomputed_vjp(fn, n, block_variables):
+    """(xs..., dys...) -> gradients w.r.t. xs and the block's variables, keeping only its inputs."""
+
+    @tf.custom_gradient
+    def vjp(*args):
+        grads = _vjp(fn, _tied(args[:n], args[n:]), list(args[n:]), block_variables)
+        zeros = [_zeros_for(g) for g in grads]
+
+        def grad(*ddgrads, variables=None):
+            again = _tied(args, ddgrads)
+            with tf.GradientTape() as tape:
+                tape.watch(again)
+                grads = _vjp(fn, again[:n], again[n:], block_variables)
+            ddgrads = [z() if d is None else d for d, z in zip(ddgrads, zeros, strict=True)]
+            out = tape.gradient(grads, again + list(variables or []), output_gradients=ddgrads,
+                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return out[:len(again)], out[len(again):]
+
+        return grads, grad
+
+    def call(*args):
+        grads = vjp(*args)
+        return grads[:n], grads[n:]
+
+    return call
+
+
+def recomputed_twice(fn):
+    """training.networks._recomputed with a recomputed gradient."""
+
+    @tf.custom_gradient
+    def inner(*tensors):
+        out = fn(*tensors)
+        zeros = [_zeros_for(y) for y in out]
+
+        def grad(*dys, variables=None):
+            dys = [z() if d is None else d for d, z in zip(dys, zeros, strict=True)]
+            return _recomputed_vjp(fn, len(tensors), list(variables or []))(*tensors, *dys)
+
+        return out, grad
+
+    return inner
+
+
+@contextlib.contextmanager
+def recompute_with_recomputed_gradients():
+    """recompute_blocks() whose block gradients are recomputed again in second-order passes."""
+    from training import networks
+
+    old = networks._recomputed
+    networks._recomputed = recomputed_twice
+    try:
+        with networks.recompute_blocks():
+            yield
+    finally:
+        networks._recomputed = old

@@ -39,6 +39,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.ops.affine_resample_3d import affine_resample_3d
 from dnnlib.ops.upfirdn_3d import filter_3d, setup_filter
 from training.train_options import AUG_MODES
 
@@ -198,7 +199,9 @@ class AugmentPipe(tf.Module):
             geom = tf.zeros([batch])
             if self.uses["b"]:
                 for axis in range(3):
-                    c = coin("mirror" if axis == self.mirror_axis else "flip")
+                    # As ADA: the coin chooses to randomise, a fair coin then flips, so a flip has probability
+                    # p/2 < 1/2 and D still sees which orientation dominates: a flipped G is penalised (non-leaking).
+                    c = coin("mirror" if axis == self.mirror_axis else "flip") * tf.floor(rng.uniform([batch]) * 2.0)
                     sign = 1.0 - 2.0 * c
                     G_inv = G_inv @ _scale(batch, [sign if a == axis else tf.ones([batch]) for a in range(3)])
                     blit = tf.maximum(blit, c)
@@ -255,7 +258,7 @@ class AugmentPipe(tf.Module):
             c = coin("contrast")
             out["contrast"] = tf.pow(2.0, rng.normal([batch]) * st["contrast_std"] * c)
             out["contrast_on"] = c
-            out["invert_on"] = coin("invert")
+            out["invert_on"] = coin("invert") * tf.floor(rng.uniform([batch]) * 2.0)  # p/2, as the flips
         if self.uses["n"]:
             c = coin("noise")
             out["noise_std"] = tf.abs(rng.normal([batch])) * st["noise_std"] * c
@@ -322,9 +325,10 @@ class AugmentPipe(tf.Module):
             uc = tf.clip_by_value(u, _GAMMA_FLOOR, 1.0)
             g = tf.reshape(P["gamma"], [-1, 1, 1, 1, 1])
             x = where(P["gamma_on"], (tf.pow(uc, g) + (u - uc)) * 2 - 1, x)
-            x = where(P["brightness_on"], x + tf.reshape(P["brightness"], [-1, 1, 1, 1, 1]), x)
-            x = where(P["contrast_on"], x * tf.reshape(P["contrast"], [-1, 1, 1, 1, 1]), x)
-            x = where(P["invert_on"], -x, x)
+            # Brightness, contrast and inversion as one affine map: an off transform draws 0 / 1 / sign +1, which
+            # leave x bit-identical (x + 0, x * 1), so no per-transform select is needed.
+            scale = P["contrast"] * (1.0 - 2.0 * P["invert_on"])
+            x = (x + tf.reshape(P["brightness"], [-1, 1, 1, 1, 1])) * tf.reshape(scale, [-1, 1, 1, 1, 1])
         if "noise_on" in P:
             x = where(P["noise_on"], x + tf.reshape(P["noise_std"], [-1, 1, 1, 1, 1]) * P["noise"], x)
             x = where(P["cutout_on"], self._cutout(x, P["cutout_center"]), x)
@@ -386,37 +390,9 @@ def resample(x, matrix, background=BACKGROUND):
     """Trilinear resampling: out[n, o] = x[n, matrix[n] @ o] (voxel coordinates), background outside.
 
     x [N, D, H, W, C]; matrix [N, 4, 4] maps output voxel indices to input voxel indices. Linear in x: the
-    gradient (of any order) w.r.t. x is a fixed sparse matrix's transpose.
+    gradient (of any order) w.r.t. x is a fixed sparse matrix's transpose (dnnlib/ops/affine_resample_3d.py).
     """
-    N, D, H, W, C = x.shape
-    sizes = [D, H, W]
-    grid = np.stack(np.meshgrid(np.arange(D), np.arange(H), np.arange(W), indexing="ij"), -1).reshape(-1, 3)
-    grid = tf.constant(grid, x.dtype)
-    matrix = tf.cast(matrix, x.dtype)
-    coords = tf.einsum("nij,pj->npi", matrix[:, :3, :3], grid) + matrix[:, None, :3, 3]  # [N, P, 3]
-    xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [1, 1], [0, 0]], constant_values=background)
-    idx0, frac = [], []
-    for a, n in enumerate(sizes):
-        c = tf.clip_by_value(coords[..., a], -1.0, float(n)) + 1.0  # padded index in [0, n + 1]
-        f0 = tf.floor(c)
-        idx0.append(tf.cast(f0, tf.int32))
-        frac.append(c - f0)
-    Dp, Hp, Wp = D + 2, H + 2, W + 2
-    base = (tf.range(tf.shape(x)[0]) * (Dp * Hp * Wp))[:, None]
-    flat = tf.reshape(xp, [-1, C])
-    lins, weights = [], []
-    for corner in range(8):
-        bits = [(corner >> (2 - a)) & 1 for a in range(3)]
-        ids = [tf.minimum(idx0[a] + bits[a], sizes[a] + 1) for a in range(3)]
-        w = 1.0
-        for a in range(3):
-            w = w * (frac[a] if bits[a] else 1.0 - frac[a])
-        lins.append(base + (ids[0] * Hp + ids[1]) * Wp + ids[2])
-        weights.append(w)
-    # One gather of the 8 corners (its gradient is one scatter-add, not eight).
-    values = tf.gather(flat, tf.stack(lins))  # [8, N, P, C]
-    out = tf.reduce_sum(values * tf.stack(weights)[..., None], axis=0)
-    return tf.reshape(out, [-1, D, H, W, C])
+    return affine_resample_3d(x, matrix, background)
 
 
 def _bias_basis(img_shape, spacing, order):

@@ -70,6 +70,9 @@ OPTIONS = (
            "pass instead of keeping them (less memory, one more forward per block; same gradients)."),
     Option("strategy", str, "auto", "tf.distribute strategy; auto = multi_worker with TF_CONFIG, mirrored with >1 "
            "GPU, else one device.", choices=STRATEGIES),
+    Option("collective_timeout", float, 300.0, "Several machines: a collective op (gradient all-reduce) fails "
+           "after this many seconds without every worker, and training stops for a resume (0 = wait forever); a "
+           "worker that dies is noticed sooner by the heartbeats."),
     Option("lazy_reg", bool, None, "Lazy regularisation (G every 4, D every 16 steps, lr/beta corrected); "
            "--nolazy_reg adds the regularisers on every step as the original did (default: the config's: off for "
            "the paper configs, on for demo configs)."),
@@ -84,8 +87,10 @@ OPTIONS = (
     Option("desc", str, None, "Run directory suffix (default: <config>-<dataset>-b<batch>).", flag=False),
 )
 
-# Names a resumed run does not take from the run it continues.
-_NOT_RESUMED = ("resume", "outdir", "desc", "allow_data_change")  # allow_data_change: a one-time permission
+# Names a resumed run does not take from the run it continues. allow_data_change: a one-time permission;
+# strategy, collective_timeout: how this invocation is spread over devices and machines, not what is trained
+# (the global batch is kept, so a run continues on another number of workers or GPUs).
+_NOT_RESUMED = ("resume", "outdir", "desc", "allow_data_change", "strategy", "collective_timeout")
 
 
 def resolve_resume(path):
@@ -206,6 +211,7 @@ def build_options(explicit=None, **kwargs):
         kimg_per_tick=kimg_per_tick, snap=snap, metrics=metrics, metric_num=int(args.metric_num),
         metric_kwargs=metric_kwargs,
         seed=int(args.seed), precision=args.precision, xla=bool(args.xla), strategy=args.strategy,
+        collective_timeout=float(args.collective_timeout or 0),
         mirror=bool(args.mirror), samples=int(args.samples), keep_checkpoints=int(args.keep_checkpoints),
         data_shuffle=bool(args.data_shuffle), img_shape=shape, c_dim=c_dim, img_channels=channels,
         allow_data_change=bool(args.allow_data_change),

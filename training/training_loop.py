@@ -30,6 +30,7 @@ from dnnlib import EasyDict, tb_log
 from dnnlib.fileutil import write_record
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
+from training import multi_worker
 from training import snapshot as snap_io
 from training.augment import make_augment_pipe
 from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
@@ -51,8 +52,11 @@ class TrainingDiverged(RuntimeError):
 # Strategy.
 
 
-def make_strategy(name="auto"):
-    """auto: multi-worker if TF_CONFIG names several tasks, mirrored if >1 GPU, else the default (one device)."""
+def make_strategy(name="auto", collective_timeout=None):
+    """auto: multi-worker if TF_CONFIG names several tasks, mirrored if >1 GPU, else the default (one device).
+
+    collective_timeout: seconds after which a multi-worker collective fails (training.multi_worker; None/0: never).
+    """
     gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "multi_worker" if _tf_config_tasks() > 1 else ("mirrored" if len(gpus) > 1 else "default")
@@ -66,7 +70,7 @@ def make_strategy(name="auto"):
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker.make_multi_worker_strategy(collective_timeout)
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -168,7 +172,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     tick_callback(cur_nimg, G_ema), if given, runs on the chief at the start and after every tick (benchmarks).
     """
     opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, as saved (JSON-clean)
-    strategy = strategy or make_strategy(opts.strategy)
+    strategy = strategy or make_strategy(opts.strategy, opts.get("collective_timeout"))
     chief = is_chief(strategy)
     manifest = load_manifest(opts.data)
     # Read before this run may overwrite them (a resume continues in the same directory).
@@ -191,6 +195,17 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     try:
         return _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log_fn,
                       tick_callback)
+    except multi_worker.LOST_PEER_ERRORS as e:
+        if not multi_worker.is_multi_worker(strategy):
+            raise
+        # Nothing is saved now: the step that failed may have updated some phases and not others.
+        where = run_dir if chief else (opts.get("resume_run") or "the chief's run directory")
+        last = latest_intact_checkpoint(os.path.join(run_dir, "checkpoints")) if (chief and run_dir) else None
+        last = last or ("none yet" if chief else "the chief's latest")
+        message = (f"training stopped: {multi_worker.describe_lost_peer(e, opts.get('collective_timeout'))}. "
+                   f"Last checkpoint: {last}; resume from {where} (with any number of workers)")
+        log_fn(message)
+        raise multi_worker.WorkerLost(message) from None
     finally:
         if logger is not None:
             logger.close()
@@ -480,6 +495,8 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
                     _metrics(opts, run_dir, G_ema, writer, cur_nimg, last_snapshot, log,
                              step=int(state.batch_idx.numpy()))
                 it = data_iter()  # restart the stream at the checkpoint (exact resume)
+                # Workers wait for the chief's snapshot and metrics here, not inside a collective with a timeout.
+                multi_worker.wait_for_workers(strategy, f"tick-{cur_tick}")
             if writer is not None:
                 writer.flush()
             tick_start_nimg, tick_start_time = cur_nimg, time.time()

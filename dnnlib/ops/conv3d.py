@@ -17,6 +17,8 @@ import functools
 
 import tensorflow as tf
 
+from dnnlib.ops import xla_slice_grad  # noqa: F401  (slices differentiable twice under XLA)
+
 
 @functools.cache
 def _have_gpu():
@@ -186,8 +188,20 @@ def conv3d(x, w, padding="SAME"):
         raise ValueError(f"conv3d channel mismatch: x {x.shape} vs w {w.shape}")
     ksize = tuple(w.shape[:3])
     pads = explicit_pads(padding, ksize)
-    if _have_gpu():
+    path = conv_path(_have_gpu(), ksize, pads)
+    if path == "tf":
         return _forward(x, w, pads)
-    if ksize == (1, 1, 1) and pads == ((0, 0),) * 3:
+    if path == "matmul_1x1":
         return _conv_1x1(x, w)
     return _conv_fast(x, w, pads)
+
+
+def conv_path(gpu, ksize, pads):
+    """The path conv3d takes on a machine with (gpu=True) or without a GPU, whatever the dtype: 'tf'
+    (tf.nn.conv3d and TensorFlow's own gradients, cuDNN), 'matmul_1x1' (CPU, unpadded 1x1x1) or 'fast_grad'
+    (CPU, the custom gradients)."""
+    if gpu:
+        return "tf"
+    if tuple(ksize) == (1, 1, 1) and tuple(pads) == ((0, 0),) * 3:
+        return "matmul_1x1"
+    return "fast_grad"

@@ -83,17 +83,29 @@ def fused_bias_act(x, b=None, axis=-1, act="linear", alpha=None, gain=None, clam
         return _bias_act(tf.convert_to_tensor(x), b, axis, fn, dfn, act, alpha, gain, clamp)
 
 
+def gradient_path(act, gain, alpha, dtype):
+    """How fused_bias_act is differentiated, on every device: 'autodiff' (no derivative from the output: swish,
+    or gain 0), 'leaky_relu_grad' or 'from_output' (a custom gradient that keeps only the output)."""
+    if _act_spec()[act][1] is None or gain == 0:
+        return "autodiff"
+    # lrelu with a positive gain and slope: sign(y) == sign(x), so TF's fused LeakyReluGrad (one pass, and
+    # itself differentiable) gives the gradient from y; the generic formula takes four elementwise passes.
+    # Its alpha is a float32 attribute: not exact in float64.
+    if act == "lrelu" and gain > 0 and alpha >= 0 and tf.as_dtype(dtype) != tf.float64:
+        return "leaky_relu_grad"
+    return "from_output"
+
+
 def _bias_act(x, b, axis, fn, dfn, act, alpha, gain, clamp):
     if b is not None:
         x = _add_bias(x, b, axis)
 
-    if dfn is None or gain == 0:
+    path = gradient_path(act, gain, alpha, x.dtype)
+    if path == "autodiff":
         y = _scaled(fn(x, alpha), gain)
         return y if clamp is None else tf.clip_by_value(y, -tf.constant(clamp, x.dtype), tf.constant(clamp, x.dtype))
 
-    # lrelu with a positive gain and slope: sign(y) == sign(x), so TF's fused LeakyReluGrad (one pass, and
-    # itself differentiable) gives the gradient from y; the generic formula takes four elementwise passes.
-    fused_lrelu_grad = act == "lrelu" and gain > 0 and alpha >= 0 and x.dtype != tf.float64
+    fused_lrelu_grad = path == "leaky_relu_grad"
 
     @tf.custom_gradient
     def op(x):

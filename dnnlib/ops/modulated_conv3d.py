@@ -50,10 +50,19 @@ def modulation_of_activations():
 
 def _per_sample_weights(x, up):
     """True where the per-sample-weights path runs (see the module doc); up: factors or None."""
-    if getattr(_trace_options, "scale_activations", False) or x.shape[0] is None:
-        return False
-    out_voxels = int(np.prod(x.shape[1:4])) * (int(np.prod(up)) if up is not None else 1)
-    return out_voxels >= _PER_SAMPLE_MIN_VOXELS
+    spatial, factor = x.shape[1:4], int(np.prod(up)) if up is not None else 1
+    out_voxels = int(np.prod(spatial)) * factor if spatial.is_fully_defined() else 0
+    scale_activations = getattr(_trace_options, "scale_activations", False)
+    return modulation_path(x.shape[0], out_voxels, scale_activations) == "per_sample_weights"
+
+
+def modulation_path(batch, out_voxels, scale_activations=False):
+    """modulated_conv3d's path, on every device and dtype: 'per_sample_weights' or 'scaled_activations'.
+    batch: the static batch or None; out_voxels: output voxels per sample; scale_activations: traced inside
+    modulation_of_activations()."""
+    if scale_activations or batch is None or out_voxels < _PER_SAMPLE_MIN_VOXELS:
+        return "scaled_activations"
+    return "per_sample_weights"
 
 
 def _modulation(weight, styles, demodulate, compute_dtype, gain):

@@ -241,11 +241,16 @@ def _in_saved_model_save():
 def _use_kernel(x):
     """The C++ kernel on CPU for float32/64 where it builds; TensorFlow ops on GPU, for other dtypes and in
     graphs traced for XLA or for a SavedModel."""
-    if x.dtype not in (tf.float32, tf.float64) or _conv3d_mod._have_gpu():
-        return False
-    if _in_xla_compile() or _in_saved_model_save():
-        return False
-    return kernel_library() is not None
+    facts = dict(gpu=_conv3d_mod._have_gpu(), xla=_in_xla_compile(), export=_in_saved_model_save())
+    return fir_path(x.dtype, **facts, kernel_builds=lambda: kernel_library() is not None) == "kernel"
+
+
+def fir_path(dtype, gpu, xla, export, kernel_builds):
+    """The FIR path of a graph traced with these facts: 'kernel' (the C++ op) or 'tf_ops'. kernel_builds: a
+    callable, asked last because its first call builds the kernel."""
+    if tf.as_dtype(dtype) not in (tf.float32, tf.float64) or gpu or xla or export:
+        return "tf_ops"
+    return "kernel" if kernel_builds() else "tf_ops"
 
 
 def _upfirdn_kernel(x, taps3, up, down, pads):
@@ -366,9 +371,13 @@ POLYPHASE_MAX_ELEMENTS = 1_000_000  # voxels x input channels of one sample; abo
 
 def _use_polyphase(x):
     """Polyphase on CPU up to POLYPHASE_MAX_ELEMENTS per sample; conv3d_transpose on GPU and above it."""
-    if _conv3d_mod._have_gpu():
-        return False
-    return int(np.prod(x.shape[1:])) <= POLYPHASE_MAX_ELEMENTS
+    return transposed_conv_path(_conv3d_mod._have_gpu(), int(np.prod(x.shape[1:]))) == "polyphase"
+
+
+def transposed_conv_path(gpu, elements):
+    """upsample_conv_3d's transposed conv for an input of `elements` voxels x channels per sample: 'polyphase'
+    (stride-1 convs) or 'conv3d_transpose'."""
+    return "polyphase" if not gpu and elements <= POLYPHASE_MAX_ELEMENTS else "conv3d_transpose"
 
 
 def _transposed_conv(x, w, up):

@@ -236,7 +236,7 @@ def _gamma_ref(x, g):
 INTENSITY_REFS = {
     "brightness": lambda x, P, n: x + P["brightness"][n],
     "contrast": lambda x, P, n: x * P["contrast"][n],
-    "invert": lambda x, P, n: -x,
+    "invert": lambda x, P, n: -x if P["invert_on"][n] else x,
     "gamma": lambda x, P, n: _gamma_ref(x, P["gamma"][n]),
     "biasfield": lambda x, P, n: (x + 1) * _bias_field_ref(P["bias_coeffs"][n], SHAPE, ANISO)[..., None] - 1,
     "noise": lambda x, P, n: x + P["noise_std"][n] * P["noise"][n],
@@ -256,11 +256,43 @@ def test_intensity_and_corruption_match_their_formulas(name):
     assert not np.allclose(y, x)
 
 
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_brightness_contrast_inversion_compose_in_order_and_leave_untouched_samples_exact(p):
+    """The three share one affine map in the pipeline: brightness, then contrast, then inversion, as three
+    separate steps (NumPy), and a sample that lost every coin is returned bit for bit."""
+    x = np.random.RandomState(4).uniform(-0.95, 0.95, (16, *SHAPE, 1)).astype(np.float32)
+    pipe = AugmentPipe(SHAPE, ANISO, augpipe="c", p=p, multipliers=dict(biasfield=0.0, gamma=0.0), seed=2)
+    params = pipe.draw(16)
+    y = pipe(tf.constant(x), params).numpy()
+    P = {k: v.numpy().astype(np.float64) for k, v in params.items()}
+    for n in range(16):
+        want = x[n].astype(np.float64)
+        want = want + P["brightness"][n] if P["brightness_on"][n] else want
+        want = want * P["contrast"][n] if P["contrast_on"][n] else want
+        want = -want if P["invert_on"][n] else want
+        if not (P["brightness_on"][n] or P["contrast_on"][n] or P["invert_on"][n]):
+            np.testing.assert_array_equal(y[n], x[n])
+        np.testing.assert_allclose(y[n], want, atol=2e-6, rtol=1e-6)
+    if p == 1.0:  # every sample drew brightness and contrast; some inverted, some not
+        assert 0 < P["invert_on"].sum() < 16
+
+
 @pytest.mark.parametrize("p, lo, hi", [(0.0, 0, 0), (0.3, 0.2, 0.4), (1.0, 1, 1)])
 def test_each_transform_applies_with_probability_p(p, lo, hi):
     pipe = AugmentPipe(SHAPE, ANISO, augpipe="c", p=p)
     rate = float(tf.reduce_mean(pipe.draw(2000)["brightness_on"]))
     assert lo <= rate <= hi
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_flips_and_inversion_have_probability_half_p(p):
+    """ADA's non-leaking form: randomise with probability p, then a fair coin; a deterministic flip at p = 0.5
+    would make both orientations equally likely to D, so a G that flips everything would go unpunished."""
+    pipe = AugmentPipe(SHAPE, ANISO, augpipe="bc", p=p, multipliers=dict(rotate90=0.0, xint=0.0), seed=7)
+    params = pipe.draw(4000)
+    flipped = params["matrix"].numpy()[:, :3, :3].diagonal(axis1=1, axis2=2) < 0
+    for rate in [*flipped.mean(axis=0), float(tf.reduce_mean(params["invert_on"]))]:
+        assert abs(rate - p / 2) < 0.03
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,18 +1,22 @@
-"""tf.distribute: MirroredStrategy over two logical CPUs == one device; two workers on 127.0.0.1 train and checkpoint.
+"""tf.distribute: MirroredStrategy over two logical CPUs == one device; two workers on 127.0.0.1 train and checkpoint;
+a killed worker stops the other within a bounded time and the run resumes on one worker.
 
 Both run in subprocesses: logical devices and collective ops must be configured before TensorFlow starts.
 """
 
+import glob
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.utils import REPO as ROOT
-from tests.utils import make_tiny_dataset
+from tests.utils import make_tiny_dataset, run_script
 
 MIRRORED_SCRIPT = r"""
 import json, sys
@@ -97,20 +101,28 @@ def _free_ports(n):
     return ports
 
 
-def test_two_workers_train_and_write_one_checkpoint(tmp_path):
-    data = make_tiny_dataset(str(tmp_path / "data"), num=4)
-    outdir = tmp_path / "results"
+def _start_workers(tmp_path, data, outdir, *flags):
+    """Two run_training.py processes on 127.0.0.1 (TF_CONFIG), each with its own scratch TMPDIR."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for i in range(2):
         env = _python_env()
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        env["TMPDIR"] = str(tmp_path / f"scratch{i}")
+        os.makedirs(env["TMPDIR"], exist_ok=True)
         cmd = [sys.executable, os.path.join(ROOT, "run_training.py"), "--strategy=multi_worker", f"--data={data}",
-               "--config=demo-tiny", "--batch=4", "--kimg=0.008", "--kimg_per_tick=0.008", "--snap=1",
-               "--samples=1", f"--outdir={outdir}"]
+               "--config=demo-tiny", "--batch=4", "--kimg_per_tick=0.008", "--snap=1", "--samples=1",
+               f"--outdir={outdir}", *flags]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True))
+    return procs
+
+
+def test_two_workers_train_and_write_one_checkpoint(tmp_path):
+    data = make_tiny_dataset(str(tmp_path / "data"), num=4)
+    outdir = tmp_path / "results"
+    procs = _start_workers(tmp_path, data, outdir, "--kimg=0.008")
     outs = []
     for p in procs:
         try:
@@ -129,3 +141,83 @@ def test_two_workers_train_and_write_one_checkpoint(tmp_path):
         assert json.load(f)["num_replicas"] == 2  # the run record says how the run was spread
     assert "on 2 replica(s)" in outs[0] and "Samples:" in outs[0]
     assert "Samples:" not in outs[1]  # the non-chief writes nothing of its own
+
+
+# A worker killed this long after the first checkpoint must have stopped the other (heartbeats, collective timeout).
+LOST_WORKER_SECONDS = 120
+
+
+def test_killed_worker_stops_the_other_and_the_run_resumes_on_one_worker(tmp_path):
+    import run_training
+
+    data = make_tiny_dataset(str(tmp_path / "data"), num=4)
+    outdir = tmp_path / "results"
+    chief, worker = _start_workers(tmp_path, data, outdir, "--kimg=1", "--collective_timeout=90")
+    try:
+        deadline = time.time() + 900
+        while not glob.glob(str(outdir / "*" / "checkpoints" / "ckpt-*.index")):
+            assert chief.poll() is None and worker.poll() is None, "a worker ended before the first checkpoint"
+            assert time.time() < deadline, "no checkpoint written"
+            time.sleep(0.5)
+        worker.send_signal(signal.SIGKILL)
+        killed = time.time()
+        try:
+            out = chief.communicate(timeout=LOST_WORKER_SECONDS)[0]
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the chief still waits {LOST_WORKER_SECONDS} s after its peer was killed")
+    finally:
+        for p in (chief, worker):
+            p.kill()
+            p.communicate()
+    print(f"chief stopped {time.time() - killed:.1f} s after the kill")
+    (run_dir,) = glob.glob(str(outdir / "*"))  # the chief's only; the workers' scratch is in their TMPDIR
+    assert chief.returncode == run_training.WORKER_LOST_EXIT, out[-3000:]
+    assert "error: training stopped: lost contact with worker 1" in out, out[-3000:]
+    assert f"resume from {run_dir} (with any number of workers)" in out
+    last = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.index")),
+                  key=lambda p: int(p.split("-")[-1].split(".")[0]))[-1][:-len(".index")]
+    assert f"Last checkpoint: {last}" in out
+    step = int(last.rsplit("-", 1)[1])
+    kimg = step * 4 / 1000  # batch 4 per step
+
+    # The same run on one worker: same global batch (each device now takes all 4), to one more tick.
+    res = run_script("run_training.py", f"--resume={run_dir}", f"--kimg={kimg + 0.008}", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    assert f"Resumed from {last} at kimg {kimg:.3f}, step {step}" in res.stdout
+    assert "Training for" in res.stdout and "on 1 replica(s), batch 4" in res.stdout
+    assert f"Done: {kimg + 0.008:.3f} kimg" in res.stdout
+    with open(os.path.join(run_dir, "run.json")) as f:
+        record = json.load(f)
+    assert record["resumed_from"] == last and record["num_replicas"] == 1
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", f"ckpt-{step + 2}.index"))
+    with open(os.path.join(run_dir, "training_options.json")) as f:
+        assert json.load(f)["batch_size"] == 4
+
+
+# (error class, text as TensorFlow words it, timeout, workers in the cluster) -> what the one line must say. This
+# process is worker 0 (its own task in a text is not the lost one).
+LOST_PEER_CASES = [
+    ("UnavailableError", "Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC error "
+     "information from remote target /job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf",
+     None, 3, "lost contact with worker 1 (Collective ops is aborted by: recvmsg:Connection reset by peer)"),
+    ("UnavailableError", "Collective ops is aborted by: Error reported from /job:worker/task:0: The following tasks "
+     "are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:2\nThe tasks have crashed.", None, 3,
+     "lost contact with worker 2 (it stopped sending heartbeats)"),
+    ("DeadlineExceededError", "Collective has timed out waiting for other workers.", 30.0, 3,
+     "a collective timed out after 30 s waiting for a peer worker (it stopped responding)"),
+    ("DeadlineExceededError", "Collective has timed out waiting for other workers.", None, 2,
+     "a collective timed out waiting for worker 1 (it stopped responding)"),
+    ("UnavailableError", "barrier tick-1 failed: Barrier failed\nmore", None, 2,
+     "lost contact with worker 1 (barrier tick-1 failed: Barrier failed)"),
+]
+
+
+@pytest.mark.parametrize("kind,text,timeout,workers,expected", LOST_PEER_CASES)
+def test_lost_peer_message_names_the_peer(monkeypatch, kind, text, timeout, workers, expected):
+    import tensorflow as tf
+
+    from training.multi_worker import describe_lost_peer
+
+    cluster = {"worker": [f"host{i}:2222" for i in range(workers)]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert describe_lost_peer(getattr(tf.errors, kind)(None, None, text), timeout) == expected

@@ -50,6 +50,7 @@ def _flag_values(**overrides):
 
 BAD_FLAGS = [
     (dict(batch=0), "--batch=0: must be a positive number"),
+    (dict(collective_timeout=-1.0), "--collective_timeout=-1.0: must be"),
     (dict(kimg=-1.0), "--kimg=-1.0: must be a positive number"),
     (dict(kimg_per_tick=0.0), "--kimg_per_tick=0.0: must be a positive"),
     (dict(snap=-2), "--snap=-2: must be a positive"),
@@ -61,6 +62,17 @@ BAD_FLAGS = [
     (dict(r2_gamma=float("inf")), r"--r2_gamma=inf: must be >= 0"),
     (dict(data="/nonexistent/dataset"), "--data=/nonexistent/dataset: no such dataset directory"),
     (dict(strategy="multi_worker"), "--strategy=multi_worker needs the TF_CONFIG"),
+    (dict(aug="sometimes"), "--aug=sometimes: choose one of ada, fixed, noaug"),
+    (dict(aug="fixed", p=1.5), r"--p=1.5: must be in \[0, 1\]"),
+    (dict(aug="ada", p=-0.1), r"--p=-0.1: must be in \[0, 1\]"),
+    (dict(p=float("nan")), r"--p=nan: must be in \[0, 1\]"),
+    (dict(aug="noaug", p=0.2), "--p=0.2: there is no augmentation probability with --aug=noaug"),
+    (dict(target=1.0), r"--target=1.0: must be in \(0, 1\)"),
+    (dict(target=0.0), r"--target=0.0: must be in \(0, 1\)"),
+    (dict(augpipe="bq"), "--augpipe=bq: use distinct letters of bgcn"),
+    (dict(augpipe="bb"), "--augpipe=bb: use distinct letters"),
+    (dict(augpipe=""), "--augpipe=: use distinct letters"),
+    (dict(ada_kimg=0.0), "--ada_kimg=0.0: must be a positive number"),
 ]
 
 
@@ -74,6 +86,15 @@ def test_bad_flag_values_are_refused_naming_the_flag(monkeypatch, overrides, mes
 def test_good_flag_values_pass(tiny_data):
     run_training.validate_flags(_flag_values())
     run_training.validate_flags(_flag_values(data=tiny_data, batch=4, kimg=0.5, gamma=0.0, r2_gamma=2.0, snap=1))
+    run_training.validate_flags(_flag_values(aug="fixed", p=0.0, target=0.9, augpipe="NCGB", ada_kimg=0.5))
+    run_training.validate_flags(_flag_values(aug="ada", p=1.0, augpipe="b"))
+
+
+def test_augpipe_letters_are_the_pipelines_groups():
+    # Spelled out in run_training.py so flag checks need no TensorFlow; they must stay training.augment's.
+    from training.augment import GROUPS
+
+    assert run_training.AUGPIPE_GROUPS == "".join(GROUPS)
 
 
 def test_bad_flags_exit_2_with_one_line(tmp_path):
