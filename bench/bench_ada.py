@@ -155,8 +155,21 @@ def tick_curves(run_dir):
     return rows
 
 
+def tick_plot(run_dir, name, out):
+    """PNG + CSV per run: r_t (ticks with augmentation only), p, and the mean raw D outputs on reals and fakes
+    (the overfitting signal every run logs: they drift apart as D memorises the reals)."""
+    from dnnlib.plots import line_plot
+
+    ticks = tick_curves(run_dir)
+    return line_plot(f"{out}_{name}_ticks.png", [t["kimg"] for t in ticks],
+                     {"r_t = E[sign D(real)]": [t["rt"] for t in ticks], "p": [t["p"] for t in ticks],
+                      "mean D(real)": [t["real"] for t in ticks], "mean D(fake)": [t["fake"] for t in ticks]},
+                     xlabel="kimg", ylabel="per tick", title=f"{name}: r_t, p and D's outputs",
+                     csv_path=f"{out}_{name}_ticks.csv")
+
+
 def smalldata():
-    from bench.bench_pretrained import snapshot_kimg
+    from bench.common import snapshot_kimg
     from dnnlib.plots import line_plot
     from metrics import metric_main
 
@@ -173,11 +186,7 @@ def smalldata():
             rows.append(dict(kimg=kimg, **vals))
             print(f"{name} kimg {kimg:7.3f}  " + "  ".join(f"{k} {v:.4g}" for k, v in vals.items()), flush=True)
         results[name] = rows
-        ticks = tick_curves(run)
-        line_plot(f"{FLAGS.out}_{name}_rt_p.png", [t["kimg"] for t in ticks],
-                  {"r_t (E[sign D(real)])": [t["rt"] for t in ticks], "p": [t["p"] for t in ticks]},
-                  xlabel="kimg", ylabel="r_t and p", title=f"{name}: overfitting heuristic and p",
-                  csv_path=f"{FLAGS.out}_{name}_rt_p.csv")
+        tick_plot(run, name, FLAGS.out)
     names = list(results)
     kimgs = sorted({r["kimg"] for rows in results.values() for r in rows})
     for metric in ("kid", "fid_slices", "mmd_gaussian_median"):

@@ -22,6 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from bench import common  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "curve: the training run directory.")
 flags.DEFINE_string("network", "demo", "project: the network (a name, run dir or SavedModel).")
@@ -40,7 +42,7 @@ def curve():
     snaps = sorted(glob.glob(os.path.join(FLAGS.run, "snapshots", "*", "generator")))
     rows = []
     for snap in snaps:
-        kimg = snapshot_kimg(snap)
+        kimg = common.snapshot_kimg(snap)
         r = metric_main.calc_metric("mmd", G=snap, dataset_dir=FLAGS.heldout, num=FLAGS.num, batch=4)
         rows.append(dict(kimg=kimg, **{k: float(v) for k, v in r.results.items()}))
         print(f"kimg {kimg:8.3f}  " + "  ".join(f"{k} {v:.5g}" for k, v in r.results.items()), flush=True)
@@ -49,21 +51,6 @@ def curve():
                      xlabel="training progress (kimg)", ylabel="MMD^2 vs held-out volumes", log_y=True,
                      title="shipped demo generator: fakes vs held-out demo volumes", csv_path=FLAGS.out + ".csv")
     print(f"curve: {plot.csv}" + (f", {plot.png}" if plot.png else f" ({plot.note})"))
-
-
-def snapshot_kimg(generator_dir):
-    """kimg at which a snapshot was written: the tick line before 'snapshot <dir>' in the run's log."""
-    snap_dir = os.path.dirname(generator_dir)
-    run_dir = os.path.dirname(os.path.dirname(snap_dir))
-    kimg = None
-    with open(os.path.join(run_dir, "log.txt")) as f:
-        for line in f:
-            words = line.split()
-            if words[:1] == ["tick"] and "kimg" in words:
-                kimg = float(words[words.index("kimg") + 1])
-            elif words[:1] == ["snapshot"] and words[1].rstrip(";") == snap_dir:
-                return kimg
-    raise ValueError(f"{snap_dir}: not found in {run_dir}/log.txt")
 
 
 def project():

@@ -282,3 +282,18 @@ def paired_seconds(base, other, phases, repeats=3):
         to.append(pair[1])
         diff.append(pair[0] - pair[1])
     return statistics.median(tb), statistics.median(to), statistics.median(diff)
+
+
+def snapshot_kimg(generator_dir):
+    """kimg at which a snapshot was written: the tick line before 'snapshot <dir>' in the run's log."""
+    snap_dir = os.path.dirname(generator_dir)
+    run_dir = os.path.dirname(os.path.dirname(snap_dir))
+    kimg = None
+    with open(os.path.join(run_dir, "log.txt")) as f:
+        for line in f:
+            words = line.split()
+            if words[:1] == ["tick"] and "kimg" in words:
+                kimg = float(words[words.index("kimg") + 1])
+            elif words[:1] == ["snapshot"] and words[1].rstrip(";") == snap_dir:
+                return kimg
+    raise ValueError(f"{snap_dir}: not found in {run_dir}/log.txt")

@@ -13,7 +13,6 @@ makes the gradient a scatter-add. bench/formulations.py keeps the formulations t
 """
 
 import os
-import threading
 
 import numpy as np
 import tensorflow as tf
@@ -41,20 +40,13 @@ def affine_resample_3d(x, matrix, background=0.0):
 # CPU kernel, built at first use.
 
 _KERNEL_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "affine_resample_3d_kernel.cc")
-_kernel_lib = None  # None: not tried yet; False: cannot be built here
-_kernel_lock = threading.Lock()
+_kernel = custom_op_build.LazyLibrary(_KERNEL_SOURCE, required_op="affine_resample3d",
+                                      gradients={"AffineResample3d": lambda op, dy: _kernel_grad(op, dy)})
 
 
 def kernel_library():
     """The loaded op library (built on first call), or None if it cannot be built here."""
-    global _kernel_lib
-    with _kernel_lock:  # tf.distribute traces replicas in threads; the gradient may be registered once only
-        if _kernel_lib is None:
-            lib = custom_op_build.load(_KERNEL_SOURCE, required_op="affine_resample3d")
-            if lib is not None:
-                tf.RegisterGradient("AffineResample3d")(_kernel_grad)
-            _kernel_lib = lib if lib is not None else False
-    return _kernel_lib or None
+    return _kernel()
 
 
 def _use_kernel(x):

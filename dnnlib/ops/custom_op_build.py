@@ -178,3 +178,25 @@ def _load(source):
         raise
     _library_fds.append(fd)
     return module
+
+
+class LazyLibrary:
+    """A C++ op library built and loaded on first call, its gradients registered once; None where it cannot be
+    built. Thread-safe: tf.distribute traces replicas in threads, and a gradient may be registered only once."""
+
+    def __init__(self, source, required_op, gradients):
+        self.source, self.required_op, self.gradients = source, required_op, dict(gradients)
+        self._lib = None  # None: not tried yet; False: cannot be built here
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            if self._lib is None:
+                lib = load(self.source, required_op=self.required_op)
+                if lib is not None:
+                    import tensorflow as tf
+
+                    for op_type, grad in self.gradients.items():
+                        tf.RegisterGradient(op_type)(grad)
+                self._lib = lib if lib is not None else False
+        return self._lib or None

@@ -11,7 +11,6 @@ multiplies by prod(up) (factor**3 for isotropic 2x), so a constant volume stays 
 
 import itertools
 import os
-import threading
 
 import numpy as np
 import tensorflow as tf
@@ -202,20 +201,13 @@ def _upfirdn(x, taps3, up, down, pads):
 # CPU kernel: the separable upfirdn as one C++ op (upfirdn_3d_kernel.cc), built at first use.
 
 _KERNEL_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upfirdn_3d_kernel.cc")
-_kernel_lib = None  # None: not tried yet; False: cannot be built here
-_kernel_lock = threading.Lock()
+_kernel = custom_op_build.LazyLibrary(_KERNEL_SOURCE, required_op="upfirdn3d",
+                                      gradients={"Upfirdn3d": lambda op, dy: _kernel_grad(op, dy)})
 
 
 def kernel_library():
     """The loaded op library (built on first call), or None if it cannot be built here."""
-    global _kernel_lib
-    with _kernel_lock:  # tf.distribute traces replicas in threads; the gradient may be registered once only
-        if _kernel_lib is None:
-            lib = custom_op_build.load(_KERNEL_SOURCE, required_op="upfirdn3d")
-            if lib is not None:
-                tf.RegisterGradient("Upfirdn3d")(_kernel_grad)
-            _kernel_lib = lib if lib is not None else False
-    return _kernel_lib or None
+    return _kernel()
 
 
 def _in_xla_compile():

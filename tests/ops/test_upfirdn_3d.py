@@ -22,7 +22,7 @@ def _as_host(monkeypatch, host):
     if host == "gpu":
         monkeypatch.setattr(C, "_have_gpu", lambda: True)
     elif host == "cpu without kernel":
-        monkeypatch.setattr(U, "_kernel_lib", False)  # as after a failed build
+        monkeypatch.setattr(U, "kernel_library", lambda: None)  # as after a failed build
 
 
 def _rand(rng, *shape):
