@@ -5,6 +5,7 @@ and forking a process that runs TensorFlow threads can deadlock. Each worker run
 thread, since the processes already use every core.
 """
 
+import concurrent.futures
 import multiprocessing
 import os
 import sys
@@ -84,9 +85,15 @@ def imap_ordered(fn, items, workers=None, initializer=None, initargs=(), chunksi
         for item in items:
             yield fn(item)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(initializer, initargs)) as pool:
-        yield from pool.imap(fn, items, chunksize=chunksize)
+    executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                      initializer=_init_worker, initargs=(initializer, initargs))
+    try:
+        yield from executor.map(fn, items, chunksize=chunksize)
+    finally:
+        # Pending items are cancelled, running ones finish. Not multiprocessing.Pool: a SIGTERM sent to the whole
+        # process group (a scheduler's) can kill a worker while it holds the task queue's lock, and
+        # Pool.terminate() then waits for that lock forever; the executor notices dead workers.
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 class Progress:
