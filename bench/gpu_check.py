@@ -116,15 +116,16 @@ def environment_section():
 def paths_section(gpu):
     """What the ops' choice functions pick on this machine, and the strategy 'auto' builds."""
     from dnnlib.ops import conv3d, fused_bias_act, modulated_conv3d, upfirdn_3d
+    from dnnlib.ops.custom_op_build import kernel_path
 
     same, none = ((1, 1),) * 3, ((0, 0),) * 3
     rows = [("conv3d 3x3x3", "any", conv3d.conv_path(gpu, (3, 3, 3), same)),
             ("conv3d 1x1x1", "any", conv3d.conv_path(gpu, (1, 1, 1), none))]
     for dtype in ("float32", "float16", "bfloat16"):
-        rows.append(("FIR (upfirdn_3d)", dtype, upfirdn_3d.fir_path(dtype, gpu, False, False, _kernel_builds)))
-    fir = upfirdn_3d.fir_path
-    rows += [("FIR (upfirdn_3d) under XLA", "any", fir("float32", gpu, True, False, _kernel_builds)),
-             ("FIR (upfirdn_3d) in a SavedModel", "any", fir("float32", gpu, False, True, _kernel_builds)),
+        rows.append(("FIR (upfirdn_3d)", dtype, kernel_path(dtype, gpu, _kernel_builds, xla=False, export=False)))
+    rows += [("FIR (upfirdn_3d) under XLA", "any", kernel_path("float32", gpu, _kernel_builds, xla=True, export=False)),
+             ("FIR (upfirdn_3d) in a SavedModel", "any",
+              kernel_path("float32", gpu, _kernel_builds, xla=False, export=True)),
              ("upsample_conv_3d, small input", "any", upfirdn_3d.transposed_conv_path(gpu, 1000)),
              ("upsample_conv_3d, large input", "any",
               upfirdn_3d.transposed_conv_path(gpu, upfirdn_3d.POLYPHASE_MAX_ELEMENTS + 1))]
@@ -186,6 +187,7 @@ def kernel_cases(quick, gpu):
     from dnnlib.ops import upfirdn_3d as U
     from dnnlib.ops import upfirdn_3d_ref as UR
     from dnnlib.ops.conv3d_ref import conv3d_filter_grad_ref, conv3d_input_grad_ref, conv3d_ref
+    from dnnlib.ops.custom_op_build import kernel_path
     from dnnlib.ops.fused_bias_act import fused_bias_act
 
     rng = np.random.default_rng(0)
@@ -199,7 +201,7 @@ def kernel_cases(quick, gpu):
     f4, fa = [1, 3, 3, 1], [1.0, 2.5, 1.5]  # asymmetric taps catch a missing or extra flip
 
     def fir(dtype, xla):
-        return "FIR " + U.fir_path(dtype, gpu, xla, False, _kernel_builds)
+        return "FIR " + kernel_path(dtype, gpu, _kernel_builds, xla=xla, export=False)
 
     def conv(k):
         pads = ((0, 0),) * 3 if k == 1 else ((1, 1),) * 3

@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from dnnlib.ops import conv3d as _conv3d_mod
 from dnnlib.ops import custom_op_build
-from dnnlib.ops.upfirdn_3d import _in_saved_model_save, _in_xla_compile, fir_path
 
 SCOPE = "affine_resample_3d"
 
@@ -52,8 +51,8 @@ def kernel_library():
 def _use_kernel(x):
     """The kernel on CPU for float32/64 where it builds; TensorFlow ops on GPU, for other dtypes, under XLA and in
     SavedModel exports (the same rule as the FIR's)."""
-    facts = dict(gpu=_conv3d_mod._have_gpu(), xla=_in_xla_compile(), export=_in_saved_model_save())
-    return fir_path(x.dtype, **facts, kernel_builds=lambda: kernel_library() is not None) == "kernel"
+    return custom_op_build.kernel_path(x.dtype, gpu=_conv3d_mod._have_gpu(), kernel_builds=lambda: kernel_library()
+                                       is not None) == "kernel"
 
 
 def _resample_kernel(x, matrix, background):

@@ -200,3 +200,41 @@ class LazyLibrary:
                         tf.RegisterGradient(op_type)(grad)
                 self._lib = lib if lib is not None else False
         return self._lib or None
+
+
+# ----------------------------------------------------------------------------------------------
+# Where a C++ op may be used: the one rule of every kernel here.
+
+
+def in_xla_compile():
+    """True while tracing for XLA (jit_compile), which cannot compile a custom op."""
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # private modules; without them assume no XLA
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+def in_saved_model_save():
+    """True while tf.saved_model.save traces: a graph holding the C++ kernel would not load where that kernel
+    is not built (TF Serving, a GPU server)."""
+    try:
+        from tensorflow.python.saved_model import save_context
+    except ImportError:  # private module; without it assume no export
+        return False
+    return save_context.in_save_context()
+
+
+def kernel_path(dtype, gpu, kernel_builds, xla=None, export=None):
+    """'kernel' (the C++ op) or 'tf_ops' for a graph traced with these facts: the kernel only on CPU, for
+    float32/64, outside XLA (which cannot compile a custom op) and SavedModel exports (which must load where it is
+    not built). xla/export: None = ask the current trace. kernel_builds: a callable, asked last because its first
+    call builds the kernel."""
+    import tensorflow as tf
+
+    xla = in_xla_compile() if xla is None else xla
+    export = in_saved_model_save() if export is None else export
+    if tf.as_dtype(dtype) not in (tf.float32, tf.float64) or gpu or xla or export:
+        return "tf_ops"
+    return "kernel" if kernel_builds() else "tf_ops"

@@ -210,39 +210,11 @@ def kernel_library():
     return _kernel()
 
 
-def _in_xla_compile():
-    """True while tracing for XLA (jit_compile), which cannot compile a custom op."""
-    try:
-        from tensorflow.python.framework import ops
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # private modules; without them assume no XLA
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
-
-
-def _in_saved_model_save():
-    """True while tf.saved_model.save traces: a graph holding the C++ kernel would not load where that kernel
-    is not built (TF Serving, a GPU server)."""
-    try:
-        from tensorflow.python.saved_model import save_context
-    except ImportError:  # private module; without it assume no export
-        return False
-    return save_context.in_save_context()
-
-
 def _use_kernel(x):
     """The C++ kernel on CPU for float32/64 where it builds; TensorFlow ops on GPU, for other dtypes and in
     graphs traced for XLA or for a SavedModel."""
-    facts = dict(gpu=_conv3d_mod._have_gpu(), xla=_in_xla_compile(), export=_in_saved_model_save())
-    return fir_path(x.dtype, **facts, kernel_builds=lambda: kernel_library() is not None) == "kernel"
-
-
-def fir_path(dtype, gpu, xla, export, kernel_builds):
-    """The FIR path of a graph traced with these facts: 'kernel' (the C++ op) or 'tf_ops'. kernel_builds: a
-    callable, asked last because its first call builds the kernel."""
-    if tf.as_dtype(dtype) not in (tf.float32, tf.float64) or gpu or xla or export:
-        return "tf_ops"
-    return "kernel" if kernel_builds() else "tf_ops"
+    return custom_op_build.kernel_path(x.dtype, gpu=_conv3d_mod._have_gpu(), kernel_builds=lambda: kernel_library()
+                                       is not None) == "kernel"
 
 
 def _upfirdn_kernel(x, taps3, up, down, pads):

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from dnnlib.ops import conv3d as C
+from dnnlib.ops import custom_op_build
 from dnnlib.ops import fused_bias_act as B
 from dnnlib.ops import modulated_conv3d as M
 from dnnlib.ops import upfirdn_3d as U
@@ -96,17 +97,18 @@ FIR_CASES = [
 
 
 @pytest.mark.parametrize("gpu,dtype,xla,export,builds,expect", FIR_CASES)
-def test_fir_path(gpu, dtype, xla, export, builds, expect):
+def test_kernel_path(gpu, dtype, xla, export, builds, expect):
     asked = []
-    got = U.fir_path(dtype, gpu=gpu, xla=xla, export=export, kernel_builds=lambda: asked.append(1) or builds)
+    got = custom_op_build.kernel_path(dtype, gpu=gpu, xla=xla, export=export,
+                                      kernel_builds=lambda: asked.append(1) or builds)
     assert got == expect
     # The build is attempted only when everything else allows the kernel (a GPU machine never compiles it).
     assert asked == ([1] if (not gpu and not xla and not export and dtype in (F32, F64)) else [])
 
 
-def test_fir_path_accepts_dtype_names():
-    assert U.fir_path("float32", False, False, False, lambda: True) == "kernel"
-    assert U.fir_path("bfloat16", False, False, False, lambda: True) == "tf_ops"
+def test_kernel_path_accepts_dtype_names():
+    assert custom_op_build.kernel_path("float32", False, lambda: True, xla=False, export=False) == "kernel"
+    assert custom_op_build.kernel_path("bfloat16", False, lambda: True, xla=False, export=False) == "tf_ops"
 
 
 # (GPU, input voxels x channels per sample) -> upsample_conv_3d's transposed conv.
@@ -135,7 +137,7 @@ def test_xla_and_export_are_detected_while_tracing(tmp_path):
 
     def probe(name):
         def fn(x):
-            seen[name] = (U._in_xla_compile(), U._in_saved_model_save())
+            seen[name] = (custom_op_build.in_xla_compile(), custom_op_build.in_saved_model_save())
             return x * 2
         return fn
 
@@ -151,7 +153,7 @@ def test_xla_and_export_are_detected_while_tracing(tmp_path):
 @pytest.mark.parametrize("num_gpus,dtype,xla,expect_kernel", [
     (0, F32, False, True), (0, F32, True, False), (0, BF16, False, False), (1, F32, False, False)])
 def test_fir_choice_inside_real_traces(monkeypatch, num_gpus, dtype, xla, expect_kernel):
-    # The facts fir_path is given come from the faked device list and the real trace.
+    # The facts kernel_path is given come from the faked device list and the real trace.
     _fake_devices(monkeypatch, num_gpus)
     monkeypatch.setattr(U, "kernel_library", lambda: object())  # "builds": only the choice is traced here
     chosen, separable = [], U._upfirdn_separable
