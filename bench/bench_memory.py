@@ -43,8 +43,14 @@ flags.DEFINE_float("budget_gib", 24.0, "Memory budget for the largest-batch extr
 flags.DEFINE_enum("fir_impl", "auto", ["auto", "kernel", "ops"], "FIR path: 'auto' as the ops choose, 'kernel' "
                   "the same but an error where the C++ kernel cannot be built, 'ops' TensorFlow ops "
                   "(bench/formulations.py fir_as_tf_ops): the C++ kernel's memory against the TensorFlow-ops path.")
-flags.DEFINE_bool("recompute", False, "Training step with recomputed block activations (--recompute of "
-                  "run_training.py).")
+flags.DEFINE_bool("recompute", False, "The memory-saving training step (--recompute of run_training.py: "
+                  "recomputed block activations, loss terms one after another).")
+flags.DEFINE_bool("recompute_twice", False, "--recompute whose block gradients are recomputed again in "
+                  "second-order passes (bench/formulations.py recompute_with_recomputed_gradients).")
+flags.DEFINE_bool("split_phases", False, "Regularisers as phases of their own (lazy: Gmain, Greg, Dmain, Dreg) "
+                  "instead of the paper configs' Gboth/Dboth, so each term's memory shows alone.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "mixed_fp16", "mixed_bf16"], "Compute precision of the "
+                  "training step (--precision of run_training.py; 16-bit activations halve their memory).")
 flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads of the measured process (0: TensorFlow's "
                      "default, one per core). 1 runs a step's independent branches one after the other.")
 flags.DEFINE_bool("onednn", True, "Measured processes with TensorFlow's oneDNN CPU ops (TF_ENABLE_ONEDNN_OPTS; "
@@ -59,21 +65,44 @@ flags.DEFINE_integer("batch", 1, "Internal (--child): batch size.")
 _TAG = "RESULT "
 
 
+def allocator_peak(reset=False):
+    """Peak bytes of TensorFlow's CPU allocator since the last reset (None where TensorFlow cannot tell).
+
+    Unlike the RSS, it counts tensors only (no runtime, no memory an allocator keeps after a phase), like a GPU's
+    memory figure; the reset makes it per phase.
+    """
+    import tensorflow as tf
+
+    try:
+        if reset:
+            tf.config.experimental.reset_memory_stats("CPU:0")
+        return tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    except (ValueError, tf.errors.InvalidArgumentError):
+        return None
+
+
 def child_train(name, batch):
+    from bench import formulations
     from bench.common import StepHarness, current_rss_bytes, peak_rss_bytes
     from training.configs import get_config
-    from training.networks import recompute_blocks
 
     cfg = get_config(name)
     cfg.loss_kwargs.pl_batch_shrink = 1
+    if FLAGS.split_phases:
+        cfg.loss_kwargs.G_reg_interval, cfg.loss_kwargs.D_reg_interval = 4, 16
     rss0 = current_rss_bytes()
-    h = StepHarness(cfg, batch=batch, variant=recompute_blocks if FLAGS.recompute else None)
-    out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}, "second_call": {}}
+    variant = formulations.recompute_with_recomputed_gradients if FLAGS.recompute_twice else None
+    h = StepHarness(cfg, batch=batch, variant=variant, recompute=FLAGS.recompute or FLAGS.recompute_twice,
+                    precision=FLAGS.precision)
+    out = {"rss_start": rss0, "after_build": peak_rss_bytes(), "phases": {}, "seconds": {}, "second_call": {},
+           "allocator": {}}
     for phase in h.phases:
+        allocator_peak(reset=True)
         t0 = time.perf_counter()
         h.run(phase)
         out["seconds"][phase] = time.perf_counter() - t0
         out["phases"][phase] = peak_rss_bytes()
+        out["allocator"][phase] = allocator_peak()
     if FLAGS.second_call:
         for phase in h.phases:
             t0 = time.perf_counter()
@@ -216,7 +245,9 @@ def parent():
     for b in batches:
         common.log(f"training step {train_cfg} batch {b} (fresh process) ...")
         r = run_child("--child=train", f"--config={train_cfg}", f"--batch={b}", f"--fir_impl={FLAGS.fir_impl}",
-                      f"--recompute={FLAGS.recompute}", f"--inter_op_threads={FLAGS.inter_op_threads}",
+                      f"--recompute={FLAGS.recompute}", f"--recompute_twice={FLAGS.recompute_twice}",
+                      f"--split_phases={FLAGS.split_phases}", f"--precision={FLAGS.precision}",
+                      f"--inter_op_threads={FLAGS.inter_op_threads}",
                       f"--second_call={FLAGS.second_call}")
         if "error" in r:
             rows.append([f"train {train_cfg}", b, "failed", "-", "-", r["error"][:120]])
@@ -224,6 +255,8 @@ def parent():
         peaks[b], after_build[b] = r["peak"], r["after_build"]
         which = max(r["phases"], key=lambda p: r["phases"][p])
         notes = f"peak reached in {which}; first calls " + _phase_seconds(r["seconds"])
+        if all(v is not None for v in r["allocator"].values()):
+            notes += "; TensorFlow allocator peak " + " ".join(f"{p}={_gib(v):.3f}" for p, v in r["allocator"].items())
         if r.get("second_call"):
             notes += "; second calls " + _phase_seconds(r["second_call"])
         rows.append([f"train {train_cfg}", b, _gib(r["after_build"]), _gib(r["peak"]),

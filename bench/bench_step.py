@@ -156,6 +156,9 @@ def measure_config(name, quick):
                f"{'' if paper else f'warm-up {warmup}, median of {repeats}'})")
     h = common.StepHarness(cfg, batch=batch)
     per_phase = flops.phase_flops(h.cfg, batch)
+    for p in h.phases:  # Gboth / Dboth (regularisers every step, the paper configs): main + reg in one phase
+        if p not in per_phase:
+            per_phase[p] = sum(per_phase.get(p[0] + part, 0.0) for part in ("main", "reg"))
     step_fl = flops.step_flops(h.cfg, batch)
     conv_fl = flops.step_flops(h.cfg, batch, convs_only=True)
     common.log(f"  analytic: {step_fl / 1e9:.1f} GFLOP per averaged step ({conv_fl / step_fl:.1%} in convs)")

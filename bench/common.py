@@ -183,9 +183,10 @@ class StepHarness:
     variant: None (the product ops) or a zero-argument context-manager factory from bench/formulations.py,
     entered while a phase is traced or run; the choice is baked into the traced graphs, so one harness = one
     variant. precision: a training.train_options.PRECISIONS name (compute dtype; loss scaling for mixed_fp16).
+    recompute: TrainSteps' memory-saving step (run_training.py --recompute).
     """
 
-    def __init__(self, cfg, batch=None, variant=None, xla=False, seed=0, precision="fp32"):
+    def __init__(self, cfg, batch=None, variant=None, xla=False, seed=0, precision="fp32", recompute=False):
         import tensorflow as tf
 
         from training.configs import build_networks
@@ -207,7 +208,7 @@ class StepHarness:
         G_opt = Adam(self.G.trainable_variables, **self.cfg.G_opt_kwargs)
         D_opt = Adam(self.D.trainable_variables, **self.cfg.D_opt_kwargs)
         self.steps = TrainSteps(tf.distribute.get_strategy(), self.G, self.D, G_opt, D_opt, self.loss, self.state,
-                                self.batch, xla=xla)
+                                self.batch, xla=xla, recompute=recompute)
         self.phases = [p for p, _ in self.loss.phases()]
         self.intervals = dict(self.loss.phases())
         rng = tf.random.Generator.from_seed(seed + 1)

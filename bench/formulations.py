@@ -357,8 +357,8 @@ def augment_variant(name):
 
 # ----------------------------------------------------------------------------------------------
 # Recomputation whose gradient is recomputed too (issue 21): the second-order passes (path length, R1) would hold
-# one block at a time instead of every block's recomputation. It lost: the top-resolution block's own working set
-# holds the peak, so the 2 mm path-length phase did not get smaller (bench/RESULTS.md).
+# one layer's recomputation at a time instead of every layer's. It lost: the 2 mm path-length phase held as much
+# as with training.networks' plain per-layer recomputation (5.52 vs 5.50 GiB) and took longer (bench/RESULTS.md).
 
 
 def _zeros_for(t):
@@ -426,13 +426,13 @@ def recomputed_twice(fn):
 
 @contextlib.contextmanager
 def recompute_with_recomputed_gradients():
-    """recompute_blocks() whose block gradients are recomputed again in second-order passes."""
+    """recompute_layers() whose layer gradients are recomputed again in second-order passes."""
     from training import networks
 
     old = networks._recomputed
     networks._recomputed = recomputed_twice
     try:
-        with networks.recompute_blocks():
+        with networks.recompute_layers():
             yield
     finally:
         networks._recomputed = old

@@ -6,8 +6,8 @@ What it checks, on GPU:0 (or, on a machine without a GPU, on the CPU at --quick 
   - every kernel of dnnlib/ops against its NumPy reference (dnnlib/ops/*_ref.py), forward and gradients, in
     float32, float16 and bfloat16 and in float32 under XLA: max abs and relative error against a tolerance;
   - one training step of each config at batch 1 (bench/common.StepHarness, the real train step) per variant
-    (fp32, mixed_fp16, mixed_bf16, each optionally +xla): trace time, step time, sec/kimg, peak device memory,
-    whether losses and gradients stayed finite.
+    (fp32, mixed_fp16, mixed_bf16, each optionally +xla and +recompute): trace time, step time, sec/kimg, peak
+    device memory, whether losses and gradients stayed finite.
 
     python -m bench.gpu_check                     # 2 mm and 1 mm paper configs, every variant (tens of minutes)
     python -m bench.gpu_check --quick             # small kernels and the demo-tiny config (minutes)
@@ -37,7 +37,8 @@ from dnnlib.cli import run_main  # noqa: E402
 PAPER_CONFIGS = ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"]
 QUICK_CONFIG = "demo-tiny"
 DTYPES = ["float32", "float16", "bfloat16"]
-VARIANTS = ["fp32", "mixed_fp16", "mixed_bf16", "fp32+xla", "mixed_fp16+xla", "mixed_bf16+xla"]
+VARIANTS = ["fp32", "mixed_fp16", "mixed_bf16", "fp32+xla", "mixed_fp16+xla", "mixed_bf16+xla", "fp32+recompute",
+            "mixed_fp16+recompute"]
 # Relative error (of the reference's largest magnitude) a kernel may show: a few units of the dtype's rounding
 # over the sums of a small conv. TF32 (GPU float32 convs and matmuls on Ampere and later) rounds like float16.
 TOLERANCE = {"float32": 1e-4, "tf32": 5e-2, "float16": 5e-2, "bfloat16": 1e-1}
@@ -50,7 +51,7 @@ def define_flags():
     flags.DEFINE_list("configs", PAPER_CONFIGS, "Configs (training/configs.py names) of the training-step check "
                       f"(default with --quick or without a GPU: {QUICK_CONFIG}).")
     flags.DEFINE_list("variants", VARIANTS, "Training-step variants: a precision (fp32, mixed_fp16, mixed_bf16), "
-                      "'+xla' for XLA-compiled steps.")
+                      "'+xla' for XLA-compiled steps, '+recompute' for run_training.py --recompute (memory).")
     flags.DEFINE_list("dtypes", DTYPES, "Kernel-check dtypes.")
     flags.DEFINE_bool("kernel_xla", True, "Also check the kernels in float32 compiled by XLA (jit_compile).")
     flags.DEFINE_integer("steps", 3, "Timed training steps per variant after one warm-up step (median).")
@@ -396,14 +397,14 @@ def _short(e):
 
 
 def parse_variant(text):
-    """'mixed_fp16+xla' -> ('mixed_fp16', True)."""
+    """'mixed_fp16+xla+recompute' -> ('mixed_fp16', True, True): a precision, then optional '+xla', '+recompute'."""
     from training.train_options import PRECISIONS
 
-    precision, _, extra = text.strip().partition("+")
-    if precision not in PRECISIONS or extra not in ("", "xla"):
+    precision, *extras = text.strip().split("+")
+    if precision not in PRECISIONS or not set(extras) <= {"xla", "recompute"} or len(set(extras)) < len(extras):
         raise ValueError(f"unknown variant {text!r}: expected a precision ({', '.join(PRECISIONS)}), "
-                         "optionally followed by '+xla'")
-    return precision, extra == "xla"
+                         "optionally followed by '+xla' and/or '+recompute'")
+    return precision, "xla" in extras, "recompute" in extras
 
 
 def _reset_peak(device):
@@ -421,7 +422,7 @@ def _peak_gib(device):
     return common.peak_rss_bytes() / common.GIB
 
 
-def measure_step(config, precision, xla, steps, device):
+def measure_step(config, precision, xla, steps, device, recompute=False):
     """One variant: {'trace', 'seconds', 'sec_per_kimg', 'peak_gib', 'loss_finite', 'grads_finite'}."""
     import tensorflow as tf
 
@@ -429,7 +430,7 @@ def measure_step(config, precision, xla, steps, device):
 
     with tf.device(device):
         _reset_peak(device)
-        h = common.StepHarness(get_config(config), batch=1, xla=xla, precision=precision)
+        h = common.StepHarness(get_config(config), batch=1, xla=xla, precision=precision, recompute=recompute)
         t0 = time.perf_counter()
         for phase in h.phases:
             try:
@@ -461,10 +462,10 @@ def step_section(configs, variants, steps, device):
     failures = 0
     for config in configs:
         for variant in variants:
-            precision, xla = parse_variant(variant)
+            precision, xla, recompute = parse_variant(variant)
             common.log(f"step {config} {variant} ...")
             try:
-                r = measure_step(config, precision, xla, steps, device)
+                r = measure_step(config, precision, xla, steps, device, recompute)
             except Exception as e:  # out of memory or an op missing for a dtype: report it, go on
                 failures += 1
                 lines.append(f"| {config} | {variant} | ERROR | {_short(e)} | | | | | ERROR |")

@@ -112,13 +112,10 @@ class StyleGAN2Loss:
         grads = tape.gradient(proj, ws)
         return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
 
-    def d_main(self, inp, reals, real_c):
-        """Logistic D loss terms per sample: softplus(D(fake)), softplus(-D(real)); logits of both."""
+    def d_fake_logits(self, inp):
+        """D's logits of generated volumes (no gradient into G)."""
         fake, _ = self.run_G(inp)
-        fake = tf.stop_gradient(fake)
-        fake_logits = self.run_D(fake, inp["c"], inp.get("aug_fake"))[:, 0]
-        real_logits = self.run_D(reals, real_c, inp.get("aug_real"))[:, 0]
-        return tf.nn.softplus(fake_logits), tf.nn.softplus(-real_logits), fake_logits, real_logits
+        return self.run_D(tf.stop_gradient(fake), inp["c"], inp.get("aug_fake"))[:, 0]
 
     def grad_penalty(self, img, c, aug=None):
         """|dD(x)/dx|^2 summed over ALL non-batch axes (D, H, W, C); the original dropped one axis for 5-D."""
@@ -142,54 +139,83 @@ class StyleGAN2Loss:
         pl_batch_mean: the path-length mean of the whole global batch when the caller computed it beforehand
         (gradient accumulation: this call sees one round of it); None = the mean of this call's lengths.
         """
-        stats = {}
-        objective = tf.constant(0.0)
+        objective, stats = tf.constant(0.0), {}
+        for term in self.phase_terms(phase, inp, reals, real_c, global_batch, pl_mean, sync_pl, pl_batch_mean):
+            part, part_stats = term()
+            objective += part
+            merge_stats(stats, part_stats)
+        return objective, stats
+
+    def phase_terms(self, phase, inp, reals, real_c, global_batch, pl_mean=None, sync_pl=True, pl_batch_mean=None):
+        """The phase's objective as independent terms: [() -> (objective part, stats)], summed by phase_objective.
+
+        Each term runs its own networks (G main, path length, D on fakes, D on reals, R1, R2), so a caller may take
+        their gradients one after another (training.train_step with recompute: one term's activations at a time).
+        Stats of the same tag from several terms add up (merge_stats).
+        """
+        terms = []
         if phase in ("Gmain", "Gboth"):
-            loss, logits = self.g_main(inp)
-            objective += tf.reduce_sum(loss) / global_batch
-            stats["Loss/G/loss"] = (tf.reduce_sum(loss), global_batch)
-            stats["Loss/scores/fake_G"] = (tf.reduce_sum(logits), global_batch)
+            def g_main():
+                loss, logits = self.g_main(inp)
+                return tf.reduce_sum(loss) / global_batch, {"Loss/G/loss": (tf.reduce_sum(loss), global_batch),
+                                                            "Loss/scores/fake_G": (tf.reduce_sum(logits), global_batch)}
+            terms.append(g_main)
         if phase in ("Greg", "Gboth") and self.pl_weight > 0:
             gain = self.G_reg_interval if phase == "Greg" else 1
-            pl_inp = {k: self._head(v, self.pl_batch_shrink) for k, v in inp.items()}
-            pl_global = global_batch // self.pl_batch_shrink
-            lengths = self.path_lengths(pl_inp)
-            # Running mean over the *global* batch: all replicas agree, as on one device.
-            ctx = tf.distribute.get_replica_context()
-            total, count = tf.reduce_sum(lengths), pl_global
-            if pl_batch_mean is None and ctx is not None and ctx.num_replicas_in_sync > 1:
-                if sync_pl:
-                    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
-                else:
-                    count = lengths.shape[0]
-            batch_mean = tf.stop_gradient(total / count if pl_batch_mean is None else pl_batch_mean)
-            pl_mean_new = pl_mean + (batch_mean - pl_mean) * self.pl_decay
-            penalty = tf.square(lengths - pl_mean_new)
-            objective += tf.reduce_sum(penalty) * (self.pl_weight * gain) / pl_global
-            stats["Loss/pl_penalty"] = (tf.reduce_sum(penalty), pl_global)
-            stats["Loss/G/reg"] = (tf.reduce_sum(penalty) * self.pl_weight, pl_global)
-            stats["pl_mean_new"] = pl_mean_new
+
+            def path_length():
+                pl_inp = {k: self._head(v, self.pl_batch_shrink) for k, v in inp.items()}
+                pl_global = global_batch // self.pl_batch_shrink
+                lengths = self.path_lengths(pl_inp)
+                # Running mean over the *global* batch: all replicas agree, as on one device.
+                ctx = tf.distribute.get_replica_context()
+                total, count = tf.reduce_sum(lengths), pl_global
+                if pl_batch_mean is None and ctx is not None and ctx.num_replicas_in_sync > 1:
+                    if sync_pl:
+                        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, total)
+                    else:
+                        count = lengths.shape[0]
+                batch_mean = tf.stop_gradient(total / count if pl_batch_mean is None else pl_batch_mean)
+                pl_mean_new = pl_mean + (batch_mean - pl_mean) * self.pl_decay
+                penalty = tf.square(lengths - pl_mean_new)
+                return tf.reduce_sum(penalty) * (self.pl_weight * gain) / pl_global, {
+                    "Loss/pl_penalty": (tf.reduce_sum(penalty), pl_global),
+                    "Loss/G/reg": (tf.reduce_sum(penalty) * self.pl_weight, pl_global),
+                    "pl_mean_new": pl_mean_new}
+            terms.append(path_length)
         if phase in ("Dmain", "Dboth"):
-            loss_gen, loss_real, fake_logits, real_logits = self.d_main(inp, reals, real_c)
-            objective += tf.reduce_sum(loss_gen + loss_real) / global_batch
-            stats["Loss/D/loss"] = (tf.reduce_sum(loss_gen + loss_real), global_batch)
-            stats["Loss/scores/fake"] = (tf.reduce_sum(fake_logits), global_batch)
-            stats["Loss/scores/real"] = (tf.reduce_sum(real_logits), global_batch)
-            if self.augment_pipe is not None:  # ADA's overfitting heuristic r_t = E[sign(D(real))]
-                stats["Loss/signs/real"] = (tf.reduce_sum(tf.sign(real_logits)), global_batch)
+            def d_fake():
+                fake_logits = self.d_fake_logits(inp)
+                loss = tf.reduce_sum(tf.nn.softplus(fake_logits))
+                return loss / global_batch, {"Loss/D/loss": (loss, global_batch),
+                                             "Loss/scores/fake": (tf.reduce_sum(fake_logits), global_batch)}
+
+            def d_real():
+                real_logits = self.run_D(reals, real_c, inp.get("aug_real"))[:, 0]
+                loss = tf.reduce_sum(tf.nn.softplus(-real_logits))
+                stats = {"Loss/D/loss": (loss, global_batch),
+                         "Loss/scores/real": (tf.reduce_sum(real_logits), global_batch)}
+                if self.augment_pipe is not None:  # ADA's overfitting heuristic r_t = E[sign(D(real))]
+                    stats["Loss/signs/real"] = (tf.reduce_sum(tf.sign(real_logits)), global_batch)
+                return loss / global_batch, stats
+            terms += [d_fake, d_real]
         if phase in ("Dreg", "Dboth"):
             gain = self.D_reg_interval if phase == "Dreg" else 1
             if self.r1_gamma > 0:
-                r1, _ = self.grad_penalty(reals, real_c, inp.get("aug_real"))
-                objective += tf.reduce_sum(r1) * (self.r1_gamma / 2 * gain) / global_batch
-                stats["Loss/r1_penalty"] = (tf.reduce_sum(r1), global_batch)
-                stats["Loss/D/reg"] = (tf.reduce_sum(r1) * self.r1_gamma / 2, global_batch)
+                def r1_term():
+                    r1, _ = self.grad_penalty(reals, real_c, inp.get("aug_real"))
+                    return tf.reduce_sum(r1) * (self.r1_gamma / 2 * gain) / global_batch, {
+                        "Loss/r1_penalty": (tf.reduce_sum(r1), global_batch),
+                        "Loss/D/reg": (tf.reduce_sum(r1) * self.r1_gamma / 2, global_batch)}
+                terms.append(r1_term)
             if self.r2_gamma > 0:
-                fake, _ = self.run_G(inp)
-                r2, _ = self.grad_penalty(tf.stop_gradient(fake), inp["c"], inp.get("aug_fake"))
-                objective += tf.reduce_sum(r2) * (self.r2_gamma / 2 * gain) / global_batch
-                stats["Loss/r2_penalty"] = (tf.reduce_sum(r2), global_batch)
-        return objective, stats
+                def r2_term():
+                    fake, _ = self.run_G(inp)
+                    r2, _ = self.grad_penalty(tf.stop_gradient(fake), inp["c"], inp.get("aug_fake"))
+                    return tf.reduce_sum(r2) * (self.r2_gamma / 2 * gain) / global_batch, {
+                        "Loss/r2_penalty": (tf.reduce_sum(r2), global_batch)}
+                terms.append(r2_term)
+        return terms
 
     def pl_lengths(self, inp):
         """Path lengths of the share of `inp` the path-length term uses (its first 1/pl_batch_shrink)."""
@@ -215,6 +241,16 @@ class StyleGAN2Loss:
             else:
                 out += [(prefix + "main", 1), (prefix + "reg", interval)]
         return out
+
+
+def merge_stats(stats, more):
+    """Adds `more` (tag -> (sum, count), or a tensor such as pl_mean_new) into `stats`; sums of a tag add up."""
+    for tag, value in more.items():
+        if isinstance(value, tuple) and tag in stats:
+            stats[tag] = (stats[tag][0] + value[0], stats[tag][1])
+        else:
+            stats[tag] = value
+    return stats
 
 
 def lazy_regularization_ratio(interval):

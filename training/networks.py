@@ -43,13 +43,16 @@ _recompute_options = threading.local()  # per thread, as the ops' trace options:
 
 
 @contextlib.contextmanager
-def recompute_blocks(enabled=True):
-    """Synthesis and discriminator blocks traced inside keep only their inputs for the backward pass.
+def recompute_layers(enabled=True):
+    """Conv layers traced inside keep only their inputs for the backward pass.
 
-    Each block runs under a custom gradient that recomputes its activations when the gradient needs them (one more
-    forward per block), so a first-order step holds one block's activations instead of all; gradients of every
-    order are the same. Noise must be given explicitly (training does): noise drawn inside a block would differ on
-    recomputation.
+    Each conv layer (modulated synthesis layer with its noise, bias and activation; ToRGB; D's conv layers) runs
+    under a custom gradient that recomputes its activations when the gradient needs them (one more forward per
+    layer), so a first-order pass holds the layers' inputs and one layer's activations at a time; the second-order
+    passes (path length, R1) still hold each layer's recomputation until the second backward reaches it.
+    Gradients of every order are the same. Per layer rather than per block: with whole blocks recomputed the 2 mm
+    path-length pass held as much as without (bench/RESULTS.md). Random noise is drawn before the layer, so the
+    recomputation sees the same noise.
     """
     old = getattr(_recompute_options, "enabled", False)
     _recompute_options.enabled = bool(enabled)
@@ -57,6 +60,11 @@ def recompute_blocks(enabled=True):
         yield
     finally:
         _recompute_options.enabled = old
+
+
+def recomputing():
+    """True inside recompute_layers() (on this thread)."""
+    return getattr(_recompute_options, "enabled", False)
 
 
 def _recomputed(fn):
@@ -85,24 +93,22 @@ def _recomputed(fn):
     return inner
 
 
-def _run_block(fn, args):
-    """fn(*args) (args: tensors or None, lists of them), under tf.recompute_grad inside recompute_blocks()."""
-    if not getattr(_recompute_options, "enabled", False):
+def _recompute_call(fn, args):
+    """fn(*args) (args: tensors or None, lists of them), recomputed in the backward pass inside recompute_layers()."""
+    if not recomputing():
         return fn(*args)
-    from dnnlib.ops import modulated_conv3d as mc
-
     flat = tf.nest.flatten(list(args))
     given = [i for i, a in enumerate(flat) if a is not None]
     out_structure = []
-    # The recomputation must trace the same formulation as the forward (path length scales activations).
-    scale_activations = getattr(mc._trace_options, "scale_activations", False)
 
+    # The recomputation in the backward pass runs outside the path-length pass's modulation_of_activations(), so
+    # it convolves with per-sample modulated weights (the same values): the scaled copies of the activations that
+    # form keeps would double the second-order pass's memory (bench/RESULTS.md, issue 21).
     def inner(*tensors):
         full = list(flat)
         for i, t in zip(given, tensors, strict=True):
             full[i] = t
-        with mc.modulation_of_activations() if scale_activations else contextlib.nullcontext():
-            out = fn(*tf.nest.pack_sequence_as(list(args), full))
+        out = fn(*tf.nest.pack_sequence_as(list(args), full))
         out_structure[:] = [out]
         return [t for t in tf.nest.flatten(out) if t is not None]  # custom gradients take tensors only
 
@@ -228,6 +234,9 @@ class Conv3dLayer(tf.Module):
 
     @_no_autograph
     def __call__(self, x, gain=1.0):
+        return _recompute_call(lambda x: self._forward(x, gain), (x,))
+
+    def _forward(self, x, gain):
         out_gain = _output_gain(self.activation, gain)  # folded into w and b
         w = tf.cast(self.weight * (self.weight_gain * out_gain), self.dtype)
         x = tf.cast(x, self.dtype)
@@ -265,6 +274,14 @@ class SynthesisLayer(tf.Module):
 
     @_no_autograph
     def __call__(self, x, w, noise_mode="random", noise=None, gain=1.0):
+        if self.use_noise and noise is None and noise_mode == "random" and recomputing():
+            noise = self.random_noise(x)  # drawn once, outside: the recomputation must see the same noise
+        return _recompute_call(lambda x, w, noise: self._forward(x, w, noise_mode, noise, gain), (x, w, noise))
+
+    def random_noise(self, x):
+        return tf.random.normal([tf.shape(x)[0], *self.resolution, 1])
+
+    def _forward(self, x, w, noise_mode, noise, gain):
         out_gain = _output_gain(self.activation, gain)  # folded into demodulation, noise and bias
         styles = self.affine(w)
         x = modulated_conv3d(x, self.weight * self.weight_gain, styles, demodulate=True, up=self.up,
@@ -272,7 +289,7 @@ class SynthesisLayer(tf.Module):
         if self.use_noise:
             with tf.name_scope(NOISE_SCOPE):
                 if noise is None and noise_mode == "random":
-                    noise = tf.random.normal([tf.shape(x)[0], *self.resolution, 1])
+                    noise = self.random_noise(x)
                 elif noise is None and noise_mode == "const":
                     noise = self.noise_const
                 if noise is not None:
@@ -298,6 +315,9 @@ class ToRGBLayer(tf.Module):
 
     @_no_autograph
     def __call__(self, x, w):
+        return _recompute_call(self._forward, (x, w))
+
+    def _forward(self, x, w):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv3d(x, self.weight, styles, demodulate=False, compute_dtype=self.dtype)
         x = fused_bias_act(x, tf.cast(self.bias, self.dtype), act="linear", clamp=self.conv_clamp)
@@ -502,8 +522,7 @@ class SynthesisNetwork(tf.Module):
             block_noise = None
             if noise is not None and self.use_noise:
                 block_noise = noise[n_idx:n_idx + block.num_conv]
-            x, img = _run_block(lambda x, img, ws, n, block=block: block(x, img, ws, noise_mode, n),
-                                (x, img, block_ws, block_noise))
+            x, img = block(x, img, block_ws, noise_mode, block_noise)
             w_idx += block.num_conv
             n_idx += block.num_conv
         return img
@@ -732,7 +751,7 @@ class Discriminator(tf.Module):
         img = tf.cast(img, self.dtype)
         x = None
         for block in self.blocks:
-            x, img = _run_block(block, (x, img))
+            x, img = block(x, img)
         if x is None and hasattr(self, "fromrgb"):
             x = self.fromrgb(img)
         cmap = None

@@ -7,13 +7,17 @@ One call = one optimiser step of one phase on one global batch:
   cross-replica: skip the update if anything is non-finite, else Adam; update pl_mean / w_avg.
 With batch_gpu below the per-replica batch, each replica sums its gradients over rounds of batch_gpu samples
 (gradient accumulation) before the all-reduce; the result is the full-batch step's (see _accumulate).
+With recompute, conv layers keep only their inputs (training.networks.recompute_layers) and the phase's loss terms
+take their gradients one after another (compute), so one term's activations live at a time.
 """
+
+import contextlib
 
 import tensorflow as tf
 
 from training.augment import augment_inputs
-from training.loss import draw_generator_inputs, slice_replica
-from training.networks import recompute_blocks
+from training.loss import draw_generator_inputs, merge_stats, slice_replica
+from training.networks import recompute_layers
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -64,15 +68,33 @@ class TrainSteps:
         module, _ = self._module(phase)
         loss, B, sync_pl = self.loss, self.batch_size, self.sync_pl
 
-        def compute(inp, reals, real_c, pl_mean, scale, pl_batch_mean=None):
-            variables = module.trainable_variables
-            with tf.GradientTape(watch_accessed_variables=False) as tape, recompute_blocks(self.recompute):
+        def term_gradients(term, variables, scale):
+            # Only ever switched on here: an outer recompute_layers() (a bench formulation) stays in force.
+            with tf.GradientTape(watch_accessed_variables=False) as tape, \
+                    recompute_layers() if self.recompute else contextlib.nullcontext():
                 tape.watch(variables)
-                objective, stats = loss.phase_objective(phase, inp, reals, real_c, B, pl_mean, sync_pl=sync_pl,
-                                                        pl_batch_mean=pl_batch_mean)
+                objective, stats = term()
                 scaled = objective * scale
             grads = tape.gradient(scaled, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
+            return grads, objective, stats
+
+        def compute(inp, reals, real_c, pl_mean, scale, pl_batch_mean=None):
+            variables = module.trainable_variables
+            args = (phase, inp, reals, real_c, B, pl_mean, sync_pl, pl_batch_mean)
+            if not self.recompute:
+                return term_gradients(lambda: loss.phase_objective(*args), variables, scale)
+            terms = loss.phase_terms(*args)
+            # Saving memory: the terms (G main / path length, D on fakes / on reals / R1) one after another, each
+            # term's forward starting only when the previous term's gradients exist, so one term's activations
+            # live at a time instead of the sum of all (the graph would otherwise run independent terms at once).
+            grads, objective, stats = term_gradients(terms[0], variables, scale)
+            for term in terms[1:]:
+                with tf.control_dependencies(grads):
+                    more, part, part_stats = term_gradients(term, variables, scale)
+                grads = [a + b for a, b in zip(grads, more, strict=True)]
+                objective += part
+                merge_stats(stats, part_stats)
             return grads, objective, stats
 
         return compute
@@ -151,7 +173,7 @@ class TrainSteps:
             # pl_mean moves by the mean over the whole batch, as in one full-batch step: a first pass over the
             # rounds measures the lengths (first order only) before the penalty's gradients are taken.
             def lengths(k, total):
-                with recompute_blocks(self.recompute):
+                with recompute_layers() if self.recompute else contextlib.nullcontext():
                     return k + 1, total + tf.reduce_sum(self.loss.pl_lengths(share(k)[2]))
 
             (total,) = loop(lengths, (lengths(0, 0.0)[1],))

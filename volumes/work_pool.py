@@ -62,9 +62,12 @@ def memory_bounded_workers(workers, bytes_per_worker, available=None):
 def _init_worker(initializer, initargs):
     import signal
 
-    # Ctrl-C reaches every process of the terminal's group; the parent alone stops the pool, so workers do not
-    # each print a KeyboardInterrupt traceback.
+    # Ctrl-C reaches every process of the terminal's group, and a scheduler's SIGTERM every process of the job; the
+    # parent alone stops the pool (pending items cancelled, running ones finish), so workers neither print a
+    # traceback each nor die under the executor, whose clean-up of dead workers races with that cancelling
+    # (Python 3.11: InvalidStateError in its management thread, seen in tests/volumes/test_safety.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import SimpleITK as sitk
 

@@ -24,10 +24,10 @@ def _rows(report, section):
 
 def test_quick_report_on_cpu(tmp_path):
     # What `python -m bench.gpu_check --quick --configs=demo-tiny` prints here, with one dtype and one variant
-    # (every kernel, one training step) to keep the test short.
+    # (every kernel, one training step, with --recompute as GPU users check its memory) to keep the test short.
     out = tmp_path / "report.md"
-    p = run_script("bench/gpu_check.py", "--quick", "--configs=demo-tiny", "--variants=fp32", "--dtypes=float32",
-                   "--nokernel_xla", f"--out={out}", timeout=300)
+    p = run_script("bench/gpu_check.py", "--quick", "--configs=demo-tiny", "--variants=fp32+recompute",
+                   "--dtypes=float32", "--nokernel_xla", f"--out={out}", timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     report = out.read_text()
     assert report in p.stdout
@@ -41,7 +41,7 @@ def test_quick_report_on_cpu(tmp_path):
     paths = {(r[0], r[1]): r[2] for r in _rows(report, "## Paths chosen on this machine")}
     assert paths[("conv3d 3x3x3", "any")] == "fast_grad" and paths[("FIR (upfirdn_3d)", "bfloat16")] == "tf_ops"
     (step,) = _rows(report, "## Training steps (batch 1)")
-    assert step[:2] == ["demo-tiny", "fp32"] and step[-1] == "PASS"
+    assert step[:2] == ["demo-tiny", "fp32+recompute"] and step[-1] == "PASS"
     assert float(step[4]) == pytest.approx(float(step[3]) * 1000, rel=0.01)  # sec/kimg at batch 1
     assert re.search(r"kernels (\d+)/\1 PASS, training steps 1/1 PASS", report)
 
@@ -84,8 +84,9 @@ def test_errors_compare_against_the_reference_scale():
     want = np.array([[1.0, -4.0], [2.0, 0.5]])
     got = want + np.array([[0.0, 0.02], [-0.01, 0.0]])
     assert gpu_check._errors(got, want) == pytest.approx((0.02, 0.005))
-    assert gpu_check.parse_variant("mixed_bf16+xla") == ("mixed_bf16", True)
-    assert gpu_check.parse_variant("fp32") == ("fp32", False)
+    assert gpu_check.parse_variant("mixed_bf16+xla") == ("mixed_bf16", True, False)
+    assert gpu_check.parse_variant("fp32") == ("fp32", False, False)
+    assert gpu_check.parse_variant("mixed_fp16+xla+recompute") == ("mixed_fp16", True, True)
     with pytest.raises(ValueError, match="unknown variant"):
         gpu_check.parse_variant("fp32+tpu")
 

@@ -37,7 +37,7 @@ class GradRecorder(tf.Module):
             r.assign(g)
 
 
-def one_step_each_phase(strategy, batch, batch_gpu, lazy=True):
+def one_step_each_phase(strategy, batch, batch_gpu, lazy=True, recompute=False, graphs=None):
     """{phase: (grads, stats)} and pl_mean / w_avg after one call of every phase (tiny config, fixed seeds)."""
     from training import configs
     from training.loss import StyleGAN2Loss
@@ -59,7 +59,7 @@ def one_step_each_phase(strategy, batch, batch_gpu, lazy=True):
         g_rec, d_rec = GradRecorder(G.trainable_variables), GradRecorder(D.trainable_variables)
     state = TrainState(seed=3)
     steps = TrainSteps(strategy, G, D, g_rec, d_rec, StyleGAN2Loss(G, D, **cfg.loss_kwargs), state, batch,
-                       batch_gpu=batch_gpu)
+                       batch_gpu=batch_gpu, recompute=recompute)
     if n > 1:  # replica r holds reals r, r + n, ... (the strided share of the generated inputs)
         x = strategy.experimental_distribute_values_from_function(
             lambda ctx: tf.gather(reals, list(range(ctx.replica_id_in_sync_group, batch, n))))
@@ -71,6 +71,8 @@ def one_step_each_phase(strategy, batch, batch_gpu, lazy=True):
         stats = steps(phase, x, c)
         rec = g_rec if phase.startswith("G") else d_rec
         out[phase] = ([r.numpy().tolist() for r in rec.grads], stats)
+        if graphs is not None:  # the traced step, for tests that look at its structure
+            graphs[phase] = steps._step[phase].get_concrete_function(x, c).graph
     out["pl_mean"] = float(state.pl_mean.numpy())
     out["w_avg"] = G.mapping.w_avg.numpy().tolist()
     return out

@@ -99,9 +99,16 @@ def test_g_main_is_nonsaturating_logistic(setup):
 def test_d_main_is_logistic(setup):
     G, D, loss, inp = setup
     reals = tf.random.stateless_normal([4, *SHAPE, C], seed=[8, 9])
-    gen, real, fl, rl = loss.d_main(inp, reals, tf.zeros([4, 0]))
-    np.testing.assert_allclose(gen.numpy(), softplus(_d(D, _img(G, _fake(G, inp)))), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(real.numpy(), softplus(-_d(D, reals.numpy())), rtol=1e-4, atol=1e-4)
+    fake_logits, real_logits = _d(D, _img(G, _fake(G, inp))), _d(D, reals.numpy())
+    np.testing.assert_allclose(loss.d_fake_logits(inp).numpy(), fake_logits, rtol=1e-4, atol=1e-3)
+    obj, stats = loss.phase_objective("Dmain", inp, reals, tf.zeros([4, 0]), 4)
+    expected = np.sum(softplus(fake_logits) + softplus(-real_logits))
+    np.testing.assert_allclose(float(obj), expected / 4, rtol=1e-4)
+    # The fake and real terms each add their part of the one D loss tag.
+    np.testing.assert_allclose(float(stats["Loss/D/loss"][0]), expected, rtol=1e-4)
+    np.testing.assert_allclose(float(stats["Loss/scores/real"][0]), np.sum(real_logits), rtol=1e-4, atol=1e-4)
+    terms = loss.phase_terms("Dboth", inp, reals, tf.zeros([4, 0]), 4)
+    assert [t.__name__ for t in terms] == ["d_fake", "d_real", "r1_term", "r2_term"]  # setup has R1 and R2
 
 
 def test_r1_sums_all_non_batch_axes(setup):

@@ -1,4 +1,5 @@
-"""Recomputation of block activations (recompute_blocks): the same objectives and gradients as the plain path.
+"""Recomputation of layer activations (recompute_layers) and the sequential loss terms of TrainSteps(recompute=True):
+the same objectives and gradients as the plain path.
 
 Each phase objective (G main, path length, D main, R1) is differentiated once with respect to the weights, so the
 regularisers check second-order gradients through tf.recompute_grad; the plain path is the reference. Graph mode
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from training import configs
 from training.loss import StyleGAN2Loss, draw_generator_inputs
-from training.networks import recompute_blocks
+from training.networks import recompute_layers
 
 # float32: the recomputed forward repeats the same ops, so only the order of some sums may differ.
 PHASE_ATOL = 1e-5  # of the phase's largest gradient entry
@@ -36,7 +37,7 @@ def phase_gradients(phase, g_arch, d_arch, recompute):
 
     @tf.function
     def step():
-        with tf.GradientTape() as tape, recompute_blocks(recompute):
+        with tf.GradientTape() as tape, recompute_layers(recompute):
             objective, _ = loss.phase_objective(phase, inp, reals, tf.zeros([4, 0]), 4, tf.constant(0.5))
         return objective, tape.gradient(objective, module.trainable_variables)
 
@@ -51,7 +52,7 @@ def phase_gradients(phase, g_arch, d_arch, recompute):
 def test_recompute_gives_the_plain_gradients(phase, g_arch, d_arch):
     plain_obj, plain, plain_custom = phase_gradients(phase, g_arch, d_arch, recompute=False)
     re_obj, re, re_custom = phase_gradients(phase, g_arch, d_arch, recompute=True)
-    assert re_custom >= plain_custom + 2  # the blocks did run recomputed (else the comparison proves nothing)
+    assert re_custom >= plain_custom + 2  # the layers did run recomputed (else the comparison proves nothing)
     assert re_obj == pytest.approx(plain_obj, rel=1e-5)
     scale = max(np.abs(g).max() for g in plain)
     assert sum(np.abs(g).max() > 0 for g in plain) > len(plain) // 2  # most weights take part
@@ -62,8 +63,59 @@ def test_recompute_gives_the_plain_gradients(phase, g_arch, d_arch):
 def test_recompute_is_off_outside_the_block():
     from training import networks
 
-    with recompute_blocks():
-        with recompute_blocks(False):
+    with recompute_layers():
+        with recompute_layers(False):
             assert not networks._recompute_options.enabled
         assert networks._recompute_options.enabled
     assert not networks._recompute_options.enabled
+
+
+def test_recompute_step_takes_the_terms_one_after_another():
+    """TrainSteps(recompute=True): the same step, its loss terms' gradients taken in sequence.
+
+    Gboth (G main + path length) and Dboth (D on fakes, on reals, R1) are the phases with several terms; each
+    term after the first reads the weights only once the previous term's gradients exist (control inputs). The
+    reference is the plain step on the whole batch.
+    """
+    from tests.training.test_accumulation import one_step_each_phase
+
+    strategy = tf.distribute.get_strategy()
+    plain_graphs, seq_graphs = {}, {}
+    plain = one_step_each_phase(strategy, 4, None, lazy=False, graphs=plain_graphs)
+    # Accumulated over two rounds as well (batch_gpu=2): the terms run in sequence inside each round.
+    seq = one_step_each_phase(strategy, 4, 2, lazy=False, recompute=True, graphs=seq_graphs)
+    assert seq["rounds"] == 2
+    for phase in ("Gboth", "Dboth"):
+        (g_plain, s_plain), (g_seq, s_seq) = plain[phase], seq[phase]
+        scale = max(np.abs(np.asarray(g)).max() for g in g_plain)
+        for i, (a, b) in enumerate(zip(g_plain, g_seq, strict=True)):
+            np.testing.assert_allclose(b, a, rtol=1e-3, atol=PHASE_ATOL * scale, err_msg=f"{phase} gradient {i}")
+        assert s_seq == pytest.approx(s_plain, rel=1e-5)
+
+        def waiting_reads(graph):
+            return sum(bool(op.control_inputs) for op in graph.get_operations() if op.type == "ReadVariableOp")
+
+        assert waiting_reads(plain_graphs[phase]) == 0
+        assert waiting_reads(seq_graphs[phase]) > 0
+    assert seq["pl_mean"] == pytest.approx(plain["pl_mean"], rel=1e-5)
+
+
+def test_recomputed_layers_draw_random_noise_once():
+    """noise_mode='random' under recompute_layers: each layer's noise is drawn once, before the layer, so the
+    backward pass's recomputation sees the same noise (drawn inside it, it would be a second, different draw)."""
+    cfg = configs.get_config("demo-tiny")
+    tf.random.set_seed(0)
+    G, _ = configs.build_networks(cfg)
+    ws = tf.random.stateless_normal([2, G.num_ws, G.w_dim], seed=[3, 4])
+
+    @tf.function
+    def grads():
+        with tf.GradientTape() as tape, recompute_layers():
+            tape.watch(ws)
+            loss = tf.reduce_sum(tf.square(G.synthesis(ws, noise_mode="random")))
+        return tape.gradient(loss, ws)
+
+    graph = grads.get_concrete_function().graph
+    assert grads() is not None
+    draws = [op for op in graph.get_operations() if op.type == "RandomStandardNormal"]
+    assert len(draws) == len(G.synthesis.noise_shapes) > 0

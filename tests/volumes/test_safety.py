@@ -374,23 +374,32 @@ def test_sigterm_during_create_stops_cleanly(tmp_path, to_group):
     scan = _scan(tmp_path / "scans" / "a.nii.gz")
     # Many copies of one scan: enough work that the signal surely arrives mid-run.
     (tmp_path / "list.txt").write_text(f"{scan}\n" * 3000)
-    env = _env()
+    env = _env(PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen(
         [sys.executable, os.path.join(REPO, "dataset_tool.py"), "create", f"--source={tmp_path / 'list.txt'}",
          f"--dest={tmp_path / 'ds'}", "--spacing=4", "--shape=20x24x28", "--workers=2", "--noprogress"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 120
-        while not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-ds-")]:
+
+        def records_written():  # the workers are up (past their start-up) and records reach the file
+            return any(f.stat().st_size > 0 for f in tmp_path.glob(".tmp-ds-*/*.tfrecord*"))
+
+        while not records_written():
             assert proc.poll() is None and time.time() < deadline, proc.communicate()
             time.sleep(0.05)
-        time.sleep(3)  # the workers are up and records are being written
+        time.sleep(0.5)
         assert proc.poll() is None, "create finished before the signal; give it more work"
         if to_group:
             os.killpg(proc.pid, signal.SIGTERM)
         else:
             proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # a hang: SIGABRT makes the child's faulthandler print every thread
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=60)
+            pytest.fail("no exit 120 s after SIGTERM; the stacks at SIGABRT:\n" + err[-8000:])
     finally:
         if proc.poll() is None:
             proc.kill()
