@@ -8,8 +8,11 @@ thread, since the processes already use every core.
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import sys
 import time
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def default_workers():
@@ -60,14 +63,14 @@ def memory_bounded_workers(workers, bytes_per_worker, available=None):
 
 
 def _init_worker(initializer, initargs):
-    import signal
-
     # Ctrl-C reaches every process of the terminal's group, and a scheduler's SIGTERM every process of the job; the
     # parent alone stops the pool (pending items cancelled, running ones finish), so workers neither print a
     # traceback each nor die under the executor, whose clean-up of dead workers races with that cancelling
     # (Python 3.11: InvalidStateError in its management thread, seen in tests/volumes/test_safety.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since imap_ordered started this worker
     try:
         import SimpleITK as sitk
 
@@ -90,8 +93,18 @@ def imap_ordered(fn, items, workers=None, initializer=None, initargs=(), chunksi
         return
     executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                       initializer=_init_worker, initargs=(initializer, initargs))
+    # The workers start (inside map) with SIGINT and SIGTERM blocked, inherited from this thread, until
+    # _init_worker ignores them: a signal to the whole group during their start-up (importing takes seconds)
+    # cannot kill them either. CPython starts its resource tracker the same way.
+    blocked = hasattr(signal, "pthread_sigmask")
     try:
-        yield from executor.map(fn, items, chunksize=chunksize)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if blocked else None
+        try:
+            results = executor.map(fn, items, chunksize=chunksize)
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        yield from results
     finally:
         # Pending items are cancelled, running ones finish. Not multiprocessing.Pool: a SIGTERM sent to the whole
         # process group (a scheduler's) can kill a worker while it holds the task queue's lock, and
