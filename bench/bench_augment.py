@@ -22,6 +22,7 @@ rounds of (variant - base) / variant.
 import os
 import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,26 +66,15 @@ def _pipeline_alone(cfg, spacing, spec, p, repeats, variant=None):
 
     with variant() if variant else contextlib.nullcontext():  # the variant is baked in when traced (warm-up)
         wall = common.time_fn(lambda: three_passes().numpy(), warmup=1, repeats=repeats)
-    return wall, _cpu_seconds(lambda: three_passes().numpy(), repeats)
-
-
-def _cpu_seconds(fn, repeats):
-    """Median process CPU seconds of fn(): the work done, which other processes' load disturbs less than wall time
-    (on a machine loaded several times over its cores, wall-time differences of two steps are mostly noise)."""
-    import time
-
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
+    # CPU seconds as well: on a machine loaded several times over its cores, wall-time differences are mostly noise.
+    return wall, common.time_fn(lambda: three_passes().numpy(), warmup=0, repeats=repeats, clock=time.process_time)
 
 
 def _step_cpu_seconds(h, repeats):
     """Median process CPU seconds of one training step of harness h (each phase weighted like the step)."""
     return statistics.median(
-        [sum(_cpu_seconds(lambda p=p: h.run(p), 1) * h.weight(p) for p in h.phases) for _ in range(max(1, repeats))])
+        [sum(common.time_fn(lambda p=p: h.run(p), warmup=0, repeats=1, clock=time.process_time) * h.weight(p)
+             for p in h.phases) for _ in range(max(1, repeats))])
 
 
 def main(argv):

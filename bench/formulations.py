@@ -358,7 +358,7 @@ def augment_variant(name):
 # ----------------------------------------------------------------------------------------------
 # Recomputation whose gradient is recomputed too (issue 21): the second-order passes (path length, R1) would hold
 # one layer's recomputation at a time instead of every layer's. It lost: the 2 mm path-length phase held as much
-# as with training.networks' plain per-layer recomputation (5.52 vs 5.50 GiB) and took longer (bench/RESULTS.md).
+# as with training.networks' plain per-layer recomputation and took longer (figures in bench/RESULTS.md).
 
 
 def _zeros_for(t):

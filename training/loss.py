@@ -161,7 +161,7 @@ class StyleGAN2Loss:
                                                             "Loss/scores/fake_G": (tf.reduce_sum(logits), global_batch)}
             terms.append(g_main)
         if phase in ("Greg", "Gboth") and self.pl_weight > 0:
-            gain = self.G_reg_interval if phase == "Greg" else 1
+            g_gain = self.G_reg_interval if phase == "Greg" else 1
 
             def path_length():
                 pl_inp = {k: self._head(v, self.pl_batch_shrink) for k, v in inp.items()}
@@ -178,7 +178,7 @@ class StyleGAN2Loss:
                 batch_mean = tf.stop_gradient(total / count if pl_batch_mean is None else pl_batch_mean)
                 pl_mean_new = pl_mean + (batch_mean - pl_mean) * self.pl_decay
                 penalty = tf.square(lengths - pl_mean_new)
-                return tf.reduce_sum(penalty) * (self.pl_weight * gain) / pl_global, {
+                return tf.reduce_sum(penalty) * (self.pl_weight * g_gain) / pl_global, {
                     "Loss/pl_penalty": (tf.reduce_sum(penalty), pl_global),
                     "Loss/G/reg": (tf.reduce_sum(penalty) * self.pl_weight, pl_global),
                     "pl_mean_new": pl_mean_new}
@@ -200,11 +200,11 @@ class StyleGAN2Loss:
                 return loss / global_batch, stats
             terms += [d_fake, d_real]
         if phase in ("Dreg", "Dboth"):
-            gain = self.D_reg_interval if phase == "Dreg" else 1
+            d_gain = self.D_reg_interval if phase == "Dreg" else 1
             if self.r1_gamma > 0:
                 def r1_term():
                     r1, _ = self.grad_penalty(reals, real_c, inp.get("aug_real"))
-                    return tf.reduce_sum(r1) * (self.r1_gamma / 2 * gain) / global_batch, {
+                    return tf.reduce_sum(r1) * (self.r1_gamma / 2 * d_gain) / global_batch, {
                         "Loss/r1_penalty": (tf.reduce_sum(r1), global_batch),
                         "Loss/D/reg": (tf.reduce_sum(r1) * self.r1_gamma / 2, global_batch)}
                 terms.append(r1_term)
@@ -212,7 +212,7 @@ class StyleGAN2Loss:
                 def r2_term():
                     fake, _ = self.run_G(inp)
                     r2, _ = self.grad_penalty(tf.stop_gradient(fake), inp["c"], inp.get("aug_fake"))
-                    return tf.reduce_sum(r2) * (self.r2_gamma / 2 * gain) / global_batch, {
+                    return tf.reduce_sum(r2) * (self.r2_gamma / 2 * d_gain) / global_batch, {
                         "Loss/r2_penalty": (tf.reduce_sum(r2), global_batch)}
                 terms.append(r2_term)
         return terms

@@ -66,8 +66,8 @@ OPTIONS = (
     Option("precision", str, "fp32", "Compute precision of the conv layers (fp16 with dynamic loss scaling).",
            choices=tuple(PRECISIONS)),
     Option("xla", bool, False, "Compile the train steps with XLA (jit_compile)."),
-    Option("recompute", bool, False, "Save memory: recompute each synthesis/discriminator block's activations in "
-           "the backward pass instead of keeping them, and take the loss terms' gradients one after another (G main "
+    Option("recompute", bool, False, "Save memory: recompute each conv layer's activations (G and D) in the "
+           "backward pass instead of keeping them, and take the loss terms' gradients one after another (G main "
            "then path length; D on fakes, on reals, then R1) instead of at once. Same gradients; costs time."),
     Option("strategy", str, "auto", "tf.distribute strategy; auto = multi_worker with TF_CONFIG, mirrored with >1 "
            "GPU, else one device.", choices=STRATEGIES),
