@@ -4,7 +4,9 @@ nilearn ships the (brain-masked) MNI152 T1 template inside its wheel, so nothing
 volume is the template warped by a random smooth diffeomorphism (a Gaussian-smoothed random velocity
 field integrated by scaling and squaring, composed with a small random global scaling), multiplied by
 a smooth bias field, gamma-adjusted (contrast), given Rician noise inside the brain, then normalised
-exactly like real scans. Everything follows from the seed. The manifest says "synthetic": true.
+exactly like real scans. Each subject also has an age and a group that drive a stated atrophy (ventricle
+enlargement, sulcal widening: volumes/demo_cohort.py); the manifest lists them and each volume's true ventricle
+volume under files[].covariates. Everything follows from the seed. The manifest says "synthetic": true.
 """
 
 import contextlib
@@ -15,7 +17,7 @@ import numpy as np
 
 from dnnlib.easydict import EasyDict
 from dnnlib.fileutil import atomic_output_dir, check_output_dir, share_permissions
-from volumes import preprocess, records, work_pool
+from volumes import demo_cohort, preprocess, records, work_pool
 from volumes.manifest import load_manifest, make_manifest, write_manifest
 
 # res name -> output shape, spacing (mm), default count.
@@ -44,6 +46,16 @@ _INSTALL_HINT = (
 )
 
 
+def template_dir():
+    """The installed nilearn package folder (its datasets/data holds the MNI152 template and tissue maps)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(_INSTALL_HINT)
+    return list(spec.submodule_search_locations)[0]
+
+
 def load_template():
     """(volume float32 [i,j,k] in [0,1], RAS affine) of nilearn's 1 mm skull-stripped MNI152 T1 template.
 
@@ -51,14 +63,9 @@ def load_template():
     pandas, and its own loader returns the same array. FileNotFoundError (the template is missing) says what
     to install.
     """
-    import importlib.util
-
     import nibabel as nib
 
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(_INSTALL_HINT)
-    path = os.path.join(list(spec.submodule_search_locations)[0], _MNI_FILE)
+    path = os.path.join(template_dir(), _MNI_FILE)
     if os.path.isfile(path):
         img = nib.load(path)
     else:  # a nilearn release that moved the file: ask its API
@@ -117,8 +124,13 @@ def random_velocity_exp(rng, coarse, c_spacing, var):
     return u * c_spacing[:, None, None, None]
 
 
-def synth_volume(seed, template, t_affine, out_affine, shape, var):
-    """One synthetic volume in [0, 1] on the output grid (out_affine, shape) and a record of its parameters."""
+def synth_volume(seed, template, t_affine, out_affine, shape, var, cohort=None):
+    """One synthetic volume in [0, 1] on the output grid (out_affine, shape) and a record of its parameters.
+
+    cohort: the template's atrophy fields (demo_cohort.atrophy_fields, antialiased like the template) or None.
+    With them the subject gets its covariates (demo_cohort.draw_covariates), its atrophy, and params["covariates"]
+    holds age, group and the true ventricle volume; params["ventricle_mask"] (not JSON) is that mask on the grid.
+    """
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
@@ -133,11 +145,24 @@ def synth_volume(seed, template, t_affine, out_affine, shape, var):
     disp = random_velocity_exp(rng, coarse, c_spacing, var)
     log_bias = _smooth_noise(rng, coarse, var.bias_smooth_mm / c_spacing, var.bias)
     fine = _upsample(np.concatenate([disp, log_bias[None]]), shape).reshape(4, -1)
-    # Pull-back: the output voxel at x shows the template at centre + (x + u(x) - centre) / scale.
+    # Pull-back: the output voxel at x shows the template at centre + (x + u(x) - centre) / scale, after atrophy.
     src_world = centre[:, None] + (world + fine[:3] - centre[:, None]) / scale
-    inv = np.linalg.inv(t_affine)
-    src_vox = inv[:3, :3] @ src_world + inv[:3, 3:4]
-    vol = ndimage.map_coordinates(template, src_vox, order=1, mode="constant", cval=0.0).reshape(shape)
+    params = {"seed": int(seed), "global_scale": scale}
+    if cohort is None:
+        src_vox = demo_cohort.template_points(src_world, t_affine, None, 0.0)
+        vol = ndimage.map_coordinates(template, src_vox, order=1, mode="constant", cval=0.0).reshape(shape)
+    else:
+        age, group = demo_cohort.draw_covariates(seed)
+        a = demo_cohort.atrophy_fraction(age, group)
+        src_vox = demo_cohort.template_points(src_world, t_affine, cohort.direction, a)
+
+        def sample(field):
+            return ndimage.map_coordinates(field, src_vox, order=1, mode="constant", cval=0.0).reshape(shape)
+
+        vol = np.clip(sample(template) + demo_cohort.SULCAL_BLEND * a * sample(cohort.difference), 0, None)
+        vent = np.clip(sample(cohort.ventricle), 0, 1)
+        vent_ml = float(vent.sum() * np.prod(spacing) / 1000.0)
+        params["covariates"] = {"age": round(age, 3), "group": group, "ventricle_volume_ml": round(vent_ml, 4)}
     brain = vol > 0.02
     bias = np.exp(fine[3]).reshape(shape)
     gamma = float(np.exp(rng.uniform(np.log(var.gamma[0]), np.log(var.gamma[1]))))
@@ -147,20 +172,35 @@ def synth_volume(seed, template, t_affine, out_affine, shape, var):
     v = np.sqrt((v + n1) ** 2 + n2**2)  # Rician: magnitude of a complex signal with Gaussian noise
     v = np.where(brain, v, 0.0).astype(np.float32)  # skull-stripped like the template: air stays 0
     out, intensity = preprocess.normalize_intensity(v, brain)
-    params = {"seed": int(seed), "global_scale": scale, "gamma": gamma, "noise_sigma": sigma, "intensity": intensity}
+    params.update(gamma=gamma, noise_sigma=sigma, intensity=intensity)
+    if cohort is not None:
+        params["ventricle_mask"] = vent.astype(np.float32)
     return out, params
+
+
+def cohort_fields(template, t_affine, spacing):
+    """The template's atrophy fields (demo_cohort.atrophy_fields), antialiased for output voxels of `spacing` mm
+    like the template itself; direction is smooth already."""
+    ventricle, direction, difference = demo_cohort.atrophy_fields(template, t_affine, template_dir())
+    return EasyDict(
+        ventricle=preprocess.antialias(ventricle, t_affine, spacing)[0],
+        direction=direction,
+        difference=preprocess.antialias(difference, t_affine, spacing)[0],
+    )
 
 
 # Worker state (set once per process by _init).
 _W = EasyDict()
 
 
-def _init(template, t_affine, out_affine, shape, var, storage_dtype):
-    _W.update(template=template, t_affine=t_affine, out_affine=out_affine, shape=shape, var=var, dtype=storage_dtype)
+def _init(template, t_affine, out_affine, shape, var, storage_dtype, cohort):
+    _W.update(template=template, t_affine=t_affine, out_affine=out_affine, shape=shape, var=var, dtype=storage_dtype,
+              cohort=cohort)
 
 
 def _work(seed):
-    vol, params = synth_volume(seed, _W.template, _W.t_affine, _W.out_affine, _W.shape, _W.var)
+    vol, params = synth_volume(seed, _W.template, _W.t_affine, _W.out_affine, _W.shape, _W.var, _W.cohort)
+    params.pop("ventricle_mask", None)
     return records.encode_volume(vol, _W.dtype), params
 
 
@@ -186,6 +226,7 @@ def build_demo_dataset(
     t0 = time.time()
     template, t_affine = load_template()
     out_affine = demo_grid(template, t_affine, cfg.shape, cfg.spacing)
+    cohort = cohort_fields(template, t_affine, [cfg.spacing] * 3)
     if cfg.spacing > np.min(np.linalg.norm(t_affine[:3, :3], axis=0)) + 1e-6:
         template, _ = preprocess.antialias(template, t_affine, [cfg.spacing] * 3)  # once, before the warps
     var = EasyDict(DEFAULT_VARIATION)
@@ -194,7 +235,7 @@ def build_demo_dataset(
         writer = stack.enter_context(records.ShardedWriter(tmp, records.choose_num_shards(n, cfg.shape, storage_dtype)))
         progress = work_pool.Progress(n, label=f"demo-{res} ", enabled=verbose)
         files = []
-        init_args = (template, t_affine, out_affine, tuple(cfg.shape), var, storage_dtype)
+        init_args = (template, t_affine, out_affine, tuple(cfg.shape), var, storage_dtype, cohort)
         results = stack.enter_context(
             contextlib.closing(work_pool.imap_ordered(_work, seeds, workers, _init, init_args))
         )
@@ -208,6 +249,7 @@ def build_demo_dataset(
                     "stored_sha256": records.sha256_bytes(raw),
                     "index": index,
                     "shard": shard,
+                    "covariates": params["covariates"],
                     "transform": {"synthetic": params},
                 }
             )
@@ -226,9 +268,11 @@ def build_demo_dataset(
             synthetic=True,
             description=(
                 f"SYNTHETIC demo data: {n} random smooth diffeomorphic warps of the MNI152 T1 template "
-                "(nilearn, 1 mm) with bias fields, gamma contrast and Rician noise. "
+                "(nilearn, 1 mm) with an age- and group-driven atrophy, bias fields, gamma contrast and Rician noise. "
                 "Not real subjects; for smoke tests and demos only."
             ),
+            covariates=demo_cohort.COVARIATES,
+            covariate_rule=demo_cohort.RULE,
             generator={
                 "seed": int(seed),
                 "res": res,
