@@ -25,6 +25,28 @@ def summary_lines(m):
         f"skipped      {len(m.get('skipped') or [])}",
     ]
     lines += [f"  - {s['reason']}" for s in (m.get("skipped") or [])]
+    lines += covariate_lines(m)
+    return lines
+
+
+def covariate_lines(m):
+    """One line per covariate listed in the manifest (files[].covariates): range and mean, or counts per value."""
+    schema = m.get("covariates") or {}
+    if not schema:
+        return []
+    lines = ["covariates   " + (m.get("covariate_rule") or "")]
+    files = m.get("files") or []
+    for name, spec in schema.items():
+        values = [f["covariates"][name] for f in files if name in (f.get("covariates") or {})]
+        if not values:
+            lines.append(f"  {name}: no values")
+        elif spec.get("kind") == "categorical":
+            counts = {v: values.count(v) for v in sorted(set(values))}
+            lines.append(f"  {name}: " + ", ".join(f"{k}: {n}" for k, n in counts.items()))
+        else:
+            v = np.asarray(values, dtype=np.float64)
+            unit = f" {spec['unit']}" if spec.get("unit") else ""
+            lines.append(f"  {name}: {v.min():.4g} to {v.max():.4g}{unit}, mean {v.mean():.4g} ({len(v)} volumes)")
     return lines
 
 

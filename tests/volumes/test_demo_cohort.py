@@ -111,6 +111,11 @@ def test_dataset_manifest_lists_covariates_and_split_keeps_them(tmp_path):
         age, group = demo_cohort.draw_covariates(seed)
         assert f["covariates"]["age"] == pytest.approx(age, abs=1e-3) and f["covariates"]["group"] == group
         assert 5.0 < f["covariates"]["ventricle_volume_ml"] < 80.0
+    from volumes.dataset_ops import summary_lines
+
+    text = "\n".join(summary_lines(m))
+    ages = [f["covariates"]["age"] for f in m["files"]]
+    assert f"age: {min(ages):.4g} to {max(ages):.4g} years" in text and "group: " in text
     split_dataset(str(tmp_path / "d"), str(tmp_path / "s"), 0.5, 0, False)
     parts = [load_manifest(str(tmp_path / "s" / p)) for p in ("train", "test")]
     kept = sorted(f["covariates"]["age"] for p in parts for f in p["files"])
