@@ -33,6 +33,9 @@ flags.DEFINE_integer("num", 20, "curve: fakes and reals per evaluation.")
 flags.DEFINE_string("indices", "0-9", "project: held-out volumes to project.")
 flags.DEFINE_integer("num_steps", 300, "project: optimisation steps.")
 flags.DEFINE_string("out", None, "Output prefix (curve) or folder (project).")
+flags.DEFINE_list("metrics", ["mmd"], "curve: metrics of each snapshot against the held-out volumes (e.g. mmd,kid).")
+flags.DEFINE_string("feature_weights", None, "curve: standard FID Inception weights for kid/fid_slices (a local file).")
+flags.DEFINE_integer("every", 1, "curve: evaluate every this many snapshots (and always the last).")
 
 
 def curve():
@@ -40,15 +43,20 @@ def curve():
     from metrics import metric_main
 
     snaps = sorted(glob.glob(os.path.join(FLAGS.run, "snapshots", "*", "generator")))
+    snaps = [s for i, s in enumerate(snaps) if i % FLAGS.every == 0 or i == len(snaps) - 1]
     rows = []
     for snap in snaps:
         kimg = common.snapshot_kimg(snap)
-        r = metric_main.calc_metric("mmd", G=snap, dataset_dir=FLAGS.heldout, num=FLAGS.num, batch=4)
-        rows.append(dict(kimg=kimg, **{k: float(v) for k, v in r.results.items()}))
-        print(f"kimg {kimg:8.3f}  " + "  ".join(f"{k} {v:.5g}" for k, v in r.results.items()), flush=True)
+        row = dict(kimg=kimg)
+        for name in FLAGS.metrics:
+            r = metric_main.calc_metric(name, G=snap, dataset_dir=FLAGS.heldout, num=FLAGS.num, batch=4,
+                                        feature_weights=FLAGS.feature_weights)
+            row.update({k: float(v) for k, v in r.results.items()})
+        rows.append(row)
+        print(f"kimg {kimg:8.3f}  " + "  ".join(f"{k} {v:.5g}" for k, v in row.items() if k != "kimg"), flush=True)
     keys = [k for k in rows[0] if k != "kimg"]
     plot = line_plot(FLAGS.out + ".png", [r["kimg"] for r in rows], {k: [r[k] for r in rows] for k in keys},
-                     xlabel="training progress (kimg)", ylabel="MMD^2 vs held-out volumes", log_y=True,
+                     xlabel="training progress (kimg)", ylabel="metric vs held-out volumes", log_y=True,
                      title="shipped demo generator: fakes vs held-out demo volumes", csv_path=FLAGS.out + ".csv")
     print(f"curve: {plot.csv}" + (f", {plot.png}" if plot.png else f" ({plot.note})"))
 
