@@ -24,6 +24,7 @@ from dnnlib.ops.upfirdn_3d import (
     upsample_3d,
     upsample_conv_3d,
 )
+from training.configs import LEGACY_SYNTHESIS_KWARGS
 
 # The layer activations. All are positively homogeneous, act(c * z) = c * act(z) for c > 0, so a layer's
 # output gain is folded into its (tiny) weights, bias and noise strength instead of costing a pass over the
@@ -32,9 +33,6 @@ _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 NOISE_MODES = ("random", "const", "none")
 _SQRT_HALF = math.sqrt(0.5)
-# Keys that synthesis_kwargs of older runs (training_options.json, generator.json) may hold and that no longer
-# select anything: fused_modconv (the grouped conv is a bench variant now, bench/formulations.py).
-_LEGACY_SYNTHESIS_KWARGS = ("fused_modconv",)
 
 # All control flow here is Python on static values: autograph conversion would only cost trace time,
 # so callers' tf.functions run this code as plain Python.
@@ -556,7 +554,7 @@ class Generator(tf.Module):
         mapping_kwargs = {k: v for k, v in dict(mapping_kwargs or {}).items()
                           if k not in ("z_dim", "c_dim", "w_dim", "num_ws")}
         synthesis_kwargs = {k: v for k, v in dict(synthesis_kwargs or {}).items()
-                            if k not in ("w_dim", "img_channels", *_LEGACY_SYNTHESIS_KWARGS)}
+                            if k not in ("w_dim", "img_channels", *LEGACY_SYNTHESIS_KWARGS)}
         self.synthesis = SynthesisNetwork(w_dim=self.w_dim, img_channels=self.img_channels, name="synthesis",
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws

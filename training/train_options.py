@@ -265,12 +265,15 @@ def check_resume_compatible(now, before, prefix):
 
 
 def _arch(kwargs):
-    """Architecture-defining kwargs, flattened; compute dtype is allowed to change on resume."""
+    """Architecture-defining kwargs, flattened; compute dtype is allowed to change on resume, and keys that no
+    longer select anything (configs.LEGACY_SYNTHESIS_KWARGS) are left out."""
+    from training.configs import LEGACY_SYNTHESIS_KWARGS
+
     out = {}
     for k, v in dict(kwargs).items():
         if isinstance(v, dict):
             for k2, v2 in _arch(v).items():
                 out[f"{k}.{k2}"] = v2
-        elif not k.endswith("compute_dtype"):
+        elif not k.endswith("compute_dtype") and k not in LEGACY_SYNTHESIS_KWARGS:
             out[k] = v
     return out

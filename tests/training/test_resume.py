@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from dnnlib import EasyDict
-from tests.utils import make_tiny_dataset, tiny_options
+from tests.utils import REPO, make_tiny_dataset, tiny_options
 
 # demo-tiny, batch 2: 4 steps in all, a tick (and checkpoint) every 2 steps. Deterministic data order.
 ARGS = dict(kimg_per_tick=0.004, snap=1, samples=1, data_shuffle=False)
@@ -177,3 +177,23 @@ def test_resume_of_missing_run_is_refused(tmp_path):
     os.makedirs(tmp_path / "run" / "checkpoints")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         resolve_resume(str(tmp_path / "run"))
+
+
+def test_the_shipped_demo_run_can_be_resumed_by_todays_networks():
+    # The shipped run (pretrained/demo/run) was trained by an older commit: its recorded kwargs hold keys that no
+    # longer select anything. Resuming it must pass the architecture check against the demo config as built now.
+    from training.configs import build_networks
+    from training.train_options import check_resume_compatible
+    from training.training_loop import resumed_architecture
+
+    run = os.path.join(REPO, "pretrained", "demo", "run")
+    before = resumed_architecture(run)
+    assert "fused_modconv" in before["G_kwargs"]["synthesis_kwargs"]  # what made the check fail
+    G, D = build_networks("demo")
+    now = dict(G_kwargs=json.loads(json.dumps(G.get_config())), D_kwargs=json.loads(json.dumps(D.get_config())),
+               img_shape=[40, 48, 56], c_dim=0)
+    check_resume_compatible(now, before, run)
+    other = json.loads(json.dumps(now))
+    other["G_kwargs"]["synthesis_kwargs"]["fmap_max"] = 32
+    with pytest.raises(ValueError, match="fmap_max"):
+        check_resume_compatible(other, before, run)
