@@ -13,7 +13,9 @@ training volume and the distance, in one space per metric:
 How close a new subject comes to the training set (held-out -> training) is the reference a sample is judged
 against. Statistics: C_T of Meehan et al. 2020 (metrics/data_copying.py; cells by k-means on the training
 vectors), the authentic fraction of Alaa et al. 2022 for the samples and, as a reference, for the held-out volumes,
-and the fraction of samples closer than the 5th percentile of held-out distances (metrics/authenticity.py).
+and the fraction of samples closer than the 5th percentile of held-out distances (metrics/authenticity.py). A
+control: the distance from the average training volume to its nearest training volume (`_nn_training_mean`), which
+a blurred, mean-like sample approaches without copying anyone.
 
 Generated volumes stream in batches: per sample only its distance, nearest index and cell are kept (and the k
 closest pairs' mid-slices), so memory is the training and held-out vectors plus one batch, whatever N.
@@ -87,18 +89,19 @@ def mid_slices(batch):
 
 
 def read_split(opts, src, what, grid, distance, embed):
-    """(prepared vectors [n, d], mid-slices per volume) of every volume of a split; ValueError naming the split
-    when it is empty or its volumes are not on `grid` (the generated volumes' [D, H, W, C])."""
-    vectors, slices = [], []
+    """(prepared vectors [n, d], mid-slices per volume, mean volume [1, D, H, W, C]) of every volume of a split;
+    ValueError naming the split when it is empty or its volumes are not on `grid` (the generated volumes')."""
+    vectors, slices, total = [], [], np.zeros(grid, np.float64)
     for batch in metric_utils.iterate_reals(EasyDict(opts, reals=src), num=ALL):
         if tuple(batch.shape[1:]) != tuple(grid):
             raise ValueError(f"{_label(src, what)}: {what} volumes are {list(batch.shape[1:])} (D, H, W, C) but the "
                              f"network makes {list(grid)}; the audit needs {what} data on the network's grid")
         vectors.append(prepare(embed(batch), distance))
         slices += mid_slices(batch)
+        total += batch.sum(axis=0)
     if not vectors:
         raise ValueError(f"{_label(src, what)}: the {what} split holds no volumes")
-    return np.concatenate(vectors), slices
+    return np.concatenate(vectors), slices, (total / len(slices))[None].astype(np.float32)
 
 
 class ClosestPairs:
@@ -128,8 +131,8 @@ def audit(opts, space, name):
     fakes = metric_utils.iterate_fakes(opts)
     first = next(fakes)  # the network's grid, before reading any split
     grid = first.shape[1:]
-    train, train_slices = read_split(opts, opts.reals, "training", grid, distance, embed)
-    held, _ = read_split(opts, heldout, "held-out", grid, distance, embed)
+    train, train_slices, train_mean = read_split(opts, opts.reals, "training", grid, distance, embed)
+    held, _, _ = read_split(opts, heldout, "held-out", grid, distance, embed)
     if len(train) < 2:
         raise ValueError(f"{_label(opts.reals, 'training')}: authenticity needs at least 2 training volumes, got "
                          f"{len(train)}")
@@ -140,6 +143,9 @@ def audit(opts, space, name):
 
     nn = NearestNeighbours(train, distance)
     held_d, held_idx = nn.query(held)
+    # The average training volume copies no one, yet lies close to many: the distance a sample reaches by
+    # averaging alone, beside which a small sample distance is read.
+    mean_d = float(nn.query(prepare(embed(train_mean), distance))[0][0])
     within_d, _ = nn.within()
     centroids = data_copying.kmeans(train, cells, seed=opts.seed)
     held_cells = data_copying.assign_cells(held, centroids)
@@ -171,6 +177,7 @@ def audit(opts, space, name):
         f"{name}_nn_median_heldout": float(np.median(held_d)),
         f"{name}_nn_min_samples": float(np.min(sample_d)),
         f"{name}_nn_min_heldout": float(np.min(held_d)),
+        f"{name}_nn_training_mean": mean_d,
     }
     opts.info.update({
         "space": {"voxels": "voxels ([-1, 1], the dataset's normalisation)", "slices": "slice FID features (middle "

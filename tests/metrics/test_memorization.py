@@ -136,7 +136,8 @@ def audit(samples, tmp_path=None, num=60, cells=2):
 
 
 def test_copies_are_flagged(tmp_path):
-    result = audit(noisy_shifted_copies(TRAIN, 60), tmp_path)
+    copies = noisy_shifted_copies(TRAIN, 60)
+    result = audit(copies, tmp_path)
     r = result.results
     # Every copy closer to the training set than every held-out volume: each cell's z at its minimum,
     # -(mn/2) / sqrt(mn(m+n+1)/12) = -sqrt(3mn/(m+n+1)).
@@ -151,6 +152,13 @@ def test_copies_are_flagged(tmp_path):
     for name in ("report.txt", "distances.png", "closest_pairs.png", "samples.csv", "heldout.csv", "summary.json"):
         assert (report / name).is_file(), name
     assert "C_T over 2 k-means cells" in (report / "report.txt").read_text()
+    # The streamed nearest neighbours (batches of 10) equal a brute force over all pairs.
+    d_full = cdist(copies.reshape(60, -1), TRAIN.reshape(40, -1), metric="correlation")
+    rows = np.loadtxt(report / "samples.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(rows[:, 1], d_full.argmin(1))
+    np.testing.assert_allclose(rows[:, 2], d_full.min(1), rtol=1e-4, atol=1e-6)
+    d_mean = cdist(TRAIN.mean(0).reshape(1, -1), TRAIN.reshape(40, -1), metric="correlation").min()
+    assert r["memorization_nn_training_mean"] == pytest.approx(d_mean, rel=1e-4)
 
 
 def test_new_subjects_are_not_flagged():
