@@ -9,7 +9,9 @@ checkpoint prefix or a SavedModel. Slice metrics (fid_slices, kid, pr_slices) us
 TorchScript .pt), else from the cache ($STYLEGAN3D_CACHE, ~/.cache/stylegan3d) after one sha256-pinned download.
 --feature_weights=keras:<file> uses Keras' InceptionV3 instead (numbers not comparable with published FIDs). Every
 result records the network and weights sha256 that produced it. 3D metrics need a 3D network (--feature_network,
---feature_layer).
+--feature_layer). The memorisation audit (memorization, memorization_slices, memorization_3d) compares the fakes
+with every volume of --data (the training set) and with --heldout (a held-out split); --report_dir adds its
+pictures.
 """
 
 import os

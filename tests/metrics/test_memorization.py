@@ -229,3 +229,24 @@ def test_default_cells():
     assert memorization.default_cells(180, 20) == 2
     assert memorization.default_cells(500, 400) == 10
     assert memorization.default_cells(3, 20) == 1
+
+
+def test_3d_feature_space_matches_brute_force(tmp_path):
+    import keras
+
+    inp = keras.Input((*SHAPE, 1))
+    h = keras.layers.Conv3D(6, 3, strides=2, activation="tanh")(inp)
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling3D()(h))
+    model.export(str(tmp_path / "sm"), verbose=False)
+    copies = noisy_shifted_copies(TRAIN, 40)
+    result = metric_main.calc_metric("memorization_3d", G=ArrayG(copies), dataset_dir=as_dataset(TRAIN),
+                                     heldout=as_dataset(HELD), num=40, batch=10, cells=1,
+                                     feature_network=str(tmp_path / "sm"), report_dir=tmp_path / "report")
+    f_train, f_copies = model(TRAIN).numpy(), model(copies).numpy()
+    d_full = cdist(f_copies, f_train)
+    rows = np.loadtxt(tmp_path / "report" / "memorization_3d" / "samples.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(rows[:, 1], d_full.argmin(1))
+    np.testing.assert_allclose(rows[:, 2], d_full.min(1), rtol=1e-3, atol=1e-6)
+    assert result.info["distance"] == "Euclidean"
+    assert result.results["memorization_3d_nn_min_heldout"] == pytest.approx(
+        cdist(model(HELD).numpy(), f_train).min(), rel=1e-3)
