@@ -188,6 +188,9 @@ def test_library_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"held-out volumes are \[10, 14, 16, 1\].*network makes \[12, 14, 16, 1\]"):
         metric_main.calc_metric("memorization", G=ArrayG(copies), dataset_dir=as_dataset(TRAIN),
                                 heldout=as_dataset(other_grid), num=60)
+    with pytest.raises(ValueError, match=r"training volumes are \[10, 14, 16, 1\].*network makes"):
+        metric_main.calc_metric("memorization", G=ArrayG(copies), dataset_dir=as_dataset(other_grid),
+                                heldout=as_dataset(HELD), num=60)
     with pytest.raises(ValueError, match="at least 20 held-out volumes, got 12"):
         metric_main.calc_metric("memorization", G=ArrayG(copies), dataset_dir=as_dataset(TRAIN),
                                 heldout=as_dataset(HELD[:12]), num=60)
@@ -250,3 +253,15 @@ def test_3d_feature_space_matches_brute_force(tmp_path):
     assert result.info["distance"] == "Euclidean"
     assert result.results["memorization_3d_nn_min_heldout"] == pytest.approx(
         cdist(model(HELD).numpy(), f_train).min(), rel=1e-3)
+
+
+def test_slice_feature_space_plumbing():
+    """The slice FID path (here Keras' InceptionV3 with random weights, small input: plumbing only)."""
+    result = metric_main.calc_metric("memorization_slices", G=ArrayG(noisy_shifted_copies(TRAIN[:4], 20)),
+                                     dataset_dir=as_dataset(TRAIN[:4]), heldout=as_dataset(HELD), num=20, batch=10,
+                                     cells=1, feature_weights="random", inception_size=75)
+    assert result.info["distance"] == "Euclidean" and result.info["comparable"] is False
+    assert result.info["num_train"] == 4 and result.info["num_samples"] == 20
+    r = result.results
+    assert 0 <= r["memorization_slices_nn_min_samples"] <= r["memorization_slices_nn_median_samples"]
+    assert np.isfinite(r["memorization_slices_ct"])
