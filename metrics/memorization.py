@@ -117,7 +117,7 @@ class ClosestPairs:
 
 
 def audit(opts, space, name):
-    """The audit in one space: results {name}_<statistic}; details in opts.info; the report when asked."""
+    """The audit in one space: results {name}_<statistic>; details in opts.info; the report when asked."""
     from volumes.work_pool import Progress
 
     heldout = opts.get("heldout")
