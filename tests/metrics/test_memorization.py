@@ -255,13 +255,29 @@ def test_3d_feature_space_matches_brute_force(tmp_path):
         cdist(model(HELD).numpy(), f_train).min(), rel=1e-3)
 
 
-def test_slice_feature_space_plumbing():
-    """The slice FID path (here Keras' InceptionV3 with random weights, small input: plumbing only)."""
-    result = metric_main.calc_metric("memorization_slices", G=ArrayG(noisy_shifted_copies(TRAIN[:4], 20)),
-                                     dataset_dir=as_dataset(TRAIN[:4]), heldout=as_dataset(HELD), num=20, batch=10,
-                                     cells=1, feature_weights="random", inception_size=75)
+def _pool2(s):
+    """A tiny stand-in slice network: 2x2 mean pooling of grey slices [B, h, w] -> [B, (h//2)*(w//2)]."""
+    s = np.asarray(s, np.float32)
+    b, h, w = s.shape[0], s.shape[1] // 2 * 2, s.shape[2] // 2 * 2
+    return s[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2).mean(axis=(2, 4)).reshape(b, -1)
+
+
+def test_slice_feature_space_matches_brute_force(tmp_path, monkeypatch):
+    """memorization_slices: the middle slice along each axis through the slice network, concatenated."""
+    from metrics import feature_networks
+
+    tiny = feature_networks.FeatureNetwork(_pool2, "pool2", False, "2x2 pooling (test)")
+    monkeypatch.setattr(feature_networks, "slice_network", lambda *a, **k: tiny)
+    copies = noisy_shifted_copies(TRAIN, 20)
+    result = metric_main.calc_metric("memorization_slices", G=ArrayG(copies), dataset_dir=as_dataset(TRAIN),
+                                     heldout=as_dataset(HELD), num=20, batch=10, cells=1, feature_weights="random",
+                                     report_dir=tmp_path)
+
+    def features(v):
+        return np.concatenate([_pool2(np.take(v[..., 0], v.shape[a + 1] // 2, axis=a + 1)) for a in range(3)], 1)
+
+    d_full = cdist(features(copies), features(TRAIN))
+    rows = np.loadtxt(tmp_path / "memorization_slices" / "samples.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(rows[:, 1], d_full.argmin(1))
+    np.testing.assert_allclose(rows[:, 2], d_full.min(1), rtol=1e-4, atol=1e-6)
     assert result.info["distance"] == "Euclidean" and result.info["comparable"] is False
-    assert result.info["num_train"] == 4 and result.info["num_samples"] == 20
-    r = result.results
-    assert 0 <= r["memorization_slices_nn_min_samples"] <= r["memorization_slices_nn_median_samples"]
-    assert np.isfinite(r["memorization_slices_ct"])
