@@ -89,8 +89,9 @@ def preflight(names, feature_weights=None, feature_network=None, heldout=None, *
     check_metric_names(list(names))
     audits = [n for n in names if n in memorization.METRIC_NAMES]
     if audits and heldout is None:
-        raise MetricOptionError("heldout", f"{', '.join(audits)} compare(s) the samples with the training data and "
-                                           "with a held-out split of the same population: give the held-out dataset")
+        verb = "needs" if len(audits) == 1 else "need"
+        raise MetricOptionError("heldout", f"{', '.join(audits)} {verb} a held-out split of the training data's "
+                                           "population to judge the samples against: give the held-out dataset")
     needs = {METRICS[n].feature_network for n in names}
     if "inception" in needs:
         try:
