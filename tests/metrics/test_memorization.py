@@ -170,6 +170,13 @@ def test_new_subjects_are_not_flagged():
     assert abs(r["memorization_authenticity"] - r["memorization_authenticity_heldout"]) < 0.25
 
 
+def test_heldout_volumes_as_samples_are_not_flagged():
+    r = audit(HELD).results  # the 20 held-out volumes three times over: the same distances as the reference
+    assert r["memorization_ct"] == pytest.approx(0.0, abs=1e-9)
+    assert r["memorization_copy_fraction"] == pytest.approx(1 / 20)  # only the one below the 5th percentile
+    assert r["memorization_authenticity"] == pytest.approx(r["memorization_authenticity_heldout"])
+
+
 def test_noise_is_not_copying():
     noise = np.random.default_rng(13).uniform(-1, 1, size=(60, *SHAPE, 1)).astype(np.float32)
     r = audit(noise).results
