@@ -9,7 +9,9 @@ checkpoint prefix or a SavedModel. Slice metrics (fid_slices, kid, pr_slices) us
 TorchScript .pt), else from the cache ($STYLEGAN3D_CACHE, ~/.cache/stylegan3d) after one sha256-pinned download.
 --feature_weights=keras:<file> uses Keras' InceptionV3 instead (numbers not comparable with published FIDs). Every
 result records the network and weights sha256 that produced it. 3D metrics need a 3D network (--feature_network,
---feature_layer).
+--feature_layer). The memorisation audit (memorization, memorization_slices, memorization_3d) compares the fakes
+with every volume of --data (the training set) and with --heldout (a held-out split); --report_dir adds its
+pictures.
 """
 
 import os
@@ -17,7 +19,7 @@ import os
 from absl import flags
 
 from dnnlib import EasyDict, UserError
-from dnnlib.cli import check_data_flag, check_network_flag
+from dnnlib.cli import check_data_flag, check_network_flag, check_output_flag
 from dnnlib.cli import main as cli_main
 from generation import pretrained
 from volumes.folder_kind import folder_kind
@@ -45,7 +47,14 @@ flags.DEFINE_float("psi", 1.0, "Truncation psi of the fakes.")
 flags.DEFINE_enum("noise_mode", "random", ["random", "const", "none"], "Noise mode of the generator.")
 flags.DEFINE_string("cache_dir", None, "Where to cache real statistics (default <data>/.cache).")
 flags.DEFINE_string("json", None, "Write all results to this JSON file.")
-flags.DEFINE_bool("overwrite", False, "Allow --json to replace an existing file.")
+flags.DEFINE_bool("overwrite", False, "Allow --json to replace an existing file (and --report_dir a report this "
+                  "project wrote).")
+flags.DEFINE_string("heldout", None, "memorization*: dataset directory of a held-out split of the training data's "
+                    "population (e.g. dataset_tool.py split's test/), the reference the samples are judged against.")
+flags.DEFINE_string("report_dir", None, "memorization*: write each audit's report (table, distance plot, closest "
+                    "pairs) to <report_dir>/<metric>/.")
+flags.DEFINE_integer("cells", 0, "memorization*: k-means cells of the C_T test (0 = about one per 10 held-out "
+                     "volumes, at most 10).")
 flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl when --network is a run directory.")
 
 
@@ -68,9 +77,21 @@ def options_from_flags(f):
         raise UserError(f"--kernel_size={f.kernel_size}: must be an odd integer >= 3")
     if f.slice_step < 0:
         raise UserError(f"--slice_step={f.slice_step}: must be >= 0")
+    if f.cells < 0:
+        raise UserError(f"--cells={f.cells}: must be >= 0")
+    if f.heldout:
+        if not os.path.isdir(f.heldout):
+            raise UserError(f"--heldout={f.heldout}: no such dataset directory")
+        check_data_flag(f.heldout, folder_kind(f.heldout), flag="heldout")
+    metrics = [m.strip() for m in f.metrics if m.strip()]
+    if f.report_dir:
+        for name in (m for m in metrics if m.startswith("memorization")):
+            check_output_flag("report_dir", os.path.join(f.report_dir, name), f.overwrite,
+                              inputs=[f.data, f.heldout, network])
     if f.json and os.path.exists(f.json) and not f.overwrite:
         raise UserError(f"--json={f.json} already exists; pass --overwrite to replace it")
-    return EasyDict(network=network, data=f.data, metrics=[m.strip() for m in f.metrics if m.strip()],
+    return EasyDict(network=network, data=f.data, metrics=metrics, heldout=f.heldout, report_dir=f.report_dir,
+                    cells=f.cells or None,
                     num=f.num, batch=f.batch, feature_weights=f.feature_weights, feature_network=f.feature_network,
                     feature_layer=f.feature_layer, feature_input=f.feature_input, slice_step=f.slice_step or None,
                     kernel_size=f.kernel_size, seed=f.seed, psi=f.psi, noise_mode=f.noise_mode,

@@ -15,7 +15,7 @@ from dnnlib import EasyDict
 from dnnlib.fileutil import atomic_write_text
 from dnnlib.run_dir import is_run_dir
 from dnnlib.tb_log import scalar as tb_scalar
-from metrics import fid_3d, fid_slices, kid, metric_utils, mmd, ms_ssim, precision_recall
+from metrics import fid_3d, fid_slices, kid, memorization, metric_utils, mmd, ms_ssim, precision_recall
 
 
 class MetricOptionError(ValueError):
@@ -53,6 +53,12 @@ register_metric("mmd_gaussian_median_3d", mmd.mmd_gaussian_median_3d_metric, "Ga
                 "3d")
 register_metric("ms_ssim", ms_ssim.ms_ssim_metric, "MS-SSIM (MONAI convention) of fake pairs and real pairs")
 register_metric("ms_ssim_legacy_kwon", ms_ssim.ms_ssim_legacy_kwon_metric, "legacy MS-SSIM of Kwon et al.")
+register_metric("memorization", memorization.memorization, "memorisation audit against training and held-out data: "
+                "C_T, authenticity, copy fraction; voxel correlation distance")
+register_metric("memorization_slices", memorization.memorization_slices, "the memorisation audit on the slice FID "
+                "features", "inception")
+register_metric("memorization_3d", memorization.memorization_3d, "the memorisation audit on a user-given 3D "
+                "network's features", "3d")
 
 
 def list_metrics():
@@ -75,11 +81,17 @@ def check_metric_names(names):
         raise MetricOptionError("metrics", f"no metric given; choose from {', '.join(list_metrics())}")
 
 
-def preflight(names, feature_weights=None, feature_network=None, **_):
-    """Fail before generating anything when a metric name is unknown or a metric lacks its feature network."""
+def preflight(names, feature_weights=None, feature_network=None, heldout=None, **_):
+    """Fail before generating anything when a metric name is unknown or a metric lacks its feature network or
+    its held-out data."""
     from metrics import feature_networks
 
     check_metric_names(list(names))
+    audits = [n for n in names if n in memorization.METRIC_NAMES]
+    if audits and heldout is None:
+        verb = "needs" if len(audits) == 1 else "need"
+        raise MetricOptionError("heldout", f"{', '.join(audits)} {verb} a held-out split of the training data's "
+                                           "population to judge the samples against: give the held-out dataset")
     needs = {METRICS[n].feature_network for n in names}
     if "inception" in needs:
         try:
@@ -96,8 +108,11 @@ def preflight(names, feature_weights=None, feature_network=None, **_):
 
 def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature_network=None, feature_layer=None,
                  feature_input="minus_one_one", slice_step=None, inception_size=299, kernel_size=11, seed=0,
-                 psi=1.0, noise_mode="random", cache_dir=None):
-    """The options every metric reads. dataset_dir: a dataset directory or a tf.data.Dataset of reals."""
+                 psi=1.0, noise_mode="random", cache_dir=None, heldout=None, report_dir=None, cells=None):
+    """The options every metric reads. dataset_dir: a dataset directory or a tf.data.Dataset of reals.
+    The memorisation audit (metrics/memorization.py) also reads heldout (a dataset directory or tf.data.Dataset
+    of the held-out split), report_dir (where its report folders go, or None) and cells (k-means cells of its
+    C_T, None = automatic)."""
     if int(num) < 2:
         raise ValueError(f"need at least 2 volumes to evaluate, got num={num}")
     if int(batch) < 1:
@@ -106,12 +121,15 @@ def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature
         raise TypeError("no reals: give a dataset directory or a tf.data.Dataset")
     if isinstance(dataset_dir, str | os.PathLike) and not os.path.isdir(dataset_dir):
         raise FileNotFoundError(f"{dataset_dir}: no such dataset directory")
+    if isinstance(heldout, str | os.PathLike) and not os.path.isdir(heldout):
+        raise FileNotFoundError(f"{heldout}: no such held-out dataset directory")
     return EasyDict(
         G=metric_utils.resolve_generator(G), reals=dataset_dir, num=int(num), batch=int(batch),
         feature_weights=feature_weights, feature_network=feature_network, feature_layer=feature_layer,
         feature_input=feature_input, slice_step=slice_step, inception_size=int(inception_size),
         kernel_size=int(kernel_size), seed=int(seed), psi=float(psi), noise_mode=noise_mode,
-        cache_dir=cache_dir, dataset_key=metric_utils.dataset_key(dataset_dir), session={}, cache_hits=[], info={})
+        cache_dir=cache_dir, dataset_key=metric_utils.dataset_key(dataset_dir), session={}, cache_hits=[], info={},
+        heldout=heldout, report_dir=report_dir, cells=cells)
 
 
 def evaluate_metric(name, opts):
@@ -209,7 +227,8 @@ def ms_ssim_notes(results):
 
 # make_options keywords that run_metrics passes through (and records in its JSON file).
 EVALUATION_KEYS = ("num", "batch", "feature_weights", "feature_network", "feature_layer", "feature_input",
-                   "slice_step", "inception_size", "kernel_size", "seed", "psi", "noise_mode", "cache_dir")
+                   "slice_step", "inception_size", "kernel_size", "seed", "psi", "noise_mode", "cache_dir", "heldout",
+                   "report_dir", "cells")
 
 
 def run_metrics(opts):
