@@ -9,23 +9,22 @@ COMMANDS = ("embed", "atlas", "regress", "trajectory", "progress")
 RECORD = "latent_stats.json"
 
 
-def _load_cohort(opts):
-    """(embedding, network, manifest) of opts.embedding, with the network and dataset it names (or opts' own)."""
-    from generation.latent_stats.embedding import check_grid, load_embedding
+def _load_cohort(opts, emb):
+    """(network, manifest) that embedding `emb` names (or opts' own), checked against each other and the latents."""
+    from generation.latent_stats.embedding import check_grid
     from generation.network_loader import load_generator
     from volumes.manifest import load_manifest
 
-    emb = load_embedding(opts.embedding)
     network = opts.get("network") or emb.record.network
     data = opts.get("data") or emb.record.data
     emb.record.data = data
-    net = load_generator(network)
     manifest = load_manifest(data)
+    net = load_generator(network)
     check_grid(net.G, manifest, f"{network} and {data}", net.geometry)
     if (int(net.G.num_ws), int(net.G.w_dim)) != tuple(emb.latents.shape[1:]):
         raise ValueError(f"{emb.path}: latents [{emb.latents.shape[1]}, {emb.latents.shape[2]}] do not fit {network} "
                          f"([{int(net.G.num_ws)}, {int(net.G.w_dim)}] ws)")
-    return emb, net, manifest
+    return net, manifest
 
 
 def run(opts):
@@ -51,16 +50,18 @@ def run(opts):
         return summary
     inputs = [p for p in (opts.embedding, opts.get("network"), opts.get("data")) if p]
     check_output_dir(opts.outdir, inputs, overwrite)
-    emb, net, manifest = _load_cohort(opts)
     from generation.latent_stats import atlas, conditional
+    from generation.latent_stats.embedding import load_embedding
 
+    emb = load_embedding(opts.embedding)
+    # The covariates and the model are checked (NumPy only) before the network loads and the output folder opens.
     if opts.command == "regress":
-        # The model is fitted (and every covariate checked) before the output folder is opened.
         conditional.fit_model(opts, emb, list(dict.fromkeys([*(opts.get("covariates") or []), opts.at[0]])))
     if opts.command == "trajectory":
         name = conditional.parse_change(opts.change)[0]
         conditional.find_subject(emb, opts.subject)
         conditional.fit_model(opts, emb, list(dict.fromkeys([*(opts.get("covariates") or []), name])))
+    net, manifest = _load_cohort(opts, emb)
     fn = {"atlas": atlas.run_atlas, "regress": conditional.run_regress, "trajectory": conditional.run_trajectory}
     with atomic_output_dir(opts.outdir, overwrite, [*inputs, emb.record.network, emb.record.data]) as out:
         summary = fn[opts.command](opts, emb, net, manifest, out)

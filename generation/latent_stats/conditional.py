@@ -73,7 +73,10 @@ def run_regress(opts, emb, net, manifest, out):
     if at_name not in names:
         names.append(at_name)
     hold = dict(opts.get("hold") or {})
-    check_names(list(hold), dict(emb.record.get("covariate_kinds") or {}), emb.record_path)
+    outside = [n for n in hold if n not in names]
+    if outside:
+        raise ValueError(f"held covariates {outside} are not in the model ({', '.join(names)}): add them to the "
+                         "covariates or drop them")
     design, model, cv = fit_model(opts, emb, names)
     base = reference_values(design, hold, emb.record_path)
     raws = []

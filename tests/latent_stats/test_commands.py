@@ -48,7 +48,7 @@ def setup(tmp_path_factory):
 
 
 def _embed_opts(net, data, outdir, **kw):
-    opts = dict(command="embed", network=net, data=data, outdir=outdir, num_steps=3, w_avg_samples=50, batch=2,
+    opts = dict(command="embed", network=net, data=data, outdir=outdir, num_steps=3, w_avg_samples=50, batch=3,
                 progress_every=100, seed=0)
     opts.update(kw)
     return opts
@@ -91,14 +91,14 @@ def test_embed_killed_and_resumed_gives_the_same_latents(setup, monkeypatch):
         commands.run(_embed_opts(setup["net"], setup["data"], out))
     part = out + ".partial"
     assert not os.path.exists(out) and sorted(os.listdir(os.path.join(part, "rows"))) == [
-        "index00000.json", "index00001.json"]
+        "index00000.json", "index00001.json", "index00002.json"]
     # Another command's options never resume (nor touch) it.
     with pytest.raises(ValueError, match="other options \\(num_steps differ"):
         commands.run(_embed_opts(setup["net"], setup["data"], out, num_steps=4))
     calls.clear()
     monkeypatch.setattr(embedding, "project_batch", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     commands.run(_embed_opts(setup["net"], setup["data"], out))
-    assert len(calls) == 2  # the two batches not finished before
+    assert len(calls) == 1  # the batch not finished before
     np.testing.assert_array_equal(embedding.load_embedding(out).latents,
                                   embedding.load_embedding(setup["emb"]).latents)
     assert not os.path.exists(part)
@@ -200,14 +200,18 @@ def test_regress_bad_covariates_write_nothing(setup, case):
     assert not os.path.exists(out)
 
 
-def test_cli_errors_are_one_line_exit_2(setup):
+def test_network_and_dataset_on_different_grids_write_nothing(setup):
     other = make_tiny_dataset(str(setup["root"] / "ds16"), num=2, shape=(16, 16, 16))
-    out = str(setup["root"] / "cli-out")
-    r = run_script("run_latent.py", "embed", f"--network={setup['net']}", f"--data={other}", f"--outdir={out}",
-                   "--num_steps=2")
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
-    assert r.stderr.startswith("error: ") and "different grids" in r.stderr
+    out = str(setup["root"] / "grid-out")
+    with pytest.raises(ValueError, match="different grids"):
+        commands.run(_embed_opts(setup["net"], other, out))
+    with pytest.raises(ValueError, match="different grids"):
+        commands.run(dict(command="atlas", embedding=setup["emb"], data=other, outdir=out))
     assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+
+
+def test_cli_error_is_one_line_exit_2(setup):
+    out = str(setup["root"] / "cli-out")
     r = run_script("run_latent.py", "regress", f"--embedding={setup['emb']}", "--at=sex=0,1", f"--outdir={out}")
     assert r.returncode == 2 and r.stderr.strip() == (
         f"error: {setup['emb']}/embedding.json: covariate 'sex' is not in the cohort (have age, group, site, "
