@@ -139,10 +139,9 @@ def embed(opts):
     kinds = covariate_kinds(manifest)
     labels = _labels_of(opts.data, manifest, chosen)
     popts = EasyDict({k: opts[k] for k in default_options() if k in opts})
-    record = {k: opts.get(k) for k in RESULT_KEYS}
-    record.update(network=os.path.abspath(opts.network), data=os.path.abspath(opts.data), indices=chosen,
-                  batch=int(opts.get("batch", 4)), **{k: v for k, v in default_options().items() if k not in opts})
-    record = {k: record[k] for k in RESULT_KEYS}
+    settings = dict(default_options(), **popts, network=os.path.abspath(opts.network),
+                    data=os.path.abspath(opts.data), indices=chosen, batch=int(opts.get("batch", 4)))
+    record = {k: settings[k] for k in RESULT_KEYS}
     c = None
     if int(G.c_dim):
         # The W statistics only start the optimisation and scale its latent noise: the cohort's mean label.
@@ -168,8 +167,7 @@ def embed(opts):
 
     batch = record["batch"]
     chunks = [chosen[a : a + batch] for a in range(0, len(chosen), batch)]
-    bar = Progress(len(chosen), label="embed ")
-    bar.update(0)
+    bar = Progress(len(chosen) - len(done), label="embed ")  # the volumes this run projects
     every = int(opts.get("progress_every", 100))
     for chunk in chunks:
         if all(_done(part, i) for i in chunk):
