@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from generation.latent_stats import regression
-from generation.latent_stats.cohort import check_names, covariate_kinds, numeric_value, volume_covariates
+from generation.latent_stats.cohort import check_names, numeric_value
 
 KINDS = {"age": "continuous", "group": "categorical", "sex": "categorical"}
 
@@ -87,19 +87,3 @@ def test_refusals():
     assert regression.min_subjects(design, "linear") == 5 and regression.min_subjects(design, "kernel") == 3
     with pytest.raises(ValueError, match="method"):
         regression.fit(design, np.zeros((6, 2)), "spline")
-
-
-def test_covariates_from_files_else_decoded_labels():
-    described = {"covariates": {"age": {"kind": "continuous"}, "group": {"kind": "categorical"}},
-                 "files": [{"index": 0, "covariates": {"age": 31.5, "group": 1}}], "labels": None}
-    assert covariate_kinds(described) == {"age": "continuous", "group": "categorical"}
-    assert volume_covariates(described, 0) == {"age": 31.5, "group": 1}
-    schema = {"c_dim": 3, "columns": [
-        {"name": "sex", "type": "categorical", "categories": ["F", "M"], "offset": 0, "size": 2},
-        {"name": "age", "type": "continuous", "mean": 50.0, "std": 10.0, "offset": 2, "size": 1}]}
-    labelled = {"files": [{"index": 0}], "labels": schema}
-    assert covariate_kinds(labelled) == {"sex": "categorical", "age": "continuous"}
-    assert volume_covariates(labelled, 0, np.array([0, 1, -1.5], np.float32)) == {"sex": "M", "age": 35.0}
-    assert covariate_kinds({"files": [], "labels": None}) == {}
-    with pytest.raises(ValueError, match="kind 'ordinal'"):
-        covariate_kinds({"covariates": {"age": {"kind": "ordinal"}}})
