@@ -50,7 +50,8 @@ def frechet_mean(g, latents, segments=4, num_steps=200, lr=None, progress=None, 
                  fixed_mean=False):
     """The intrinsic mean of latents [N, *latent_shape] under g's metric (see the module text).
 
-    segments: K per curve; lr: Adam step in latent units (default 2% of the latents' spread, or of |a - b|);
+    segments: K per curve; lr: Adam step in latent units (default 2% of the per-coordinate RMS distance of the
+    latents from the start, |a - b| for a geodesic);
     chunk: curves per generator call; progress: callable(step, num_steps, total energy). Starts from the arithmetic
     mean (init_mean) and straight curves. Returns EasyDict(mean, curves [N, K+1, ...], energies [N] (squared
     geodesic distances), lengths [N], chords [N] (||g(m) - g(x_i)||), start_energies [N], arithmetic_mean).
