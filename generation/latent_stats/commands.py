@@ -55,16 +55,16 @@ def run(opts):
 
     emb = load_embedding(opts.embedding)
     # The covariates and the model are checked (NumPy only) before the network loads and the output folder opens.
+    fitted = None
     if opts.command == "regress":
-        conditional.fit_model(opts, emb, list(dict.fromkeys([*(opts.get("covariates") or []), opts.at[0]])))
+        fitted = conditional.prepare_regress(opts, emb)
     if opts.command == "trajectory":
-        name = conditional.parse_change(opts.change)[0]
-        conditional.find_subject(emb, opts.subject)
-        conditional.fit_model(opts, emb, list(dict.fromkeys([*(opts.get("covariates") or []), name])))
+        fitted = conditional.prepare_trajectory(opts, emb)
     net, manifest = _load_cohort(opts, emb)
     fn = {"atlas": atlas.run_atlas, "regress": conditional.run_regress, "trajectory": conditional.run_trajectory}
+    kwargs = {} if fitted is None else {"fitted": fitted}
     with atomic_output_dir(opts.outdir, overwrite, [*inputs, emb.record.network, emb.record.data]) as out:
-        summary = fn[opts.command](opts, emb, net, manifest, out)
+        summary = fn[opts.command](opts, emb, net, manifest, out, **kwargs)
         EasyDict(options=opts, embedding=emb.path, summary=summary).save_json(os.path.join(out, RECORD))
     print(f"{opts.command}: wrote {opts.outdir}")
     return summary

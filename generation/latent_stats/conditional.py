@@ -61,7 +61,29 @@ def _value_tag(v):
     return f"{v:g}".replace("-", "m").replace(".", "p")
 
 
-def run_regress(opts, emb, net, manifest, out):
+def regress_covariates(opts):
+    """The model's covariates: --covariates with the --at covariate always among them."""
+    return list(dict.fromkeys([*(opts.get("covariates") or []), opts.at[0]]))
+
+
+def prepare_regress(opts, emb):
+    """(design, model, cv) of regress, every covariate and held value checked (NumPy only, nothing written)."""
+    names = regress_covariates(opts)
+    outside = [n for n in (opts.get("hold") or {}) if n not in names]
+    if outside:
+        raise ValueError(f"held covariates {outside} are not in the model ({', '.join(names)}): add them to the "
+                         "covariates or drop them")
+    design, model, cv = fit_model(opts, emb, names)
+    at_name, at_values = opts.at
+    if design.kinds[at_name] == "categorical":
+        unseen = [v for v in at_values if float(v) not in design.levels[at_name]]
+        if unseen:
+            raise ValueError(f"{emb.record_path}: categorical covariate {at_name!r} has levels "
+                             f"{design.levels[at_name]}, not {unseen}")
+    return design, model, cv
+
+
+def run_regress(opts, emb, net, manifest, out, fitted=None):
     from generation.latent_stats import figures
     from generation.latent_stats.embedding import to_ws
     from generation.latent_stats.latent_volumes import synthesize
@@ -69,25 +91,14 @@ def run_regress(opts, emb, net, manifest, out):
     from volumes.volume_io import to_unit_range
 
     at_name, at_values = opts.at
-    names = list(opts.get("covariates") or [at_name])
-    if at_name not in names:
-        names.append(at_name)
     hold = dict(opts.get("hold") or {})
-    outside = [n for n in hold if n not in names]
-    if outside:
-        raise ValueError(f"held covariates {outside} are not in the model ({', '.join(names)}): add them to the "
-                         "covariates or drop them")
-    design, model, cv = fit_model(opts, emb, names)
+    design, model, cv = fitted if fitted is not None else prepare_regress(opts, emb)
+    names = design.names
     base = reference_values(design, hold, emb.record_path)
     raws = []
     for v in at_values:
         vals = dict(base, **{at_name: float(v)})
         raws.append(design.raw_of(vals)[0])
-    if design.kinds[at_name] == "categorical":
-        unseen = [v for v in at_values if float(v) not in design.levels[at_name]]
-        if unseen:
-            raise ValueError(f"{emb.record_path}: categorical covariate {at_name!r} has levels "
-                             f"{design.levels[at_name]}, not {unseen}")
     print(f"{opts.get('method', 'linear')} regression on {', '.join(names)}: cross-validated error "
           f"{cv.mse:.4g} per latent coordinate (mean only: {cv.baseline_mse:.4g}, R^2 {cv.r2:.3f}, {cv.folds} folds)")
     vectors = model.predict(np.stack(raws))
@@ -141,7 +152,14 @@ def find_subject(emb, subject):
     raise ValueError(f"{emb.record_path}: no subject {subject!r} among the embedded volumes (indices {have}, ...)")
 
 
-def run_trajectory(opts, emb, net, manifest, out):
+def prepare_trajectory(opts, emb):
+    """(design, model, cv) of trajectory, the subject and the covariates checked (NumPy only, nothing written)."""
+    name = parse_change(opts.change)[0]
+    find_subject(emb, opts.subject)
+    return fit_model(opts, emb, list(dict.fromkeys([*(opts.get("covariates") or []), name])))
+
+
+def run_trajectory(opts, emb, net, manifest, out, fitted=None):
     from generation.latent_stats import figures
     from generation.latent_stats.embedding import latent_vectors, to_ws
     from generation.latent_stats.latent_volumes import synthesize
@@ -150,12 +168,9 @@ def run_trajectory(opts, emb, net, manifest, out):
     from volumes.volume_io import to_unit_range
 
     name, amount, relative = parse_change(opts.change)
-    names = list(opts.get("covariates") or [name])
-    if name not in names:
-        names.append(name)
-    check_names(names, dict(emb.record.get("covariate_kinds") or {}), emb.record_path)
     k = find_subject(emb, opts.subject)
-    design, model, cv = fit_model(opts, emb, names)
+    design, model, cv = fitted if fitted is not None else prepare_trajectory(opts, emb)
+    names = design.names
     c0 = design.raw[k].copy()
     j = design.names.index(name)
     c1 = c0.copy()

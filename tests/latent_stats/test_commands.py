@@ -191,12 +191,14 @@ def test_progress_shows_every_snapshot(setup):
     dict(covariates=["agee"], at=["agee", [30.0]], match="covariate 'agee' is not in the cohort"),
     dict(covariates=["site"], at=["age", [30.0]], match="covariate 'site' holds text"),
     dict(covariates=["age", "group", "site_code"], at=["age", [30.0]], match="needs at least 7 subjects"),
+    dict(covariates=["age"], at=["age", [30.0]], hold={"group": 1}, match="held covariates \\['group'\\] are not"),
+    dict(covariates=["age"], at=["group", [0.0, 2.0]], match="'group' has levels \\[0.0, 1.0\\], not \\[2.0\\]"),
 ])
 def test_regress_bad_covariates_write_nothing(setup, case):
     out = str(setup["root"] / "bad")
     with pytest.raises(ValueError, match=case["match"]):
         commands.run(dict(command="regress", embedding=setup["emb"], outdir=out, at=case["at"],
-                          covariates=case["covariates"], method="linear"))
+                          covariates=case["covariates"], hold=case.get("hold"), method="linear"))
     assert not os.path.exists(out)
 
 
