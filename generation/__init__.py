@@ -13,4 +13,5 @@ projection_targets image files, dataset volumes and generated seeds as targets
 projection_outputs one target's folder: volumes, latent, noise, loss curve, comparison, metrics
 native_grid        a projection back in its source file's grid and intensity units
 projection_command run_projection(opts)
+latent_stats/      latent-space statistics over a cohort (run_latent.py): embed, atlas, regress, trajectory, progress
 """
