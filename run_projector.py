@@ -3,7 +3,7 @@
   python run_projector.py --network=results/00000-demo --target=scan.nii.gz --outdir=proj
   python run_projector.py --network=results/00000-demo --data=datasets/t1-2mm --indices=0-3 --outdir=proj
   python run_projector.py --network=results/00000-demo --target_seeds=0-3 --num_steps=200 --outdir=proj
-  python run_projector.py --network=results/00000-demo --target=thick.nii.gz --degradation=none --output_grid=1 \
+  python run_projector.py --network=results/00000-demo --target=thick.nii.gz --degradation=native --output_grid=1 \
       --outdir=proj   # a thick-slice scan compared in its own geometry, restored at 1 mm over its field of view
 
 Image targets (any format the dataset tool reads) are preprocessed with exactly the training dataset's
@@ -54,8 +54,9 @@ flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, c
 flags.DEFINE_bool("uint8", False, "Also write uint8 copies of the dataset-grid volumes.")
 flags.DEFINE_string("degradation", None, "Forward model applied to the generated volume before the loss, parts "
                     "joined by ';': thicken:axis=A,mm=T|factor=F[,profile=box|gaussian][,fwhm_mm=V], mask=PATH "
-                    "(mask:path=PATH,invert=1 excludes its voxels), noise=SIGMA. Given (even 'none'), --target "
-                    "scans are compared in their own geometry, their thick slices read from their spacing.")
+                    "(mask:path=PATH,invert=1 excludes its voxels), noise=SIGMA; 'native': only a --target scan's own "
+                    "geometry. Any spec but 'none' compares --target scans in their own geometry, their thick slices "
+                    "read from their spacing; 'none' (as no flag) resamples them onto the network grid.")
 flags.DEFINE_float("output_grid", None, "With --degradation: also write the restored volume on an isotropic grid of "
                    "this spacing (mm) over each target's field of view.")
 flags.DEFINE_float("w_prior_weight", 0.0, "Weight of the prior on W: ||w - w_avg||^2 / w_std^2 (BRGM-like).")
@@ -99,9 +100,12 @@ def build_options(argv, f=FLAGS):
         raise UserError(f"--w_prior_weight={f.w_prior_weight}: must be >= 0")
     if f.output_grid is not None and not f.output_grid > 0:
         raise UserError(f"--output_grid={f.output_grid}: must be a positive spacing in mm")
-    if f.output_grid is not None and f.degradation is None:
-        raise UserError("--output_grid needs --degradation (use --degradation=none for a scan's own thickness alone)")
-    if f.degradation is not None:
+    from generation.degradation import is_no_degradation
+
+    if f.output_grid is not None and is_no_degradation(f.degradation):
+        raise UserError(f"--output_grid needs a --degradation other than {f.degradation or 'none'!r} (use "
+                        "--degradation=native for a scan's own slice thickness alone)")
+    if not is_no_degradation(f.degradation):
         _check_degradation(f.degradation, f.loss)
     label = None
     if f.label is not None:

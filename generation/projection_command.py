@@ -17,8 +17,9 @@ def run_projection(opts):
     opts: network, outdir, overwrite; targets (image files), data and indices (dataset volumes), target_seeds,
     target_psi, target_noise_mode (generated volumes); class_idx, label; batch, progress_every, uint8; and any
     of projector.default_options() (num_steps, initial_learning_rate, w_plus, loss, w_prior_weight, ...);
-    degradation (spec string; None = compare on the network grid; given, even "none", image files are read in
-    their own geometry), output_grid (mm: restored volumes on an isotropic grid over each target's field of view).
+    degradation (spec string; None or "none" = no forward model, every target compared on the network grid;
+    any other spec, "native" included, reads image files in their own geometry), output_grid (mm: restored
+    volumes on an isotropic grid over each target's field of view).
     """
     from dnnlib.fileutil import atomic_output_dir
     from generation import projection_targets
@@ -37,7 +38,9 @@ def run_projection(opts):
     targets = []
     if opts.get("targets"):
         manifest = projection_targets.find_manifest(opts.network, opts.get("data"))
-    if opts.get("degradation") is not None:
+    from generation.degradation import is_no_degradation
+
+    if not is_no_degradation(opts.get("degradation")):
         from generation.degradation import parse_spec
         from volumes.volume_io import voxel_sizes
 

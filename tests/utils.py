@@ -72,6 +72,7 @@ class FakeG:
 
     def __init__(self, z_dim=8, c_dim=0):
         self.z_dim, self.c_dim = z_dim, c_dim
+        self.img_shape = FAKE_SHAPE
         self.basis = tf.constant(_smooth_basis(z_dim, 1))
         self.calls = []
 

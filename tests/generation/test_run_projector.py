@@ -163,7 +163,7 @@ FLAG_ERRORS = [
     (["--target_seeds=1", "--degradation=blur:sigma=1"], "--degradation: degradation part 1 'blur:sigma=1'"),
     (["--target_seeds=1", "--degradation=mask={tmp}/m.nii.gz"], "m.nii.gz: no such file"),
     (["--target_seeds=1", "--degradation=thicken:axis=1,mm=6", "--loss=mse+ssim"], "--loss=mse+ssim"),
-    (["--target_seeds=1", "--degradation=none", "--output_grid=0"], "--output_grid=0"),
+    (["--target_seeds=1", "--degradation=native", "--output_grid=0"], "--output_grid=0"),
     (["--target_seeds=1", "--output_grid=1"], "--output_grid needs --degradation"),
     (["--target_seeds=1", "--w_prior_weight=-1"], "--w_prior_weight"),
 ]
@@ -237,7 +237,7 @@ def test_seed_and_dataset_targets_through_a_degradation(setup, tmp_path):
 def test_thick_scan_is_compared_in_its_own_geometry(setup, tmp_path):
     scan = _thick_scan(tmp_path)
     out = str(tmp_path / "n")
-    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], degradation="none",
+    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], degradation="native",
                                    output_grid=4.0))
     d = os.path.join(out, "thick")
     tgt = nib.load(os.path.join(d, "target_degraded.nii.gz"))
