@@ -82,6 +82,13 @@ class FakeG:
         return tf.reshape(x, [-1, *FAKE_SHAPE, 1])
 
 
+def png_pixel(png, ax, row, col):
+    """The value (first channel) of a saved figure's pixel at the centre of voxel (row, col) of the image drawn
+    in matplotlib axes `ax` (the figure saved at its own dpi)."""
+    x, y = ax.transData.transform((col, row))
+    return int(png[png.shape[0] - 1 - int(np.floor(y)), int(np.floor(x)), 0])
+
+
 def make_reals(n=12, batch=4, labels=None):
     rng = np.random.default_rng(7)
     vols = 0.6 * np.tanh(rng.normal(size=(n, 6)) @ _smooth_basis(6, 2) * 0.5)

@@ -348,6 +348,7 @@ def preprocess_volume(volume, affine, opts, template=None, name="volume"):
         raise ValueError(f"{name}: the output grid holds no image (constant after crop/resample)")
     if opts.normalize:
         out, t.intensity = normalize_intensity(out, foreground_mask(out, opts.foreground_fraction), opts.percentiles)
+        t.intensity["background"] = fill  # the scan's minimum: what 0 stands for when going back to its units
     else:
         out = np.clip(out, 0.0, 1.0)
         t.intensity = {"method": "clip01"}

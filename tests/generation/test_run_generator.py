@@ -10,10 +10,10 @@ import pytest
 
 from generation import commands, sampling
 from generation.network_loader import export_generator, load_generator
-from generation.outputs import ORIENTATIONS
 from generation.runner import Runner
 from tests.utils import run_script, tiny_generator
 from training.networks import NOISE_MODES
+from volumes.visualize import PLANE_NAMES as ORIENTATIONS
 from volumes.volume_io import to_unit_range
 
 AFFINE = np.array([[8.0, 0, 0, -76], [0, 8, 0, -110], [0, 0, 8, -70], [0, 0, 0, 1]])
@@ -177,6 +177,14 @@ def test_interpolate_and_average(network, tmp_path):
     assert os.path.isfile(os.path.join(out, "interpolation.png"))
     first, aff = _load(os.path.join(out, "frame0000.nii.gz"))
     np.testing.assert_allclose(aff, AFFINE)
+    frames = [_load(os.path.join(out, f"frame{f:04d}.nii.gz"))[0] for f in range(5)]
+    # The change printed and recorded is measured on the frames written: consecutive frames and segment ends.
+    want_consecutive = np.mean([np.abs(b - a) for a, b in zip(frames, frames[1:], strict=False)])
+    assert s.mean_abs_change["consecutive"] == pytest.approx(want_consecutive, rel=1e-4)
+    assert s.mean_abs_change["ends"] == pytest.approx([np.abs(frames[2] - frames[0]).mean(),
+                                                       np.abs(frames[4] - frames[2]).mean()], rel=1e-4)
+    pytest.importorskip("matplotlib")
+    assert Image.open(os.path.join(out, "interpolation_frames.png")).size[1] > 300
 
     avg = str(tmp_path / "avg")
     commands.run(_opts(network, avg, "average", seeds=list(range(5)), noise_mode="none"))

@@ -164,7 +164,10 @@ FLAG_ERRORS = [
     (["--target_seeds=1", "--degradation=mask={tmp}/m.nii.gz"], "m.nii.gz: no such file"),
     (["--target_seeds=1", "--degradation=thicken:axis=1,mm=6", "--loss=mse+ssim"], "--loss=mse+ssim"),
     (["--target_seeds=1", "--degradation=native", "--output_grid=0"], "--output_grid=0"),
-    (["--target_seeds=1", "--output_grid=1"], "--output_grid needs --degradation"),
+    (["--target_seeds=1", "--output_grid=1"], "--output_grid needs a --degradation"),
+    (["--target_seeds=1", "--degradation=none", "--output_grid=1"], "other than 'none' (use --degradation=native"),
+    (["--target={tmp}"], "holds no images"),
+    (["--target_seeds=1", "--ood_reference=-1"], "--ood_reference=-1"),
     (["--target_seeds=1", "--w_prior_weight=-1"], "--w_prior_weight"),
 ]
 
@@ -175,6 +178,15 @@ def test_flag_errors_exit_2_with_one_line(tmp_path, args, phrase):
     r = _run("--network=x", f"--outdir={tmp_path}/x", *args)
     assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not os.path.exists(f"{tmp_path}/x")
+
+
+def test_a_target_folder_of_files_stands_for_its_scans(tmp_path):
+    import run_projector
+
+    for name in ("b.nii.gz", "a.nrrd", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert run_projector._target_files(str(tmp_path)) == [str(tmp_path / "a.nrrd"), str(tmp_path / "b.nii.gz")]
+    assert run_projector._target_files(str(tmp_path / "b.nii.gz")) == [str(tmp_path / "b.nii.gz")]
 
 
 def test_enum_flags_offer_the_librarys_values():
@@ -262,3 +274,27 @@ def test_millimetres_are_checked_against_the_networks_spacing(setup, tmp_path):
     with pytest.raises(ValueError, match=r"degradation part 1 'thicken:axis=2,mm=4'.*factor must be a number >= 1"):
         run_projection(_opts(setup, str(out), target_seeds=[1], degradation="thicken:axis=2,mm=4"))
     assert not out.exists()
+
+
+def _stripes(path):
+    """A scan no untrained network makes: 16 mm slabs alternating bright and dark through the whole field."""
+    k = np.arange(SRC_SHAPE[2])
+    vol = np.broadcast_to(np.where((k // 4) % 2 == 0, 100.0, 1.0), SRC_SHAPE).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol.copy(), LPS4), path)
+    return path
+
+
+def test_warning_fires_on_a_constructed_scan_and_not_on_a_generated_volume(setup, tmp_path, capsys):
+    scan = _stripes(str(tmp_path / "stripes.nii.gz"))
+    out = str(tmp_path / "p")
+    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], target_seeds=[4],
+                                   ood_reference=3))
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and warned[0].startswith("warning: stripes: its final data term"), err
+    assert summary["stripes"]["out_of_distribution"] and not summary["seed0004"]["out_of_distribution"]
+    saved = json.load(open(os.path.join(out, "seed0004", "metrics.json")))
+    assert len(saved["reference_data_terms"]) == 3 and saved["data_term"] > 0
+    for name in ("stripes", "seed0004"):
+        assert os.path.isfile(os.path.join(out, name, "comparison.png"))
+
