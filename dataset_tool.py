@@ -205,6 +205,8 @@ def build_options(command, f=None):
         _require(f, "dataset")
         if f.picture and not f.picture.lower().endswith(".png"):
             raise UserError(f"--picture={f.picture}: expected a .png file name")
+        if f.picture and os.path.exists(f.picture) and not f.overwrite:
+            raise UserError(f"--picture={f.picture}: already exists (--overwrite replaces it)")
         opts.update(dataset=f.dataset, full=f.full, verify=f.verify, picture=f.picture)
     elif command == "extract":
         _require(f, "dataset", "output")

@@ -62,9 +62,10 @@ flags.DEFINE_string("degradation", None, "Forward model applied to the generated
                     "read from their spacing; 'none' (as no flag) resamples them onto the network grid.")
 flags.DEFINE_float("output_grid", None, "With --degradation: also write the restored volume on an isotropic grid of "
                    "this spacing (mm) over each target's field of view.")
-flags.DEFINE_integer("ood_reference", 2, "Out-of-distribution check: project this many of the network's own "
-                     "volumes the same way first, and warn about a target whose final data term is more than 6x the "
-                     "largest of theirs (generation/projection_trust.py). 0: no check (saves their projection time).")
+flags.DEFINE_integer("ood_reference", 2, "Out-of-distribution check: first project this many reference volumes "
+                     "the same way (--data volumes that are not targets, else generated ones) and warn about a target "
+                     "whose final data term is more than 1.75x (dataset) or 6x (generated) the largest of theirs "
+                     "(generation/projection_trust.py). 0: no check (saves their projection time).")
 flags.DEFINE_float("w_prior_weight", 0.0, "Weight of the prior on W: ||w - w_avg||^2 / w_std^2 (BRGM-like).")
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from dnnlib import EasyDict
 from generation import degradation as dg
 from generation.projection_outputs import comparison_png, comparison_rows
-from generation.projection_trust import OOD_FACTOR, out_of_distribution
+from generation.projection_trust import FACTORS, out_of_distribution
 from generation.reconstruction import trivial_inverse_volume
 from tests.utils import png_pixel
 from volumes import visualize
@@ -71,6 +71,10 @@ def test_comparison_picture_labels_and_pixels(tmp_path):
 
 def test_out_of_distribution_rule():
     ref = np.array([0.010, 0.006])
-    assert out_of_distribution(0.04, ref) is None  # 4x the largest: like the demo's held-out volumes
+    assert out_of_distribution(0.04, ref) is None  # 4x generated references: like the demo's held-out volumes
     why = out_of_distribution(0.07, ref)
-    assert why.startswith("its final data term 0.07 is 7.0x the largest") and f"above {OOD_FACTOR:g}x" in why
+    assert why.startswith("its final data term 0.07 is 7.0x the largest") and f"above {FACTORS['generated']:g}x" in why
+    # Dataset references are like the scans themselves: a smaller factor.
+    assert out_of_distribution(0.04, np.array([0.035, 0.03]), "dataset") is None
+    why = out_of_distribution(0.074, np.array([0.035, 0.04]), "dataset")
+    assert "1.9x the largest the network reaches on 2 of the dataset's volumes" in why

@@ -294,7 +294,18 @@ def test_warning_fires_on_a_constructed_scan_and_not_on_a_generated_volume(setup
     assert len(warned) == 1 and warned[0].startswith("warning: stripes: its final data term"), err
     assert summary["stripes"]["out_of_distribution"] and not summary["seed0004"]["out_of_distribution"]
     saved = json.load(open(os.path.join(out, "seed0004", "metrics.json")))
-    assert len(saved["reference_data_terms"]) == 3 and saved["data_term"] > 0
+    # The dataset holds two volumes, fewer than the three references asked for: generated ones are used.
+    assert len(saved["reference_data_terms"]) == 3 and saved["reference_kind"] == "generated"
+    assert saved["data_term"] > 0
     for name in ("stripes", "seed0004"):
         assert os.path.isfile(os.path.join(out, name, "comparison.png"))
 
+
+def test_dataset_references_are_volumes_that_are_not_targets(setup):
+    from generation.projection_trust import reference_volumes
+
+    kind, vols = reference_volumes(None, 1, None, setup["data"], exclude=[0])
+    assert kind == "dataset"
+    want = records.decode_volume(next(r for r in records.iterate_records(setup["data"]) if r.index == 1).stored,
+                                 setup["manifest"].storage_dtype).reshape(20, 24, 28)
+    np.testing.assert_allclose(vols[0, ..., 0], want * 2 - 1, atol=1e-6)

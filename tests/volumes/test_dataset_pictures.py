@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import dataset_tool
+from dnnlib.errors import UserError
 from tests.utils import png_pixel
 from volumes import preprocess, records, visualize
 from volumes.dataset_pictures import MONTAGE_NAME, dataset_montage
@@ -79,6 +80,8 @@ def test_extract_and_info_draw_the_montage(tmp_path, capsys):
     dataset_tool.run("info", f)
     assert f"picture: {tmp_path / 'info.png'}" in capsys.readouterr().out
     assert Image.open(tmp_path / "info.png").format == "PNG"
+    with pytest.raises(UserError, match="--picture=.*info.png: already exists"):
+        dataset_tool.run("info", f)
 
 
 def test_partial_field_of_view_warns_and_a_whole_head_does_not(tmp_path, capsys):
