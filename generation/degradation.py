@@ -429,13 +429,14 @@ class Degradation:
                 "noise_sigma": self.sigma, "loss_weight": noise_weight(self.sigma), "spec": self.spec()}
 
     def spec(self):
-        """The spec string parse_spec turns back into this degradation ("none" for the identity)."""
+        """The spec string parse_spec turns back into this degradation (NATIVE for the identity: an image target
+        compared in its own geometry and nothing else)."""
         parts = [op.spec() for op in self.ops]
         if self.mask is not None and self.mask.path is not None:
             parts.append(self.mask.spec())
         if self.sigma is not None:
             parts.append(f"noise={self.sigma!r}")
-        return ";".join(parts) or "none"
+        return ";".join(parts) or NATIVE
 
 
 # ---------------------------------------------------------------------------------------------------------------
