@@ -98,8 +98,28 @@ def _generate(opts, job):
     if grid:
         cols = min(len(grid), int(opts.get("grid_cols", 8)))
         write_grids(job.path("grid"), np.stack(grid), math.ceil(len(grid) / cols), cols)
+        _seeds_picture(job.path("seeds.png"), grid[:SEEDS_PICTURE_MAX], seeds, job.psi)
     return {"files": len(seeds), "grid_seeds": seeds[: len(grid)],
-            "grid_note": f"grid_*.png show the first {len(grid)} of {len(seeds)} seeds"}
+            "grid_note": f"grid_*.png show the first {len(grid)} of {len(seeds)} seeds",
+            "seeds_picture_note": f"seeds.png shows the first {min(len(grid), SEEDS_PICTURE_MAX)}, named"}
+
+
+SEEDS_PICTURE_MAX = 8  # seeds.png: the first volumes, three planes each, each row named by its seed
+
+
+def _seeds_picture(path, vols, seeds, psi):
+    """The first generated volumes drawn in three planes, each row labelled with its seed."""
+    import numpy as np
+
+    from volumes import visualize
+    from volumes.volume_io import to_unit_range
+
+    rows = [to_unit_range(np.asarray(v))[..., 0] for v in vols]
+    result = visualize.draw_panels(path, rows, [f"seed {s}" for s in seeds[: len(rows)]],
+                                   title=f"generated volumes (psi {psi:g})")
+    if result.note:
+        print(f"generate: {result.note}")
+    return result
 
 
 def _style_mix(opts, job):

@@ -52,6 +52,7 @@ def test_generate_cli_writes_nifti_with_the_data_affine(network, tmp_path):
         assert os.path.getsize(os.path.join(out, f"seed{s:04d}.png")) > 0
     for name in ORIENTATIONS:
         assert os.path.isfile(os.path.join(out, f"grid_{name}.png"))
+    assert os.path.isfile(os.path.join(out, "seeds.png"))
     opts = json.load(open(os.path.join(out, "generation.json")))["options"]
     assert opts["seeds"] == [0, 1, 2] and opts["noise_mode"] == "random"
     # Same seed, same volume: another process, another batch position.
@@ -59,6 +60,16 @@ def test_generate_cli_writes_nifti_with_the_data_affine(network, tmp_path):
     again = sampling.generate(Runner(G, batch_size=1), [1], psi=0.7, noise_mode="random")[0]
     np.testing.assert_allclose(_load(os.path.join(out, "seed0001.nii.gz"))[0], to_unit_range(again)[..., 0],
                                atol=1e-5)
+
+
+def test_seeds_picture_names_each_row(tmp_path):
+    pytest.importorskip("matplotlib")
+    vols = np.random.RandomState(0).uniform(-1, 1, (2, 6, 8, 10, 1)).astype(np.float32)
+    res = commands._seeds_picture(str(tmp_path / "seeds.png"), vols, [5, 9, 11], 0.5)
+    axes = np.asarray(res.figure.axes).reshape(2, 3)
+    assert [a.get_ylabel() for a in axes[:, 0]] == ["seed 5", "seed 9"]
+    assert res.figure._suptitle.get_text() == "generated volumes (psi 0.5)"
+    np.testing.assert_allclose(axes[1, 2].images[0].get_array(), (vols[1, :, :, 5, 0].T[::-1] + 1) / 2, atol=1e-6)
 
 
 # Flag mistakes, caught before TensorFlow loads: (arguments, a phrase of the one-line error).

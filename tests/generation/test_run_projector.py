@@ -98,9 +98,11 @@ def test_all_target_kinds_in_one_batch(setup, tmp_path, capsys):
     native = nib.load(os.path.join(out, "scan0", "projected_native.nii.gz"))
     assert native.shape == SRC_SHAPE
     np.testing.assert_allclose(native.affine, LPS4, atol=1e-5)
-    lo, hi = file_entry[0]["transform"]["intensity"]["clip"]  # written back in the scan's own units
+    intensity = file_entry[0]["transform"]["intensity"]  # written back in the scan's own units
+    lo, hi, background = *intensity["clip"], intensity["background"]
     vals = native.get_fdata()
-    assert vals.min() >= lo - 1e-3 and vals.max() <= hi + 1e-3 and hi > 2
+    # The scan's background (0, below the lower clip) where the projection is background, up to the upper clip.
+    assert background == 0 < lo and vals.min() >= background - 1e-3 and vals.max() <= hi + 1e-3 and hi > 2
     assert not os.path.exists(os.path.join(out, "seed0004", "projected_native.nii.gz"))
     assert json.load(open(os.path.join(out, "seed0004", "metrics.json")))["w_rmse"] > 0
     saved = json.load(open(os.path.join(out, "projection.json")))
