@@ -3,8 +3,11 @@
   python dataset_tool.py create  --input=scans/ --output=datasets/mydata [--spacing=2 --shape=80x96x112]
                                  [--register_to=template.nii.gz] [--labels=labels.csv [--missing_values=n/a]]
                                  [--strict] [--max_voxels=134217728]
-  python dataset_tool.py info    --dataset=datasets/mydata          # print the manifest, verify every record
+  python dataset_tool.py info    --dataset=datasets/mydata [--picture=look.png]  # print, verify every record
   python dataset_tool.py extract --dataset=datasets/mydata --output=out/nifti [--indices=0-9]
+
+create and extract draw montage.png (three mid-slices of up to 12 volumes, named, with the skipped inputs) into
+their output; create warns about scans that cover less than half of the output grid (a partial field of view).
   python dataset_tool.py split   --dataset=datasets/mydata --output=datasets/mydata-split [--test_fraction=0.1]
   python dataset_tool.py demo    [--res=demo|2mm] [--num_volumes=200] [--output=datasets/demo-demo]
 
@@ -73,6 +76,9 @@ def define_flags(fv=FLAGS):
     define("bool", "strict", False, "create: stop at the first bad input instead of skipping it.")
     define("bool", "verify", True, "info: read and check every record.")
     define("bool", "full", False, "info: print the whole manifest as JSON (with every file entry).")
+    define("string", "picture", None, "info: also draw the dataset's montage (three mid-slices of up to 12 "
+           "volumes, their names, the skipped inputs) into this PNG. create writes <output>/montage.png, extract "
+           "writes one beside the volumes.")
     define("string", "indices", None, "extract: records to write, e.g. 0-9,20 (default: all).")
     define("enum", "dtype", "float32", "extract: NIfTI voxel type.", enum_values=["float32", "uint16", "uint8"])
     define("float", "test_fraction", 0.1, "split: fraction of subjects in the test part.")
@@ -197,7 +203,11 @@ def build_options(command, f=None):
                     max_voxels=f.max_voxels, scans=scans, root=root)
     elif command == "info":
         _require(f, "dataset")
-        opts.update(dataset=f.dataset, full=f.full, verify=f.verify)
+        if f.picture and not f.picture.lower().endswith(".png"):
+            raise UserError(f"--picture={f.picture}: expected a .png file name")
+        if f.picture and os.path.exists(f.picture) and not f.overwrite:
+            raise UserError(f"--picture={f.picture}: already exists (--overwrite replaces it)")
+        opts.update(dataset=f.dataset, full=f.full, verify=f.verify, picture=f.picture)
     elif command == "extract":
         _require(f, "dataset", "output")
         indices = parse_int_ranges(f.indices, "--indices") if f.indices else None

@@ -47,7 +47,8 @@ flags.DEFINE_integer("frames", 16, "interpolate: frames per segment between cons
 flags.DEFINE_enum("space", "z", list(SPACES), "interpolate: latent space.")
 flags.DEFINE_enum("interp", "linear", list(INTERPOLATIONS), "interpolate: linear or spherical.")
 flags.DEFINE_integer("axis", 2, "interpolate: slice axis of the strip/GIF (0 sagittal, 1 coronal, 2 axial).")
-flags.DEFINE_bool("save_frames", False, "interpolate: also write every frame as NIfTI.")
+flags.DEFINE_bool("save_frames", True, "interpolate: write every frame as NIfTI (frameNNNN.nii.gz, beside "
+                  "interpolation_frames.png); --nosave_frames writes the pictures only.")
 flags.DEFINE_string("projected_w", None, "Latents of run_projector.py (its --outdir, one target's folder or a "
                     "latent.npy / projected_w.npz) instead of seeds: generate re-synthesises them (with the "
                     "projection's noise maps unless --noise_mode is given), style-mix uses them as the rows, "

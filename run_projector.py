@@ -3,15 +3,17 @@
   python run_projector.py --network=results/00000-demo --target=scan.nii.gz --outdir=proj
   python run_projector.py --network=results/00000-demo --data=datasets/t1-2mm --indices=0-3 --outdir=proj
   python run_projector.py --network=results/00000-demo --target_seeds=0-3 --num_steps=200 --outdir=proj
-  python run_projector.py --network=results/00000-demo --target=thick.nii.gz --degradation=none --output_grid=1 \
+  python run_projector.py --network=results/00000-demo --target=thick.nii.gz --degradation=native --output_grid=1 \
       --outdir=proj   # a thick-slice scan compared in its own geometry, restored at 1 mm over its field of view
 
 Image targets (any format the dataset tool reads) are preprocessed with exactly the training dataset's
 pipeline (dataset.json of --data, else the one in the run directory). Per target, a folder with:
 projected.nii.gz (dataset grid, [0, 1]), projected_native.nii.gz (image targets: back in the file's own grid,
 affine and intensity units), target.nii.gz, latent.npy [num_ws, w_dim], noise.npz, loss.csv, loss.png,
-comparison.png (target / projection / 4x |difference|), metrics.json (PSNR, SSIM, NRMSE on the dataset grid,
-in [0, 1]). With --degradation: degraded.nii.gz beside target_degraded.nii.gz (the degraded grid),
+comparison.png (rows: target, degraded input and linear-interpolation baseline with a degradation,
+projection, 4x |difference|; columns: sagittal, coronal, axial), metrics.json (PSNR, SSIM, NRMSE on the dataset grid,
+in [0, 1]; with --ood_reference, the final data term and whether it flags the target as out of
+distribution). With --degradation: degraded.nii.gz beside target_degraded.nii.gz (the degraded grid),
 trivial_inverse.nii.gz, restored_<S>mm.nii.gz (--output_grid), degradation.json, and missing-information
 metrics (see generation/reconstruction.py).
 Flags are validated here and resolved into one options object for generation.projection_command.run_projection.
@@ -29,7 +31,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
 flags.DEFINE_string("outdir", None, "Output directory (must not exist unless --overwrite).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
-flags.DEFINE_list("target", None, "Image files (or DICOM folders) to project, comma-separated.")
+flags.DEFINE_list("target", None, "Image files to project, comma-separated; a DICOM series folder is one scan, "
+                  "any other folder stands for every scan in it (searched as dataset_tool.py create does).")
 flags.DEFINE_string("data", None, "Dataset folder: source of --indices and of the preprocessing manifest.")
 flags.DEFINE_string("indices", None, "Dataset volume indices to project, e.g. 0-3,10 (needs --data).")
 flags.DEFINE_string("target_seeds", None, "Generated seeds to project (tests recovery of a known latent).")
@@ -54,10 +57,15 @@ flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, c
 flags.DEFINE_bool("uint8", False, "Also write uint8 copies of the dataset-grid volumes.")
 flags.DEFINE_string("degradation", None, "Forward model applied to the generated volume before the loss, parts "
                     "joined by ';': thicken:axis=A,mm=T|factor=F[,profile=box|gaussian][,fwhm_mm=V], mask=PATH "
-                    "(mask:path=PATH,invert=1 excludes its voxels), noise=SIGMA. Given (even 'none'), --target "
-                    "scans are compared in their own geometry, their thick slices read from their spacing.")
+                    "(mask:path=PATH,invert=1 excludes its voxels), noise=SIGMA; 'native': only a --target scan's own "
+                    "geometry. Any spec but 'none' compares --target scans in their own geometry, their thick slices "
+                    "read from their spacing; 'none' (as no flag) resamples them onto the network grid.")
 flags.DEFINE_float("output_grid", None, "With --degradation: also write the restored volume on an isotropic grid of "
                    "this spacing (mm) over each target's field of view.")
+flags.DEFINE_integer("ood_reference", 2, "Out-of-distribution check: first project this many reference volumes "
+                     "the same way (--data volumes that are not targets, else generated ones) and warn about a target "
+                     "whose final data term is more than 1.75x (dataset) or 6x (generated) the largest of theirs "
+                     "(generation/projection_trust.py). 0: no check (saves their projection time).")
 flags.DEFINE_float("w_prior_weight", 0.0, "Weight of the prior on W: ||w - w_avg||^2 / w_std^2 (BRGM-like).")
 
 
@@ -84,9 +92,11 @@ def build_options(argv, f=FLAGS):
     network = pretrained.resolve(f.network)  # a shipped network's short name, e.g. demo
     check_network_flag(network, folder_kind(network))
     check_data_flag(f.data, folder_kind(f.data))
+    targets = []
     for path in f.target or []:
         if not os.path.exists(path):
             raise UserError(f"--target: {path}: no such file or folder")
+        targets += _target_files(path)
     # Never write into, around or over what is read.
     check_output_flag("outdir", f.outdir, f.overwrite, inputs=[network, f.data, *(f.target or [])])
     for name in ("num_steps", "w_avg_samples", "batch", "progress_every"):
@@ -95,13 +105,18 @@ def build_options(argv, f=FLAGS):
         raise UserError(f"--lr={f.lr}: must be positive")
     if f.noise_reg_weight < 0 or f.initial_noise_factor < 0 or f.ssim_weight < 0:
         raise UserError("--noise_reg_weight, --initial_noise_factor and --ssim_weight must be >= 0")
+    if f.ood_reference < 0:
+        raise UserError(f"--ood_reference={f.ood_reference}: must be >= 0 (0: no out-of-distribution check)")
     if f.w_prior_weight < 0:
         raise UserError(f"--w_prior_weight={f.w_prior_weight}: must be >= 0")
     if f.output_grid is not None and not f.output_grid > 0:
         raise UserError(f"--output_grid={f.output_grid}: must be a positive spacing in mm")
-    if f.output_grid is not None and f.degradation is None:
-        raise UserError("--output_grid needs --degradation (use --degradation=none for a scan's own thickness alone)")
-    if f.degradation is not None:
+    from generation.degradation import is_no_degradation
+
+    if f.output_grid is not None and is_no_degradation(f.degradation):
+        raise UserError(f"--output_grid needs a --degradation other than {f.degradation or 'none'!r} (use "
+                        "--degradation=native for a scan's own slice thickness alone)")
+    if not is_no_degradation(f.degradation):
         _check_degradation(f.degradation, f.loss)
     label = None
     if f.label is not None:
@@ -111,7 +126,7 @@ def build_options(argv, f=FLAGS):
             raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
     return EasyDict(
         network=network, outdir=f.outdir, overwrite=f.overwrite, data=f.data,
-        targets=list(f.target or []),
+        targets=targets,
         indices=parse_int_ranges(f.indices, "--indices") if f.indices else [],
         target_seeds=parse_int_ranges(f.target_seeds, "--target_seeds") if f.target_seeds else [],
         target_psi=f.target_psi, target_noise_mode=f.target_noise_mode,
@@ -120,7 +135,24 @@ def build_options(argv, f=FLAGS):
         w_avg_samples=f.w_avg_samples, seed=f.seed, batch=f.batch, progress_every=f.progress_every,
         class_idx=f.class_idx, label=label, uint8=f.uint8,
         degradation=f.degradation, output_grid=f.output_grid, w_prior_weight=f.w_prior_weight,
+        ood_reference=f.ood_reference,
     )
+
+
+def _target_files(path):
+    """A --target: a file, a DICOM series folder (one scan), or a folder of scans (every scan in it, as
+    dataset_tool.py create finds them)."""
+    import os
+
+    if not os.path.isdir(path):
+        return [path]
+    from volumes.dataset_inputs import find_inputs
+
+    try:
+        found, _ = find_inputs(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--target={path}: {e}") from None
+    return found
 
 
 def _check_degradation(spec, loss):

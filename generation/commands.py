@@ -16,7 +16,7 @@ def run(opts):
     opts: command, network, outdir, overwrite, psi, truncation_cutoff, noise_mode, noise_seed, class_idx, label,
     batch, uint8, progress (default True: a progress line on stderr), and the command's own: seeds (generate,
     interpolate, average), grid_max and grid_cols (generate), row_seeds, col_seeds, styles
-    (style-mix), frames, space, interp, axis, save_frames (interpolate).
+    (style-mix), frames, space, interp, axis, save_frames (interpolate; default True).
     """
     from dnnlib import EasyDict
     from dnnlib.fileutil import atomic_output_dir
@@ -61,7 +61,8 @@ def _synthesize_projected(opts, job, ws):
 def _generate_projected(opts, job):
     import numpy as np
 
-    from generation.outputs import write_grids, write_mid_slices, write_volume
+    from generation.outputs import write_volume
+    from volumes.visualize import write_grids, write_mid_slices
 
     vols = _synthesize_projected(opts, job, job.projected.ws)
     for name, v in zip(job.projected.names, vols, strict=True):
@@ -79,8 +80,9 @@ def _generate(opts, job):
     if job.get("projected") is not None:
         return _generate_projected(opts, job)
 
-    from generation.outputs import write_grids, write_mid_slices, write_volume
+    from generation.outputs import write_volume
     from generation.sampling import generate_batches
+    from volumes.visualize import write_grids, write_mid_slices
     from volumes.work_pool import Progress
 
     # Streamed: each batch is written and dropped, so memory stays flat however many seeds there are.
@@ -96,15 +98,36 @@ def _generate(opts, job):
     if grid:
         cols = min(len(grid), int(opts.get("grid_cols", 8)))
         write_grids(job.path("grid"), np.stack(grid), math.ceil(len(grid) / cols), cols)
+        _seeds_picture(job.path("seeds.png"), grid[:SEEDS_PICTURE_MAX], seeds, job.psi)
     return {"files": len(seeds), "grid_seeds": seeds[: len(grid)],
-            "grid_note": f"grid_*.png show the first {len(grid)} of {len(seeds)} seeds"}
+            "grid_note": f"grid_*.png show the first {len(grid)} of {len(seeds)} seeds",
+            "seeds_picture_note": f"seeds.png shows the first {min(len(grid), SEEDS_PICTURE_MAX)}, named"}
+
+
+SEEDS_PICTURE_MAX = 8  # seeds.png: the first volumes, three planes each, each row named by its seed
+
+
+def _seeds_picture(path, vols, seeds, psi):
+    """The first generated volumes drawn in three planes, each row labelled with its seed."""
+    import numpy as np
+
+    from volumes import visualize
+    from volumes.volume_io import to_unit_range
+
+    rows = [to_unit_range(np.asarray(v))[..., 0] for v in vols]
+    result = visualize.draw_panels(path, rows, [f"seed {s}" for s in seeds[: len(rows)]],
+                                   title=f"generated volumes (psi {psi:g})")
+    if result.note:
+        print(f"generate: {result.note}")
+    return result
 
 
 def _style_mix(opts, job):
     import numpy as np
 
-    from generation.outputs import write_grids, write_volume
+    from generation.outputs import write_volume
     from generation.style_mixing import describe_presets, parse_styles, style_mix
+    from volumes.visualize import write_grids
 
     col_styles = parse_styles(opts.styles, job.G)
     projected = job.get("projected")
@@ -130,7 +153,8 @@ def _style_mix(opts, job):
 
 def _interpolate(opts, job):
     from generation.interpolation import INTERPOLATIONS, interpolate, interpolation_ts
-    from generation.outputs import write_strip_and_gif, write_volume
+    from generation.outputs import write_volume
+    from volumes.visualize import write_strip_and_gif
 
     if job.get("projected") is not None:  # a projection has no z: the path runs through its ws
         import numpy as np
@@ -145,15 +169,48 @@ def _interpolate(opts, job):
         vols, ts = interpolate(job.runner, list(opts.seeds), int(opts.frames), opts.space, opts.interp, job.psi,
                                opts.noise_mode, job.c, job.cutoff, opts.get("noise_seed", 0))
     write_strip_and_gif(job.path("interpolation.png"), job.path("interpolation.gif"), vols, int(opts.get("axis", 2)))
-    if opts.get("save_frames", False):
+    ends = [f"seed{v:04d}" for v in opts.seeds] if job.get("projected") is None else list(job.projected.names)
+    change = interpolation_picture(job.path("interpolation_frames.png"), vols, ts, ends)
+    print(f"interpolation: mean |change| between consecutive frames {change['consecutive']:.4g}, between the ends "
+          f"of each segment {', '.join(f'{v:.4g}' for v in change['ends'])} (volumes in [0, 1])")
+    if opts.get("save_frames", True):
         for f, v in enumerate(vols):
             write_volume(job.path(f"frame{f:04d}.nii.gz"), v, job.affine, job.uint8)
-    return {"frames": len(ts)}
+    return {"frames": len(ts), "mean_abs_change": change}
+
+
+# Frames drawn in interpolation_frames.png (evenly spread over the path, both ends included).
+PICTURE_FRAMES = 6
+
+
+def interpolation_picture(path, vols, ts, ends):
+    """Draw a sample of the frames (three planes each, labelled by segment and t) and the change between the first
+    and last frame (x4) into path; returns the mean |change| (volumes in [0, 1]) between consecutive frames and
+    between the two ends of each segment."""
+    import numpy as np
+
+    from volumes import visualize
+    from volumes.volume_io import to_unit_range
+
+    unit = to_unit_range(np.asarray(vols, np.float32))[..., 0]
+    picks = visualize.sample_indices(len(unit), PICTURE_FRAMES)
+    labels = [f"frame {f}: {ends[ts[f][0]]}\n-> {ends[ts[f][0] + 1]}, t={ts[f][1]:.2f}" for f in picks]
+    rows = [unit[f] for f in picks] + [np.clip(np.abs(unit[-1] - unit[0]) * 4, 0, 1)]
+    labels.append(f"|frame {len(unit) - 1} -\nframe 0| x4")
+    result = visualize.draw_panels(path, rows, labels, title="interpolation (mid-slices)")
+    if result.note:
+        print(f"interpolation: {result.note}")
+    starts = [f for f, (_, t) in enumerate(ts) if t == 0.0]
+    stops = starts[1:] + [len(unit) - 1]  # a segment ends where the next one starts
+    seg_ends = [float(np.mean(np.abs(unit[b] - unit[a]))) for a, b in zip(starts, stops, strict=True)]
+    consecutive = float(np.mean(np.abs(np.diff(unit, axis=0)))) if len(unit) > 1 else 0.0
+    return {"consecutive": consecutive, "ends": seg_ends}
 
 
 def _average(opts, job):
-    from generation.outputs import write_mid_slices, write_volume
+    from generation.outputs import write_volume
     from generation.sampling import average_volume, average_w_volume
+    from volumes.visualize import write_mid_slices
     from volumes.work_pool import Progress
 
     seeds = list(opts.seeds)

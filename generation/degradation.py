@@ -429,13 +429,14 @@ class Degradation:
                 "noise_sigma": self.sigma, "loss_weight": noise_weight(self.sigma), "spec": self.spec()}
 
     def spec(self):
-        """The spec string parse_spec turns back into this degradation ("none" for the identity)."""
+        """The spec string parse_spec turns back into this degradation (NATIVE for the identity: an image target
+        compared in its own geometry and nothing else)."""
         parts = [op.spec() for op in self.ops]
         if self.mask is not None and self.mask.path is not None:
             parts.append(self.mask.spec())
         if self.sigma is not None:
             parts.append(f"noise={self.sigma!r}")
-        return ";".join(parts) or "none"
+        return ";".join(parts) or NATIVE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -523,10 +524,22 @@ def _parse_thicken(body, where, spacing):
         raise ValueError(f"{where}: {e}") from None
 
 
+# The spec word for "only the scan's own geometry": an image target keeps its slices as acquired (thickness read
+# from its spacing) and nothing else is degraded. "none" means no degradation at all (see is_no_degradation).
+NATIVE = "native"
+
+
+def is_no_degradation(spec):
+    """True for a spec that asks for no forward model at all (None, "" or "none"): targets are then compared on
+    the network grid, image files resampled onto it as the dataset's scans were."""
+    return spec is None or str(spec).strip().lower() in ("", "none")
+
+
 def parse_spec(spec, network_spacing=None):
     """Parse a degradation spec into a `Degradation` (pure: a mask file is named, not read).
 
-    Grammar (parts separated by ';', whitespace around parts ignored; "" or "none" is the identity):
+    Grammar (parts separated by ';', whitespace around parts ignored; "", "none" and "native" are the identity:
+    an image target's own slice geometry is added by projection_targets.native_file_target, not here):
       thicken:axis=A,factor=F[,profile=box|gaussian][,fwhm=V][,truncate=T][,start=S][,count=M]
           A in 0,1,2 (spatial axis: D,H,W = i,j,k); F >= 1 network voxels per slice (fractional allowed);
           mm=T instead of factor= gives the slice thickness in millimetres (F = T / network spacing along A,
@@ -541,7 +554,7 @@ def parse_spec(spec, network_spacing=None):
     Raises ValueError naming the bad part.
     """
     spec = "" if spec is None else str(spec).strip()
-    if spec.lower() in ("", "none"):
+    if spec.lower() in ("", "none", NATIVE):
         return Degradation()
     ops, mask, sigma = [], None, None
     for n, raw in enumerate(spec.split(";"), 1):

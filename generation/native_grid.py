@@ -30,12 +30,29 @@ def to_native_grid(volume, dataset_affine, transform, fill=0.0):
     return out, src_affine
 
 
+# Below this [0, 1] value a projection's voxel is taken as background: the normalisation sent everything at or
+# below the lower clip (background and the darkest foreground) to 0, and a projection's background is near 0, not
+# at it. Between 0 and this value the scan's background ramps linearly up to the exact inverse.
+BACKGROUND_RAMP = 0.05
+
+
 def to_source_intensity(volume01, transform):
     """Undo the dataset's linear intensity normalisation (clip [lo, hi] -> [0, 1]), so the projection written
-    in the scan's own grid is also in the scan's own units. Returns (volume, description of the units)."""
-    clip = (transform.get("intensity") or {}).get("clip")
+    in the scan's own grid is also in the scan's own units: lo + v * (hi - lo) from BACKGROUND_RAMP up, and from
+    the scan's own background (its minimum, when preprocessing recorded it) at 0 to that value below, so the
+    projection's background is the scan's background. Returns (volume, description of the units)."""
+    intensity = transform.get("intensity") or {}
+    clip = intensity.get("clip")
     if not clip:
         return volume01, "[0, 1] (the dataset's)"
     lo, hi = float(clip[0]), float(clip[1])
-    vol = (lo + np.asarray(volume01, np.float64) * (hi - lo)).astype(np.float32)
-    return vol, f"source units: [0, 1] -> [{lo:g}, {hi:g}]"
+    v = np.asarray(volume01, np.float64)
+    vol = lo + v * (hi - lo)
+    background = intensity.get("background")
+    if background is None:
+        return vol.astype(np.float32), f"source units: [0, 1] -> [{lo:g}, {hi:g}]"
+    top = lo + BACKGROUND_RAMP * (hi - lo)
+    ramp = float(background) + np.clip(v, 0, None) / BACKGROUND_RAMP * (top - float(background))
+    vol = np.where(v < BACKGROUND_RAMP, ramp, vol).astype(np.float32)
+    return vol, (f"source units: [0, 1] -> [{lo:g}, {hi:g}], background {float(background):g} (below "
+                 f"{BACKGROUND_RAMP:g} a ramp from the scan's background)")

@@ -17,8 +17,11 @@ def run_projection(opts):
     opts: network, outdir, overwrite; targets (image files), data and indices (dataset volumes), target_seeds,
     target_psi, target_noise_mode (generated volumes); class_idx, label; batch, progress_every, uint8; and any
     of projector.default_options() (num_steps, initial_learning_rate, w_plus, loss, w_prior_weight, ...);
-    degradation (spec string; None = compare on the network grid; given, even "none", image files are read in
-    their own geometry), output_grid (mm: restored volumes on an isotropic grid over each target's field of view).
+    degradation (spec string; None or "none" = no forward model, every target compared on the network grid;
+    any other spec, "native" included, reads image files in their own geometry), output_grid (mm: restored
+    volumes on an isotropic grid over each target's field of view); ood_reference (how many reference
+    volumes, the dataset's when `data` is given, else generated, are projected for the out-of-distribution
+    check of generation.projection_trust; 0: none).
     """
     from dnnlib.fileutil import atomic_output_dir
     from generation import projection_targets
@@ -37,7 +40,9 @@ def run_projection(opts):
     targets = []
     if opts.get("targets"):
         manifest = projection_targets.find_manifest(opts.network, opts.get("data"))
-    if opts.get("degradation") is not None:
+    from generation.degradation import is_no_degradation
+
+    if not is_no_degradation(opts.get("degradation")):
         from generation.degradation import parse_spec
         from volumes.volume_io import voxel_sizes
 
@@ -70,8 +75,18 @@ def run_projection(opts):
     batch = int(opts.get("batch", 4))
     uint8 = bool(opts.get("uint8", False))
     summary = {}
+    num_reference = int(opts.get("ood_reference", 0))
     with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False))) as out:
         for group in _same_grid_groups(targets):
+            reference = None
+            if num_reference > 0:
+                from generation.projection_trust import reference_data_terms, reference_volumes
+
+                kind, ref_vols = reference_volumes(G, num_reference, c, opts.get("data"), opts.get("indices") or ())
+                print(f"projecting {num_reference} {'dataset' if kind == 'dataset' else 'generated'} volumes the "
+                      "same way, for the out-of-distribution check", flush=True)
+                reference = (kind, reference_data_terms(G, ref_vols, c, popts, w_stats,
+                                                        None if deg is None else group[0].degradation))
             for b0 in range(0, len(group), batch):
                 chunk = group[b0 : b0 + batch]
                 names = ", ".join(t.name for t in chunk)
@@ -96,6 +111,9 @@ def run_projection(opts):
 
                         summary[t.name].update(write_reconstruction_outputs(folder, t, res.volumes[i],
                                                                             opts.get("output_grid"), uint8))
+                    if reference is not None:
+                        summary[t.name].update(_trust(t.name, float(res.curve[-1]["mse"][i]), *reference))
+                    if deg is not None or reference is not None:
                         _rewrite_metrics(folder, summary[t.name])
                     print(f"{t.name}: " + "  ".join(f"{k} {v:.4g}" for k, v in summary[t.name].items()
                                                     if isinstance(v, float)))
@@ -104,6 +122,19 @@ def run_projection(opts):
             record.degradation = deg.describe()
         record.save_json(os.path.join(out, "projection.json"))
     return summary
+
+
+def _trust(name, term, kind, reference):
+    """The out-of-distribution check of one target (generation.projection_trust): its metrics, and a warning."""
+    import sys
+
+    from generation.projection_trust import FACTORS, out_of_distribution
+
+    why = out_of_distribution(term, reference, kind)
+    if why:
+        print(f"warning: {name}: {why}", file=sys.stderr, flush=True)
+    return {"data_term": term, "reference_kind": kind, "reference_data_terms": [float(v) for v in reference],
+            "out_of_distribution": bool(why), "ood_factor": FACTORS[kind]}
 
 
 def _grid_key(t):

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from dnnlib.fileutil import atomic_write_bytes, atomic_write_text
-from generation.outputs import encode_image, png_scale, slice_to_uint8, write_volume
+from dnnlib.fileutil import atomic_write_text
+from generation.outputs import write_volume
 from volumes.volume_io import to_unit_range
 
 CURVE_KEYS = ("loss", "mse", "mse_down", "noise_reg", "ssim", "w_prior")
@@ -26,30 +26,60 @@ def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400), st
                            title=f"projection loss terms\n{CURVE_UNITS}", size=size)
 
 
-def comparison_png(path, target_unit, proj_unit, diff_gain=4.0):
-    """Rows: target, projection, |difference| x diff_gain; columns: sagittal, coronal, axial mid-slices."""
-    from PIL import Image
+DIFF_GAIN = 4.0  # differences are small next to the [0, 1] range: drawn x4 so they show
 
+
+def comparison_rows(target, proj):
+    """The comparison picture's rows for one target: (label, volume [i,j,k] in [0, 1], voxel sizes in mm).
+
+    target: an EasyDict of projection_targets (dataset, seed or image file; with or without a degradation);
+    proj: its projection [D,H,W,C] in [-1, 1] on the network grid. Rows: the target (when known on the network
+    grid), the degraded input the projector compared with (on its own grid) and the baseline (linear
+    interpolation back to the network grid) when there is a degradation, the projection, and the difference:
+    with the target when known, else between the input and the projection degraded the same way.
+    """
+    from volumes.volume_io import voxel_sizes
+
+    unit = lambda v: to_unit_range(np.asarray(v))[..., 0] if np.ndim(v) == 4 else to_unit_range(np.asarray(v))  # noqa: E731
+    net_sp = voxel_sizes(np.asarray(target.affine, np.float64)) if target.get("affine") is not None else None
+    proj_unit = unit(proj)
+    rows = []
+    if target.get("volume") is not None:
+        rows.append(("target", unit(target.volume), net_sp))
+    deg = target.get("degradation")
+    if deg is not None:
+        from generation.reconstruction import trivial_inverse_volume
+
+        grid_sp = voxel_sizes(np.asarray(target.grid_affine, np.float64))
+        rows.append(("degraded input", unit(target.degraded), grid_sp))
+        baseline = trivial_inverse_volume(deg, target.degraded, proj_unit.shape)
+        rows.append(("baseline:\nlinear interpolation", unit(baseline), net_sp))
+    rows.append(("projection", proj_unit, net_sp))
+    if target.get("volume") is not None:
+        diff = np.abs(rows[0][1] - proj_unit)
+        rows.append((f"|target - projection|\nx{DIFF_GAIN:g}", np.clip(diff * DIFF_GAIN, 0, 1), net_sp))
+    else:
+        seen = unit(deg(np.asarray(proj)[None]).numpy()[0])
+        diff = np.abs(unit(target.degraded) - seen)
+        rows.append((f"|input - degraded\nprojection| x{DIFF_GAIN:g}", np.clip(diff * DIFF_GAIN, 0, 1), grid_sp))
+    return rows
+
+
+def comparison_png(path, target, proj, title=None):
+    """Draw comparison_rows(target, proj) (rows labelled, columns sagittal / coronal / axial) into path.
+    Returns volumes.visualize.draw_panels' result (note: why no picture)."""
     from volumes import visualize
 
-    vols = [target_unit, proj_unit, np.clip(np.abs(target_unit - proj_unit) * diff_gain, 0, 1)]
-    cells = [[visualize.slice_2d(np.asarray(v)[..., 0] if np.ndim(v) == 4 else v, a) for a in range(3)]
-             for v in vols]
-    col_w = [max(cells[r][a].shape[1] for r in range(3)) for a in range(3)]
-    row_h = max(c.shape[0] for row in cells for c in row)
-    gap = 2
-    out = np.zeros((3 * row_h + 2 * gap, sum(col_w) + 2 * gap), np.uint8)
-    for r in range(3):
-        x = 0
-        for a in range(3):
-            c = slice_to_uint8(cells[r][a], (0.0, 1.0))
-            y0 = r * (row_h + gap) + (row_h - c.shape[0]) // 2
-            x0 = x + (col_w[a] - c.shape[1]) // 2
-            out[y0 : y0 + c.shape[0], x0 : x0 + c.shape[1]] = c
-            x += col_w[a] + gap
-    s = png_scale(np.shape(target_unit)[:3])
-    out = np.repeat(np.repeat(out, s, axis=0), s, axis=1)
-    atomic_write_bytes(path, encode_image(Image.fromarray(out), "PNG"))
+    rows = comparison_rows(target, proj)
+    return visualize.draw_panels(path, [r[1] for r in rows], [r[0] for r in rows], title=title,
+                                 spacings=[r[2] for r in rows], cell_inches=1.5)
+
+
+def _comparison_title(target):
+    kind = "image file" if target.get("path") else "generated volume" if target.get("true_ws") is not None else \
+        "dataset volume"
+    deg = target.get("degradation")
+    return f"{target.name} ({kind}); degradation: {deg.spec() if deg is not None else 'none'}"
 
 
 def curve_csv(curve, i):
@@ -90,8 +120,10 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
     if plot.note:
         print(f"projection: {plot.note}; the curve is in loss.csv")
     metrics = {}
+    picture = comparison_png(os.path.join(out, "comparison.png"), target, proj, title=_comparison_title(target))
+    if picture.note:
+        print(f"projection: {picture.note}")
     if tgt is not None:
-        comparison_png(os.path.join(out, "comparison.png"), tgt_unit, proj_unit)
         metrics = {k: float(v) for k, v in reconstruction_metrics(tgt_unit, proj_unit, data_range=1.0).items()}
         metrics["grid"] = "dataset"  # metrics are measured on the dataset grid, in [0, 1]
     if target.get("transform") is not None:

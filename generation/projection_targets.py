@@ -202,6 +202,7 @@ def native_file_target(path, manifest, img_shape, deg):
     if popts.normalize:
         out, intensity = preprocess.normalize_intensity(out, preprocess.foreground_mask(out, popts.foreground_fraction),
                                                         popts.percentiles)
+        intensity["background"] = fill  # the scan's minimum: what 0 stands for back in its units
     else:
         out, intensity = np.clip(out, 0.0, 1.0), {"method": "clip01"}
     crop = match.target_slices

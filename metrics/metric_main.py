@@ -123,8 +123,10 @@ def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature
         raise FileNotFoundError(f"{dataset_dir}: no such dataset directory")
     if isinstance(heldout, str | os.PathLike) and not os.path.isdir(heldout):
         raise FileNotFoundError(f"{heldout}: no such held-out dataset directory")
+    G = metric_utils.resolve_generator(G)
+    metric_utils.check_grids(G, dataset_dir)
     return EasyDict(
-        G=metric_utils.resolve_generator(G), reals=dataset_dir, num=int(num), batch=int(batch),
+        G=G, reals=dataset_dir, num=int(num), batch=int(batch),
         feature_weights=feature_weights, feature_network=feature_network, feature_layer=feature_layer,
         feature_input=feature_input, slice_step=slice_step, inception_size=int(inception_size),
         kernel_size=int(kernel_size), seed=int(seed), psi=float(psi), noise_mode=noise_mode,
@@ -199,6 +201,8 @@ def format_table(results):
         label = network_label(r.info.get("feature_network"))
         for k, v in r.results.items():
             rows.append((r.metric, k, f"{v:.6g}", label, r.total_time_str))
+        for k in r.info.get("left_out") or {}:
+            rows.append((r.metric, k, "left out", label, r.total_time_str))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -209,6 +213,8 @@ def format_table(results):
             lines.append(f"note: {r.metric}: {network_label(r.info['feature_network'])} is not the standard FID "
                          "Inception: values NOT comparable with published FIDs")
     lines += ms_ssim_notes(results)
+    for r in results:
+        lines += [f"note: {r.metric}: {k} left out: {why}" for k, why in (r.info.get("left_out") or {}).items()]
     return "\n".join(lines)
 
 

@@ -35,6 +35,34 @@ def resolve_generator(G):
     return G
 
 
+def _grid(shape):
+    return "x".join(str(int(s)) for s in shape)
+
+
+def check_grids(G, reals):
+    """ValueError naming both grids when the reals' volumes [D,H,W] are not the generator's output grid:
+    every metric compares the two sets volume by volume or feature by feature, so they must share a grid."""
+    want = getattr(G, "img_shape", None)
+    if want is None:
+        return
+    want = tuple(int(s) for s in want)[:3]
+    if isinstance(reals, str | os.PathLike):
+        from volumes.manifest import load_manifest
+
+        have, where = tuple(int(s) for s in load_manifest(os.fspath(reals)).shape)[:3], os.fspath(reals)
+    elif isinstance(reals, tf.data.Dataset):
+        spec = reals.element_spec[0] if isinstance(reals.element_spec, tuple | list) else reals.element_spec
+        if spec.shape.rank != 5 or not spec.shape[1:4].is_fully_defined():
+            return  # checked volume by volume where they are compared
+        have, where = tuple(int(s) for s in spec.shape[1:4]), "the reals (tf.data.Dataset)"
+    else:
+        return
+    if have != want:
+        raise ValueError(f"{where}: the reals are {_grid(have)} volumes but the network makes {_grid(want)}; "
+                         "metrics compare the two on one grid: use the dataset the network was trained on (or "
+                         "one made on the network's grid)")
+
+
 def dataset_key(reals):
     """Hash of a dataset directory: its whole manifest (source-file checksums, geometry, normalisation) plus the
     names, sizes and modification times of its shards, so a dataset rewritten in place gets a new key.

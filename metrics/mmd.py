@@ -162,9 +162,13 @@ def _voxel_pass(opts, keep_vectors):
             del pending[0][:8], pending[1][:8]
         if not live[0]:
             pending[1].clear()  # no reals left to pair them with
-    out = {"mmd_linear_batch8": batch8.value() if batch8.values else None, "mmd_linear_unbiased": unbiased.value(),
+    two_each = min(unbiased.count) >= 2  # the unbiased estimators need two volumes of each set
+    out = {"mmd_linear_batch8": batch8.value() if batch8.values else None,
+           "mmd_linear_unbiased": unbiased.value() if two_each else None,
            "num_reals": unbiased.count[0], "num_fakes": unbiased.count[1], "batches8": len(batch8.values)}
-    if keep_vectors:
+    if keep_vectors and not two_each:
+        out["mmd_gaussian_median"], out["sigma"] = None, None
+    elif keep_vectors:
         out["mmd_gaussian_median"], out["sigma"] = mmd_gaussian_median(np.concatenate(kept[0]),
                                                                        np.concatenate(kept[1]))
     opts.session[key] = out
@@ -173,12 +177,16 @@ def _voxel_pass(opts, keep_vectors):
 
 def _voxel_metric(opts, names, batch8_required=True):
     out = _voxel_pass(opts, keep_vectors="mmd_gaussian_median" in names)
+    counts = f"got {out['num_reals']} reals and {out['num_fakes']} fakes"
+    for name in names:  # the message names the metric that cannot be computed
+        if out[name] is None and name != "mmd_linear_batch8":
+            raise ValueError(f"{name} needs at least 2 reals and 2 fakes; {counts}")
     if out["mmd_linear_batch8"] is None and "mmd_linear_batch8" in names:
         if batch8_required:
-            raise ValueError(f"mmd_linear_batch8 needs at least 8 reals and 8 fakes; got {out['num_reals']} reals "
-                             f"and {out['num_fakes']} fakes (evaluate more volumes)")
+            raise ValueError(f"mmd_linear_batch8 needs at least 8 reals and 8 fakes; {counts} (evaluate more "
+                             "volumes)")
         names = [n for n in names if n != "mmd_linear_batch8"]
-        opts.info["mmd_linear_batch8"] = "left out: fewer than 8 reals or fakes"
+        opts.info["left_out"] = {"mmd_linear_batch8": f"needs at least 8 reals and 8 fakes, {counts}"}
     opts.info.update({"space": "voxels in [0,1]", "num_reals": out["num_reals"], "num_fakes": out["num_fakes"]})
     if out["mmd_linear_batch8"] is not None and "mmd_linear_batch8" in names:
         opts.info["batches_of_8"] = out["batches8"]

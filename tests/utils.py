@@ -72,6 +72,7 @@ class FakeG:
 
     def __init__(self, z_dim=8, c_dim=0):
         self.z_dim, self.c_dim = z_dim, c_dim
+        self.img_shape = FAKE_SHAPE
         self.basis = tf.constant(_smooth_basis(z_dim, 1))
         self.calls = []
 
@@ -79,6 +80,13 @@ class FakeG:
         self.calls.append((z.shape[0], None if c is None else np.asarray(c)))
         x = 0.6 * tf.tanh(tf.matmul(z, self.basis) * 0.5)
         return tf.reshape(x, [-1, *FAKE_SHAPE, 1])
+
+
+def png_pixel(png, ax, row, col):
+    """The value (first channel) of a saved figure's pixel at the centre of voxel (row, col) of the image drawn
+    in matplotlib axes `ax` (the figure saved at its own dpi)."""
+    x, y = ax.transData.transform((col, row))
+    return int(png[png.shape[0] - 1 - int(np.floor(y)), int(np.floor(x)), 0])
 
 
 def make_reals(n=12, batch=4, labels=None):

@@ -6,6 +6,9 @@ build_demo_dataset. Importing this module loads nothing heavy (each command impo
 front end can check its command name against COMMANDS quickly.
 """
 
+import os
+
+
 def create(opts):
     from dnnlib.fileutil import check_output_dir
     from volumes.dataset_create import create_dataset
@@ -53,13 +56,19 @@ def info(opts):
         if problems:
             raise ValueError(f"{opts.dataset}: {len(problems)} problem(s) found in the records")
         print(f"verified {m.num_volumes} records: counts, shapes, checksums ok")
+    if opts.get("picture"):
+        from volumes.dataset_pictures import dataset_montage
+
+        result = dataset_montage(opts.picture, opts.dataset, m)
+        print(f"picture: {opts.picture}" if result.png else f"no picture: {result.note}")
 
 
 def extract(opts):
     from volumes.dataset_ops import extract_dataset
+    from volumes.dataset_pictures import MONTAGE_NAME
 
     paths = extract_dataset(opts.dataset, opts.output, opts.indices, opts.dtype, opts.overwrite)
-    print(f"wrote {len(paths)} NIfTI volumes to {opts.output}")
+    print(f"wrote {len(paths)} NIfTI volumes to {opts.output}; picture: {os.path.join(opts.output, MONTAGE_NAME)}")
 
 
 def split(opts):

@@ -23,6 +23,10 @@ from volumes.volume_io import DEFAULT_MAX_VOXELS, error_summary
 # intermediates of reorientation, anti-aliasing and resampling. Used with the voxel limit to bound the workers.
 BYTES_PER_VOXEL = 16
 
+# A scan whose data fills less than this fraction of the output grid is reported: the rest of the volume is
+# background, so a partial field of view (a slab, a small patch) would train as a patch in an empty head.
+MIN_COVERAGE = 0.5
+
 # Worker state: options and the registration template, loaded once per process.
 _W = EasyDict()
 
@@ -131,6 +135,11 @@ def create_dataset(
         workers = limit
 
     files, affines, file_rows = [], [], []
+    # The montage shows an even sample of the inputs; only those volumes are kept in memory.
+    from volumes import dataset_pictures, visualize
+
+    drawn_jobs = set(visualize.sample_indices(len(jobs), dataset_pictures.MAX_ROWS))
+    drawn, partial = {}, []
     with atomic_output_dir(out_dir, overwrite=overwrite, inputs=guarded) as tmp, contextlib.ExitStack() as stack:
         n_shards = num_shards or records.choose_num_shards(max(len(jobs), 1), opts.shape, opts.storage_dtype)
         writer = stack.enter_context(records.ShardedWriter(tmp, n_shards))
@@ -138,7 +147,7 @@ def create_dataset(
         results = stack.enter_context(
             contextlib.closing(work_pool.imap_ordered(_work, jobs, workers, _init, (opts, max_voxels)))
         )
-        for path, row, res in zip(jobs, job_rows, results, strict=True):
+        for position, (path, row, res) in enumerate(zip(jobs, job_rows, results, strict=True)):
             progress.update()
             if res[0] == "skip":
                 skip(path, res[1])
@@ -154,6 +163,14 @@ def create_dataset(
                 )
                 continue
             index = len(files)
+            coverage = transform.get("coverage")
+            if coverage is not None and coverage < MIN_COVERAGE:
+                partial.append(path)
+                log(f"warning: {path}: the scan covers {coverage:.0%} of the output grid "
+                    f"({'x'.join(map(str, opts.shape))} at {'x'.join(f'{s:g}' for s in opts.spacing)} mm); "
+                    "the rest is background: a partial field of view becomes a small patch in an empty volume")
+            if position in drawn_jobs or not drawn:
+                drawn[index] = records.decode_volume(stored, opts.storage_dtype).reshape(tuple(opts.shape))
             shard = writer.write(records.serialize_example(stored, index, label))
             entry = {
                 "path": os.path.abspath(path),
@@ -203,12 +220,19 @@ def create_dataset(
             build_seconds=round(time.time() - t0, 2),
         )
         write_manifest(tmp, manifest)
+        picture = dataset_pictures.montage(os.path.join(tmp, dataset_pictures.MONTAGE_NAME), manifest,
+                                           [drawn[i] for i in sorted(drawn)], sorted(drawn),
+                                           title=os.path.basename(os.path.normpath(out_dir)))
         share_permissions(tmp)
     if verbose:
         log(
             f"wrote {len(files)} volumes ({len(shards)} shards) to {out_dir}; skipped {len(skipped)} of {len(inputs)}"
             f" in {time.time() - t0:.1f}s"
         )
+    if partial:
+        log(f"warning: {len(partial)} scan(s) cover less than {MIN_COVERAGE:.0%} of the output grid (listed above)")
+    log(f"picture: {os.path.join(out_dir, dataset_pictures.MONTAGE_NAME)}" if picture.png
+        else f"no picture: {picture.note}")
     return manifest
 
 

@@ -99,7 +99,8 @@ def verify_dataset(dataset_dir):
 
 
 def extract_dataset(dataset_dir, out_dir, indices=None, dtype="float32", overwrite=False):
-    """Write records back as NIfTI ([0, 1] intensities) at their own world grid. Returns the written paths."""
+    """Write records back as NIfTI ([0, 1] intensities) at their own world grid, with their montage
+    (dataset_pictures.MONTAGE_NAME) beside them. Returns the written volumes' paths."""
     m = load_manifest(dataset_dir)
     by_index = {int(f["index"]): f for f in (m.get("files") or [])}
     wanted = None if indices is None else set(int(i) for i in indices)
@@ -108,15 +109,28 @@ def extract_dataset(dataset_dir, out_dir, indices=None, dtype="float32", overwri
     if outside:
         raise ValueError(f"record indices {outside} are out of range: {dataset_dir} has records 0..{n - 1}")
     written = []
+    from volumes import dataset_pictures, visualize
+
+    pool = sorted(wanted) if wanted is not None else list(range(n))
+    drawn_ids = {pool[k] for k in visualize.sample_indices(len(pool), dataset_pictures.MAX_ROWS)}
+    drawn = {}
     with atomic_output_dir(out_dir, overwrite=overwrite, inputs=(dataset_dir,)) as tmp:
         for rec in iterate_records(dataset_dir, m):
             if wanted is not None and rec.index not in wanted:
                 continue
             vol = records.decode_volume(rec.stored, m.storage_dtype).reshape(rec.shape)
+            if rec.index in drawn_ids:
+                drawn[rec.index] = vol
             src = by_index.get(rec.index, {}).get("path", "volume")
             name = f"{rec.index:05d}-{file_stem(src).replace(':', '-')}.nii.gz"
             write_nifti(os.path.join(tmp, name), vol, volume_affine(m, rec.index), dtype=dtype)
             written.append(os.path.join(out_dir, name))
+        if drawn:
+            picture = dataset_pictures.montage(os.path.join(tmp, dataset_pictures.MONTAGE_NAME), m,
+                                               [drawn[i] for i in sorted(drawn)], sorted(drawn),
+                                               title=os.path.basename(os.path.normpath(dataset_dir)))
+            if picture.note:
+                print(f"no picture: {picture.note}")
         share_permissions(tmp)
     return sorted(written)
 

@@ -218,6 +218,21 @@ def lattice_offset(src_affine, out_affine, tol=1e-4):
     return np.round(off).astype(np.int64)
 
 
+def coverage(src_affine, src_shape, out_affine, out_shape, fixed_to_moving=None, step=2):
+    """Fraction of the output grid's voxels whose centre lies inside the source scan (every `step`-th voxel
+    along each axis is checked). fixed_to_moving: the registration's 4x4 world map (output world -> source
+    world), or None."""
+    axes = [np.arange(0, int(n), step, dtype=np.float64) for n in out_shape]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    world = grid @ np.asarray(out_affine)[:3, :3].T + np.asarray(out_affine)[:3, 3]
+    if fixed_to_moving is not None:
+        world = world @ np.asarray(fixed_to_moving)[:3, :3].T + np.asarray(fixed_to_moving)[:3, 3]
+    inv = np.linalg.inv(np.asarray(src_affine, np.float64))
+    vox = world @ inv[:3, :3].T + inv[:3, 3]
+    inside = np.all((vox > -0.5) & (vox < np.asarray(src_shape, np.float64) - 0.5), axis=1)
+    return float(np.mean(inside))
+
+
 def crop_pad(volume, offset, shape, fill):
     """out[i] = volume[i + offset] where inside, else fill. Exact; used when no resampling is needed."""
     out = np.full(tuple(shape), fill, dtype=np.float32)
@@ -317,6 +332,8 @@ def preprocess_volume(volume, affine, opts, template=None, name="volume"):
         t.centre_world = (affine[:3, :3] @ centre + affine[:3, 3]).tolist()
         out_affine = output_grid(affine, volume.shape, centre, opts, direction)
     shape = tuple(int(s) for s in opts.shape)
+    t.coverage = round(coverage(affine, volume.shape, out_affine, shape,
+                          None if tx is None else t.registration["fixed_to_moving_ras"]), 4)
     offset = lattice_offset(affine, out_affine) if tx is None else None
     if offset is not None:
         out = crop_pad(volume, offset, shape, fill)
@@ -331,6 +348,7 @@ def preprocess_volume(volume, affine, opts, template=None, name="volume"):
         raise ValueError(f"{name}: the output grid holds no image (constant after crop/resample)")
     if opts.normalize:
         out, t.intensity = normalize_intensity(out, foreground_mask(out, opts.foreground_fraction), opts.percentiles)
+        t.intensity["background"] = fill  # the scan's minimum: what 0 stands for when going back to its units
     else:
         out = np.clip(out, 0.0, 1.0)
         t.intensity = {"method": "clip01"}

@@ -1,4 +1,6 @@
-"""Pictures of volumes: orthogonal mid-slices and grids of them, as 8-bit greyscale PNGs.
+"""Pictures of volumes, the one home for every tool's pictures: orthogonal mid-slices and grids of them as 8-bit
+greyscale PNGs, strips and GIFs of generated volumes, and labelled matplotlib figures (rows of volumes, one column
+per plane, every row and column named).
 
 Volumes are assumed in the canonical RAS array orientation (axis 0 -> Right, 1 -> Anterior,
 2 -> Superior). Slices are drawn the way viewers do: superior (or anterior for axial) at the top,
@@ -7,12 +9,16 @@ in sagittal views.
 """
 
 import io
+import math
+import os
 
 import numpy as np
 
 from dnnlib.fileutil import atomic_write_bytes
+from volumes.volume_io import to_unit_range
 
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
+PLANE_NAMES = tuple(PLANES)  # slices across array axis 0, 1, 2 (RAS data)
 
 
 def _as_batch(volumes):
@@ -127,3 +133,160 @@ def grid_png(path, volumes, rows, cols, axis=2, drange=None, scale=1, gap=2):
     img = _upscale(grid_image(volumes, rows, cols, axis, drange, gap), int(scale))
     atomic_write_bytes(path, _encode_png(img))
     return img
+
+
+# ----------------------------------------------------------------------------------------------
+# Pictures of generated volumes ([-1, 1]): enlarged so small (demo) volumes still show, grids per plane, strip/GIF.
+
+
+def png_scale(img_shape):
+    """Integer enlargement so small (demo) volumes still give pictures about 128 pixels across."""
+    return max(1, math.ceil(128 / max(int(d) for d in img_shape)))
+
+
+def slice_to_uint8(sl, value_range=(-1.0, 1.0)):
+    lo, hi = value_range
+    return np.clip(np.rint((np.asarray(sl, np.float64) - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+
+
+def encode_image(img, fmt="PNG", **kwargs):
+    """A PIL image as file bytes (written with atomic_write_bytes, so no half-written picture is left)."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def write_grids(prefix, vols, rows, cols):
+    """One rows x cols grid of mid-slices per orientation: <prefix>_sagittal.png, _coronal.png, _axial.png."""
+    for axis, name in enumerate(PLANE_NAMES):
+        grid_png(f"{prefix}_{name}.png", to_unit_range(vols), rows, cols, axis, drange=(0, 1),
+                 scale=png_scale(vols.shape[1:4]))
+
+
+def write_mid_slices(path, vol):
+    """Sagittal, coronal and axial mid-slices of one [-1, 1] volume as one PNG."""
+    mid_slices_png(path, to_unit_range(vol), (0, 1), png_scale(np.shape(vol)[:3]))
+
+
+def write_strip_and_gif(png_path, gif_path, vols, axis=2, duration_ms=80):
+    """Mid-slices of the frames side by side (PNG) and as an animation that loops forth and back (GIF)."""
+    from PIL import Image
+
+    frames = [slice_to_uint8(slice_2d(np.asarray(v)[..., 0] if np.ndim(v) == 4 else np.asarray(v), axis))
+              for v in vols]
+    scale = png_scale(np.shape(vols)[1:4])
+    big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]
+    strip = np.concatenate([np.pad(f, ((0, 0), (0, 2))) for f in big], axis=1)[:, :-2]
+    atomic_write_bytes(png_path, encode_image(Image.fromarray(strip), "PNG"))
+    loop = [Image.fromarray(f) for f in big + big[-2:0:-1]]
+    gif = encode_image(loop[0], "GIF", save_all=True, append_images=loop[1:], duration=duration_ms, loop=0)
+    atomic_write_bytes(gif_path, gif)
+
+
+# ----------------------------------------------------------------------------------------------
+# Labelled figures (matplotlib): rows of volumes, one column per plane, every row and column named.
+
+def display_aspect(spacing, axis):
+    """Height/width of one displayed voxel of slice_2d(volume, axis) for voxel sizes `spacing` (mm)."""
+    if spacing is None:
+        return 1.0
+    b, c = (a for a in range(3) if a != axis)  # slice_2d puts axis c on rows and axis b on columns
+    return float(spacing[c]) / float(spacing[b])
+
+
+def panel_figure(rows, row_labels, planes=PLANE_NAMES, title=None, footer=None, drange=(0.0, 1.0), cmaps=None,
+                 spacings=None, cell_inches=1.6, dpi=100):
+    """A matplotlib Figure: one row per volume of `rows` ([i,j,k] arrays), one column per plane (mid-slices,
+    oriented as slice_2d), each row named by row_labels on its left and each column by its plane on top.
+
+    drange: (lo, hi) mapped to black..white, for every row or one per row (a list of pairs); cmaps: None (grey)
+    or one colormap name per row; spacings: None (square voxels) or one voxel size triple per row, so
+    anisotropic scans are drawn in millimetres. title on top, footer (a few lines of text) below.
+    Raises ImportError when matplotlib is missing (draw_panels turns that into a note).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if len(rows) != len(row_labels):
+        raise ValueError(f"{len(rows)} rows of volumes for {len(row_labels)} row labels")
+    if not rows:
+        raise ValueError("a picture needs at least one volume")
+    axes_of = [PLANES.get(p, p) if isinstance(p, str) else int(p) for p in planes]
+    dranges = list(drange) if drange and isinstance(drange[0], tuple | list) else [drange] * len(rows)
+    footer_lines = 0 if not footer else footer.count("\n") + 1
+    height = cell_inches * len(rows) + (0.35 if title else 0) + 0.18 * footer_lines + 0.3
+    fig = Figure(figsize=(cell_inches * len(axes_of) + 1.3, height), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(len(rows), len(axes_of), squeeze=False)
+    for r, vol in enumerate(rows):
+        vol = np.asarray(vol, np.float32)
+        vol = vol[..., 0] if vol.ndim == 4 else vol
+        lo, hi = dranges[r]
+        for col, axis in enumerate(axes_of):
+            ax = grid[r][col]
+            aspect = display_aspect(None if spacings is None else spacings[r], axis)
+            ax.imshow(slice_2d(vol, axis), cmap=(cmaps[r] if cmaps else None) or "gray", vmin=lo, vmax=hi,
+                      interpolation="nearest", aspect=aspect)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                name = planes[col] if isinstance(planes[col], str) else PLANE_NAMES[axis]
+                ax.set_title(name, fontsize=9)
+            if col == 0:  # horizontal, wrapped: long scan names must not run into the next row
+                ax.set_ylabel(wrap_label(row_labels[r]), fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    if footer:
+        fig.supxlabel(footer, fontsize=7, ha="left", x=0.01)
+    return fig
+
+
+def wrap_label(text, width=18):
+    """A row label in lines of at most `width` characters (its own line breaks kept, long names cut)."""
+    import textwrap
+
+    return "\n".join(part for line in str(text).split("\n")
+                     for part in (textwrap.wrap(line, width, break_on_hyphens=True) or [""]))
+
+
+def draw_panels(path, rows, row_labels, **kwargs):
+    """panel_figure(rows, row_labels, **kwargs) written atomically as a PNG at path.
+
+    Returns EasyDict(png=path or None, note=None or why no picture, figure). matplotlib is an optional extra:
+    without it nothing is written and the note says so.
+    """
+    from dnnlib.easydict import EasyDict
+    from dnnlib.plots import MISSING_MATPLOTLIB
+
+    try:
+        fig = panel_figure(rows, row_labels, **kwargs)
+    except ImportError:
+        return EasyDict(png=None, note=f"{os.path.basename(str(path))} not drawn: {MISSING_MATPLOTLIB}",
+                        figure=None)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return EasyDict(png=str(path), note=None, figure=fig)
+
+
+def sample_indices(n, k):
+    """At most k indices spread evenly over range(n), first and last included."""
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
+
+
+def skipped_footer(skipped, max_lines=4, width=80):
+    """A few lines listing skipped inputs (their reasons, the file by its name), for a montage's footer."""
+    if not skipped:
+        return "skipped: none"
+    lines = [f"skipped {len(skipped)}:"]
+    for s in skipped[:max_lines]:
+        reason = str(s.get("reason", s) if isinstance(s, dict) else s)
+        path = str(s.get("path", "")) if isinstance(s, dict) else ""
+        if path and reason.startswith(path):
+            reason = os.path.basename(path) + reason[len(path):]
+        lines.append("  " + (reason if len(reason) <= width else reason[: width - 3] + "..."))
+    if len(skipped) > max_lines:
+        lines.append(f"  ... and {len(skipped) - max_lines} more (dataset.json lists them all)")
+    return "\n".join(lines)

@@ -260,6 +260,7 @@ SPEC_CASES = [
     # spec, network spacing, expected describe() without "spec" (ops, mask, noise_sigma)
     ("", None, ([], None, None)),
     ("none", None, ([], None, None)),
+    ("native", None, ([], None, None)),
     ("thicken:axis=2,factor=4", None,
      ([{"op": "thicken", "axis": 2, "factor": 4, "profile": "box", "start": 1.5}], None, None)),
     ("thicken:axis=2,factor=4,profile=gaussian;mask=path.nii.gz;noise=0.05", None,

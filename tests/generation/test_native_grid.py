@@ -40,3 +40,23 @@ def test_to_source_intensity_undoes_the_clip_normalisation():
     assert units == "source units: [0, 1] -> [10, 50]"
     same, units = native_grid.to_source_intensity(vol, {})
     assert same is vol and units == "[0, 1] (the dataset's)"
+
+
+def test_background_goes_back_to_the_scans_background():
+    # Clip [10, 50] from a scan whose background is 0: a projection's 0 is the scan's 0 (an overlay shows no grey
+    # box), 0.025 is halfway up the ramp to the exact inverse at 0.05 (12), and above that the inverse is exact.
+    vol = np.array([0.0, 0.025, 0.05, 0.25, 1.0], np.float32)
+    out, units = native_grid.to_source_intensity(vol, {"intensity": {"clip": [10.0, 50.0], "background": 0.0}})
+    np.testing.assert_allclose(out, [0.0, 6.0, 12.0, 20.0, 50.0], rtol=1e-6)
+    assert "background 0" in units
+
+
+def test_preprocessing_records_the_background(tmp_path):
+    from volumes import preprocess
+
+    vol = np.zeros((12, 12, 12), np.float32)
+    vol[3:9, 3:9, 3:9] = 100 + np.arange(216, dtype=np.float32).reshape(6, 6, 6)
+    vol -= 7.0  # a background below zero
+    opts = preprocess.default_options(spacing=[1.0, 1.0, 1.0], shape=[10, 12, 14], base_shape=[5, 6, 7])
+    _, _, t = preprocess.preprocess_volume(vol, np.eye(4), opts)
+    assert t.intensity["background"] == -7.0 and t.intensity["clip"][0] > 90

@@ -1,4 +1,5 @@
-"""generation/outputs.py: NIfTI values and affine, the output affine rule, strip and GIF."""
+"""generation/outputs.py: NIfTI values and affine, the output affine rule; the strip, GIF and grids that
+volumes/visualize.py draws of generated volumes."""
 
 import os
 import warnings
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from generation import outputs
+from volumes import visualize
 
 
 def _volumes(n, seed=0):
@@ -45,8 +47,8 @@ def test_strip_and_gif(tmp_path):
 
     vols = _volumes(3)
     png, gif = str(tmp_path / "s.png"), str(tmp_path / "s.gif")
-    outputs.write_strip_and_gif(png, gif, vols, axis=2)
-    scale = outputs.png_scale((20, 24, 28))
+    visualize.write_strip_and_gif(png, gif, vols, axis=2)
+    scale = visualize.png_scale((20, 24, 28))
     strip = np.asarray(Image.open(png))
     # Axial slices of 20x24 (i, j) are drawn 24 rows by 20 columns; three frames with 2-pixel gaps.
     assert strip.shape == (24 * scale, 3 * 20 * scale + 4)
@@ -56,5 +58,5 @@ def test_strip_and_gif(tmp_path):
 
 
 def test_grids_one_per_orientation(tmp_path):
-    outputs.write_grids(str(tmp_path / "grid"), _volumes(5), 2, 3)
-    assert sorted(os.listdir(tmp_path)) == [f"grid_{name}.png" for name in sorted(outputs.ORIENTATIONS)]
+    visualize.write_grids(str(tmp_path / "grid"), _volumes(5), 2, 3)
+    assert sorted(os.listdir(tmp_path)) == [f"grid_{name}.png" for name in sorted(visualize.PLANE_NAMES)]

@@ -1,4 +1,5 @@
-"""generation/projection_outputs.py: the loss curve as CSV and plot, the comparison picture."""
+"""generation/projection_outputs.py: the loss curve as CSV and plot (the comparison picture:
+test_projection_pictures.py)."""
 
 import sys
 
@@ -7,7 +8,6 @@ import pytest
 from PIL import Image
 
 from generation import projection_outputs
-from generation.outputs import png_scale
 
 
 def _curve():
@@ -34,14 +34,3 @@ def test_curve_picture_without_matplotlib_is_a_note(tmp_path, monkeypatch):
     rows = [{"loss": 1.0}, {"loss": 0.5}]
     plot = projection_outputs.curve_png(str(tmp_path / "loss.png"), rows)
     assert "loss.png not drawn" in plot.note and not (tmp_path / "loss.png").exists()
-
-
-def test_comparison_picture(tmp_path):
-    rng = np.random.RandomState(0)
-    target, proj = rng.rand(20, 24, 28, 1), rng.rand(20, 24, 28, 1)
-    projection_outputs.comparison_png(str(tmp_path / "cmp.png"), target, proj)
-    pic = np.asarray(Image.open(tmp_path / "cmp.png"))
-    # Rows target / projection / difference, 28 voxels high (S); columns sagittal (A: 24), coronal and axial
-    # (R: 20); 2-pixel gaps; all enlarged by the picture scale.
-    s = png_scale((20, 24, 28))
-    assert pic.shape == ((3 * 28 + 4) * s, (24 + 20 + 20 + 4) * s)

@@ -104,7 +104,7 @@ def test_native_target_errors(tmp_path, case, match):
         c, s = np.cos(0.3), np.sin(0.3)
         affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
     path, _ = _scan(tmp_path, affine)
-    spec, manifest = "none", MANIFEST
+    spec, manifest = "native", MANIFEST
     if case == "factor":
         spec = "thicken:axis=2,factor=3"
     elif case == "fine_axis":

@@ -10,10 +10,10 @@ import pytest
 
 from generation import commands, sampling
 from generation.network_loader import export_generator, load_generator
-from generation.outputs import ORIENTATIONS
 from generation.runner import Runner
 from tests.utils import run_script, tiny_generator
 from training.networks import NOISE_MODES
+from volumes.visualize import PLANE_NAMES as ORIENTATIONS
 from volumes.volume_io import to_unit_range
 
 AFFINE = np.array([[8.0, 0, 0, -76], [0, 8, 0, -110], [0, 0, 8, -70], [0, 0, 0, 1]])
@@ -52,6 +52,7 @@ def test_generate_cli_writes_nifti_with_the_data_affine(network, tmp_path):
         assert os.path.getsize(os.path.join(out, f"seed{s:04d}.png")) > 0
     for name in ORIENTATIONS:
         assert os.path.isfile(os.path.join(out, f"grid_{name}.png"))
+    assert os.path.isfile(os.path.join(out, "seeds.png"))
     opts = json.load(open(os.path.join(out, "generation.json")))["options"]
     assert opts["seeds"] == [0, 1, 2] and opts["noise_mode"] == "random"
     # Same seed, same volume: another process, another batch position.
@@ -59,6 +60,16 @@ def test_generate_cli_writes_nifti_with_the_data_affine(network, tmp_path):
     again = sampling.generate(Runner(G, batch_size=1), [1], psi=0.7, noise_mode="random")[0]
     np.testing.assert_allclose(_load(os.path.join(out, "seed0001.nii.gz"))[0], to_unit_range(again)[..., 0],
                                atol=1e-5)
+
+
+def test_seeds_picture_names_each_row(tmp_path):
+    pytest.importorskip("matplotlib")
+    vols = np.random.RandomState(0).uniform(-1, 1, (2, 6, 8, 10, 1)).astype(np.float32)
+    res = commands._seeds_picture(str(tmp_path / "seeds.png"), vols, [5, 9, 11], 0.5)
+    axes = np.asarray(res.figure.axes).reshape(2, 3)
+    assert [a.get_ylabel() for a in axes[:, 0]] == ["seed 5", "seed 9"]
+    assert res.figure._suptitle.get_text() == "generated volumes (psi 0.5)"
+    np.testing.assert_allclose(axes[1, 2].images[0].get_array(), (vols[1, :, :, 5, 0].T[::-1] + 1) / 2, atol=1e-6)
 
 
 # Flag mistakes, caught before TensorFlow loads: (arguments, a phrase of the one-line error).
@@ -177,6 +188,14 @@ def test_interpolate_and_average(network, tmp_path):
     assert os.path.isfile(os.path.join(out, "interpolation.png"))
     first, aff = _load(os.path.join(out, "frame0000.nii.gz"))
     np.testing.assert_allclose(aff, AFFINE)
+    frames = [_load(os.path.join(out, f"frame{f:04d}.nii.gz"))[0] for f in range(5)]
+    # The change printed and recorded is measured on the frames written: consecutive frames and segment ends.
+    want_consecutive = np.mean([np.abs(b - a) for a, b in zip(frames, frames[1:], strict=False)])
+    assert s.mean_abs_change["consecutive"] == pytest.approx(want_consecutive, rel=1e-4)
+    assert s.mean_abs_change["ends"] == pytest.approx([np.abs(frames[2] - frames[0]).mean(),
+                                                       np.abs(frames[4] - frames[2]).mean()], rel=1e-4)
+    pytest.importorskip("matplotlib")
+    assert Image.open(os.path.join(out, "interpolation_frames.png")).size[1] > 300
 
     avg = str(tmp_path / "avg")
     commands.run(_opts(network, avg, "average", seeds=list(range(5)), noise_mode="none"))

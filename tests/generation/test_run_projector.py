@@ -98,9 +98,11 @@ def test_all_target_kinds_in_one_batch(setup, tmp_path, capsys):
     native = nib.load(os.path.join(out, "scan0", "projected_native.nii.gz"))
     assert native.shape == SRC_SHAPE
     np.testing.assert_allclose(native.affine, LPS4, atol=1e-5)
-    lo, hi = file_entry[0]["transform"]["intensity"]["clip"]  # written back in the scan's own units
+    intensity = file_entry[0]["transform"]["intensity"]  # written back in the scan's own units
+    lo, hi, background = *intensity["clip"], intensity["background"]
     vals = native.get_fdata()
-    assert vals.min() >= lo - 1e-3 and vals.max() <= hi + 1e-3 and hi > 2
+    # The scan's background (0, below the lower clip) where the projection is background, up to the upper clip.
+    assert background == 0 < lo and vals.min() >= background - 1e-3 and vals.max() <= hi + 1e-3 and hi > 2
     assert not os.path.exists(os.path.join(out, "seed0004", "projected_native.nii.gz"))
     assert json.load(open(os.path.join(out, "seed0004", "metrics.json")))["w_rmse"] > 0
     saved = json.load(open(os.path.join(out, "projection.json")))
@@ -163,8 +165,11 @@ FLAG_ERRORS = [
     (["--target_seeds=1", "--degradation=blur:sigma=1"], "--degradation: degradation part 1 'blur:sigma=1'"),
     (["--target_seeds=1", "--degradation=mask={tmp}/m.nii.gz"], "m.nii.gz: no such file"),
     (["--target_seeds=1", "--degradation=thicken:axis=1,mm=6", "--loss=mse+ssim"], "--loss=mse+ssim"),
-    (["--target_seeds=1", "--degradation=none", "--output_grid=0"], "--output_grid=0"),
-    (["--target_seeds=1", "--output_grid=1"], "--output_grid needs --degradation"),
+    (["--target_seeds=1", "--degradation=native", "--output_grid=0"], "--output_grid=0"),
+    (["--target_seeds=1", "--output_grid=1"], "--output_grid needs a --degradation"),
+    (["--target_seeds=1", "--degradation=none", "--output_grid=1"], "other than 'none' (use --degradation=native"),
+    (["--target={tmp}"], "holds no images"),
+    (["--target_seeds=1", "--ood_reference=-1"], "--ood_reference=-1"),
     (["--target_seeds=1", "--w_prior_weight=-1"], "--w_prior_weight"),
 ]
 
@@ -175,6 +180,15 @@ def test_flag_errors_exit_2_with_one_line(tmp_path, args, phrase):
     r = _run("--network=x", f"--outdir={tmp_path}/x", *args)
     assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not os.path.exists(f"{tmp_path}/x")
+
+
+def test_a_target_folder_of_files_stands_for_its_scans(tmp_path):
+    import run_projector
+
+    for name in ("b.nii.gz", "a.nrrd", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert run_projector._target_files(str(tmp_path)) == [str(tmp_path / "a.nrrd"), str(tmp_path / "b.nii.gz")]
+    assert run_projector._target_files(str(tmp_path / "b.nii.gz")) == [str(tmp_path / "b.nii.gz")]
 
 
 def test_enum_flags_offer_the_librarys_values():
@@ -237,7 +251,7 @@ def test_seed_and_dataset_targets_through_a_degradation(setup, tmp_path):
 def test_thick_scan_is_compared_in_its_own_geometry(setup, tmp_path):
     scan = _thick_scan(tmp_path)
     out = str(tmp_path / "n")
-    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], degradation="none",
+    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], degradation="native",
                                    output_grid=4.0))
     d = os.path.join(out, "thick")
     tgt = nib.load(os.path.join(d, "target_degraded.nii.gz"))
@@ -262,3 +276,38 @@ def test_millimetres_are_checked_against_the_networks_spacing(setup, tmp_path):
     with pytest.raises(ValueError, match=r"degradation part 1 'thicken:axis=2,mm=4'.*factor must be a number >= 1"):
         run_projection(_opts(setup, str(out), target_seeds=[1], degradation="thicken:axis=2,mm=4"))
     assert not out.exists()
+
+
+def _stripes(path):
+    """A scan no untrained network makes: 16 mm slabs alternating bright and dark through the whole field."""
+    k = np.arange(SRC_SHAPE[2])
+    vol = np.broadcast_to(np.where((k // 4) % 2 == 0, 100.0, 1.0), SRC_SHAPE).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol.copy(), LPS4), path)
+    return path
+
+
+def test_warning_fires_on_a_constructed_scan_and_not_on_a_generated_volume(setup, tmp_path, capsys):
+    scan = _stripes(str(tmp_path / "stripes.nii.gz"))
+    out = str(tmp_path / "p")
+    summary = run_projection(_opts(setup, out, data=setup["data"], targets=[scan], target_seeds=[4],
+                                   ood_reference=3))
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and warned[0].startswith("warning: stripes: its final data term"), err
+    assert summary["stripes"]["out_of_distribution"] and not summary["seed0004"]["out_of_distribution"]
+    saved = json.load(open(os.path.join(out, "seed0004", "metrics.json")))
+    # The dataset holds two volumes, fewer than the three references asked for: generated ones are used.
+    assert len(saved["reference_data_terms"]) == 3 and saved["reference_kind"] == "generated"
+    assert saved["data_term"] > 0
+    for name in ("stripes", "seed0004"):
+        assert os.path.isfile(os.path.join(out, name, "comparison.png"))
+
+
+def test_dataset_references_are_volumes_that_are_not_targets(setup):
+    from generation.projection_trust import reference_volumes
+
+    kind, vols = reference_volumes(None, 1, None, setup["data"], exclude=[0])
+    assert kind == "dataset"
+    want = records.decode_volume(next(r for r in records.iterate_records(setup["data"]) if r.index == 1).stored,
+                                 setup["manifest"].storage_dtype).reshape(20, 24, 28)
+    np.testing.assert_allclose(vols[0, ..., 0], want * 2 - 1, atol=1e-6)

@@ -15,6 +15,7 @@ from dnnlib.cli import SigtermInterrupt, sigterm_as_keyboard_interrupt
 from generation import commands, network_loader, outputs, sampling
 from generation.runner import Runner
 from tests.utils import tiny_generator
+from volumes import visualize
 
 SHAPE = (20, 24, 28)
 VOLUME_BYTES = int(np.prod(SHAPE)) * 4  # one float32 volume of demo-tiny
@@ -70,8 +71,8 @@ def test_generate_grid_is_capped_to_the_first_seeds_and_says_so(in_memory_networ
     assert record["grid_note"] == "grid_*.png show the first 5 of 7 seeds"
     # The same picture as a grid drawn from the first five seeds' volumes, made independently of the stream.
     first = sampling.generate(Runner(in_memory_network.G, 2), seeds[:5], noise_mode="random")
-    outputs.write_grids(str(tmp_path / "want"), first, 2, 3)
-    for name in outputs.ORIENTATIONS:
+    visualize.write_grids(str(tmp_path / "want"), first, 2, 3)
+    for name in visualize.PLANE_NAMES:
         got = np.asarray(Image.open(tmp_path / "gen" / f"grid_{name}.png"))
         np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / f"want_{name}.png")))
 

@@ -168,5 +168,30 @@ def test_mmd_below_eight_volumes():
     with pytest.raises(ValueError, match="at least 8 reals and 8 fakes"):
         metric_main.calc_metric("mmd_linear_batch8", G=FakeG(), dataset_dir=ds, num=6, batch=4)
     r = metric_main.calc_metric("mmd", G=FakeG(), dataset_dir=ds, num=6, batch=4)
-    assert set(r.results) == {"mmd_linear_unbiased", "mmd_gaussian_median"} and "left out" in r.info[
-        "mmd_linear_batch8"]
+    assert set(r.results) == {"mmd_linear_unbiased", "mmd_gaussian_median"}
+    assert "at least 8 reals and 8 fakes, got 6 reals and 6 fakes" in r.info["left_out"]["mmd_linear_batch8"]
+    table = metric_main.format_table([r]).splitlines()
+    # The table says so itself: a row for the metric left out, and a note with the reason.
+    assert any(line.split()[:3] == ["mmd", "mmd_linear_batch8", "left"] for line in table), table
+    assert "note: mmd: mmd_linear_batch8 left out: needs at least 8 reals and 8 fakes" in table[-1]
+
+
+@pytest.mark.parametrize("name", ["mmd_gaussian_median", "mmd_linear_unbiased", "mmd"])
+def test_one_real_names_the_metric_asked_for(name):
+    _, ds = make_reals(n=1)
+    want = "mmd_linear_unbiased" if name == "mmd" else name  # mmd: the first variant that cannot be computed
+    with pytest.raises(ValueError, match=f"^{want} needs at least 2 reals and 2 fakes; got 1 reals and 4 fakes"):
+        metric_main.calc_metric(name, G=FakeG(), dataset_dir=ds, num=4, batch=4)
+
+
+def test_reals_on_another_grid_are_refused_naming_both_grids(tmp_path):
+    G = FakeG()
+    G.img_shape = (20, 24, 28)
+    _, ds = make_reals()
+    with pytest.raises(ValueError, match="the reals are 16x16x16 volumes but the network makes 20x24x28"):
+        metric_main.calc_metric("ms_ssim", G=G, dataset_dir=ds, num=4, batch=4)
+    assert G.calls == []  # refused before any volume is generated
+    data = make_tiny_dataset(str(tmp_path / "data"))
+    with pytest.raises(ValueError, match=f"{tmp_path / 'data'}: the reals are 20x24x28 volumes but the network "
+                                         "makes 16x16x16"):
+        metric_main.calc_metric("mmd_gaussian_median", G=FakeG(), dataset_dir=data, num=4, batch=4)

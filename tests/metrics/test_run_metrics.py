@@ -6,7 +6,7 @@ import pytest
 
 from dnnlib import EasyDict
 from metrics import feature_networks, metric_main
-from tests.utils import FakeG, make_reals, run_script
+from tests.utils import FakeG, make_reals, make_tiny_dataset, run_script
 
 # (extra flags, substrings of the one error line). --network and --data are a scratch directory; {json} is an
 # existing file there. Every case fails before any volume is generated.
@@ -34,6 +34,14 @@ def test_flag_errors_exit_2_naming_the_flag(tmp_path, extra, expected):
     assert len(err) == 1, p.stderr
     for text in expected:
         assert text in err[0], err[0]
+
+
+def test_grid_mismatch_exits_2_naming_both_grids(tmp_path):
+    data = make_tiny_dataset(str(tmp_path / "data"))  # 20x24x28; the shipped demo network makes 40x48x56
+    p = run_script("run_metrics.py", "--network=demo", f"--data={data}", "--metrics=ms_ssim", timeout=300)
+    assert p.returncode == 2, p.stderr
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "the reals are 20x24x28 volumes but the network makes 40x48x56" in err[0], p.stderr
 
 
 def test_run_metrics_table_and_json(tmp_path, capsys):
