@@ -128,7 +128,8 @@ def _style_mix(opts, job):
     cells = [blank, res.cols]
     for i in range(len(row_names)):
         cells += [res.rows[i : i + 1], res.mix[i]]
-    write_grids(job.path("stylemix"), np.concatenate(cells), len(row_names) + 1, len(opts.col_seeds) + 1)
+    write_grids(job.path("stylemix"), np.concatenate(cells), len(row_names) + 1, len(opts.col_seeds) + 1,
+                row_labels=["", *row_names], col_labels=["", *(f"seed{s:04d}" for s in opts.col_seeds)])
     return {"col_styles": col_styles, "presets": presets.splitlines()}
 
 
