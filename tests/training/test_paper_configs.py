@@ -106,6 +106,20 @@ def test_global_batch_of_paper_configs(manifest_of_shape, config, devices, batch
     assert bool(re.search(r"-b\d+$", opts.desc)) == (batch is not None or config == "demo")
 
 
+def test_resumed_run_keeps_its_global_batch(manifest_of_shape, tmp_path):
+    # A 2 mm run started on 4 devices (global batch 32) continues at 32 on one device.
+    from training.train_options import global_batch
+
+    run = tmp_path / "00000-run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001"):
+        (run / "checkpoints" / name).write_bytes(b"x")  # only the files are looked at here
+    config = "Gorig-Dres-3d-2mm-base567"
+    EasyDict(batch_size=32, cli_args=dict(config=config, batch=None)).save_json(str(run / "training_options.json"))
+    opts = manifest_of_shape(config, resume=str(run))
+    assert opts.batch_size == 32 and global_batch(opts, 1) == 32
+
+
 # -- D resampling: the layer D builds from the config, against NumPy filter-then-strided-conv ------------------------
 def _np_pad(x, pads):
     return np.pad(x, [(0, 0), *pads, (0, 0)])
