@@ -27,10 +27,12 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
 flags.DEFINE_string("seeds", None, "Seeds, e.g. 0-9,20 (generate, interpolate, average).")
 flags.DEFINE_string("row_seeds", None, "style-mix: seeds of the rows (they give the styles not replaced).")
 flags.DEFINE_string("col_seeds", None, "style-mix: seeds of the columns (they give the styles in --styles).")
-flags.DEFINE_string("styles", "coarse", "style-mix: ws taken from the column seed: a preset (coarse, middle, "
-                    "fine: lowest, middle, highest third of the resolutions), a resolution or range such as "
-                    "10x12x14 or 5x6x7-10x12x14, ws index ranges such as 0-3, all, or none. A bad value lists "
-                    "the network's presets with their resolutions.")
+flags.DEFINE_string("styles", None, "style-mix: ws taken from the column seed: presets (coarse, middle, "
+                    "fine: lowest, middle, highest third of the resolutions; at 2 mm coarse = ws 0-2 (5x6x7, "
+                    "10x12x14), middle = 3-4 (20x24x28), fine = 5-9 (40x48x56, 80x96x112); on the demo network "
+                    "coarse = ws 0, middle = 1-4, fine = 5-7; style-mix prints the network's own), a resolution or "
+                    "range such as 10x12x14 or 5x6x7-10x12x14, ws index ranges such as 0-3 (0-6: the original's "
+                    "default), all, or none. Default: the column's anatomy (coarse and middle), the row's detail.")
 flags.DEFINE_float("psi", 0.5, "Truncation psi (1 = none).")
 flags.DEFINE_integer("truncation_cutoff", None, "Truncate only the first N ws (default: all).")
 # The values of training.networks.NOISE_MODES, written out to keep TensorFlow out of flag parsing (a test

@@ -32,7 +32,7 @@ CLI_ACTIONS = {
 }
 POSITIVE = ("batch", "batch_gpu", "kimg", "kimg_per_tick", "snap", "max_minutes", "samples", "keep_checkpoints",
             "metric_num")
-NON_NEGATIVE = ("gamma", "r2_gamma", "collective_timeout")
+NON_NEGATIVE = ("gamma", "r1_gamma", "r2_gamma", "collective_timeout", "max_skipped_steps")
 # Exit status when a peer worker was lost (sysexits EX_TEMPFAIL): the run can be resumed, a scheduler may requeue.
 WORKER_LOST_EXIT = 75
 # The group letters of training.augment.GROUPS, written out to keep TensorFlow out of flag checks (a test checks

@@ -126,10 +126,14 @@ def _style_mix(opts, job):
     import numpy as np
 
     from generation.outputs import write_volume
-    from generation.style_mixing import describe_presets, parse_styles, style_mix
+    from generation.style_mixing import DEFAULT_STYLES, describe_presets, parse_styles, style_mix
     from volumes.visualize import write_grids
 
-    col_styles = parse_styles(opts.styles, job.G)
+    styles = opts.get("styles") or DEFAULT_STYLES
+    col_styles = parse_styles(styles, job.G)
+    presets = describe_presets(job.G)
+    print(f"style-mix: the columns give ws {styles} = {col_styles} of 0-{int(job.G.num_ws) - 1}; presets of this "
+          "network:\n" + "\n".join(f"  {line}" for line in presets.splitlines()))
     projected = job.get("projected")
     # Rows from a projection are named by its targets, rows from seeds by the seed.
     row_names = projected.names if projected is not None else [f"seed{r:04d}" for r in opts.row_seeds]
@@ -147,8 +151,9 @@ def _style_mix(opts, job):
     cells = [blank, res.cols]
     for i in range(len(row_names)):
         cells += [res.rows[i : i + 1], res.mix[i]]
-    write_grids(job.path("stylemix"), np.concatenate(cells), len(row_names) + 1, len(opts.col_seeds) + 1)
-    return {"col_styles": col_styles, "presets": describe_presets(job.G).splitlines()}
+    write_grids(job.path("stylemix"), np.concatenate(cells), len(row_names) + 1, len(opts.col_seeds) + 1,
+                row_labels=["", *row_names], col_labels=["", *(f"seed{s:04d}" for s in opts.col_seeds)])
+    return {"col_styles": col_styles, "presets": presets.splitlines()}
 
 
 def _interpolate(opts, job):

@@ -92,10 +92,7 @@ def run_projection(opts):
                 names = ", ".join(t.name for t in chunk)
 
                 def progress(row, names=names):
-                    extra = f"  w_prior {np.mean(row['w_prior']):.4g}" if "w_prior" in row else ""
-                    print(f"[{names}] step {row['step']:>5}  lr {row['lr']:.4f}  loss {np.mean(row['loss']):.5f}  "
-                          f"mse {np.mean(row['mse']):.5f}  mse_down {np.mean(row['mse_down']):.5f}  "
-                          f"noise_reg {np.mean(row['noise_reg']):.3g}{extra}", flush=True)
+                    print(f"[{names}] {progress_line(row, popts.get('num_steps', 1000))}", flush=True)
 
                 if deg is None:
                     projector = Projector(G, np.stack([t.volume for t in chunk]), c, popts, w_stats)
@@ -135,6 +132,28 @@ def _trust(name, term, kind, reference):
         print(f"warning: {name}: {why}", file=sys.stderr, flush=True)
     return {"data_term": term, "reference_kind": kind, "reference_data_terms": [float(v) for v in reference],
             "out_of_distribution": bool(why), "ood_factor": FACTORS[kind]}
+
+
+def progress_line(row, num_steps):
+    """One projector progress line: the data term and the noise regulariser apart (means over the batch), the
+    data term also in the original's units (MSEs of [0, 255] volumes), elapsed time and ETA."""
+    from generation.projector import ORIGINAL_MSE_SCALE
+
+    step, seconds = int(row["step"]), float(row["seconds"])
+    mean = {k: float(np.mean(row[k])) for k in ("data", "mse", "mse_down", "noise_reg", "noise_reg_weighted")}
+    extra = f"  ssim {float(np.mean(row['ssim'])):.4f}" if "ssim" in row else ""
+    extra += f"  w_prior {float(np.mean(row['w_prior'])):.4g}" if "w_prior" in row else ""
+    mse_255 = (mean["mse"] + mean["mse_down"]) * ORIGINAL_MSE_SCALE
+    eta = seconds / step * (num_steps - step)
+    return (f"step {step:>5}/{num_steps}  data {mean['data']:.5f} (mse {mean['mse']:.5f} + mse_down "
+            f"{mean['mse_down']:.5f}; {mse_255:.1f} in the original's [0, 255] units){extra}  "
+            f"noise_reg {mean['noise_reg_weighted']:.5f} (= weight x {mean['noise_reg']:.3g})  lr {row['lr']:.4f}  "
+            f"elapsed {_clock(seconds)}  ETA {_clock(eta)}")
+
+
+def _clock(seconds):
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def _grid_key(t):

@@ -10,20 +10,25 @@ from dnnlib.fileutil import atomic_write_text
 from generation.outputs import write_volume
 from volumes.volume_io import to_unit_range
 
-CURVE_KEYS = ("loss", "mse", "mse_down", "noise_reg", "ssim", "w_prior")
-# What each curve term is, for the plot's title: the projector compares volumes in the network's range [-1, 1].
-CURVE_UNITS = "mse, mse_down: mean squared error in the network's intensity range [-1, 1]; ssim: 1 = identical"
+CURVE_KEYS = ("loss", "data", "noise_reg_weighted", "mse", "mse_down", "noise_reg", "ssim", "w_prior")
+# What the curve terms are, for the plot's title (short lines: a title wider than the figure is cut off). The
+# projector compares volumes in the network's range [-1, 1]; the original's MSEs were 127.5^2 times larger.
+CURVE_TITLE = ("projection loss = data + noise_reg_weighted\n"
+               "mse, mse_down: mean squared error of volumes in [-1, 1]\n"
+               "(x 16256 = the original's units, volumes in [0, 255])")
 
 
-def curve_png(path, curve, keys=("loss", "mse", "mse_down"), size=(640, 400), steps=None):
+def curve_png(path, curve, keys=("loss", "data", "noise_reg_weighted"), size=(640, 400), steps=None):
     """Line plot (log y) of the loss curve of one target; curve rows hold scalars for that target, steps their
     optimisation steps (default 1, 2, ...). Returns dnnlib.plots.line_plot's result (note: why no PNG)."""
     from dnnlib import plots
 
     steps = list(range(1, len(curve) + 1)) if steps is None else list(steps)
     series = {k: [float(r[k]) for r in curve] for k in keys if k in curve[0]}
+    # A term that is zero throughout (the regulariser at weight 0) would turn the log axis linear.
+    series = {k: v for k, v in series.items() if any(v)} or series
     return plots.line_plot(path, steps, series, xlabel="optimisation step", ylabel="value", log_y=True,
-                           title=f"projection loss terms\n{CURVE_UNITS}", size=size)
+                           title=CURVE_TITLE, size=size)
 
 
 DIFF_GAIN = 4.0  # differences are small next to the [0, 1] range: drawn x4 so they show

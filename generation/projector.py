@@ -6,6 +6,10 @@ steps, noise maps renormalised to zero mean and unit variance after every step. 
 noise regulariser (squared autocorrelation at one-voxel shifts along the three axes over a 2x pyramid,
 weight 1e5) is actually added to the loss, so the noise maps cannot soak up the anatomy.
 Loss per target = MSE at full resolution + MSE after 8x average pooling (+ optionally w * (1 - SSIM)).
+Units: the MSEs are of volumes in the network's range [-1, 1]; the original measured them on volumes in [0, 255],
+ORIGINAL_MSE_SCALE = 127.5^2 = 16256.25 times larger. Without the noise regulariser the two losses differ by that
+constant only, which Adam ignores, so --noise_reg_weight=0 optimises exactly the original's loss; the regulariser's
+weight (NOISE_REG_WEIGHT against MSEs in [-1, 1]) is NOISE_REG_WEIGHT * ORIGINAL_MSE_SCALE in the original's units.
 With a degradation (generation.degradation: thick slices, a mask, a noise level) the generated volume is first
 degraded to the targets' sampling and both MSE terms are measured there, over the mask's voxels, times
 1/(2 sigma^2) with a noise level; SSIM needs whole volumes on the network grid and is refused with thickening or
@@ -17,6 +21,7 @@ is a sum over targets their optimisations do not interact.
 """
 
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +32,11 @@ from metrics.ms_ssim import ssim_per_volume_tf
 from training.train_state import Adam
 
 LOSSES = ("mse", "mse+ssim")
+# MSE of volumes in [0, 255] (the original's) / MSE of the same volumes in [-1, 1] (ours).
+ORIGINAL_MSE_SCALE = 127.5**2
+# The noise regulariser's weight against MSEs in [-1, 1]; what it is for: without it the noise maps alone reproduce
+# the target, and the found latent with fresh noise maps does not (bench/bench_projection_noise.py).
+NOISE_REG_WEIGHT = 1e5
 
 
 def default_options():
@@ -37,7 +47,7 @@ def default_options():
         lr_rampdown_length=0.25,
         initial_noise_factor=0.05,
         noise_ramp_length=0.75,
-        regularize_noise_weight=1e5,
+        regularize_noise_weight=NOISE_REG_WEIGHT,
         w_avg_samples=10000,
         w_plus=False,
         loss="mse",
@@ -197,7 +207,9 @@ class Projector:
             return self.G.synthesis(self._ws(self.w_opt + w_noise), noise=list(self.noise))
 
     def loss_terms(self, img):
-        """Per-target terms [N] for volumes img: mse, mse_down, noise_reg, [ssim,] and the weighted sum, loss."""
+        """Per-target terms [N] for volumes img: mse, mse_down (in [-1, 1]), noise_reg, [ssim, w_prior,] the data
+        term (data: everything but the noise regulariser, weighted), the weighted regulariser (noise_reg_weighted)
+        and their sum, loss."""
         o = self.opts
         from generation.degradation import gaussian_data_term, noise_weight
 
@@ -209,14 +221,16 @@ class Projector:
                                                                    self.pool_ksize),
             "noise_reg": noise_regularizer(self.noise) if self.noise else tf.zeros([self.n]),
         }
-        total = terms["mse"] + terms["mse_down"] + o.regularize_noise_weight * terms["noise_reg"]
+        data = terms["mse"] + terms["mse_down"]
         if o.loss == "mse+ssim":
             terms["ssim"] = ssim_per_volume_tf(img, self.targets, data_range=2.0)
-            total += o.ssim_weight * (1.0 - terms["ssim"])
+            data += o.ssim_weight * (1.0 - terms["ssim"])
         if o.w_prior_weight > 0:
             terms["w_prior"] = w_prior(self.w_opt, self.w_avg, self.w_std)
-            total += o.w_prior_weight * terms["w_prior"]
-        terms["loss"] = total
+            data += o.w_prior_weight * terms["w_prior"]
+        terms["data"] = data
+        terms["noise_reg_weighted"] = o.regularize_noise_weight * terms["noise_reg"]
+        terms["loss"] = data + terms["noise_reg_weighted"]
         return terms
 
     def _step_impl(self, lr, w_noise_scale):
@@ -232,16 +246,19 @@ class Projector:
 
     def run(self, progress=None, progress_every=100):
         """Optimise; returns EasyDict(ws [N,num_ws,w_dim], noise list of [N,D,H,W,1], volumes [N,D,H,W,C] in
-        [-1,1], curve: list of per-step dicts {step, lr, loss, mse, mse_down, noise_reg[, ssim]} with [N] arrays).
+        [-1,1], curve: list of per-step dicts {step, lr, seconds (since the start), loss, data, noise_reg_weighted,
+        mse, mse_down, noise_reg[, ssim, w_prior]} with [N] arrays).
         """
         o = self.opts
         curve = []
+        start = time.time()
         for step in range(o.num_steps):
             t = step / o.num_steps
             lr = learning_rate(t, o.initial_learning_rate, o.lr_rampup_length, o.lr_rampdown_length)
             scale = latent_noise_scale(t, self.w_std, o.initial_noise_factor, o.noise_ramp_length)
             terms = self._step(tf.constant(lr, tf.float32), tf.constant(scale, tf.float32))
-            row = {"step": step + 1, "lr": lr, **{k: v.numpy() for k, v in terms.items()}}
+            row = {"step": step + 1, "lr": lr, **{k: v.numpy() for k, v in terms.items()},
+                   "seconds": time.time() - start}
             curve.append(row)
             if progress is not None and ((step + 1) % progress_every == 0 or step + 1 == o.num_steps):
                 progress(row)

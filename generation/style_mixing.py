@@ -5,6 +5,11 @@ import numpy as np
 from dnnlib import EasyDict
 from generation.seeds import seeds_to_z
 
+# The column seeds give the coarse and middle thirds of the resolutions (anatomy), the rows the fine third (detail).
+# At 1 mm that is ws 0-6, the original's default; at 2 mm ws 0-4 (the original's 0-6 reaches 40x48x56), on the
+# demo network ws 0-4 of 0-7 (0-6 would leave the rows only the last ToRGB style).
+DEFAULT_STYLES = "coarse,middle"
+
 
 def ws_resolutions(G):
     """Resolution (D, H, W) that each ws index controls (networks.layer_names: for an index shared by a ToRGB and

@@ -50,12 +50,14 @@ def _paper(z_w, fmaps, batch_gpu, r1_gamma=0.0, r2_gamma=0.0, d_arch="resnet", r
         batch_gpu=batch_gpu, r1_gamma=r1_gamma, r2_gamma=original_r2_gamma(r2_gamma, img_shape),
         img_shape=img_shape, spacing_mm=spacing_mm, total_kimg=25000,
         kimg_per_tick=12 if resolution == "1mm" else 8, ema_kimg=10.0, ema_rampup=None, lazy_reg=False,
-        d_filter=ORIGINAL_D_RESAMPLE_FILTER)
+        d_filter=ORIGINAL_D_RESAMPLE_FILTER, batch_per_device=True)
 
 
 def _make(z_dim, w_dim, mapping_layers, fmap_base, fmap_min, fmap_max, base_shape, up_factors, g_arch, d_arch,
           use_noise, batch_gpu, r1_gamma, r2_gamma, img_shape, spacing_mm, total_kimg, kimg_per_tick, ema_kimg,
-          ema_rampup, batch_size=None, lr=0.002, lazy_reg=True, d_filter=G_RESAMPLE_FILTER):
+          ema_rampup, batch_size=None, lr=0.002, lazy_reg=True, d_filter=G_RESAMPLE_FILTER, batch_per_device=False):
+    """batch_per_device: the batch is per device, as the original's minibatch_size (the global batch is batch_gpu
+    times the number of devices); False: batch_size is the global batch whatever the devices."""
     fmaps = dict(fmap_base=fmap_base, fmap_min=fmap_min, fmap_max=fmap_max)
     g_reg_interval, d_reg_interval = LAZY_REG_INTERVALS if lazy_reg else (0, 0)  # 0: every step, no correction
     return EasyDict(
@@ -75,14 +77,15 @@ def _make(z_dim, w_dim, mapping_layers, fmap_base, fmap_min, fmap_max, base_shap
                              D_reg_interval=d_reg_interval),
         G_opt_kwargs=EasyDict(lr=lr, beta_1=0.0, beta_2=0.99, epsilon=1e-8),
         D_opt_kwargs=EasyDict(lr=lr, beta_1=0.0, beta_2=0.99, epsilon=1e-8),
-        batch_size=int(batch_size or batch_gpu), batch_gpu=int(batch_gpu),
+        batch_size=int(batch_size or batch_gpu), batch_gpu=int(batch_gpu), batch_per_device=bool(batch_per_device),
         ema_kimg=float(ema_kimg), ema_rampup=ema_rampup, total_kimg=total_kimg, kimg_per_tick=kimg_per_tick,
         img_shape=list(img_shape), spacing_mm=None if spacing_mm is None else [float(s) for s in spacing_mm],
     )
 
 
 CONFIGS = {
-    # --- The original's named configs (REFERENCE.md). Batch = the per-GPU batch of the table, one replica.
+    # --- The original's named configs (REFERENCE.md). Batch = the per-GPU batch of the table: on N devices the
+    # global batch is N times it, as the original's run_training.py (minibatch_size_base = batch * num_gpus).
     "Gorig-Dres-3d-1mm-base567": _paper(96, 18, 2, r1_gamma=10, resolution="1mm"),
     "Gorig-Dorig-3d-1mm-base567": _paper(96, 16, 2, d_arch="orig", resolution="1mm"),
     "Gorig-Dorig-r1-3d-1mm-base567": _paper(96, 24, 2, r1_gamma=10, d_arch="orig", resolution="1mm"),

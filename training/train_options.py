@@ -33,13 +33,17 @@ OPTIONS = (
            "built on first use)."),
     Option("config", str, "demo", "Training config name (training/configs.py; --summary to inspect)."),
     Option("outdir", str, "results", "Parent of the run directories NNNNN-<desc>."),
-    Option("batch", int, None, "Global batch size (default: the config's)."),
+    Option("batch", int, None, "Global batch size (default: the config's; for the paper configs, whose batch is "
+           "per device as in the original, the config's batch times the number of devices)."),
     Option("batch_gpu", int, None, "Volumes per device and round: a larger --batch is reached by accumulating "
            "gradients over batch / (batch_gpu x replicas) rounds before one optimiser step (default: the whole "
            "per-device batch, no accumulation)."),
     Option("kimg", float, None, "Length of training in thousands of real volumes shown (default: the config's)."),
     Option("kimg_per_tick", float, None, "Progress line every this many kimg (default: the config's)."),
-    Option("gamma", float, None, "R1 weight (default: the config's)."),
+    Option("gamma", float, None, "The config's own D penalty weight, as the original's --gamma: R2 on the R2 "
+           "config (in the original's units: --gamma=g gives --r2_gamma=g / W, W the volume's last axis), else R1 "
+           "(default: the config's)."),
+    Option("r1_gamma", float, None, "R1 weight on reals, whatever the config (default: the config's; 0 = off)."),
     Option("r2_gamma", float, None, "R2 weight on fakes, penalty summed over every axis (default: the config's; "
            "0 = off; the original's R2 with gamma g is g / W, W the volume's last axis)."),
     Option("mirror", bool, False, "Random left-right flips along the dataset's mirror axis."),
@@ -77,6 +81,10 @@ OPTIONS = (
     Option("lazy_reg", bool, None, "Lazy regularisation (G every 4, D every 16 steps, lr/beta corrected); "
            "--nolazy_reg adds the regularisers on every step as the original did (default: the config's: off for "
            "the paper configs, on for demo configs)."),
+    Option("max_skipped_steps", int, 100, "Non-finite steps: a step whose loss or gradients are NaN/Inf skips its "
+           "update and training goes on, as the original's optimiser; the run stops after this many consecutive "
+           "skipped steps (0 = never, as the original; 1 = at the first). Counted in the tick line and TensorBoard "
+           "(Progress/skipped_steps)."),
     Option("max_minutes", float, None, "Stop (with a final snapshot) after this many minutes of training "
            f"(default: {DEMO_MINUTES:g} for the no-flag demo, --config=demo without --kimg; else no limit)."),
     Option("samples", int, 8, "Sample volumes written per snapshot."),
@@ -169,16 +177,19 @@ def build_options(explicit=None, **kwargs):
     D_kwargs.compute_dtype = dtype
 
     loss_kwargs = copy.deepcopy(cfg.loss_kwargs)
-    if args.gamma is not None:
-        loss_kwargs.r1_gamma = float(args.gamma)
-    if args.r2_gamma is not None:
-        loss_kwargs.r2_gamma = float(args.r2_gamma)
+    _set_d_penalties(loss_kwargs, args, shape)
     if args.lazy_reg is not None:  # None: the config's schedule; False: every step, no lr/beta correction
         intervals = configs.LAZY_REG_INTERVALS if args.lazy_reg else (0, 0)
         loss_kwargs.G_reg_interval, loss_kwargs.D_reg_interval = intervals
 
-    batch = int(args.batch or cfg.batch_size)
-    if loss_kwargs.pl_weight > 0 and batch % loss_kwargs.pl_batch_shrink:
+    if args.batch is None and resume_run is not None:
+        # A resumed run keeps its global batch, whatever devices it continues on.
+        args.batch = load_run_options(resume_run).get("batch_size")
+    # batch None: the paper configs' per-device batch on every device, resolved by training_loop once the devices
+    # are known (the original's rule); the check below then holds for any number of devices.
+    batch_per_device = int(cfg.batch_gpu) if (args.batch is None and cfg.get("batch_per_device")) else None
+    batch = int(args.batch or cfg.batch_size) if batch_per_device is None else None
+    if loss_kwargs.pl_weight > 0 and (batch or batch_per_device) % loss_kwargs.pl_batch_shrink:
         raise ValueError(f"batch {batch} is not divisible by the path-length batch shrink "
                          f"{loss_kwargs.pl_batch_shrink} of config {args.config}; use a multiple of it")
     total_kimg = float(args.kimg if args.kimg is not None else cfg.total_kimg)
@@ -201,13 +212,15 @@ def build_options(explicit=None, **kwargs):
     aug, augment_kwargs = _augment_options(args, cfg, manifest)
 
     dataset_name = os.path.basename(os.path.normpath(data))
-    desc = args.desc or f"{args.config}-{dataset_name}-b{batch}"
+    # With a per-device batch, training_loop adds -b<global batch> once it knows the devices.
+    desc = args.desc or f"{args.config}-{dataset_name}" + (f"-b{batch}" if batch else "")
     cli_args = {k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}
     return EasyDict(
         config=args.config, data=data, cli_args=cli_args, desc=desc, outdir=os.path.abspath(args.outdir),
         G_kwargs=G_kwargs, D_kwargs=D_kwargs, loss_kwargs=loss_kwargs,
         G_opt_kwargs=copy.deepcopy(cfg.G_opt_kwargs), D_opt_kwargs=copy.deepcopy(cfg.D_opt_kwargs),
-        batch_size=batch, ema_kimg=float(cfg.ema_kimg), ema_rampup=cfg.ema_rampup, total_kimg=total_kimg,
+        batch_size=batch, batch_per_device=batch_per_device, ema_kimg=float(cfg.ema_kimg), ema_rampup=cfg.ema_rampup,
+        total_kimg=total_kimg,
         batch_gpu=int(args.batch_gpu) if args.batch_gpu else None, recompute=bool(args.recompute),
         kimg_per_tick=kimg_per_tick, snap=snap, metrics=metrics, metric_num=int(args.metric_num),
         metric_kwargs=metric_kwargs,
@@ -215,10 +228,41 @@ def build_options(explicit=None, **kwargs):
         collective_timeout=float(args.collective_timeout or 0),
         mirror=bool(args.mirror), samples=int(args.samples), keep_checkpoints=int(args.keep_checkpoints),
         data_shuffle=bool(args.data_shuffle), img_shape=shape, c_dim=c_dim, img_channels=channels,
-        allow_data_change=bool(args.allow_data_change),
+        allow_data_change=bool(args.allow_data_change), max_skipped_steps=int(args.max_skipped_steps),
         spacing_mm=[float(s) for s in manifest.spacing], aug=aug, augment_kwargs=augment_kwargs,
         resume=resume_prefix, resume_run=resume_run, max_minutes=None if max_minutes is None else float(max_minutes),
     )
+
+
+def global_batch(opts, num_replicas):
+    """The global batch of options from build_options on num_replicas devices: --batch (or the config's global
+    batch), or, for a paper config without --batch, its per-device batch times the devices, as the original's
+    run_training.py (minibatch_size_base = batch * num_gpus); minibatch-std groups form within each device's share.
+    """
+    if opts.get("batch_size"):
+        return int(opts["batch_size"])
+    return int(opts["batch_per_device"]) * int(num_replicas)
+
+
+def _set_d_penalties(loss_kwargs, args, img_shape):
+    """--gamma sets the config's own D penalty, as the original's: R2 (in the original's units, gamma / W) on a
+    config that has R2 and no R1, else R1. --r1_gamma and --r2_gamma set one penalty each, in ours."""
+    from training.configs import original_r2_gamma
+
+    own_is_r2 = loss_kwargs.r2_gamma > 0 and loss_kwargs.r1_gamma == 0
+    if args.gamma is not None:
+        own = "r2_gamma" if own_is_r2 else "r1_gamma"
+        if args[own] is not None:
+            raise ValueError(f"gamma and {own} both set the {own[:2].upper()} weight of config {args.config}; "
+                             "give one of them")
+        if own_is_r2:
+            loss_kwargs.r2_gamma = original_r2_gamma(args.gamma, img_shape)
+        else:
+            loss_kwargs.r1_gamma = float(args.gamma)
+    if args.r1_gamma is not None:
+        loss_kwargs.r1_gamma = float(args.r1_gamma)
+    if args.r2_gamma is not None:
+        loss_kwargs.r2_gamma = float(args.r2_gamma)
 
 
 def _augment_options(args, cfg, manifest):

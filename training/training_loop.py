@@ -36,7 +36,7 @@ from training.augment import make_augment_pipe
 from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
 from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
-from training.train_options import STRATEGIES, check_resume_compatible, load_run_options
+from training.train_options import STRATEGIES, check_resume_compatible, global_batch, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 from volumes.manifest import data_fingerprint, load_manifest
@@ -45,7 +45,7 @@ RUN_RECORD_NAME = "run.json"
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss or gradient became NaN/Inf: the run stops, the last good checkpoint stays."""
+    """Too many consecutive steps had a NaN/Inf loss or gradient: the run stops, the last good checkpoint stays."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +173,9 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     """
     opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, as saved (JSON-clean)
     strategy = strategy or make_strategy(opts.strategy, opts.get("collective_timeout"))
+    if opts.get("batch_size") is None:  # a paper config's per-device batch on every device, as the original
+        opts.batch_size = global_batch(opts, strategy.num_replicas_in_sync)
+        opts.desc = f"{opts.desc}-b{opts.batch_size}"
     chief = is_chief(strategy)
     manifest = load_manifest(opts.data)
     # Read before this run may overwrite them (a resume continues in the same directory).
@@ -398,6 +401,7 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     tick_start_time = time.time()
     maintenance = time.time() - start_time
     sums, counts = {}, {}
+    skips = SkippedSteps(opts.get("max_skipped_steps", 1))
     last_snapshot = None
     cur_nimg = int(state.cur_nimg.numpy())
     done = cur_nimg >= total_nimg
@@ -411,17 +415,29 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
         while not done:
             reals, c = next(it)
             batch_idx = int(state.batch_idx.numpy())
+            skipped = []
             for phase, interval in steps.phases:
                 if interval > 1 and batch_idx % interval:
                     continue
                 out = steps(phase, reals, c)
-                _check_finite(out, phase, batch_idx, int(state.cur_nimg.numpy()), opts, manager)
+                if not update_applied(out, opts.precision):  # the step skipped this phase's update
+                    skipped.append(_nonfinite_term(out, phase))
+                    continue  # its NaN/Inf values stay out of the tick means and of ADA's r_t
                 if "Loss/signs/real" in out:  # all-reduced over replicas: every worker adapts p alike
                     loss.augment_pipe.record_signs(out["Loss/signs/real"])
                 for k, v in out.items():
                     if k.startswith("Loss/"):
                         sums[k] = sums.get(k, 0.0) + v
                         counts[k] = counts.get(k, 0) + 1
+            where = f"step {batch_idx} (kimg {int(state.cur_nimg.numpy()) / 1000:.3f})"
+            if skips.record(skipped):
+                log(f"{where}: {'; '.join(skipped)} NaN/Inf; update skipped, training goes on "
+                    f"({skips.describe_limit()})")
+            if skips.limit_reached():
+                last = latest_intact_checkpoint(manager.directory) if manager is not None else None
+                raise TrainingDiverged(f"non-finite value at {where}, {'; '.join(skipped)} is NaN/Inf, "
+                                       f"{skips.consecutive} consecutive step(s) skipped; training stopped without "
+                                       f"saving. Last good checkpoint: {last or 'none yet'}")
             beta = ema_beta(B, opts.ema_kimg, opts.ema_rampup, int(state.cur_nimg.numpy()))
             steps.ema(G_ema, beta)
             state.cur_nimg.assign_add(B)
@@ -459,17 +475,20 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             cur_tick = int(state.cur_tick.numpy())
             _, mem = peak_memory_gb()
             means = {k: sums[k] / counts[k] for k in sums}
+            skipped_in_tick = skips.take_tick_count()  # steps with a skipped (non-finite) update in this tick
             if loss.augment_pipe is not None:
                 means.update(loss.augment_pipe.progress())  # p and r_t: in the tick line and TensorBoard
             log(f"tick {cur_tick:<4d} kimg {cur_nimg / 1000:<8.3f} time {format_time(tick_end - start_time):<9s} "
                 f"sec/tick {tick_time:<6.1f} sec/kimg {sec_per_kimg:<7.1f} maintenance {maintenance:<5.1f} "
-                f"peak_mem {mem}  " + " ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(means.items())))
+                f"peak_mem {mem}  skipped {skipped_in_tick}  "
+                + " ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(means.items())))
             if writer is not None:
                 with writer.as_default():
                     step = cur_nimg
                     for k, v in means.items():
                         tb_log.scalar(k, v, step)
                     tb_log.scalar("Progress/kimg", cur_nimg / 1000, step)
+                    tb_log.scalar("Progress/skipped_steps", skipped_in_tick, step)
                     tb_log.scalar("Progress/pl_mean", float(state.pl_mean.numpy()), step)
                     tb_log.scalar("Progress/lr_G", float(G_opt.lr.numpy()), step)
                     tb_log.scalar("Progress/lr_D", float(D_opt.lr.numpy()), step)
@@ -503,10 +522,12 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             maintenance = tick_start_time - maint_start
 
     if chief:
-        log(f"Done: {cur_nimg / 1000:.3f} kimg in {format_time(time.time() - start_time)}.")
+        log(f"Done: {cur_nimg / 1000:.3f} kimg in {format_time(time.time() - start_time)}"
+            + (f"; {skips.total} step(s) skipped a non-finite update." if skips.total else "."))
         if last_snapshot:
             log(f"Samples (NIfTI + PNG) are in {last_snapshot}")
-    return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=False)
+    return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=False,
+                    skipped_steps=skips.total)
 
 
 def _save(manager, state, chief):
@@ -515,16 +536,47 @@ def _save(manager, state, chief):
     return manager.save(checkpoint_number=int(state.batch_idx.numpy()))
 
 
-def _check_finite(out, phase, batch_idx, cur_nimg, opts, manager):
-    if out["loss_finite"] and (out["grads_finite"] or opts.precision == "mixed_fp16"):
-        return
+def update_applied(out, precision):
+    """Whether a phase's step (train_step.TrainSteps) applied its update: it skips it when the loss or, outside
+    mixed_fp16 (where an overflow only lowers the loss scale), the gradients are NaN/Inf."""
+    return bool(out["loss_finite"]) and (bool(out["grads_finite"]) or precision == "mixed_fp16")
+
+
+def _nonfinite_term(out, phase):
     bad = [k for k, v in out.items() if k.startswith("Loss/") and not np.isfinite(v)]
     term = ", ".join(bad) if bad else ("the objective" if not np.isfinite(out["objective"]) else
                                         f"the gradients of phase {phase}")
-    last = latest_intact_checkpoint(manager.directory) if manager is not None else None
-    raise TrainingDiverged(f"non-finite value at step {batch_idx} (kimg {cur_nimg / 1000:.3f}), phase {phase}: "
-                           f"{term} is NaN/Inf; training stopped without saving. Last good checkpoint: "
-                           f"{last or 'none yet'}")
+    return f"phase {phase}: {term}"
+
+
+class SkippedSteps:
+    """The non-finite policy. As the original's optimiser, a step whose loss or gradients are NaN/Inf skips its
+    update and training goes on; after `limit` consecutive such steps the run stops (limit 0: never, as the
+    original; 1: at the first). Counts steps with at least one skipped phase."""
+
+    def __init__(self, limit):
+        self.limit = int(limit)
+        self.consecutive = self.in_tick = self.total = 0
+
+    def record(self, skipped):
+        """After a step, with the descriptions of its skipped phases; True when the step starts a run of skips."""
+        if not skipped:
+            self.consecutive = 0
+            return False
+        self.consecutive += 1
+        self.in_tick += 1
+        self.total += 1
+        return self.consecutive == 1
+
+    def limit_reached(self):
+        return self.limit > 0 and self.consecutive >= self.limit
+
+    def describe_limit(self):
+        return "never stops" if self.limit == 0 else f"stops after {self.limit} consecutive skipped steps"
+
+    def take_tick_count(self):
+        n, self.in_tick = self.in_tick, 0
+        return n
 
 
 def _snapshot(options, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer, step):

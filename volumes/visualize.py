@@ -156,11 +156,23 @@ def encode_image(img, fmt="PNG", **kwargs):
     return buf.getvalue()
 
 
-def write_grids(prefix, vols, rows, cols):
-    """One rows x cols grid of mid-slices per orientation: <prefix>_sagittal.png, _coronal.png, _axial.png."""
+def write_grids(prefix, vols, rows, cols, row_labels=None, col_labels=None):
+    """One rows x cols grid of mid-slices per orientation: <prefix>_sagittal.png, _coronal.png, _axial.png;
+    with row_labels and col_labels (one string per row / column), labelled left of the rows and above the columns."""
+    scale = png_scale(vols.shape[1:4])
     for axis, name in enumerate(PLANE_NAMES):
-        grid_png(f"{prefix}_{name}.png", to_unit_range(vols), rows, cols, axis, drange=(0, 1),
-                 scale=png_scale(vols.shape[1:4]))
+        if row_labels is None:
+            grid_png(f"{prefix}_{name}.png", to_unit_range(vols), rows, cols, axis, drange=(0, 1), scale=scale)
+            continue
+        from PIL import Image
+
+        from volumes.grid_labels import labelled_grid
+
+        gap = 2
+        img = grid_image(to_unit_range(vols), rows, cols, axis, drange=(0, 1), gap=gap)
+        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+        img = labelled_grid(img, row_labels, col_labels, gap * scale)
+        atomic_write_bytes(f"{prefix}_{name}.png", encode_image(Image.fromarray(img), "PNG"))
 
 
 def write_mid_slices(path, vol):

@@ -87,7 +87,8 @@ def run_regress(opts, emb, net, manifest, out, fitted=None):
     from generation.latent_stats import figures
     from generation.latent_stats.embedding import to_ws
     from generation.latent_stats.latent_volumes import synthesize
-    from generation.outputs import write_strip_and_gif, write_volume
+    from generation.outputs import write_volume
+    from volumes.visualize import write_strip_and_gif
     from volumes.volume_io import to_unit_range
 
     at_name, at_values = opts.at
@@ -163,8 +164,9 @@ def run_trajectory(opts, emb, net, manifest, out, fitted=None):
     from generation.latent_stats import figures
     from generation.latent_stats.embedding import latent_vectors, to_ws
     from generation.latent_stats.latent_volumes import synthesize
-    from generation.outputs import write_strip_and_gif, write_volume
+    from generation.outputs import write_volume
     from volumes import volume_io
+    from volumes.visualize import write_strip_and_gif
     from volumes.volume_io import to_unit_range
 
     name, amount, relative = parse_change(opts.change)

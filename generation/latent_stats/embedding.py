@@ -213,9 +213,9 @@ def embed(opts):
 
 def _picture(path, data, indices, projected_files):
     """Targets (top row) over their projections (bottom row), axial mid-slices, in [0, 1]."""
-    from generation.outputs import png_scale
     from generation.projection_targets import dataset_targets
     from volumes import visualize, volume_io
+    from volumes.visualize import png_scale
     from volumes.volume_io import to_unit_range
 
     targets = [to_unit_range(t.volume)[..., 0] for t in dataset_targets(data, indices)]

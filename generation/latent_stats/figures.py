@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from generation.outputs import png_scale
 from volumes import visualize
+from volumes.visualize import png_scale
 
 
 def rows_png(path, unit_volumes):

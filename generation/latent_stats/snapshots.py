@@ -41,10 +41,11 @@ def run_progress(opts, out):
 
     from dnnlib.fileutil import atomic_write_bytes
     from generation.network_loader import load_generator
-    from generation.outputs import encode_image, output_affine, png_scale, write_volume
+    from generation.outputs import output_affine, write_volume
     from generation.runner import Runner
     from generation.sampling import generate
     from volumes import visualize
+    from volumes.visualize import encode_image, png_scale
     from volumes.volume_io import to_unit_range
     from volumes.work_pool import Progress
 

@@ -27,6 +27,19 @@ def test_curve_picture(tmp_path):
     assert plot.note is None and Image.open(tmp_path / "loss.png").size == (640, 400)
 
 
+def test_curve_title_fits_the_picture():
+    # Each title line, drawn as line_plot draws it (fontsize 10, 100 dpi), is narrower than the 640-pixel figure.
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    widths = [fig.text(0, 0, line, fontsize=10).get_window_extent(renderer).width
+              for line in projection_outputs.CURVE_TITLE.splitlines()]
+    assert len(widths) == 3 and max(widths) < 560
+
+
 def test_curve_picture_without_matplotlib_is_a_note(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     for name in [m for m in sys.modules if m.startswith("matplotlib.")]:

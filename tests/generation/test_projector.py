@@ -303,3 +303,35 @@ def test_projection_through_thick_slices_beats_the_trivial_inverse(G):
     assert missing.sum() == 20 * 24 * (28 - 9)  # all but the 9 slice centres 1, 4, ..., 25 (27: not covered)
     err = lambda v: np.mean((v[:, missing] - truth[:, missing]) ** 2, axis=(1, 2))  # noqa: E731
     assert np.all(err(res.volumes) < 0.2 * err(baseline)), (err(res.volumes), err(baseline))
+
+
+def test_loss_balance_against_the_original_units(G):
+    # The original's data term: MSEs of volumes in [0, 255], at full resolution and of 8x block means, and no
+    # regulariser. Ours is measured on [-1, 1] volumes, 127.5^2 times smaller (a constant Adam ignores); the noise
+    # regulariser is added at weight 1e5 against it, i.e. 1.625625e9 against the original's units.
+    assert projector.ORIGINAL_MSE_SCALE == 16256.25
+    assert projector.NOISE_REG_WEIGHT * projector.ORIGINAL_MSE_SCALE == 1.625625e9
+    targets = _targets(G, seeds=(4, 5))
+    p = projector.Projector(G, targets, w_stats=(G.mapping.w_avg.numpy(), 1.0))
+    img = p.synthesize()
+    terms = {k: v.numpy().astype(np.float64) for k, v in p.loss_terms(img).items()}
+    x255, y255 = (img.numpy()[..., 0] + 1.0) * 127.5, (targets[..., 0] + 1.0) * 127.5
+    original = np.mean((x255 - y255) ** 2, axis=(1, 2, 3)) + np.mean(
+        (_block_means(x255, 8) - _block_means(y255, 8)) ** 2, axis=(1, 2, 3))
+    reg = _noise_reg_numpy([v.numpy() for v in p.noise])
+    np.testing.assert_allclose(terms["data"], original / 16256.25, rtol=1e-4)
+    np.testing.assert_allclose(terms["noise_reg_weighted"], 1e5 * reg, rtol=1e-4)
+    np.testing.assert_allclose(terms["loss"], original / 16256.25 + 1e5 * reg, rtol=1e-4)
+
+
+def test_progress_line_shows_data_and_regulariser_apart():
+    from generation.projection_command import progress_line
+
+    row = dict(step=100, lr=0.3, seconds=30.0, data=np.array([0.01, 0.03]), mse=np.array([0.008, 0.024]),
+               mse_down=np.array([0.002, 0.006]), noise_reg=np.array([1e-6, 3e-6]),
+               noise_reg_weighted=np.array([0.1, 0.3]), loss=np.array([0.11, 0.33]))
+    line = progress_line(row, 300)
+    # data 0.02 = 325.1 in [0, 255] units (0.02 x 16256.25); regulariser 0.2 = 1e5 x 2e-06; 30 s for 100 of 300 steps.
+    assert "step   100/300  data 0.02000 (mse 0.01600 + mse_down 0.00400; 325.1 in the original's" in line
+    assert "noise_reg 0.20000 (= weight x 2e-06)" in line
+    assert "elapsed 0m30s  ETA 1m00s" in line

@@ -62,3 +62,15 @@ def test_style_mix_identities(G, noise_mode):
     coarse = style_mixing.style_mix(runner, rows, cols, [0], psi=0.8, noise_mode=noise_mode)
     assert np.abs(coarse.mix[0, 0] - coarse.rows[0]).max() > 1e-3
     assert np.abs(coarse.mix[0, 0] - coarse.cols[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("config, want", [
+    ("Gorig-Dres-3d-1mm-base567", list(range(7))),  # the original's default col_styles 0-6
+    ("Gorig-Dres-3d-2mm-base567", list(range(5))),  # 5x6x7-20x24x28 (the original's 0-6 reaches 40x48x56)
+    ("demo", list(range(5))),  # of 0-7: the rows keep the 40x48x56 layers
+])
+def test_default_styles(config, want):
+    from training import configs
+
+    G, _ = configs.build_networks(config)
+    assert style_mixing.parse_styles(style_mixing.DEFAULT_STYLES, G) == want

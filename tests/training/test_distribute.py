@@ -91,6 +91,58 @@ def test_mirrored_two_cpus_matches_one_device():
     assert checked > 20 and "Dreg/Loss/r1_penalty" in one and "Greg/Loss/pl_penalty" in one
 
 
+FOUR_DEVICES_SCRIPT = r"""
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
+from training import configs
+from training.loss import StyleGAN2Loss
+from training.train_options import global_batch
+from training.train_state import Adam, TrainState
+from training.train_step import TrainSteps
+
+strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(4)])
+# The 1 mm config on 4 devices: the original's global batch 4 x 2 = 8, 2 per device (built, not run: one step of
+# it needs more memory than a test machine has).
+cfg = configs.get_config("Gorig-Dres-3d-1mm-base567")
+batch = global_batch(dict(batch_size=None, batch_per_device=cfg.batch_gpu), strategy.num_replicas_in_sync)
+with strategy.scope():
+    G, D = configs.build_networks(cfg)
+    opt = [Adam(m.trainable_variables, **cfg.G_opt_kwargs) for m in (G, D)]
+steps = TrainSteps(strategy, G, D, *opt, StyleGAN2Loss(G, D, **cfg.loss_kwargs), TrainState(0), batch)
+
+# Minibatch-std groups form within each device's share: D (group size 4) on 4 devices x 2 volumes equals D run
+# on each share alone, not D on the 8 volumes at once.
+tiny = configs.get_config("demo-tiny")
+tiny.D_kwargs.mbstd_group_size = 4
+with strategy.scope():
+    _, Dt = configs.build_networks(tiny)
+x = tf.random.stateless_uniform([8, *tiny.img_shape, 1], seed=[4, 5], minval=-1, maxval=1)
+dist = strategy.experimental_distribute_values_from_function(
+    lambda ctx: x[2 * ctx.replica_id_in_sync_group : 2 * ctx.replica_id_in_sync_group + 2])
+per_device = np.concatenate([v.numpy() for v in strategy.experimental_local_results(
+    strategy.run(lambda v: Dt(v, None), args=(dist,)))])
+shares = np.concatenate([Dt(x[i : i + 2], None).numpy() for i in range(0, 8, 2)])
+whole = Dt(x, None).numpy()
+print("RESULT " + json.dumps(dict(batch=batch, replicas=steps.num_replicas, per_replica=steps.batch_gpu,
+                                  rounds=steps.rounds, per_device=per_device.ravel().tolist(),
+                                  shares=shares.ravel().tolist(), whole=whole.ravel().tolist())))
+"""
+
+
+def test_paper_config_on_four_devices_takes_the_original_global_batch():
+    proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES_SCRIPT], cwd=ROOT, env=_python_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    assert (res["batch"], res["replicas"], res["per_replica"], res["rounds"]) == (8, 4, 2, 1)
+    assert res["per_device"] == pytest.approx(res["shares"], rel=1e-5, abs=1e-6)
+    assert max(abs(a - b) for a, b in zip(res["per_device"], res["whole"], strict=True)) > 1e-4
+
+
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:

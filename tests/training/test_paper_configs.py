@@ -1,6 +1,8 @@
 """The named paper configs train as the original did by default: schedule, D filter, R2 strength; and the label
 conditioning we keep (StyleGAN2-ADA's), counted by hand."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -64,6 +66,58 @@ def test_paper_filters_and_r2_strength(manifest_of_shape):
     assert opts.loss_kwargs.r2_gamma == pytest.approx(10 / 112) == pytest.approx(0.0893, abs=1e-4)
     assert opts.loss_kwargs.r1_gamma == 0
     assert manifest_of_shape("Gorig-Dres-R2-3d-2mm-base567", r2_gamma=10.0).loss_kwargs.r2_gamma == 10.0
+
+
+def test_gamma_sets_the_configs_own_penalty(manifest_of_shape):
+    # The original's --gamma set its config's D penalty weight: R2's on the R2 config, where its R2 (summed over
+    # three of four axes, then averaged over W) weighed gamma / W; R1's on the others.
+    r2 = manifest_of_shape("Gorig-Dres-R2-3d-2mm-base567", gamma=5.0).loss_kwargs
+    assert (r2.r1_gamma, r2.r2_gamma) == (0.0, pytest.approx(5.0 / 112))
+    r1 = manifest_of_shape("Gorig-Dres-R1-3d-2mm-base567", gamma=5.0).loss_kwargs
+    assert (r1.r1_gamma, r1.r2_gamma) == (5.0, 0.0)
+    both = manifest_of_shape("Gorig-Dres-R2-3d-2mm-base567", gamma=5.0, r1_gamma=2.0).loss_kwargs
+    assert (both.r1_gamma, both.r2_gamma) == (2.0, pytest.approx(5.0 / 112))
+    assert manifest_of_shape("Gorig-Dres-3d-2mm-base567", gamma=1.5).loss_kwargs.r1_gamma == 1.5  # no penalty: R1
+    with pytest.raises(ValueError, match="gamma and r2_gamma both set the R2 weight"):
+        manifest_of_shape("Gorig-Dres-R2-3d-2mm-base567", gamma=5.0, r2_gamma=1.0)
+    with pytest.raises(ValueError, match="gamma and r1_gamma both set the R1 weight"):
+        manifest_of_shape("Gorig-Dres-R1-3d-2mm-base567", gamma=5.0, r1_gamma=1.0)
+
+
+# (config, devices, --batch, global batch): the paper configs' batch is per device, as the original's
+# run_training.py (minibatch_size_base = batch * num_gpus); --batch and the demo configs' batch are global.
+BATCH_CASES = [
+    ("Gorig-Dres-3d-1mm-base567", 4, None, 8),
+    ("Gorig-Dres-3d-2mm-base567", 4, None, 32),
+    ("Gorig-Dres-3d-2mm-base567", 1, None, 8),
+    ("Gorig-Dres-R2-3d-2mm-base567", 2, None, 4),
+    ("Gorig-Dres-3d-2mm-base567", 4, 12, 12),
+    ("demo", 4, None, 4),
+]
+
+
+@pytest.mark.parametrize("config, devices, batch, expected", BATCH_CASES)
+def test_global_batch_of_paper_configs(manifest_of_shape, config, devices, batch, expected):
+    from training.train_options import global_batch
+
+    opts = manifest_of_shape(config, **({} if batch is None else {"batch": batch}))
+    assert global_batch(opts, devices) == expected
+    # A per-device batch is named in the run directory once training_loop knows the devices.
+    assert bool(re.search(r"-b\d+$", opts.desc)) == (batch is not None or config == "demo")
+
+
+def test_resumed_run_keeps_its_global_batch(manifest_of_shape, tmp_path):
+    # A 2 mm run started on 4 devices (global batch 32) continues at 32 on one device.
+    from training.train_options import global_batch
+
+    run = tmp_path / "00000-run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001"):
+        (run / "checkpoints" / name).write_bytes(b"x")  # only the files are looked at here
+    config = "Gorig-Dres-3d-2mm-base567"
+    EasyDict(batch_size=32, cli_args=dict(config=config, batch=None)).save_json(str(run / "training_options.json"))
+    opts = manifest_of_shape(config, resume=str(run))
+    assert opts.batch_size == 32 and global_batch(opts, 1) == 32
 
 
 # -- D resampling: the layer D builds from the config, against NumPy filter-then-strided-conv ------------------------

@@ -148,9 +148,9 @@ def test_dry_run_writes_nothing(tmp_path, tiny_data, capsys):
 def test_nan_loss_stops_with_step_and_term(tmp_path, tiny_data):
     from training.training_loop import TrainingDiverged, training_loop
 
-    # A learning rate this large blows the weights up within a few steps; the loop must name the step and
-    # the term, and never checkpoint the broken state.
-    opts = tiny_options(tmp_path, tiny_data, kimg=0.2, kimg_per_tick=0.1)
+    # A learning rate this large blows the weights up within a few steps; with max_skipped_steps=1 the loop stops
+    # at the first non-finite step, names the step and the term, and never checkpoints the broken state.
+    opts = tiny_options(tmp_path, tiny_data, kimg=0.2, kimg_per_tick=0.1, max_skipped_steps=1)
     opts.G_opt_kwargs.lr = 1e30
     opts.D_opt_kwargs.lr = 1e30
     with pytest.raises(TrainingDiverged, match=r"step \d+ .*phase \w+: .*NaN/Inf") as info:
@@ -158,6 +158,43 @@ def test_nan_loss_stops_with_step_and_term(tmp_path, tiny_data):
     assert not isinstance(info.value, UserError)  # a library error; run_training.py turns it into exit 2
     run = os.path.join(opts.outdir, os.listdir(opts.outdir)[0])
     assert not os.path.exists(os.path.join(run, "checkpoints", "checkpoint"))
+
+
+def _poison_d_steps(monkeypatch, bad_steps):
+    """D phases see NaN reals at the steps (0-based) in bad_steps; the step function itself must skip them."""
+    from training import train_step
+
+    real_call = train_step.TrainSteps.__call__
+
+    def call(self, phase, reals, c):
+        if phase.startswith("D") and int(self.state.batch_idx.numpy()) in bad_steps:
+            reals = reals * float("nan")
+        return real_call(self, phase, reals, c)
+
+    monkeypatch.setattr(train_step.TrainSteps, "__call__", call)
+
+
+def test_nonfinite_step_is_skipped_and_counted(tmp_path, tiny_data, monkeypatch):
+    from training.training_loop import training_loop
+
+    # The original's optimiser skipped a non-finite update and trained on: 4 steps in 2 ticks, step 1 poisoned.
+    _poison_d_steps(monkeypatch, {1})
+    result = training_loop(tiny_options(tmp_path, tiny_data))
+    assert result.cur_nimg == 8 and result.skipped_steps == 1 and not result.get("stopped")
+    log = open(os.path.join(result.run_dir, "log.txt")).read()
+    assert "step 1 (kimg 0.002): phase Dmain: Loss/D/loss" in log and "update skipped, training goes on" in log
+    ticks = [line for line in log.splitlines() if line.startswith("tick ")]
+    assert ["skipped 1" in t for t in ticks] == [True, False] and "skipped 0" in ticks[1]
+    assert "1 step(s) skipped a non-finite update" in log
+
+
+def test_nonfinite_steps_stop_after_the_limit(tmp_path, tiny_data, monkeypatch):
+    from training.training_loop import TrainingDiverged, training_loop
+
+    _poison_d_steps(monkeypatch, {1, 2, 3})
+    opts = tiny_options(tmp_path, tiny_data, kimg=0.02, max_skipped_steps=3)
+    with pytest.raises(TrainingDiverged, match=r"step 3 .*Dmain.* 3 consecutive step\(s\) skipped"):
+        training_loop(opts)
 
 
 def test_sigterm_finishes_step_checkpoints_and_stops(tmp_path, tiny_data):
