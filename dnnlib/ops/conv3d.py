@@ -194,15 +194,16 @@ def conv3d(x, w, padding="SAME"):
         raise ValueError(f"conv3d channel mismatch: x {x.shape} vs w {w.shape}")
     ksize = tuple(w.shape[:3])
     pads = explicit_pads(padding, ksize)
-    path = choose_path(x, w, pads)
-    return _PATHS[path](x, w, pads)
+    return run_path(choose_path(x, w, pads), x, w, pads)
 
 
-_PATHS = {  # looked up by name when called (tests substitute the functions)
-    "tf": lambda x, w, pads: _forward(x, w, pads),
-    "matmul_1x1": lambda x, w, pads: _conv_1x1(x, w),
-    "fast_grad": lambda x, w, pads: _conv_fast(x, w, pads),
-}
+def run_path(path, x, w, pads):
+    """conv3d by the named path (the functions are looked up when called: tests substitute them)."""
+    if path == "tf":
+        return _forward(x, w, pads)
+    if path == "matmul_1x1":
+        return _conv_1x1(x, w)
+    return _conv_fast(x, w, pads)
 
 
 def candidates(ksize, pads):
@@ -221,7 +222,7 @@ def choose_path(x, w, pads):
     names = candidates(ksize, pads)
     key = f"x{x.shape.as_list()} w{w.shape.as_list()} pads{list(pads)} {x.dtype.name}"
     specs = [(x.shape, x.dtype), (w.shape, x.dtype)]
-    timer = autotune.gradient_timer({n: lambda a, b, n=n: _PATHS[n](a, b, pads) for n in names}, specs)
+    timer = autotune.gradient_timer({n: lambda a, b, n=n: run_path(n, a, b, pads) for n in names}, specs)
     return autotune.choose("conv3d", key, fixed, names, timer)
 
 

@@ -133,14 +133,18 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filte
     with tf.name_scope(MODULATION_SCOPE):
         weight, styles, dcoefs = _modulation(weight, styles, demodulate, compute_dtype, gain)
     up = up if up is not None and max(up) > 1 else None
-    path = _MODULATION_PATHS[_path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype)]
-    return path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
+    args = (x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
+    return _run_path(_path(*args), *args)
 
 
-_MODULATION_PATHS = {  # looked up by name when called (tests substitute the functions)
-    "scaled_activations": lambda *a: _scaled_activations_modulated_conv3d(*a),
-    "per_sample_weights": lambda *a: _per_sample_modulated_conv3d(*a),
-}
+_MODULATION_PATHS = ("scaled_activations", "per_sample_weights")
+
+
+def _run_path(path, *args):
+    # The functions are looked up when called: tests substitute them.
+    if path == "per_sample_weights":
+        return _per_sample_modulated_conv3d(*args)
+    return _scaled_activations_modulated_conv3d(*args)
 
 
 def _path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
@@ -149,7 +153,7 @@ def _path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
     scale_activations = getattr(_trace_options, "scale_activations", False)
     if scale_activations or not x.shape.is_fully_defined():
         return autotune.choose("modulated_conv3d", "", fixed, (fixed,))
-    names = tuple(_MODULATION_PATHS)
+    names = _MODULATION_PATHS
     f = None if resample_filter is None else np.asarray(resample_filter, np.float64).round(6).tolist()
     key = (f"x{x.shape.as_list()} w{weight.shape.as_list()} up{None if up is None else list(up)} f{f} "
            f"demod{dcoefs is not None} {tf.as_dtype(compute_dtype).name}")
@@ -158,7 +162,7 @@ def _path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
         specs.append((dcoefs.shape, tf.float32))
 
     def timed(name):
-        return lambda a, w, s, d=None: _MODULATION_PATHS[name](a, w, s, d, up, resample_filter, compute_dtype)
+        return lambda a, w, s, d=None: _run_path(name, a, w, s, d, up, resample_filter, compute_dtype)
 
     timer = autotune.gradient_timer({n: timed(n) for n in names}, specs)
     return autotune.choose("modulated_conv3d", key, fixed, names, timer)

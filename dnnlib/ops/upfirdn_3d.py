@@ -195,15 +195,15 @@ def _upfirdn(x, taps3, up, down, pads):
                              f"the {len(t)}-tap filter")
     # bench/bench_step.py attributes profiled time (these ops and their gradients) by this scope.
     with tf.name_scope(SCOPE):
-        if _fir_path(x, taps3, up, down, pads) == "kernel":
-            return _upfirdn_kernel(x, taps3, up, down, pads)
-        return _upfirdn_separable(x, taps3, up, down, pads)
+        return _run_fir(_fir_path(x, taps3, up, down, pads), x, taps3, up, down, pads)
 
 
-_FIR_PATHS = {  # looked up by name when called (tests substitute the functions)
-    "tf_ops": lambda *a: _upfirdn_separable(*a),
-    "kernel": lambda *a: _upfirdn_kernel(*a),
-}
+_FIR_PATHS = ("tf_ops", "kernel")
+
+
+def _run_fir(path, *args):
+    # The functions are looked up when called: tests substitute them.
+    return _upfirdn_kernel(*args) if path == "kernel" else _upfirdn_separable(*args)
 
 
 def _fir_path(x, taps3, up, down, pads):
@@ -214,9 +214,9 @@ def _fir_path(x, taps3, up, down, pads):
         return autotune.choose("fir", "", "kernel")
     key = (f"x{x.shape.as_list()} taps{[np.round(t, 6).tolist() for t in taps3]} up{list(up)} down{list(down)} "
            f"pads{list(pads)} {x.dtype.name}")
-    timer = autotune.gradient_timer({n: lambda a, n=n: _FIR_PATHS[n](a, taps3, up, down, pads) for n in _FIR_PATHS},
+    timer = autotune.gradient_timer({n: lambda a, n=n: _run_fir(n, a, taps3, up, down, pads) for n in _FIR_PATHS},
                                     [(x.shape, x.dtype)])
-    return autotune.choose("fir", key, "kernel", tuple(_FIR_PATHS), timer)
+    return autotune.choose("fir", key, "kernel", _FIR_PATHS, timer)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,13 +370,15 @@ def transposed_conv_path(gpu, elements):
 def _transposed_conv(x, w, up):
     """T[j] = sum_i x[i] * flip(w)[j - up*i] per axis: the full conv of the zero-inserted x with w flipped
     in ALL three spatial axes (the original flipped two). Output length up*(n-1) + k per axis."""
-    return _TRANSPOSED_PATHS[_transposed_path(x, w, up)](x, w, up)
+    return _run_transposed(_transposed_path(x, w, up), x, w, up)
 
 
-_TRANSPOSED_PATHS = {  # looked up by name when called (tests substitute the functions)
-    "conv3d_transpose": lambda *a: _transposed_conv_tf(*a),
-    "polyphase": lambda *a: _transposed_conv_polyphase(*a),
-}
+_TRANSPOSED_PATHS = ("conv3d_transpose", "polyphase")
+
+
+def _run_transposed(path, x, w, up):
+    # The functions are looked up when called: tests substitute them.
+    return _transposed_conv_polyphase(x, w, up) if path == "polyphase" else _transposed_conv_tf(x, w, up)
 
 
 def _transposed_path(x, w, up):
@@ -385,9 +387,9 @@ def _transposed_path(x, w, up):
     if not x.shape.is_fully_defined():
         return autotune.choose("transposed_conv", "", fixed)
     key = f"x{x.shape.as_list()} w{w.shape.as_list()} up{list(up)} {x.dtype.name}"
-    timer = autotune.gradient_timer({n: lambda a, b, n=n: _TRANSPOSED_PATHS[n](a, b, up) for n in _TRANSPOSED_PATHS},
+    timer = autotune.gradient_timer({n: lambda a, b, n=n: _run_transposed(n, a, b, up) for n in _TRANSPOSED_PATHS},
                                     [(x.shape, x.dtype), (w.shape, x.dtype)])
-    return autotune.choose("transposed_conv", key, fixed, tuple(_TRANSPOSED_PATHS), timer)
+    return autotune.choose("transposed_conv", key, fixed, _TRANSPOSED_PATHS, timer)
 
 
 def _transposed_conv_tf(x, w, up):
