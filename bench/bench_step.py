@@ -335,11 +335,9 @@ def main(argv):
         raise UserError("--paper_batch and --repeats must be >= 1")
     print(f"bench_step | {common.machine_line()}")
     print(f"command: python -m bench.bench_step {' '.join(sys.argv[1:])}")
-    if FLAGS.retune:
-        import tempfile
-
-        tmp = tempfile.mkdtemp(prefix="bench_step_autotune_")
-        autotune.cache_path = lambda: os.path.join(tmp, "decisions.json")
+    if FLAGS.retune:  # this run's own decisions file beside the user's, removed at the end
+        retune_file = os.path.join(os.path.dirname(autotune.cache_path()), f"bench_step-{os.getpid()}.json")
+        autotune.cache_path = lambda: retune_file
         autotune.reset()
     print(f"autotuning {'on' if autotune.enabled() else 'off (fixed defaults)'}"
           f"{', afresh in this run' if FLAGS.retune and autotune.enabled() else ''}; "
@@ -356,6 +354,8 @@ def main(argv):
         r.pop("harness")
         results.append(r)
         print(f"({common.load_line()})", flush=True)
+    if FLAGS.retune and os.path.exists(retune_file):
+        os.remove(retune_file)
     print(f"\ndone | {common.load_line()}")
 
 

@@ -263,7 +263,7 @@ def choose(op, key, fixed, candidates=None, timer=None):
     path = decide(rounds, simplest=candidates[0])
     entry = {"path": path, "median_s": {p: statistics.median(r[p] for r in rounds) for p in candidates},
              "rounds": len(rounds), "tuning_s": round(seconds, 3)}
-    logging.info("autotune %s %s -> %s (%s)", op, key, path, entry["median_s"])
+    logging.debug("autotune %s %s -> %s (%s)", op, key, path, entry["median_s"])
     with _lock:
         _loaded()[full_key] = entry
         _stats["decisions"] += 1
