@@ -220,7 +220,7 @@ def print_config(r):
                      "-" if plain is None else plain, "-" if plain is None else plain / t])
     rows.append(["step", "avg", st, r["step_fl"] / 1e9, r["step_fl"] / st / 1e9,
                  r.get("plain_step_t", "-"), r["plain_step_t"] / st if "plain_step_t" in r else "-"])
-    common.print_table(rows, ["phase", "runs/step", "sec", "GFLOP", "GFLOP/s", "plain sec", "plain/fast"])
+    common.print_table(rows, ["phase", "runs/step", "sec", "GFLOP", "GFLOP/s", "plain sec", "plain/product"])
     ips = B / st
     print(f"images/s {ips:.3f}   sec/kimg {1000 / ips:,.0f}   achieved {r['step_fl'] / st / 1e9:.1f} GFLOP/s")
     avg_rate = r["conv_fl"] / r["peak_t"] / 1e9
@@ -237,7 +237,7 @@ def print_config(r):
         print(f"interleaved product/plain re-timing: product {tf_:.3f}s, plain {tp:.3f}s: product/plain speed "
               f"{tp / tf_:.2f}x (fraction of peak {r['peak_t'] / tf_:.1%} product, {r['peak_t'] / tp:.1%} plain)")
     if "plain_step_t" in r:
-        print(f"plain autodiff step {r['plain_step_t']:.3f}s: fast path is {r['plain_step_t'] / st:.2f}x faster; "
+        print(f"plain autodiff step {r['plain_step_t']:.3f}s: product path is {r['plain_step_t'] / st:.2f}x faster; "
               f"plain reaches {r['peak_t'] / r['plain_step_t']:.1%} of peak")
 
 
