@@ -217,9 +217,9 @@ def choose_path(x, w, pads):
     """conv3d's path for these tensors (static shapes: measured and cached; otherwise the fixed default)."""
     ksize = tuple(w.shape[:3])
     fixed = conv_path(_have_gpu(), ksize, pads)
-    if not x.shape.is_fully_defined():
-        return autotune.choose("conv3d", "", fixed)
     names = candidates(ksize, pads)
+    if not x.shape.is_fully_defined():  # nothing to time: the fixed default unless forced
+        return autotune.choose("conv3d", "", fixed, names)
     key = f"x{x.shape.as_list()} w{w.shape.as_list()} pads{list(pads)} {x.dtype.name}"
     specs = [(x.shape, x.dtype), (w.shape, x.dtype)]
     timer = autotune.gradient_timer({n: lambda a, b, n=n: run_path(n, a, b, pads) for n in names}, specs)

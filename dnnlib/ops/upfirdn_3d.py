@@ -210,8 +210,8 @@ def _fir_path(x, taps3, up, down, pads):
     """'kernel' or 'tf_ops': measured and cached where the kernel may run (`_use_kernel`), else 'tf_ops'."""
     if not _use_kernel(x):
         return autotune.choose("fir", "", "tf_ops")
-    if not x.shape.is_fully_defined():
-        return autotune.choose("fir", "", "kernel")
+    if not x.shape.is_fully_defined():  # nothing to time: the fixed default unless forced
+        return autotune.choose("fir", "", "kernel", _FIR_PATHS)
     key = (f"x{x.shape.as_list()} taps{[np.round(t, 6).tolist() for t in taps3]} up{list(up)} down{list(down)} "
            f"pads{list(pads)} {x.dtype.name}")
     timer = autotune.gradient_timer({n: lambda a, n=n: _run_fir(n, a, taps3, up, down, pads) for n in _FIR_PATHS},
@@ -384,8 +384,8 @@ def _run_transposed(path, x, w, up):
 def _transposed_path(x, w, up):
     """'polyphase' or 'conv3d_transpose', measured and cached for static shapes (else the fixed default)."""
     fixed = "polyphase" if _use_polyphase(x) else "conv3d_transpose"
-    if not x.shape.is_fully_defined():
-        return autotune.choose("transposed_conv", "", fixed)
+    if not x.shape.is_fully_defined():  # nothing to time: the fixed default unless forced
+        return autotune.choose("transposed_conv", "", fixed, _TRANSPOSED_PATHS)
     key = f"x{x.shape.as_list()} w{w.shape.as_list()} up{list(up)} {x.dtype.name}"
     timer = autotune.gradient_timer({n: lambda a, b, n=n: _run_transposed(n, a, b, up) for n in _TRANSPOSED_PATHS},
                                     [(x.shape, x.dtype), (w.shape, x.dtype)])

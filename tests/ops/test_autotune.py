@@ -333,3 +333,13 @@ def test_forced_modulated_conv3d_matches_the_reference(monkeypatch, chosen, path
     want = modulated_conv3d_ref(x, w, s, True, up, f)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
     assert {p for op, p in chosen if op == "modulated_conv3d"} == {path}
+
+
+@pytest.mark.parametrize("forced,expect", [(None, "fast_grad"), ("tf", "tf")])
+def test_a_dynamic_batch_takes_the_fixed_default_or_the_forced_path(monkeypatch, chosen, forced, expect):
+    if forced:
+        monkeypatch.setenv(A.ENV_FORCE, f"conv3d={forced}")
+    monkeypatch.setattr(C, "_have_gpu", lambda: False)  # the fixed default on CPU: the custom gradients
+    fn = tf.function(lambda x: C.conv3d(x, tf.ones([3, 3, 3, 1, 1])))
+    fn.get_concrete_function(tf.TensorSpec([None, 4, 4, 4, 1]))
+    assert chosen == [("conv3d", expect)] and A.stats()["decisions"] == 0
