@@ -21,6 +21,7 @@ No timing happens where it cannot be fair or is not wanted: a shape that is not 
 XLA or for a SavedModel export (both take the cached decision if there is one, else the fixed default).
 """
 
+import gc
 import hashlib
 import json
 import os
@@ -260,6 +261,8 @@ def choose(op, key, fixed, candidates=None, timer=None):
     finally:
         _nesting.depth = depth
     seconds = clock() - t0
+    if seconds > ROUND_BUDGET_S:  # large shapes: the candidates' traced functions hold full-size inputs in
+        gc.collect()               # reference cycles; free them before the step allocates its own
     path = decide(rounds, simplest=candidates[0])
     entry = {"path": path, "median_s": {p: statistics.median(r[p] for r in rounds) for p in candidates},
              "rounds": len(rounds), "tuning_s": round(seconds, 3)}
