@@ -30,6 +30,7 @@ from absl import app, flags  # noqa: E402
 from bench import common, flops, formulations, op_profile  # noqa: E402
 from dnnlib import UserError  # noqa: E402
 from dnnlib.cli import run_main  # noqa: E402
+from dnnlib.ops import autotune  # noqa: E402
 
 PAPER = ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"]
 
@@ -47,6 +48,9 @@ flags.DEFINE_integer("ablation_repeats", 7, "Interleaved with/without pairs per 
 flags.DEFINE_integer("peak_repeats", 7, "Step runs, each followed by a re-timing of the peak convs, for the "
                      "interleaved fraction of peak (demo-size configs; median).")
 flags.DEFINE_integer("profile_runs", 3, "Profiled runs per phase for the profile breakdown (0 = skip it).")
+flags.DEFINE_bool("retune", True, "Autotune every op afresh in this run (decisions in a temporary file instead of "
+                  "the user's cache), so the one-off tuning cost at first trace is measured.")
+flags.DEFINE_integer("paper_pairs", 1, "Interleaved product/plain pairs at the paper configs (with --plain_paper).")
 flags.DEFINE_string("dataset", None, "A dataset folder for the data-input rate (default: datasets/demo-demo if built).")
 
 
@@ -163,7 +167,9 @@ def measure_config(name, quick):
     conv_fl = flops.step_flops(h.cfg, batch, convs_only=True)
     common.log(f"  analytic: {step_fl / 1e9:.1f} GFLOP per averaged step ({conv_fl / step_fl:.1%} in convs)")
     phases = None if FLAGS.phases == ["all"] else FLAGS.phases
+    tuned_before = autotune.stats()
     phase_t, step_t = h.time_phases(warmup=warmup, repeats=repeats, phases=phases)
+    tuned = {k: v - tuned_before[k] for k, v in autotune.stats().items()}
     common.log("  forward-conv peak at the step's shapes ...")
     work = flops.conv_work(h.cfg, batch, phases=phases)
     peaks = common.PeakConvs(work, batch)
@@ -172,8 +178,9 @@ def measure_config(name, quick):
         per_phase = {p: f for p, f in per_phase.items() if p in phase_t}
         step_fl = sum(f * h.weight(p) for p, f in per_phase.items())
         conv_fl = sum(work.values())
-    res = dict(name=name, batch=batch, phase_t=phase_t, step_t=step_t, step_fl=step_fl, conv_fl=conv_fl,
-               per_phase=per_phase, peak_t=peak_t, rates=rates, harness=h, weights={p: h.weight(p) for p in h.phases})
+    res = dict(name=name, batch=batch, tuned=tuned, paths=path_counts(), phase_t=phase_t, step_t=step_t,
+               step_fl=step_fl, conv_fl=conv_fl, per_phase=per_phase, peak_t=peak_t, rates=rates, harness=h,
+               weights={p: h.weight(p) for p in h.phases})
     if not paper:
         common.log("  fraction of peak, the peak convs timed right after each step ...")
         res["peak_fractions"] = common.interleaved_peak_fraction(h, list(phase_t), peaks,
@@ -182,17 +189,29 @@ def measure_config(name, quick):
         common.log("  plain autodiff (TensorFlow's conv3d gradients) ...")
         hp = common.StepHarness(get_config(name), batch=batch, variant=formulations.plain_tensorflow)
         res["plain_phase_t"], res["plain_step_t"] = hp.time_phases(warmup=warmup, repeats=repeats, phases=phases)
-        if not paper:
-            # Load drifts over minutes on a shared machine: re-time both interleaved, the ratio to trust.
-            common.log("  fast vs plain, interleaved ...")
-            res["paired"] = common.paired_seconds(h, hp, list(phase_t), repeats=repeats)[:2]
+        # Load drifts over minutes on a shared machine: re-time both interleaved, the ratio to trust.
+        common.log("  product vs plain, interleaved ...")
+        res["paired"] = common.paired_seconds(h, hp, list(phase_t), repeats=FLAGS.paper_pairs if paper else repeats)[:2]
         del hp
     return res
+
+
+def path_counts():
+    """{op: {path: shapes}} over the autotuner's decisions so far (this run's, with --retune)."""
+    counts = {}
+    for key, entry in autotune.decisions().items():
+        op = key.split("|", 1)[0]
+        counts.setdefault(op, {}).setdefault(entry["path"], 0)
+        counts[op][entry["path"]] += 1
+    return counts
 
 
 def print_config(r):
     B, st = r["batch"], r["step_t"]
     print(f"\n### {r['name']} (batch {B})")
+    print(f"autotuning at first trace: {r['tuned']['decisions']} decisions in {r['tuned']['seconds']:.1f} s (one-off, "
+          f"cached); paths chosen so far: " + "; ".join(
+              f"{op} " + ", ".join(f"{p} {n}" for p, n in sorted(c.items())) for op, c in sorted(r["paths"].items())))
     rows = []
     for p, t in r["phase_t"].items():
         fl = r["per_phase"][p]
@@ -201,7 +220,7 @@ def print_config(r):
                      "-" if plain is None else plain, "-" if plain is None else plain / t])
     rows.append(["step", "avg", st, r["step_fl"] / 1e9, r["step_fl"] / st / 1e9,
                  r.get("plain_step_t", "-"), r["plain_step_t"] / st if "plain_step_t" in r else "-"])
-    common.print_table(rows, ["phase", "runs/step", "sec", "GFLOP", "GFLOP/s", "plain sec", "plain/fast"])
+    common.print_table(rows, ["phase", "runs/step", "sec", "GFLOP", "GFLOP/s", "plain sec", "plain/product"])
     ips = B / st
     print(f"images/s {ips:.3f}   sec/kimg {1000 / ips:,.0f}   achieved {r['step_fl'] / st / 1e9:.1f} GFLOP/s")
     avg_rate = r["conv_fl"] / r["peak_t"] / 1e9
@@ -215,10 +234,10 @@ def print_config(r):
               f"(median of {len(fr)}; {min(fr):.1%}-{max(fr):.1%}): the figure to trust, the host drifts over minutes")
     if "paired" in r:
         tf_, tp = r["paired"]
-        print(f"interleaved fast/plain re-timing: fast {tf_:.3f}s, plain {tp:.3f}s: fast path {tp / tf_:.2f}x faster "
-              f"(fraction of peak {r['peak_t'] / tf_:.1%} fast, {r['peak_t'] / tp:.1%} plain)")
+        print(f"interleaved product/plain re-timing: product {tf_:.3f}s, plain {tp:.3f}s: product/plain speed "
+              f"{tp / tf_:.2f}x (fraction of peak {r['peak_t'] / tf_:.1%} product, {r['peak_t'] / tp:.1%} plain)")
     if "plain_step_t" in r:
-        print(f"plain autodiff step {r['plain_step_t']:.3f}s: fast path is {r['plain_step_t'] / st:.2f}x faster; "
+        print(f"plain autodiff step {r['plain_step_t']:.3f}s: product path is {r['plain_step_t'] / st:.2f}x faster; "
               f"plain reaches {r['peak_t'] / r['plain_step_t']:.1%} of peak")
 
 
@@ -316,6 +335,13 @@ def main(argv):
         raise UserError("--paper_batch and --repeats must be >= 1")
     print(f"bench_step | {common.machine_line()}")
     print(f"command: python -m bench.bench_step {' '.join(sys.argv[1:])}")
+    if FLAGS.retune:  # this run's own decisions file beside the user's, removed at the end
+        retune_file = os.path.join(os.path.dirname(autotune.cache_path()), f"bench_step-{os.getpid()}.json")
+        autotune.cache_path = lambda: retune_file
+        autotune.reset()
+    print(f"autotuning {'on' if autotune.enabled() else 'off (fixed defaults)'}"
+          f"{', afresh in this run' if FLAGS.retune and autotune.enabled() else ''}; "
+          f"forced: {autotune.forced_paths() or 'none'}")
     results = []
     for name in names:
         r = measure_config(name, FLAGS.quick)
@@ -328,6 +354,8 @@ def main(argv):
         r.pop("harness")
         results.append(r)
         print(f"({common.load_line()})", flush=True)
+    if FLAGS.retune and os.path.exists(retune_file):
+        os.remove(retune_file)
     print(f"\ndone | {common.load_line()}")
 
 

@@ -21,8 +21,34 @@ GIB = 1024**3
 # Machine and reporting.
 
 
-def machine_line():
-    """One line: date (UTC), CPU, cores, RAM, TensorFlow version, load average."""
+def isa_line():
+    """The CPU's vector extensions that decide conv speed (AVX2, AVX-512, its BF16/VNNI, AMX), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), []))
+    except OSError:
+        return "ISA unknown"
+    names = [("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512_BF16"), ("avx512_vnni", "VNNI"),
+             ("amx_tile", "AMX"), ("amx_bf16", "AMX_BF16")]
+    found = [label for flag, label in names if flag in flags]
+    return "ISA " + ("/".join(found) if found else "no AVX2")
+
+
+# The header's forward-conv peak: one mid-size 3x3x3 conv of the networks' kind, fp32, batch 1.
+PEAK_SHAPE = ("conv3", (32, 32, 32), 64, 64, 3)
+
+
+def reference_peak_line(repeats=5):
+    """Forward tf.nn.conv3d GFLOP/s at PEAK_SHAPE (median): the host's conv speed, printed in every header so a
+    change of host shows in every RESULTS section."""
+    kind, spatial, cin, cout, k = PEAK_SHAPE
+    rate = forward_rate(PEAK_SHAPE, 1, repeats=repeats)
+    return f"fwd-conv peak {rate:.0f} GFLOP/s ({k}^3 conv {cin}->{cout} at {'x'.join(map(str, spatial))}, fp32)"
+
+
+def machine_line(peak=True):
+    """One line: date (UTC), CPU, ISA, cores, RAM, TensorFlow version, forward-conv peak (peak=True), load
+    average."""
     import psutil
     import tensorflow as tf
 
@@ -34,8 +60,8 @@ def machine_line():
     except OSError:
         pass
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"{now} | {cpu} | {os.cpu_count()} cores | {psutil.virtual_memory().total / GIB:.1f} GiB | "
-            f"TF {tf.__version__} | {load_line()}")
+    return (f"{now} | {cpu} | {isa_line()} | {os.cpu_count()} cores | {psutil.virtual_memory().total / GIB:.1f} GiB"
+            f" | TF {tf.__version__} | {reference_peak_line() + ' | ' if peak else ''}{load_line()}")
 
 
 def load_line():

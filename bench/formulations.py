@@ -1,7 +1,7 @@
 """Formulations the ops do not choose, kept so the benches can time them against the product paths.
 
-The product ops (dnnlib/ops) pick their paths by device, dtype, size and tracing context; nothing here is
-reachable from them. Op-level variants are functions with the product op's signature; step-level variants
+The product ops (dnnlib/ops) pick among their own paths by measurement (dnnlib/ops/autotune.py); nothing here
+is reachable from them. Op-level variants are functions with the product op's signature; step-level variants
 are context managers that rebind a public op name where the networks, the loss and the ops look it up
 (`substituted`), or enter a context the product code already honours.
 """
@@ -231,6 +231,26 @@ def filter_gradient(name):
 
 
 @contextlib.contextmanager
+def forced_paths(**paths):
+    """Ops' paths forced (dnnlib/ops/autotune.py's DNNLIB_OP_PATH, added to any already set) for a with-block:
+    op=path, e.g. forced_paths(conv3d="tf")."""
+    import os
+
+    from dnnlib.ops import autotune
+
+    old = os.environ.get(autotune.ENV_FORCE)
+    merged = {**autotune.forced_paths(), **paths}
+    os.environ[autotune.ENV_FORCE] = ",".join(f"{op}={path}" for op, path in merged.items())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(autotune.ENV_FORCE, None)
+        else:
+            os.environ[autotune.ENV_FORCE] = old
+
+
+@contextlib.contextmanager
 def fir_as_tf_ops():
     """The FIR as TensorFlow ops, as on a host where the C++ kernel cannot be built (kernel_library() None)."""
     old = U.kernel_library
@@ -243,11 +263,13 @@ def fir_as_tf_ops():
 
 @contextlib.contextmanager
 def upsampling_by_conv3d_transpose():
-    """upsample_conv_3d's transposed conv as tf.nn.conv3d_transpose at every size (its choice above the limit)."""
+    """upsample_conv_3d's transposed conv as tf.nn.conv3d_transpose at every size (forced; also the fixed default
+    with autotuning off)."""
     old = U.POLYPHASE_MAX_ELEMENTS
     U.POLYPHASE_MAX_ELEMENTS = -1
     try:
-        yield
+        with forced_paths(transposed_conv="conv3d_transpose"):
+            yield
     finally:
         U.POLYPHASE_MAX_ELEMENTS = old
 
@@ -255,11 +277,12 @@ def upsampling_by_conv3d_transpose():
 @contextlib.contextmanager
 def upsampling_by_polyphase():
     """upsample_conv_3d's transposed conv as polyphase stride-1 conv3d's at every size (on CPU; a GPU keeps
-    conv3d_transpose)."""
+    conv3d_transpose with autotuning off)."""
     old = U.POLYPHASE_MAX_ELEMENTS
     U.POLYPHASE_MAX_ELEMENTS = float("inf")
     try:
-        yield
+        with forced_paths(transposed_conv="polyphase"):
+            yield
     finally:
         U.POLYPHASE_MAX_ELEMENTS = old
 
@@ -270,7 +293,7 @@ def plain_tensorflow():
     as TensorFlow ops, and StyleGAN2's modulation of the activations around one batched conv (TF's own filter
     gradient is slower per sample)."""
     with substituted(conv3d=conv3d_tf), upsampling_by_conv3d_transpose(), fir_as_tf_ops(), \
-            M.modulation_of_activations():
+            M.modulation_of_activations(), forced_paths(conv3d="tf", fir="tf_ops"):
         yield
 
 

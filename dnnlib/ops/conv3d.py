@@ -1,23 +1,29 @@
-"""Stride-1 3D convolution (NDHWC) with a fast, twice-differentiable CPU gradient.
+"""Stride-1 3D convolution (NDHWC) with a choice of twice-differentiable gradients.
 
-Every network conv goes through `conv3d`, which picks its path by device:
-  - with a GPU: tf.nn.conv3d and its cuDNN gradients (`_forward`);
-  - on CPU, 1x1x1 convs: a matmul over channels, whose autodiff gradients are matmuls too (`_conv_1x1`);
-  - on CPU, other kernels (`_conv_fast`): TensorFlow's own Conv3DBackpropInputV2 and Conv3DBackpropFilterV2
-    run several times slower than the forward Conv3D there, so the gradients are rewritten in fast ops:
+Every network conv goes through `conv3d`, which has three paths and takes the one measured fastest for its
+shapes and dtype on this machine (dnnlib/ops/autotune.py: timed at first trace, cached per user; TensorFlow's own
+path is kept unless another is clearly faster):
+  - 'tf': tf.nn.conv3d and TensorFlow's own gradients (cuDNN on a GPU; `_forward`);
+  - 'matmul_1x1', unpadded 1x1x1 convs only: a matmul over channels, whose autodiff gradients are matmuls too;
+  - 'fast_grad' (`_conv_fast`): the gradients rewritten in other ops, for CPUs where TensorFlow's
+    Conv3DBackpropInputV2 and Conv3DBackpropFilterV2 run much slower than the forward Conv3D:
       input gradient  = forward conv of dy with the kernel flipped in all three spatial axes and in/out
                         channels swapped (padding mirrored),
       filter gradient = one 2-D filter gradient per depth tap, depth folded into the batch
                         (`_filter_grad_depth_taps`; the other formulations live in bench/formulations.py).
     Both gradient functions are custom-gradient'ed in terms of each other, so second-order gradients
-    (R1, path length) stay on the fast path.
+    (R1, path length) stay on that path.
+With autotuning off (DNNLIB_AUTOTUNE=0) the fixed default is `conv_path`'s device rule.
 """
 
 import functools
 
 import tensorflow as tf
 
-from dnnlib.ops import xla_slice_grad  # noqa: F401  (slices differentiable twice under XLA)
+from dnnlib.ops import (
+    autotune,
+    xla_slice_grad,  # noqa: F401  (slices differentiable twice under XLA)
+)
 
 
 @functools.cache
@@ -178,7 +184,7 @@ def conv3d(x, w, padding="SAME"):
     """Stride-1 conv of x [N,D,H,W,Cin] with w [kd,kh,kw,Cin,Cout].
 
     padding: 'SAME', 'VALID', an int, (pd, ph, pw) or (d0, d1, h0, h1, w0, w1) zero padding
-    (negative crops). Twice differentiable; the path is chosen by device (see the module doc).
+    (negative crops). Twice differentiable; the path is measured and cached per shape (see the module doc).
     """
     x = tf.convert_to_tensor(x)
     w = tf.cast(tf.convert_to_tensor(w), x.dtype)
@@ -188,7 +194,11 @@ def conv3d(x, w, padding="SAME"):
         raise ValueError(f"conv3d channel mismatch: x {x.shape} vs w {w.shape}")
     ksize = tuple(w.shape[:3])
     pads = explicit_pads(padding, ksize)
-    path = conv_path(_have_gpu(), ksize, pads)
+    return run_path(choose_path(x, w, pads), x, w, pads)
+
+
+def run_path(path, x, w, pads):
+    """conv3d by the named path (the functions are looked up when called: tests substitute them)."""
     if path == "tf":
         return _forward(x, w, pads)
     if path == "matmul_1x1":
@@ -196,10 +206,30 @@ def conv3d(x, w, padding="SAME"):
     return _conv_fast(x, w, pads)
 
 
+def candidates(ksize, pads):
+    """conv3d's paths for this kernel and padding, TensorFlow's own first."""
+    if tuple(ksize) == (1, 1, 1) and tuple(pads) == ((0, 0),) * 3:
+        return ("tf", "fast_grad", "matmul_1x1")
+    return ("tf", "fast_grad")
+
+
+def choose_path(x, w, pads):
+    """conv3d's path for these tensors (static shapes: measured and cached; otherwise the fixed default)."""
+    ksize = tuple(w.shape[:3])
+    fixed = conv_path(_have_gpu(), ksize, pads)
+    names = candidates(ksize, pads)
+    if not x.shape.is_fully_defined():  # nothing to time: the fixed default unless forced
+        return autotune.choose("conv3d", "", fixed, names)
+    key = f"x{x.shape.as_list()} w{w.shape.as_list()} pads{list(pads)} {x.dtype.name}"
+    specs = [(x.shape, x.dtype), (w.shape, x.dtype)]
+    timer = autotune.gradient_timer({n: lambda a, b, n=n: run_path(n, a, b, pads) for n in names}, specs)
+    return autotune.choose("conv3d", key, fixed, names, timer)
+
+
 def conv_path(gpu, ksize, pads):
-    """The path conv3d takes on a machine with (gpu=True) or without a GPU, whatever the dtype: 'tf'
-    (tf.nn.conv3d and TensorFlow's own gradients, cuDNN), 'matmul_1x1' (CPU, unpadded 1x1x1) or 'fast_grad'
-    (CPU, the custom gradients)."""
+    """conv3d's fixed default (autotuning off or not possible) on a machine with (gpu=True) or without a GPU,
+    whatever the dtype: 'tf' (tf.nn.conv3d and TensorFlow's own gradients, cuDNN), 'matmul_1x1' (CPU, unpadded
+    1x1x1) or 'fast_grad' (CPU, the custom gradients)."""
     if gpu:
         return "tf"
     if tuple(ksize) == (1, 1, 1) and tuple(pads) == ((0, 0),) * 3:

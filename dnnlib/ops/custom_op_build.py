@@ -33,7 +33,7 @@ def cache_dir():
     return os.environ.get("DNNLIB_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "dnnlib")
 
 
-def _cpu_signature():
+def cpu_signature():
     """Model name and flags of this CPU: -march=native code must not be reused on another CPU."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -66,7 +66,7 @@ def library_path(source, cxx=None):
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256()
     # The command with placeholder paths: every flag and the compiler's own path are part of the key.
-    for part in (code, tf.__version__, _build_command("SOURCE", "TARGET", cxx), version, _cpu_signature()):
+    for part in (code, tf.__version__, _build_command("SOURCE", "TARGET", cxx), version, cpu_signature()):
         key.update(repr(part).encode())
     name = os.path.splitext(os.path.basename(source))[0]
     return os.path.join(cache_dir(), "ops", f"{name}-{key.hexdigest()[:16]}.so")
@@ -82,7 +82,7 @@ def _check_owned(st, path):
         raise PermissionError(f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})")
 
 
-def _check_folders(target):
+def check_folders(target):
     """Every folder from the library's up to the cache root passes _check_owned."""
     root = os.path.abspath(cache_dir())
     folder = os.path.dirname(os.path.abspath(target))
@@ -93,21 +93,21 @@ def _check_folders(target):
         folder = os.path.dirname(folder)
 
 
-def _make_private_dirs(path):
+def make_private_dirs(path):
     """Create the missing cache folders owner-only (an existing folder is checked before use, not changed)."""
     path = os.path.abspath(path)
     if os.path.isdir(path):
         return
-    _make_private_dirs(os.path.dirname(path))
+    make_private_dirs(os.path.dirname(path))
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
 
 
-def _open_checked(target):
+def open_checked(target):
     """An O_NOFOLLOW descriptor of target after the ownership checks of the file (through it) and its folders."""
-    _check_folders(target)
+    check_folders(target)
     fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -154,8 +154,8 @@ def _load(source):
         raise RuntimeError("no C++ compiler (g++) on PATH")
     target = library_path(source, cxx)
     if not os.path.lexists(target):
-        _make_private_dirs(os.path.dirname(target))
-        _check_folders(target)
+        make_private_dirs(os.path.dirname(target))
+        check_folders(target)
         logging.info("building %s -> %s (once per machine and TensorFlow version)", source, target)
         # Build beside the target and rename: concurrent processes never load a half-written library.
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(target))
@@ -167,7 +167,7 @@ def _load(source):
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    fd = _open_checked(target)
+    fd = open_checked(target)
     try:
         # Load exactly the file that was checked, whatever happens to the path afterwards. The descriptor stays open
         # for the life of the process: TensorFlow caches libraries by path, so a /proc/self/fd/N path must never be

@@ -1,10 +1,12 @@
 """StyleGAN2's modulated 3D convolution and noise injection (NDHWC), as used by the synthesis layers.
 
-`modulated_conv3d` picks its path when traced (`_per_sample_weights`):
-  - per-sample weights (`_per_sample_modulated_conv3d`): sample n is convolved with w * s_n * d_n, for outputs
-    of at least _PER_SAMPLE_MIN_VOXELS voxels per sample and a static batch;
+`modulated_conv3d` has two paths:
   - scaled activations (`_scaled_activations_modulated_conv3d`): x * s, one batched conv, * d (StyleGAN2's
-    form), for small outputs, a dynamic batch, and everything traced inside `modulation_of_activations()`.
+    form), always for a dynamic batch and everything traced inside `modulation_of_activations()`;
+  - per-sample weights (`_per_sample_modulated_conv3d`): sample n is convolved with w * s_n * d_n.
+Elsewhere the faster for the shapes and dtype is measured at first trace and cached (dnnlib/ops/autotune.py;
+StyleGAN2's form kept unless the other is clearly faster); with autotuning off the fixed default is
+`_per_sample_weights`: per-sample weights for outputs of at least _PER_SAMPLE_MIN_VOXELS voxels per sample.
 Both compute the same function to every order of derivative. `add_noise` is x + noise * strength with a
 cheaper gradient. The NumPy reference is modulated_conv3d_ref.py.
 """
@@ -15,6 +17,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.ops import autotune
 from dnnlib.ops.conv3d import conv3d
 from dnnlib.ops.upfirdn_3d import upsample_conv_3d
 
@@ -49,7 +52,7 @@ def modulation_of_activations():
 
 
 def _per_sample_weights(x, up):
-    """True where the per-sample-weights path runs (see the module doc); up: factors or None."""
+    """True where the fixed default is the per-sample-weights path (see the module doc); up: factors or None."""
     spatial, factor = x.shape[1:4], int(np.prod(up)) if up is not None else 1
     out_voxels = int(np.prod(spatial)) * factor if spatial.is_fully_defined() else 0
     scale_activations = getattr(_trace_options, "scale_activations", False)
@@ -130,8 +133,39 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=None, resample_filte
     with tf.name_scope(MODULATION_SCOPE):
         weight, styles, dcoefs = _modulation(weight, styles, demodulate, compute_dtype, gain)
     up = up if up is not None and max(up) > 1 else None
-    path = _per_sample_modulated_conv3d if _per_sample_weights(x, up) else _scaled_activations_modulated_conv3d
-    return path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
+    args = (x, weight, styles, dcoefs, up, resample_filter, compute_dtype)
+    return _run_path(_path(*args), *args)
+
+
+_MODULATION_PATHS = ("scaled_activations", "per_sample_weights")
+
+
+def _run_path(path, *args):
+    # The functions are looked up when called: tests substitute them.
+    if path == "per_sample_weights":
+        return _per_sample_modulated_conv3d(*args)
+    return _scaled_activations_modulated_conv3d(*args)
+
+
+def _path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
+    """The path's name: measured and cached where both may run, else the fixed default."""
+    fixed = "per_sample_weights" if _per_sample_weights(x, up) else "scaled_activations"
+    scale_activations = getattr(_trace_options, "scale_activations", False)
+    if scale_activations or not x.shape.is_fully_defined():
+        return autotune.choose("modulated_conv3d", "", fixed, (fixed,))
+    names = _MODULATION_PATHS
+    f = None if resample_filter is None else np.asarray(resample_filter, np.float64).round(6).tolist()
+    key = (f"x{x.shape.as_list()} w{weight.shape.as_list()} up{None if up is None else list(up)} f{f} "
+           f"demod{dcoefs is not None} {tf.as_dtype(compute_dtype).name}")
+    specs = [(x.shape, x.dtype), (weight.shape, tf.float32), (styles.shape, tf.float32)]
+    if dcoefs is not None:
+        specs.append((dcoefs.shape, tf.float32))
+
+    def timed(name):
+        return lambda a, w, s, d=None: _run_path(name, a, w, s, d, up, resample_filter, compute_dtype)
+
+    timer = autotune.gradient_timer({n: timed(n) for n in names}, specs)
+    return autotune.choose("modulated_conv3d", key, fixed, names, timer)
 
 
 def add_noise(x, noise, strength):

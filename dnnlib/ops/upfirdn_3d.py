@@ -2,11 +2,14 @@
 
 StyleGAN2-ADA's upfirdn2d extended to 3D: zero insertion by `up`, zero-pad (or crop) after
 insertion, convolve with a separable FIR filter, keep every `down`-th sample. The 1-D filter is
-applied along D, H and W in turn, by a path chosen when the graph is traced (`_use_kernel`): on CPU for
-float32/64 by one C++ op (upfirdn_3d_kernel.cc, built at first use; `_upfirdn_kernel`), elsewhere by three
-depthwise-conv passes of TensorFlow ops (`_upfirdn_separable`): on GPU, for other dtypes, while tracing for
-XLA or for a SavedModel, or where the kernel cannot be built. Unlike the original 3D code, upsampling
-multiplies by prod(up) (factor**3 for isotropic 2x), so a constant volume stays constant away from the borders.
+applied along D, H and W in turn, by one of two paths: one C++ op (upfirdn_3d_kernel.cc, built at first use;
+`_upfirdn_kernel`) or three depthwise-conv passes of TensorFlow ops (`_upfirdn_separable`). The C++ op is a
+candidate only on CPU for float32/64 where it builds, outside XLA and SavedModel exports (`_use_kernel`); where
+it is, the faster of the two for the shape is measured at first trace and cached (dnnlib/ops/autotune.py; fixed
+default with autotuning off: the kernel). upsample_conv_3d's transposed conv is chosen the same way between
+tf.nn.conv3d_transpose and a polyphase sum of stride-1 convs (fixed default: `transposed_conv_path`). Unlike the
+original 3D code, upsampling multiplies by prod(up) (factor**3 for isotropic 2x), so a constant volume stays
+constant away from the borders.
 """
 
 import itertools
@@ -15,8 +18,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.ops import autotune, custom_op_build
 from dnnlib.ops import conv3d as _conv3d_mod
-from dnnlib.ops import custom_op_build
 from dnnlib.ops.conv3d import conv3d, slice_axis
 
 SCOPE = "upfirdn"
@@ -192,9 +195,28 @@ def _upfirdn(x, taps3, up, down, pads):
                              f"the {len(t)}-tap filter")
     # bench/bench_step.py attributes profiled time (these ops and their gradients) by this scope.
     with tf.name_scope(SCOPE):
-        if _use_kernel(x):
-            return _upfirdn_kernel(x, taps3, up, down, pads)
-        return _upfirdn_separable(x, taps3, up, down, pads)
+        return _run_fir(_fir_path(x, taps3, up, down, pads), x, taps3, up, down, pads)
+
+
+_FIR_PATHS = ("tf_ops", "kernel")
+
+
+def _run_fir(path, *args):
+    # The functions are looked up when called: tests substitute them.
+    return _upfirdn_kernel(*args) if path == "kernel" else _upfirdn_separable(*args)
+
+
+def _fir_path(x, taps3, up, down, pads):
+    """'kernel' or 'tf_ops': measured and cached where the kernel may run (`_use_kernel`), else 'tf_ops'."""
+    if not _use_kernel(x):
+        return autotune.choose("fir", "", "tf_ops")
+    if not x.shape.is_fully_defined():  # nothing to time: the fixed default unless forced
+        return autotune.choose("fir", "", "kernel", _FIR_PATHS)
+    key = (f"x{x.shape.as_list()} taps{[np.round(t, 6).tolist() for t in taps3]} up{list(up)} down{list(down)} "
+           f"pads{list(pads)} {x.dtype.name}")
+    timer = autotune.gradient_timer({n: lambda a, n=n: _run_fir(n, a, taps3, up, down, pads) for n in _FIR_PATHS},
+                                    [(x.shape, x.dtype)])
+    return autotune.choose("fir", key, "kernel", _FIR_PATHS, timer)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,22 +356,40 @@ POLYPHASE_MAX_ELEMENTS = 1_000_000  # voxels x input channels of one sample; abo
 
 
 def _use_polyphase(x):
-    """Polyphase on CPU up to POLYPHASE_MAX_ELEMENTS per sample; conv3d_transpose on GPU and above it."""
+    """The fixed default: polyphase on CPU up to POLYPHASE_MAX_ELEMENTS per sample; conv3d_transpose on GPU and
+    above it."""
     return transposed_conv_path(_conv3d_mod._have_gpu(), int(np.prod(x.shape[1:]))) == "polyphase"
 
 
 def transposed_conv_path(gpu, elements):
-    """upsample_conv_3d's transposed conv for an input of `elements` voxels x channels per sample: 'polyphase'
-    (stride-1 convs) or 'conv3d_transpose'."""
+    """upsample_conv_3d's fixed default transposed conv (autotuning off or not possible) for an input of `elements`
+    voxels x channels per sample: 'polyphase' (stride-1 convs) or 'conv3d_transpose'."""
     return "polyphase" if not gpu and elements <= POLYPHASE_MAX_ELEMENTS else "conv3d_transpose"
 
 
 def _transposed_conv(x, w, up):
     """T[j] = sum_i x[i] * flip(w)[j - up*i] per axis: the full conv of the zero-inserted x with w flipped
     in ALL three spatial axes (the original flipped two). Output length up*(n-1) + k per axis."""
-    if _use_polyphase(x):
-        return _transposed_conv_polyphase(x, w, up)
-    return _transposed_conv_tf(x, w, up)
+    return _run_transposed(_transposed_path(x, w, up), x, w, up)
+
+
+_TRANSPOSED_PATHS = ("conv3d_transpose", "polyphase")
+
+
+def _run_transposed(path, x, w, up):
+    # The functions are looked up when called: tests substitute them.
+    return _transposed_conv_polyphase(x, w, up) if path == "polyphase" else _transposed_conv_tf(x, w, up)
+
+
+def _transposed_path(x, w, up):
+    """'polyphase' or 'conv3d_transpose', measured and cached for static shapes (else the fixed default)."""
+    fixed = "polyphase" if _use_polyphase(x) else "conv3d_transpose"
+    if not x.shape.is_fully_defined():  # nothing to time: the fixed default unless forced
+        return autotune.choose("transposed_conv", "", fixed, _TRANSPOSED_PATHS)
+    key = f"x{x.shape.as_list()} w{w.shape.as_list()} up{list(up)} {x.dtype.name}"
+    timer = autotune.gradient_timer({n: lambda a, b, n=n: _run_transposed(n, a, b, up) for n in _TRANSPOSED_PATHS},
+                                    [(x.shape, x.dtype), (w.shape, x.dtype)])
+    return autotune.choose("transposed_conv", key, fixed, _TRANSPOSED_PATHS, timer)
 
 
 def _transposed_conv_tf(x, w, up):

@@ -1,4 +1,5 @@
-"""The per-device choices of dnnlib/ops, checked without a GPU: each op's pure choice function over a table of
+"""The fixed defaults of dnnlib/ops (the paths taken with autotuning off, as in this suite) and what the device,
+dtype and tracing context allow, checked without a GPU: each op's pure choice function over a table of
 (device, dtype, XLA, export) facts, and the facts themselves (the device list, jit_compile, SavedModel export)
 read from a faked device list or a real trace. The paths' numerics are checked in the ops' own tests."""
 
