@@ -17,7 +17,7 @@ import os
 from absl import flags
 
 from dnnlib import EasyDict, UserError
-from dnnlib.cli import check_data_flag, check_network_flag
+from dnnlib.cli import check_batch, check_data_flag, check_float_flags, check_io, check_network_flag
 from dnnlib.cli import main as cli_main
 from generation import pretrained
 from volumes.folder_kind import folder_kind
@@ -49,6 +49,17 @@ flags.DEFINE_bool("overwrite", False, "Allow --json to replace an existing file.
 flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl when --network is a run directory.")
 
 
+# Volumes generated for one evaluation: more than this is a typo, refused before anything is allocated.
+MAX_NUM = 1_000_000
+
+
+def io_table(f, network):
+    """What this command reads and writes: every output is checked against every input (dnnlib.cli.check_io)."""
+    weights = f.feature_weights.removeprefix("keras:") if f.feature_weights and f.feature_weights != "random" else None
+    inputs = {"network": network, "data": f.data, "feature_weights": weights, "feature_network": f.feature_network}
+    return inputs, {"json": (f.json, "file")}
+
+
 def options_from_flags(f):
     """Validate the flags (UserError naming the flag) and gather them into the options run_metrics takes."""
     if not f.network:
@@ -62,15 +73,18 @@ def options_from_flags(f):
     check_data_flag(f.data, folder_kind(f.data))
     if f.num < 2:
         raise UserError(f"--num={f.num}: need at least 2 volumes")
-    if f.batch < 1:
-        raise UserError(f"--batch={f.batch}: must be positive")
+    check_batch("batch", f.batch)
+    if f.num > MAX_NUM:
+        raise UserError(f"--num={f.num}: at most {MAX_NUM}")
     if f.kernel_size < 3 or f.kernel_size % 2 == 0:
         raise UserError(f"--kernel_size={f.kernel_size}: must be an odd integer >= 3")
     if f.slice_step < 0:
         raise UserError(f"--slice_step={f.slice_step}: must be >= 0")
-    if f.json and os.path.exists(f.json) and not f.overwrite:
-        raise UserError(f"--json={f.json} already exists; pass --overwrite to replace it")
-    return EasyDict(network=network, data=f.data, metrics=[m.strip() for m in f.metrics if m.strip()],
+    check_float_flags(f)
+    inputs, outputs = io_table(f, network)
+    check_io(inputs, outputs, f.overwrite)
+    return EasyDict(inputs=[p for p in inputs.values() if p], overwrite=f.overwrite,
+                    network=network, data=f.data, metrics=[m.strip() for m in f.metrics if m.strip()],
                     num=f.num, batch=f.batch, feature_weights=f.feature_weights, feature_network=f.feature_network,
                     feature_layer=f.feature_layer, feature_input=f.feature_input, slice_step=f.slice_step or None,
                     kernel_size=f.kernel_size, seed=f.seed, psi=f.psi, noise_mode=f.noise_mode,

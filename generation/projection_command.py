@@ -70,7 +70,8 @@ def run_projection(opts):
     batch = int(opts.get("batch", 4))
     uint8 = bool(opts.get("uint8", False))
     summary = {}
-    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False))) as out:
+    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False)),
+                           inputs=opts.get("inputs") or ()) as out:
         for group in _same_grid_groups(targets):
             for b0 in range(0, len(group), batch):
                 chunk = group[b0 : b0 + batch]

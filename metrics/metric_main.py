@@ -12,13 +12,14 @@ import os
 import time
 
 from dnnlib import EasyDict
-from dnnlib.fileutil import atomic_write_text
+from dnnlib.errors import InputError
+from dnnlib.fileutil import write_output_file
 from dnnlib.run_dir import is_run_dir
 from dnnlib.tb_log import scalar as tb_scalar
 from metrics import fid_3d, fid_slices, kid, metric_utils, mmd, ms_ssim, precision_recall
 
 
-class MetricOptionError(ValueError):
+class MetricOptionError(InputError):
     """An evaluation option that cannot work, found before any volume is generated. `option` is the keyword at
     fault (metrics, feature_weights or feature_network), so each front end can name its own flag."""
 
@@ -99,9 +100,9 @@ def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature
                  psi=1.0, noise_mode="random", cache_dir=None):
     """The options every metric reads. dataset_dir: a dataset directory or a tf.data.Dataset of reals."""
     if int(num) < 2:
-        raise ValueError(f"need at least 2 volumes to evaluate, got num={num}")
+        raise InputError(f"need at least 2 volumes to evaluate, got num={num}")
     if int(batch) < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch}")
+        raise InputError(f"batch size must be at least 1, got {batch}")
     if dataset_dir is None:
         raise TypeError("no reals: give a dataset directory or a tf.data.Dataset")
     if isinstance(dataset_dir, str | os.PathLike) and not os.path.isdir(dataset_dir):
@@ -233,9 +234,11 @@ def run_metrics(opts):
                            network_source=getattr(network, "source", opts.network), **position, **kwargs)
     print(format_table(results))
     if opts.get("json"):
-        atomic_write_text(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
+        write_output_file(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
                                                  "options": kwargs, "results": results},
-                                                indent=2, sort_keys=True, default=str) + "\n")
+                                                indent=2, sort_keys=True, default=str) + "\n",
+                          overwrite=bool(opts.get("overwrite", False)), inputs=opts.get("inputs") or (opts.network,
+                                                                                                    opts.data))
         print(f"wrote {opts.json}")
     if run_dir:
         for name in names:

@@ -9,6 +9,8 @@ exists but cannot be read (a truncated data shard) is skipped when restoring, wi
 import os
 import re
 
+from dnnlib.errors import InputError
+
 _INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 _DATA = re.compile(r"^ckpt-(\d+)\.data-(\d+)-of-(\d+)$")
 
@@ -58,5 +60,5 @@ def read_first_readable(read, candidates):
             text = str(e).strip()
             errors.append(f"{prefix}: {text.splitlines()[0][:200] if text else type(e).__name__}")
     if not errors:
-        raise ValueError("no checkpoint to read")
-    raise ValueError(f"no readable checkpoint ({errors[0]})")
+        raise InputError("no checkpoint to read")
+    raise InputError(f"no readable checkpoint ({errors[0]})")

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib import EasyDict, tb_log
+from dnnlib.errors import InputError
 from dnnlib.fileutil import write_record
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
@@ -69,16 +70,16 @@ def make_strategy(name="auto", collective_timeout=None):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
+            raise InputError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
         return multi_worker.make_multi_worker_strategy(collective_timeout)
-    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    raise InputError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def _tf_config_tasks():
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     except ValueError:
-        raise ValueError("the TF_CONFIG environment variable is not valid JSON") from None
+        raise InputError("the TF_CONFIG environment variable is not valid JSON") from None
     return sum(len(v) for v in cluster.values())
 
 
@@ -155,7 +156,7 @@ def restore_checkpoint(ckpt, prefix, log):
     try:
         found, errors = read_first_readable(lambda p: ckpt.read(p).assert_existing_objects_matched(), [prefix] + older)
     except ValueError as e:
-        raise ValueError(f"cannot resume from {prefix}: {e}") from None
+        raise InputError(f"cannot resume from {prefix}: {e}") from None
     if errors:
         log(f"warning: checkpoint {errors[0]} is unreadable; resumed from {found} instead")
     return found
@@ -240,7 +241,7 @@ def check_same_data(manifest, resumed_run, allow_change=False):
         return
     before = EasyDict.load_json(path)
     if data_fingerprint(before) != data_fingerprint(manifest):
-        raise ValueError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
+        raise InputError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
                          f"{path}) than the dataset given now ({manifest.get('num_volumes')} volumes); continue with "
                          "the same dataset, or allow the data change explicitly")
 

@@ -6,6 +6,9 @@ build_demo_dataset. Importing this module loads nothing heavy (each command impo
 front end can check its command name against COMMANDS quickly.
 """
 
+from dnnlib.errors import InputError
+
+
 def create(opts):
     from dnnlib.fileutil import check_output_dir
     from volumes.dataset_create import create_dataset
@@ -51,7 +54,7 @@ def info(opts):
         for p in problems:
             print(f"problem: {p}")
         if problems:
-            raise ValueError(f"{opts.dataset}: {len(problems)} problem(s) found in the records")
+            raise InputError(f"{opts.dataset}: {len(problems)} problem(s) found in the records")
         print(f"verified {m.num_volumes} records: counts, shapes, checksums ok")
 
 
@@ -93,6 +96,6 @@ COMMANDS = tuple(_RUNNERS)
 def run(opts):
     """Run opts.command with its options; returns the exit status (0). Raises ValueError/OSError for bad input."""
     if opts.command not in _RUNNERS:
-        raise ValueError(f"unknown command {opts.command!r}: expected one of {', '.join(COMMANDS)}")
+        raise InputError(f"unknown command {opts.command!r}: expected one of {', '.join(COMMANDS)}")
     _RUNNERS[opts.command](opts)
     return 0

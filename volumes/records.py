@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
+from dnnlib.errors import InputError
 
 # name -> (NumPy little-endian dtype, full-scale value for [0, 1] data or None when stored as floats)
 STORAGE_DTYPES = {"uint16": ("<u2", 65535.0), "uint8": ("|u1", 255.0), "float16": ("<f2", None)}
@@ -194,4 +195,4 @@ def iterate_records(dataset_dir, manifest=None):
                 ex.serialized = rec
                 yield ex
         except tf.errors.OpError as e:
-            raise ValueError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None
+            raise InputError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None
