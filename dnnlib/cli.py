@@ -259,17 +259,6 @@ def check_data_flag(path, kind, flag="data"):
         raise UserError(f"--{flag}={path}: this is a training run or network, not a dataset; did you mean --network?")
 
 
-def check_output_flag(flag, output, overwrite=False, inputs=()):
-    """The front ends' output check (dnnlib.fileutil.check_output_dir) as a UserError naming the flag."""
-    from dnnlib.fileutil import check_output_dir
-
-    try:
-        return check_output_dir(output, [p for p in inputs if p], overwrite)
-    except (ValueError, OSError) as e:
-        hint = "; pass --overwrite to replace it" if isinstance(e, FileExistsError) and not overwrite else ""
-        raise UserError(f"--{flag}={output}: {e}{hint}") from None
-
-
 def check_io(inputs, outputs, overwrite=False):
     """A command's one input/output table, checked before any work (dnnlib.fileutil.check_output per output).
 

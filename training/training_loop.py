@@ -34,13 +34,14 @@ from dnnlib.run_dir import next_run_dir
 from training import multi_worker
 from training import snapshot as snap_io
 from training.augment import make_augment_pipe
-from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
+from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable, save_checkpoint
 from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
 from training.train_options import STRATEGIES, check_resume_compatible, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 from volumes.manifest import data_fingerprint, load_manifest
+from volumes.records import check_shards
 
 RUN_RECORD_NAME = "run.json"
 
@@ -176,6 +177,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     strategy = strategy or make_strategy(opts.strategy, opts.get("collective_timeout"))
     chief = is_chief(strategy)
     manifest = load_manifest(opts.data)
+    check_shards(opts.data, manifest)  # a corrupt record is refused before the run folder exists
     # Read before this run may overwrite them (a resume continues in the same directory).
     resumed_arch = resumed_architecture(opts.resume_run) if opts.get("resume") else None
 
@@ -512,8 +514,9 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
 
 def _save(manager, state, chief):
     # Every worker saves (MultiWorkerMirroredStrategy may need them all); non-chiefs write to scratch dirs.
-    # CheckpointManager writes the 'checkpoint' index last, so a kill mid-save leaves the previous one current.
-    return manager.save(checkpoint_number=int(state.batch_idx.numpy()))
+    # CheckpointManager writes the 'checkpoint' index last, so a kill mid-save leaves the previous one current; a
+    # failed save (a full disk) is removed by save_checkpoint.
+    return save_checkpoint(manager, int(state.batch_idx.numpy()))
 
 
 def _check_finite(out, phase, batch_idx, cur_nimg, opts, manager):
