@@ -268,10 +268,13 @@ def _publish(tmp, final, overwrite, owned):
                                  + (f" (left at {aside})" if os.path.lexists(aside) else ""))
         try:
             rename_noreplace(tmp, final)
-        except FileExistsError:
+        except BaseException as e:  # a newcomer at final, or a signal: the old output goes back if final is free
             with contextlib.suppress(OSError):
-                rename_noreplace(aside, final + ".old")
-            raise OutputConflict(f"{final} appeared while this command ran; it is never replaced") from None
+                rename_noreplace(aside, final)
+            if isinstance(e, FileExistsError):
+                kept = f"; the earlier output is kept at {aside}" if os.path.lexists(aside) else ""
+                raise OutputConflict(f"{final} appeared while this command ran; it is never replaced{kept}") from None
+            raise
         if os.path.isdir(aside) and not os.path.islink(aside):
             shutil.rmtree(aside, ignore_errors=True)
         else:

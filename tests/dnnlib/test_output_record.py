@@ -185,3 +185,23 @@ def test_file_output_inside_or_onto_an_input_is_refused(tmp_path):
         with pytest.raises(OutputConflict, match="input"):
             _write(target, "x", overwrite=True, inputs=[ds])
     assert os.listdir(ds) == ["dataset.json"] and (ds / "dataset.json").read_text() == "{}"
+
+
+def test_interrupt_between_moving_aside_and_moving_in_puts_the_old_output_back(tmp_path, monkeypatch):
+    out = tmp_path / "X"
+    _our_output(out)
+    real = fileutil.rename_noreplace
+    calls = []
+
+    def interrupted(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the new output moving in: SIGTERM arrives (SigtermInterrupt is a KeyboardInterrupt)
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(fileutil, "rename_noreplace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output_dir(out, overwrite=True) as tmp:
+            open(os.path.join(tmp, "new.txt"), "w").write("new")
+    assert _tree(out) == sorted([OUTPUT_MARKER, "a.nii.gz"])
+    assert os.listdir(tmp_path) == ["X"]
