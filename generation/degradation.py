@@ -336,7 +336,7 @@ def read_mask(path, invert=False, shape=None, affine=None, atol=1e-3):
     the file and what differs."""
     from volumes import volume_io
 
-    data, mask_affine = volume_io.read_volume(path)
+    data, mask_affine = volume_io.read_volume(path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
     if shape is not None and tuple(data.shape) != tuple(int(s) for s in shape):
         raise InputError(f"{path}: mask has shape {tuple(data.shape)}, the target grid is {tuple(shape)}")
     if affine is not None and not np.allclose(mask_affine, np.asarray(affine, np.float64), atol=atol):

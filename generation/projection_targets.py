@@ -174,7 +174,7 @@ def native_file_target(path, manifest, img_shape, deg):
         raise InputError(f"{path}: the dataset was registered to {popts.register_to}; a scan cannot be compared in "
                          "its own geometry through a registration (its slices would be oblique to the network's): "
                          "project it without a degradation")
-    raw, raw_affine = volume_io.read_volume(path)
+    raw, raw_affine = volume_io.read_volume(path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
     preprocess.check_values(raw, str(path))
     vol, aff = raw, raw_affine
     if popts.reorient:
@@ -208,7 +208,7 @@ def native_file_target(path, manifest, img_shape, deg):
     crop = match.target_slices
     mask = None
     if deg.mask is not None:
-        m_arr, m_affine = volume_io.read_volume(deg.mask.path)
+        m_arr, m_affine = volume_io.read_volume(deg.mask.path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
         if m_arr.shape != raw.shape or not np.allclose(m_affine, raw_affine, atol=1e-3):
             raise InputError(f"{deg.mask.path}: a mask for {path} must be in the scan's space (shape {raw.shape}, its "
                              f"affine); it has shape {m_arr.shape} and affine {np.round(m_affine, 3).tolist()}")

@@ -265,7 +265,7 @@ class Template:
     """A registration target read once: image, and its foreground centre in world coordinates."""
 
     def __init__(self, path):
-        vol, aff = volume_io.read_volume(path)
+        vol, aff = volume_io.read_volume(path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
         vol, aff, _ = volume_io.reorient_to_ras(vol, aff)
         self.path = str(path)
         self.volume, self.affine = vol, aff

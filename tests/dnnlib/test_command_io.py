@@ -122,3 +122,21 @@ def test_dataset_with_a_non_finite_or_singular_affine_is_refused(tmp_path, chang
     r = run_script("dataset_tool.py", "info", f"--dataset={ds}")
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.startswith("error: ") and "affine" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_mask_or_template_is_judged_by_its_header_before_its_data_is_read(tmp_path):
+    # A 1024^3 float32 header (4 GiB declared) over a few bytes of data: refused as too large, nothing allocated.
+    import nibabel as nib
+
+    from dnnlib.errors import InputError
+    from generation.degradation import read_mask
+    from volumes.preprocess import Template
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((1024, 1024, 1024))
+    hdr.set_data_dtype(np.float32)
+    path = tmp_path / "huge.nii"
+    path.write_bytes(hdr.binaryblock + b"\0" * 4 + b"\0" * 64)
+    for read in (read_mask, Template):
+        with pytest.raises(InputError, match="too large"):
+            read(str(path))
