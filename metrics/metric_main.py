@@ -13,7 +13,7 @@ import time
 
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
-from dnnlib.fileutil import write_output_file
+from dnnlib.fileutil import check_output_file, write_output_file
 from dnnlib.run_dir import is_run_dir
 from dnnlib.tb_log import scalar as tb_scalar
 from metrics import fid_3d, fid_slices, kid, metric_utils, mmd, ms_ssim, precision_recall
@@ -215,11 +215,16 @@ EVALUATION_KEYS = ("num", "batch", "feature_weights", "feature_network", "featur
 
 def run_metrics(opts):
     """The command behind run_metrics.py: evaluate opts.metrics on opts.network against opts.data, print the
-    table, write opts.json if given (replacing it) and append to the run's metric-<name>.jsonl files.
+    table, write opts.json if given and append to the run's metric-<name>.jsonl files.
 
     opts: EasyDict(network (path or generator), data (dataset directory or tf.data.Dataset), metrics (names),
-    json (path or None), run_log (bool, default True), + any of EVALUATION_KEYS). Returns the list of results.
+    json (path or None), overwrite (may opts.json replace a file written here before), inputs (paths the JSON
+    must not touch; default network and data), run_log (bool, default True), + any of EVALUATION_KEYS).
+    Returns the list of results.
     """
+    json_inputs = opts.get("inputs") or [p for p in (opts.network, opts.data) if isinstance(p, (str, os.PathLike))]
+    if opts.get("json"):  # refused before any work; checked again when the file is written
+        check_output_file(opts.json, json_inputs, bool(opts.get("overwrite", False)))
     names = list(opts.metrics)
     kwargs = {k: opts[k] for k in EVALUATION_KEYS if k in opts}
     run_dir = opts.network if opts.get("run_log", True) and is_run_dir(opts.network) else None
@@ -237,8 +242,7 @@ def run_metrics(opts):
         write_output_file(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
                                                  "options": kwargs, "results": results},
                                                 indent=2, sort_keys=True, default=str) + "\n",
-                          overwrite=bool(opts.get("overwrite", False)), inputs=opts.get("inputs") or (opts.network,
-                                                                                                    opts.data))
+                          overwrite=bool(opts.get("overwrite", False)), inputs=json_inputs)
         print(f"wrote {opts.json}")
     if run_dir:
         for name in names:
