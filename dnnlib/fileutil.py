@@ -106,7 +106,7 @@ def _entries(root):
 
 
 def _read_record(folder):
-    """The entries a folder's record says this project wrote there ({} when there is no record of ours)."""
+    """The entries a folder's record says this project wrote there (None when there is no record of ours)."""
     try:
         with open(os.path.join(folder, OUTPUT_MARKER), encoding="utf-8") as f:
             record = json.load(f)
