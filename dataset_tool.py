@@ -21,6 +21,7 @@ This file holds the flags and their validation only: it builds one options objec
 volumes.dataset_commands.run, where the work is done.
 """
 
+import math
 import os
 import sys
 
@@ -30,7 +31,7 @@ from dnnlib.cli import main as cli_main
 from dnnlib.cli import parse_int_ranges
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
-from dnnlib.fileutil import check_output_dir
+from dnnlib.fileutil import check_output
 from volumes import dataset_commands
 from volumes.dataset_commands import COMMANDS
 
@@ -101,7 +102,7 @@ def parse_triple(text, flag, kind=float):
         raise UserError(f"--{flag}={text!r}: expected one number or three like 2,2,2 / 80x96x112") from None
     if len(vals) == 1:
         vals = vals * 3
-    if len(vals) != 3 or any(v <= 0 for v in vals):
+    if len(vals) != 3 or not all(math.isfinite(v) and v > 0 for v in vals):
         raise UserError(f"--{flag}={text!r}: expected one positive number or three")
     return vals
 
@@ -148,18 +149,35 @@ def _require(f, *names):
             raise UserError(f"--{name} is required")
 
 
-def _check_output(f, inputs=(), path=None):
+def io_table(command, f, scans=None, output=None):
+    """What `command` reads and writes: ({name: input path(s)}, {flag: (output path, kind)}). Every output is
+    checked against every input (_check_output)."""
+    from volumes.dataset_inputs import spec_paths
+
+    if command == "create":
+        inputs = {"input": spec_paths(f.input) + list(scans or []), "labels": f.labels, "register_to": f.register_to}
+    elif command in ("extract", "split"):
+        inputs = {"dataset": f.dataset}
+    else:
+        inputs = {}
+    outputs = {"output": (output or f.output, "folder")} if command != "info" else {}
+    return inputs, outputs
+
+
+def _check_output(f, inputs, outputs):
     """Refuse an output that would endanger data, before any work: the root, home or current folder, one that
     is, contains or lies inside an input, and an existing one without --overwrite (UserError) or, even with it,
-    one this project did not write (ValueError from dnnlib.fileutil.check_output_dir, like the library's)."""
-    path = path or f.output
-    try:
-        check_output_dir(path, [p for p in inputs if p], overwrite=f.overwrite)
-    except FileExistsError:
-        if os.path.isdir(path) and not os.path.islink(path) and not f.overwrite:
-            raise UserError(f"{'--output=' if f.output else ''}{path} already exists; pass --overwrite to "
-                            "replace it") from None
-        raise
+    one holding anything this project did not record writing (OutputConflict from dnnlib.fileutil.check_output,
+    like the library's)."""
+    paths = [p for v in inputs.values() for p in (v if isinstance(v, list) else [v]) if p]
+    for path, kind in outputs.values():
+        try:
+            check_output(path, paths, overwrite=f.overwrite, kind=kind)
+        except FileExistsError:
+            if os.path.isdir(path) and not os.path.islink(path) and not f.overwrite:
+                raise UserError(f"{'--output=' if f.output else ''}{path} already exists; pass --overwrite to "
+                                "replace it") from None
+            raise
 
 
 def defaults():
@@ -189,7 +207,7 @@ def build_options(command, f=None):
             labels = EasyDict(path=f.labels, filename_column=f.filename_column, categorical=list(f.categorical),
                               continuous=list(f.continuous), subject_column=f.subject_column,
                               missing_values=list(f.missing_values))
-        from volumes.dataset_inputs import find_inputs, spec_paths
+        from volumes.dataset_inputs import find_inputs
 
         try:
             scans, root = find_inputs(f.input)
@@ -197,7 +215,7 @@ def build_options(command, f=None):
             scans, root = None, None  # reported when the command runs
         # The output must not be, contain or lie inside any scan, the folder/list/glob naming them, the labels
         # or the template.
-        _check_output(f, spec_paths(f.input) + (scans or []) + [f.labels, f.register_to])
+        _check_output(f, *io_table(command, f, scans))
         opts.update(input=f.input, output=f.output, overwrite=f.overwrite, preprocess=preprocess, labels=labels,
                     workers=f.workers, strict=f.strict, num_shards=f.num_shards, progress=f.progress,
                     max_voxels=f.max_voxels, scans=scans, root=root)
@@ -211,13 +229,13 @@ def build_options(command, f=None):
     elif command == "extract":
         _require(f, "dataset", "output")
         indices = parse_int_ranges(f.indices, "--indices") if f.indices else None
-        _check_output(f, [f.dataset])
+        _check_output(f, *io_table(command, f))
         opts.update(dataset=f.dataset, output=f.output, indices=indices, dtype=f.dtype, overwrite=f.overwrite)
     elif command == "split":
         _require(f, "dataset", "output")
         if not 0 < f.test_fraction < 1:
             raise UserError(f"--test_fraction={f.test_fraction}: must be between 0 and 1")
-        _check_output(f, [f.dataset])
+        _check_output(f, *io_table(command, f))
         opts.update(dataset=f.dataset, output=f.output, test_fraction=f.test_fraction, seed=f.seed,
                     overwrite=f.overwrite)
     elif command == "demo":
@@ -226,7 +244,7 @@ def build_options(command, f=None):
         if f.num_volumes is not None and f.num_volumes < 1:
             raise UserError(f"--num_volumes={f.num_volumes}: must be at least 1")
         output = f.output or os.path.join(data_root(), f"demo-{f.res}")
-        _check_output(f, (), output)
+        _check_output(f, *io_table(command, f, output=output))
         opts.update(output=output, res=f.res, num_volumes=f.num_volumes, seed=f.seed, storage_dtype=f.storage_dtype,
                     workers=f.workers, overwrite=f.overwrite, progress=f.progress)
     return opts

@@ -10,9 +10,11 @@ Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slice
 resolved into one options object for generation.commands.run (the logic lives in the generation package).
 """
 
+import math
+
 from absl import flags
 
-from dnnlib.cli import check_network_flag, check_output_flag, parse_int_ranges
+from dnnlib.cli import check_batch, check_float_flags, check_io, check_network_flag, parse_int_ranges
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from generation import pretrained
@@ -57,6 +59,11 @@ flags.DEFINE_string("projected_w", None, "Latents of run_projector.py (its --out
                     "interpolate goes through them in W. Alias --latent.")
 
 
+def io_table(f, network):
+    """What this command reads and writes: every output is checked against every input (dnnlib.cli.check_io)."""
+    return {"network": network, "projected_w": f.projected_w}, {"outdir": (f.outdir, "folder")}
+
+
 def build_options(argv, f=FLAGS):
     """Validate flags for the chosen command and resolve them into the options object."""
 
@@ -72,17 +79,20 @@ def build_options(argv, f=FLAGS):
     network = pretrained.resolve(f.network)  # a shipped network's short name, e.g. demo
     check_network_flag(network, folder_kind(network))
     # The network may sit anywhere under a run folder: never write into it, around it or over it.
-    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[network, f.projected_w])
+    check_float_flags(f)
+    inputs, outputs = io_table(f, network)
+    check_io(inputs, outputs, f.overwrite)
     opts = EasyDict(command=cmd, network=network, outdir=f.outdir, overwrite=f.overwrite, psi=f.psi,
                     truncation_cutoff=f.truncation_cutoff, noise_seed=f.noise_seed, class_idx=f.class_idx,
-                    batch=f.batch, uint8=f.uint8)
-    if f.batch < 1:
-        raise UserError(f"--batch={f.batch}: must be at least 1")
+                    batch=f.batch, uint8=f.uint8, inputs=[p for p in inputs.values() if p])
+    check_batch("batch", f.batch)
     if f.label is not None:
         try:
             opts.label = [float(v) for v in f.label]
         except ValueError:
             raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
+        if not all(math.isfinite(v) for v in opts.label):
+            raise UserError(f"--label={','.join(f.label)}: every value must be a finite number")
     else:
         opts.label = None
     opts.noise_mode = f.noise_mode or ("random" if cmd in ("generate", "average") else "const")

@@ -18,7 +18,7 @@ Flags are validated here and resolved into one options object for generation.lat
 
 from absl import flags
 
-from dnnlib.cli import check_data_flag, check_network_flag, check_output_flag, parse_int_ranges
+from dnnlib.cli import check_data_flag, check_float_flags, check_io, check_network_flag, parse_int_ranges
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from generation import pretrained
@@ -97,6 +97,12 @@ def _positive(f, *names):
             raise UserError(f"--{name}={f[name].value}: must be at least 1")
 
 
+def _check_outdir(f, inputs):
+    """This command's input/output table: its one output folder against everything it reads; float flags finite."""
+    check_float_flags(f)
+    check_io({"inputs": [p for p in inputs if p]}, {"outdir": (f.outdir, "folder")}, f.overwrite)
+
+
 def build_options(argv, f=FLAGS):
     """Validate flags for the chosen command and resolve them into the options object."""
     from dnnlib import EasyDict
@@ -125,7 +131,7 @@ def build_options(argv, f=FLAGS):
         if not f.lr > 0 or f.noise_reg_weight < 0 or f.initial_noise_factor < 0 or f.w_prior_weight < 0:
             raise UserError("--lr must be positive; --noise_reg_weight, --initial_noise_factor and --w_prior_weight "
                             "must be >= 0")
-        check_output_flag("outdir", f.outdir, f.overwrite, inputs=[network, f.data])
+        _check_outdir(f, [network, f.data])
         opts.update(network=network, data=f.data,
                     indices=parse_int_ranges(f.indices, "--indices") if f.indices else None,
                     num_steps=f.num_steps, initial_learning_rate=f.lr, w_plus=f.w_plus,
@@ -136,12 +142,12 @@ def build_options(argv, f=FLAGS):
     if cmd == "progress":
         if not f.run:
             raise UserError("progress needs --run=<training run directory>")
-        check_output_flag("outdir", f.outdir, f.overwrite, inputs=[f.run])
+        _check_outdir(f, [f.run])
         opts.update(run=f.run, seeds=parse_int_ranges(f.seeds, "--seeds"))
         return opts
     if not f.embedding:
         raise UserError(f"{cmd} needs --embedding=<a folder written by embed>")
-    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[f.embedding, network, f.data])
+    _check_outdir(f, [f.embedding, network, f.data])
     opts.update(embedding=f.embedding, network=network, data=f.data)
     if cmd == "atlas":
         opts.update(segments=f.segments, geodesic_steps=f.geodesic_steps, geodesic_lr=f.geodesic_lr)

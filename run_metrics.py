@@ -19,7 +19,7 @@ import os
 from absl import flags
 
 from dnnlib import EasyDict, UserError
-from dnnlib.cli import check_data_flag, check_network_flag, check_output_flag
+from dnnlib.cli import check_batch, check_data_flag, check_float_flags, check_io, check_network_flag
 from dnnlib.cli import main as cli_main
 from generation import pretrained
 from volumes.folder_kind import folder_kind
@@ -58,6 +58,22 @@ flags.DEFINE_integer("cells", 0, "memorization*: k-means cells of the C_T test (
 flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl when --network is a run directory.")
 
 
+# Volumes generated for one evaluation: more than this is a typo, refused before anything is allocated.
+MAX_NUM = 1_000_000
+
+
+def io_table(f, network, metrics=()):
+    """What this command reads and writes: every output is checked against every input (dnnlib.cli.check_io)."""
+    weights = f.feature_weights.removeprefix("keras:") if f.feature_weights and f.feature_weights != "random" else None
+    inputs = {"network": network, "data": f.data, "heldout": f.heldout, "feature_weights": weights,
+              "feature_network": f.feature_network}
+    outputs = {"json": (f.json, "file")}
+    if f.report_dir:  # the memorisation audits write one report folder each
+        for name in (m for m in metrics if m.startswith("memorization")):
+            outputs[f"report_dir ({name})"] = (os.path.join(f.report_dir, name), "folder")
+    return inputs, outputs
+
+
 def options_from_flags(f):
     """Validate the flags (UserError naming the flag) and gather them into the options run_metrics takes."""
     if not f.network:
@@ -71,8 +87,9 @@ def options_from_flags(f):
     check_data_flag(f.data, folder_kind(f.data))
     if f.num < 2:
         raise UserError(f"--num={f.num}: need at least 2 volumes")
-    if f.batch < 1:
-        raise UserError(f"--batch={f.batch}: must be positive")
+    check_batch("batch", f.batch)
+    if f.num > MAX_NUM:
+        raise UserError(f"--num={f.num}: at most {MAX_NUM}")
     if f.kernel_size < 3 or f.kernel_size % 2 == 0:
         raise UserError(f"--kernel_size={f.kernel_size}: must be an odd integer >= 3")
     if f.slice_step < 0:
@@ -84,13 +101,11 @@ def options_from_flags(f):
             raise UserError(f"--heldout={f.heldout}: no such dataset directory")
         check_data_flag(f.heldout, folder_kind(f.heldout), flag="heldout")
     metrics = [m.strip() for m in f.metrics if m.strip()]
-    if f.report_dir:
-        for name in (m for m in metrics if m.startswith("memorization")):
-            check_output_flag("report_dir", os.path.join(f.report_dir, name), f.overwrite,
-                              inputs=[f.data, f.heldout, network])
-    if f.json and os.path.exists(f.json) and not f.overwrite:
-        raise UserError(f"--json={f.json} already exists; pass --overwrite to replace it")
-    return EasyDict(network=network, data=f.data, metrics=metrics, heldout=f.heldout, report_dir=f.report_dir,
+    check_float_flags(f)
+    inputs, outputs = io_table(f, network, metrics)
+    check_io(inputs, outputs, f.overwrite)
+    return EasyDict(inputs=[p for p in inputs.values() if p], overwrite=f.overwrite,
+                    network=network, data=f.data, metrics=metrics, heldout=f.heldout, report_dir=f.report_dir,
                     cells=f.cells or None,
                     num=f.num, batch=f.batch, feature_weights=f.feature_weights, feature_network=f.feature_network,
                     feature_layer=f.feature_layer, feature_input=f.feature_input, slice_step=f.slice_step or None,

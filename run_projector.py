@@ -19,9 +19,11 @@ metrics (see generation/reconstruction.py).
 Flags are validated here and resolved into one options object for generation.projection_command.run_projection.
 """
 
+import math
+
 from absl import flags
 
-from dnnlib.cli import check_data_flag, check_network_flag, check_output_flag, parse_int_ranges
+from dnnlib.cli import check_batch, check_data_flag, check_float_flags, check_io, check_network_flag, parse_int_ranges
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from generation import pretrained
@@ -74,6 +76,16 @@ def _positive(name, value, minimum=1):
         raise UserError(f"--{name}={value}: must be at least {minimum}")
 
 
+# Mapping samples of the W statistics: more than this is a typo, refused before anything is allocated.
+MAX_W_AVG_SAMPLES = 10_000_000
+
+
+def io_table(f, network, mask=None):
+    """What this command reads and writes: every output is checked against every input (dnnlib.cli.check_io)."""
+    inputs = {"network": network, "data": f.data, "target": list(f.target or []), "degradation": mask}
+    return inputs, {"outdir": (f.outdir, "folder")}
+
+
 def build_options(argv, f=FLAGS):
     """Validate flags and resolve them into the options object projection_command.run_projection takes."""
     import os
@@ -98,9 +110,17 @@ def build_options(argv, f=FLAGS):
             raise UserError(f"--target: {path}: no such file or folder")
         targets += _target_files(path)
     # Never write into, around or over what is read.
-    check_output_flag("outdir", f.outdir, f.overwrite, inputs=[network, f.data, *(f.target or [])])
-    for name in ("num_steps", "w_avg_samples", "batch", "progress_every"):
+    check_float_flags(f)
+    from generation.degradation import is_no_degradation
+
+    mask = None if is_no_degradation(f.degradation) else _check_degradation(f.degradation, f.loss)
+    inputs, outputs = io_table(f, network, mask)
+    check_io(inputs, outputs, f.overwrite)
+    for name in ("num_steps", "w_avg_samples", "progress_every"):
         _positive(name, f[name].value, 2 if name == "w_avg_samples" else 1)
+    check_batch("batch", f.batch)
+    if f.w_avg_samples > MAX_W_AVG_SAMPLES:
+        raise UserError(f"--w_avg_samples={f.w_avg_samples}: at most {MAX_W_AVG_SAMPLES}")
     if not f.lr > 0:
         raise UserError(f"--lr={f.lr}: must be positive")
     if f.noise_reg_weight < 0 or f.initial_noise_factor < 0 or f.ssim_weight < 0:
@@ -111,19 +131,17 @@ def build_options(argv, f=FLAGS):
         raise UserError(f"--w_prior_weight={f.w_prior_weight}: must be >= 0")
     if f.output_grid is not None and not f.output_grid > 0:
         raise UserError(f"--output_grid={f.output_grid}: must be a positive spacing in mm")
-    from generation.degradation import is_no_degradation
-
     if f.output_grid is not None and is_no_degradation(f.degradation):
         raise UserError(f"--output_grid needs a --degradation other than {f.degradation or 'none'!r} (use "
                         "--degradation=native for a scan's own slice thickness alone)")
-    if not is_no_degradation(f.degradation):
-        _check_degradation(f.degradation, f.loss)
     label = None
     if f.label is not None:
         try:
             label = [float(v) for v in f.label]
         except ValueError:
             raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
+        if not all(math.isfinite(v) for v in label):
+            raise UserError(f"--label={','.join(f.label)}: every value must be a finite number")
     return EasyDict(
         network=network, outdir=f.outdir, overwrite=f.overwrite, data=f.data,
         targets=targets,
@@ -133,7 +151,8 @@ def build_options(argv, f=FLAGS):
         num_steps=f.num_steps, initial_learning_rate=f.lr, w_plus=f.w_plus, loss=f.loss, ssim_weight=f.ssim_weight,
         regularize_noise_weight=f.noise_reg_weight, initial_noise_factor=f.initial_noise_factor,
         w_avg_samples=f.w_avg_samples, seed=f.seed, batch=f.batch, progress_every=f.progress_every,
-        class_idx=f.class_idx, label=label, uint8=f.uint8,
+        class_idx=f.class_idx, label=label, uint8=f.uint8, inputs=[p for v in inputs.values() for p in
+                                                                    (v if isinstance(v, list) else [v]) if p],
         degradation=f.degradation, output_grid=f.output_grid, w_prior_weight=f.w_prior_weight,
         ood_reference=f.ood_reference,
     )
@@ -156,8 +175,9 @@ def _target_files(path):
 
 
 def _check_degradation(spec, loss):
-    """The spec's grammar and its mask file, before the network loads. Millimetres become voxels only with the
-    network's spacing, known later: a tiny stand-in spacing makes every mm= thickness a valid factor here."""
+    """The spec's grammar and its mask file (returned: an input), before the network loads. Millimetres become
+    voxels only with the network's spacing, known later: a tiny stand-in spacing makes every mm= thickness a valid
+    factor here."""
     import os
 
     from generation.degradation import parse_spec
@@ -171,6 +191,7 @@ def _check_degradation(spec, loss):
     if loss != "mse" and (deg.ops or deg.mask is not None):
         raise UserError(f"--loss={loss} compares whole volumes on the network grid: use --loss=mse with thick "
                         "slices or a mask")
+    return deg.mask.path if deg.mask is not None else None
 
 
 def main(argv):

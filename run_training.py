@@ -17,7 +17,7 @@ import sys
 
 from absl import flags, logging
 
-from dnnlib.cli import check_data_flag
+from dnnlib.cli import check_data_flag, check_io
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from training.train_options import AUG_MODES, OPTIONS
@@ -88,6 +88,16 @@ def validate_aug_flags(values):
         raise UserError(f"--ada_kimg={ada_kimg!r}: must be a positive number")
 
 
+def io_table(values):
+    """What training reads and writes: the run folder is a new entry of --outdir, which must not be or lie inside
+    anything training reads (dnnlib.cli.check_io, kind "parent")."""
+    weights = values.get("metric_feature_weights")
+    inputs = {"data": values.get("data"), "resume": values.get("resume"),
+              "metric_feature_weights": weights.removeprefix("keras:") if weights and weights != "random" else None,
+              "metric_feature_network": values.get("metric_feature_network")}
+    return inputs, {"outdir": (values.get("outdir") or "results", "parent")}
+
+
 def validate_flags(values):
     """Refuse flag values that cannot work, naming the flag; values: option name -> value."""
     validate_aug_flags(values)
@@ -103,6 +113,8 @@ def validate_flags(values):
         raise UserError(f"--data={values['data']}: no such dataset directory (create one with dataset_tool.py "
                         "create)")
     check_data_flag(values.get("data"), folder_kind(values.get("data")))
+    inputs, outputs = io_table(values)
+    check_io(inputs, outputs)
     if values.get("strategy") == "multi_worker" and not os.environ.get("TF_CONFIG"):
         raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
 

@@ -1,14 +1,34 @@
-"""Shared glue for absl front ends: input errors become one clear line and exit code 2."""
+"""Shared glue for absl front ends: input errors become one clear line and exit code 2; bugs keep their traceback."""
 
 import contextlib
+import math
 import signal
 import sys
 
-from dnnlib.errors import UserError
+from dnnlib.errors import InputError, UserError
 
-# Library code reports bad input (a file's content, a value) with these plain exceptions; the front end that
-# called it reports them like its own flag errors.
-INPUT_ERRORS = (UserError, ValueError, OSError)
+# The one exit-code rule. These are input errors: a flag (UserError), a file's content or a value found by library
+# code (InputError), a path or the file system, a full disk included (OSError). Any other exception is a bug: its
+# traceback is printed and the exit status is 1 (a plain ValueError or TypeError included).
+INPUT_ERRORS = (UserError, InputError, OSError)
+# TensorFlow's own errors that report input or the machine, not a bug: a corrupt record (DataLoss), a full disk or
+# memory (ResourceExhausted), a missing or unreadable file (NotFound, PermissionDenied). Matched by name, so this
+# module does not import TensorFlow.
+TF_INPUT_ERRORS = ("DataLossError", "ResourceExhaustedError", "NotFoundError", "PermissionDeniedError")
+
+
+def is_input_error(e):
+    """True when exception e is the user's input or the machine (exit 2), False when it is a bug (exit 1)."""
+    if isinstance(e, INPUT_ERRORS):
+        return True
+    return type(e).__module__.startswith("tensorflow") and type(e).__name__ in TF_INPUT_ERRORS
+
+
+def error_line(e):
+    """The one line printed for an input error: TensorFlow's messages are cut to their first line."""
+    text = getattr(e, "message", None) if type(e).__module__.startswith("tensorflow") else None
+    text = str(text if text is not None else e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 # Exit status of a tool stopped by SIGTERM: what a shell reports for a process that SIGTERM killed.
@@ -50,7 +70,7 @@ def sigterm_as_keyboard_interrupt():
 
 
 def run_main(main_fn):
-    """Wrap an absl main so UserError, and ValueError/OSError from the library, print 'error: ...' and exit 2.
+    """Wrap an absl main so input errors (is_input_error) print 'error: ...' and exit 2; bugs exit 1 with a traceback.
 
     SIGTERM unwinds as SigtermInterrupt (see sigterm_as_keyboard_interrupt), so temporary outputs are removed, then
     prints 'error: stopped by SIGTERM' and exits 143. Code that handles SIGTERM itself (training's checkpoint-then-stop)
@@ -61,9 +81,11 @@ def run_main(main_fn):
         try:
             with sigterm_as_keyboard_interrupt():
                 return main_fn(argv)
-        except INPUT_ERRORS as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+        except Exception as e:
+            if not is_input_error(e):
+                raise  # a bug: the traceback is printed and the exit status is 1
+            print(f"error: {error_line(e)}", file=sys.stderr)
+            sys.exit(INPUT_ERROR_EXIT)
         except SigtermInterrupt:
             print("error: stopped by SIGTERM", file=sys.stderr)
             sys.exit(SIGTERM_EXIT)
@@ -149,9 +171,16 @@ def main(main_fn, aliases=None, flag_values=None):
     app.run(run_main(main_fn), flags_parser=parse)
 
 
-def parse_int_ranges(text, flag_name="--seeds"):
-    """Parse '0-3,7,10-11' into [0,1,2,3,7,10,11]."""
-    out = []
+# Bounds of parse_int_ranges: numpy's seeds are 0 .. 2**32 - 1, and a list longer than this is a typo (each entry
+# is a volume to write), refused before the list is built.
+SEED_MAX = 2**32 - 1
+MAX_RANGE_ITEMS = 100_000
+
+
+def parse_int_ranges(text, flag_name="--seeds", max_items=MAX_RANGE_ITEMS, max_value=SEED_MAX):
+    """Parse '0-3,7,10-11' into [0,1,2,3,7,10,11]: integers in [0, max_value], at most max_items in all (checked
+    before the list is built, so a typo such as 0-99999999999 allocates nothing)."""
+    spans = []
     try:
         for part in str(text).split(","):
             part = part.strip()
@@ -162,14 +191,47 @@ def parse_int_ranges(text, flag_name="--seeds"):
                 a, b = int(a), int(b)
                 if b < a:
                     raise ValueError
-                out.extend(range(a, b + 1))
+                spans.append((a, b))
             else:
-                out.append(int(part))
+                spans.append((int(part), int(part)))
     except ValueError:
         raise UserError(f"{flag_name}={text!r}: expected comma-separated integers or ranges like 0-9,20") from None
-    if not out:
+    if not spans:
         raise UserError(f"{flag_name} is empty")
-    return out
+    bad = [v for span in spans for v in span if not 0 <= v <= max_value]
+    if bad:
+        raise UserError(f"{flag_name}={text!r}: {bad[0]} is outside 0..{max_value}")
+    count = sum(b - a + 1 for a, b in spans)
+    if count > max_items:
+        raise UserError(f"{flag_name}={text!r}: {count} values; at most {max_items} are accepted")
+    return [v for a, b in spans for v in range(a, b + 1)]
+
+
+def check_finite(flag, value, allow_none=True):
+    """Refuse a float flag that is NaN or infinite (absl accepts 'nan' and 'inf' for float flags)."""
+    if value is None and allow_none:
+        return value
+    if value is None or not math.isfinite(float(value)):
+        raise UserError(f"--{flag}={value}: must be a finite number")
+    return value
+
+
+def check_float_flags(flag_values, names=None):
+    """check_finite for every float flag of flag_values (or the listed names) that was given a value."""
+    for name in names if names is not None else list(flag_values):
+        fl = flag_values[name]
+        if isinstance(fl.value, float) and fl.flag_type() == "float":
+            check_finite(name, fl.value)
+
+
+# The largest batch a front end accepts: more volumes than this at once is a typo, refused before any allocation.
+MAX_BATCH = 4096
+
+
+def check_batch(flag, value, maximum=MAX_BATCH):
+    if not 1 <= value <= maximum:
+        raise UserError(f"--{flag}={value}: must be between 1 and {maximum}")
+    return value
 
 
 def check_network_flag(path, kind, flag="network"):
@@ -197,12 +259,30 @@ def check_data_flag(path, kind, flag="data"):
         raise UserError(f"--{flag}={path}: this is a training run or network, not a dataset; did you mean --network?")
 
 
-def check_output_flag(flag, output, overwrite=False, inputs=()):
-    """The front ends' output check (dnnlib.fileutil.check_output_dir) as a UserError naming the flag."""
-    from dnnlib.fileutil import check_output_dir
+def check_io(inputs, outputs, overwrite=False):
+    """A command's one input/output table, checked before any work (dnnlib.fileutil.check_output per output).
 
-    try:
-        return check_output_dir(output, [p for p in inputs if p], overwrite)
-    except (ValueError, OSError) as e:
-        hint = "; pass --overwrite to replace it" if isinstance(e, FileExistsError) and not overwrite else ""
-        raise UserError(f"--{flag}={output}: {e}{hint}") from None
+    inputs: {flag: path or list of paths}, every file or folder the command reads (None/empty entries ignored).
+    outputs: {flag: (path, kind)} with kind "folder", "file" or "parent" (see check_output); every output is
+    checked against every input and against every other output. Returns {flag: absolute output path}.
+    Refusals are UserErrors naming the output's flag.
+    """
+    from dnnlib.fileutil import check_output
+
+    paths = []
+    for value in inputs.values():
+        paths.extend(p for p in ([value] if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__")
+                                 else (value or [])) if p)
+    checked = {}
+    for flag, (path, kind) in outputs.items():
+        if not path:
+            continue
+        others = [p for f, (p, _) in outputs.items() if f != flag and p]
+        try:
+            check_output(path, paths, overwrite, kind)
+            check_output(path, others, True, "parent")  # two outputs of one command never overlap
+        except (ValueError, OSError) as e:
+            hint = "; pass --overwrite to replace it" if isinstance(e, FileExistsError) and not overwrite else ""
+            raise UserError(f"--{flag}={path}: {e}{hint}") from None
+        checked[flag] = path
+    return checked

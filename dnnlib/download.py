@@ -18,6 +18,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from dnnlib.errors import InputError
+
 CACHE_ENV = "STYLEGAN3D_CACHE"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -41,7 +43,7 @@ def sha256_file(path):
 def _check_pin(sha256, url):
     pin = str(sha256 or "").strip().lower()
     if not _HEX64.match(pin):
-        raise ValueError(f"{url}: a pinned sha256 (64 hex digits) is required to download it, got {sha256!r}")
+        raise InputError(f"{url}: a pinned sha256 (64 hex digits) is required to download it, got {sha256!r}")
     return pin
 
 
@@ -49,7 +51,7 @@ def cached_path(url, cache_dir=None, filename=None):
     """Where download() keeps url's file."""
     name = filename or os.path.basename(urllib.parse.urlparse(url).path)
     if not name or name in (".", ".."):
-        raise ValueError(f"{url}: cannot derive a file name from it; pass filename")
+        raise InputError(f"{url}: cannot derive a file name from it; pass filename")
     return os.path.join(os.path.abspath(cache_dir or default_cache_dir()), name)
 
 
@@ -77,7 +79,7 @@ def download(url, sha256, cache_dir=None, filename=None, timeout=60.0, progress=
             out.flush()
             os.fsync(out.fileno())
         if actual != pin:
-            raise ValueError(f"{url}: downloaded content has sha256 {actual}, expected the pinned {pin}; "
+            raise InputError(f"{url}: downloaded content has sha256 {actual}, expected the pinned {pin}; "
                              "nothing was cached")
         mask = os.umask(0)
         os.umask(mask)

@@ -7,6 +7,8 @@ validate its flags against COMMANDS and report mistakes before TensorFlow loads.
 import math
 import os
 
+from dnnlib.errors import InputError
+
 COMMANDS = ("generate", "style-mix", "interpolate", "average")
 
 
@@ -27,7 +29,7 @@ def run(opts):
 
     opts = EasyDict(opts)
     if opts.command not in COMMANDS:
-        raise ValueError(f"unknown command {opts.command!r}: expected one of {', '.join(COMMANDS)}")
+        raise InputError(f"unknown command {opts.command!r}: expected one of {', '.join(COMMANDS)}")
     net = load_generator(opts.network)
     runner = Runner(net.G, batch_size=opts.get("batch", 4))
     job = EasyDict(
@@ -40,7 +42,8 @@ def run(opts):
 
         job.projected = load_projected(opts.projected_w, runner.num_ws, runner.w_dim)
     summary = EasyDict(command=opts.command, network=str(getattr(net, "source", opts.network)), outdir=opts.outdir)
-    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False))) as out:
+    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False)),
+                           inputs=opts.get("inputs") or (opts.network, opts.get("projected_w"))) as out:
         job.path = lambda name: os.path.join(out, name)
         summary.update(_COMMAND_FUNCTIONS[opts.command](opts, job))
         EasyDict(options=opts, summary=summary).save_json(job.path("generation.json"))
@@ -166,7 +169,7 @@ def _interpolate(opts, job):
 
         w, fn = job.projected.ws, INTERPOLATIONS[opts.interp]
         if len(w) < 2:
-            raise ValueError(f"{opts.projected_w}: holds {len(w)} latent; interpolation needs at least two")
+            raise InputError(f"{opts.projected_w}: holds {len(w)} latent; interpolation needs at least two")
         ts = interpolation_ts(len(w), int(opts.frames))
         ws = np.stack([fn(w[s], w[s + 1], t) for s, t in ts]).astype(np.float32)
         vols = job.runner.synthesize_shared_noise(ws, opts.noise_mode, opts.get("noise_seed", 0))

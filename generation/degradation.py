@@ -49,6 +49,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from dnnlib.errors import InputError
+
 # TensorFlow is imported by the functions that run ops: parse_spec alone (run_projector.py's flag check) must not
 # load it.
 
@@ -60,12 +62,12 @@ _POS_EPS = 1e-6  # slice boxes are computed in floating point; a box edge this c
 def _array_axis(ndim, axis):
     """Array axis of spatial axis `axis` for a [N,D,H,W,C] (ndim 5) or [D,H,W] (ndim 3) volume."""
     if axis not in (0, 1, 2):
-        raise ValueError(f"axis must be 0, 1 or 2 (a spatial axis), got {axis!r}")
+        raise InputError(f"axis must be 0, 1 or 2 (a spatial axis), got {axis!r}")
     if ndim == 5:
         return axis + 1
     if ndim == 3:
         return axis
-    raise ValueError(f"expected a [N,D,H,W,C] or [D,H,W] volume, got {ndim} dimensions")
+    raise InputError(f"expected a [N,D,H,W,C] or [D,H,W] volume, got {ndim} dimensions")
 
 
 def _snap(v, eps=1e-6):
@@ -94,13 +96,13 @@ class SliceProfile:
 
     def __post_init__(self):
         if self.kind not in PROFILES:
-            raise ValueError(f"slice profile must be one of {PROFILES}, got {self.kind!r}")
+            raise InputError(f"slice profile must be one of {PROFILES}, got {self.kind!r}")
         if self.kind == "box" and self.fwhm_vox is not None:
-            raise ValueError(f"a box slice profile has no FWHM (got fwhm_vox={self.fwhm_vox})")
+            raise InputError(f"a box slice profile has no FWHM (got fwhm_vox={self.fwhm_vox})")
         if self.fwhm_vox is not None and not (math.isfinite(self.fwhm_vox) and self.fwhm_vox > 0):
-            raise ValueError(f"slice profile FWHM must be a positive number of voxels, got {self.fwhm_vox}")
+            raise InputError(f"slice profile FWHM must be a positive number of voxels, got {self.fwhm_vox}")
         if not (math.isfinite(self.truncate) and self.truncate > 0):
-            raise ValueError(f"slice profile truncate must be positive, got {self.truncate}")
+            raise InputError(f"slice profile truncate must be positive, got {self.truncate}")
 
     def weights(self, centres, factor, length):
         """[len(centres), length] float64 weights of network slices 0..length-1 for slices centred at `centres`."""
@@ -116,7 +118,7 @@ class SliceProfile:
         s = w.sum(axis=1, keepdims=True)
         if np.any(s <= 0):
             bad = [float(v) for v in np.asarray(centres)[s[:, 0] <= 0]]
-            raise ValueError(f"{self.kind} slice profile puts no weight on any network slice for slices centred "
+            raise InputError(f"{self.kind} slice profile puts no weight on any network slice for slices centred "
                              f"at {bad} (grid length {length})")
         return w / s
 
@@ -138,15 +140,15 @@ class Thicken:
 
     def __post_init__(self):
         if self.axis not in (0, 1, 2):
-            raise ValueError(f"thickening axis must be 0, 1 or 2, got {self.axis!r}")
+            raise InputError(f"thickening axis must be 0, 1 or 2, got {self.axis!r}")
         if not (isinstance(self.factor, numbers.Real) and not isinstance(self.factor, bool)
                 and math.isfinite(self.factor) and self.factor >= 1):
-            raise ValueError(f"thickening factor must be a number >= 1 (network voxels per slice), got "
+            raise InputError(f"thickening factor must be a number >= 1 (network voxels per slice), got "
                              f"{self.factor!r}")
         if self.count is not None and (not isinstance(self.count, numbers.Integral) or self.count < 1):
-            raise ValueError(f"thickening count must be a positive integer, got {self.count!r}")
+            raise InputError(f"thickening count must be a positive integer, got {self.count!r}")
         if self.start is not None and not math.isfinite(self.start):
-            raise ValueError(f"thickening start must be finite, got {self.start!r}")
+            raise InputError(f"thickening start must be finite, got {self.start!r}")
 
     @property
     def first_centre(self):
@@ -156,16 +158,16 @@ class Thicken:
         """Number of thick slices made from `length` network slices (ValueError if a slice would leave the grid)."""
         c0, f = self.first_centre, float(self.factor)
         if c0 - f / 2.0 < -0.5 - _POS_EPS:
-            raise ValueError(f"first thick slice (centre {c0:g}, thickness {f:g} voxels) starts before the grid "
+            raise InputError(f"first thick slice (centre {c0:g}, thickness {f:g} voxels) starts before the grid "
                              f"along axis {self.axis}")
         fit = int(math.floor((length - 0.5 - c0 - f / 2.0 + _POS_EPS) / f)) + 1
         if self.count is None:
             if fit < 1:
-                raise ValueError(f"no thick slice of {f:g} voxels starting at centre {c0:g} fits in {length} "
+                raise InputError(f"no thick slice of {f:g} voxels starting at centre {c0:g} fits in {length} "
                                  f"network slices along axis {self.axis}")
             return fit
         if self.count > fit:
-            raise ValueError(f"{self.count} thick slices of {f:g} voxels from centre {c0:g} need "
+            raise InputError(f"{self.count} thick slices of {f:g} voxels from centre {c0:g} need "
                              f"{c0 + (self.count - 1) * f + f / 2 + 0.5:g} network slices along axis {self.axis}, "
                              f"the grid has {length}")
         return self.count
@@ -187,7 +189,7 @@ class Thicken:
         ax = _array_axis(x.shape.rank, self.axis)
         length = x.shape[ax]
         if length is None:
-            raise ValueError(f"thickening needs a static length along axis {self.axis}, got shape {x.shape}")
+            raise InputError(f"thickening needs a static length along axis {self.axis}, got shape {x.shape}")
         if self._is_crop():  # exact and cheap
             begin = [0] * x.shape.rank
             size = [-1] * x.shape.rank
@@ -255,7 +257,7 @@ def _weights_5d(w, dtype):
         return w[..., None]
     if w.shape.rank == 5:
         return w
-    raise ValueError(f"mask weights must be [D,H,W], [N,D,H,W] or [N,D,H,W,C], got shape {w.shape}")
+    raise InputError(f"mask weights must be [D,H,W], [N,D,H,W] or [N,D,H,W,C], got shape {w.shape}")
 
 
 def masked_mse(x, y, weights=None):
@@ -275,7 +277,7 @@ def noise_weight(sigma):
     if sigma is None:
         return 1.0
     if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"noise level sigma must be positive, got {sigma!r}")
+        raise InputError(f"noise level sigma must be positive, got {sigma!r}")
     return 1.0 / (2.0 * float(sigma) ** 2)
 
 
@@ -297,15 +299,15 @@ class Mask:
 
     def __post_init__(self):
         if self.path is None and self.weights is None:
-            raise ValueError("a mask needs a file path or weights")
+            raise InputError("a mask needs a file path or weights")
         if self.weights is not None:
             w = np.asarray(self.weights, np.float32)
             if w.ndim not in (3, 4):
-                raise ValueError(f"mask weights must be [D,H,W] or [N,D,H,W], got shape {w.shape}")
+                raise InputError(f"mask weights must be [D,H,W] or [N,D,H,W], got shape {w.shape}")
             if not np.all(np.isfinite(w)) or w.min() < 0:
-                raise ValueError("mask weights must be finite and non-negative")
+                raise InputError("mask weights must be finite and non-negative")
             if not np.any(w > 0):
-                raise ValueError(f"mask {self.path or '(array)'} excludes every voxel: nothing would be compared")
+                raise InputError(f"mask {self.path or '(array)'} excludes every voxel: nothing would be compared")
             object.__setattr__(self, "weights", w)
 
     @classmethod
@@ -324,7 +326,7 @@ class Mask:
 
     def spec(self):
         if self.path is None:
-            raise ValueError("a mask given as an array has no spec form")
+            raise InputError("a mask given as an array has no spec form")
         return f"mask:path={self.path},invert=1" if self.invert else f"mask={self.path}"
 
 
@@ -334,11 +336,11 @@ def read_mask(path, invert=False, shape=None, affine=None, atol=1e-3):
     the file and what differs."""
     from volumes import volume_io
 
-    data, mask_affine = volume_io.read_volume(path)
+    data, mask_affine = volume_io.read_volume(path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
     if shape is not None and tuple(data.shape) != tuple(int(s) for s in shape):
-        raise ValueError(f"{path}: mask has shape {tuple(data.shape)}, the target grid is {tuple(shape)}")
+        raise InputError(f"{path}: mask has shape {tuple(data.shape)}, the target grid is {tuple(shape)}")
     if affine is not None and not np.allclose(mask_affine, np.asarray(affine, np.float64), atol=atol):
-        raise ValueError(f"{path}: mask affine\n{np.round(mask_affine, 4)}\ndiffers from the target grid's\n"
+        raise InputError(f"{path}: mask affine\n{np.round(mask_affine, 4)}\ndiffers from the target grid's\n"
                          f"{np.round(np.asarray(affine, np.float64), 4)}")
     return Mask.from_array(data, invert=invert, path=os.fspath(path))
 
@@ -363,7 +365,7 @@ class Degradation:
         object.__setattr__(self, "ops", tuple(self.ops))
         for op in self.ops:
             if not isinstance(op, Thicken):
-                raise ValueError(f"degradation ops must be Thicken, got {op!r}")
+                raise InputError(f"degradation ops must be Thicken, got {op!r}")
         noise_weight(self.sigma)  # validates
 
     def __call__(self, volume):
@@ -392,7 +394,7 @@ class Degradation:
         if self.mask is None:
             return None
         if self.mask.weights is None:
-            raise ValueError(f"mask {self.mask.path} has not been read (Degradation.load_mask / read_mask)")
+            raise InputError(f"mask {self.mask.path} has not been read (Degradation.load_mask / read_mask)")
         return self.mask.weights
 
     def loss(self, volume, target):
@@ -402,10 +404,10 @@ class Degradation:
         y = self(volume)
         target = tf.convert_to_tensor(target, y.dtype)
         if tuple(y.shape) != tuple(target.shape):
-            raise ValueError(f"degraded volume has shape {tuple(y.shape)}, the target {tuple(target.shape)}")
+            raise InputError(f"degraded volume has shape {tuple(y.shape)}, the target {tuple(target.shape)}")
         w = self.weights()
         if w is not None and tuple(w.shape[-3:]) != tuple(y.shape[1:4]):
-            raise ValueError(f"mask {self.mask.path or ''} has shape {w.shape}, the degraded grid "
+            raise InputError(f"mask {self.mask.path or ''} has shape {w.shape}, the degraded grid "
                              f"{tuple(y.shape[1:4])}")
         return gaussian_data_term(y, target, self.sigma, w)
 
@@ -452,10 +454,10 @@ def _kv(body, where):
         if not item:
             continue
         if "=" not in item:
-            raise ValueError(f"{where}: '{item}' is not key=value")
+            raise InputError(f"{where}: '{item}' is not key=value")
         k, v = (s.strip() for s in item.split("=", 1))
         if k in out:
-            raise ValueError(f"{where}: '{k}' given twice")
+            raise InputError(f"{where}: '{k}' given twice")
         out[k] = v
     return out
 
@@ -464,9 +466,9 @@ def _float(v, key, where):
     try:
         x = float(v)
     except ValueError:
-        raise ValueError(f"{where}: {key}={v!r} is not a number") from None
+        raise InputError(f"{where}: {key}={v!r} is not a number") from None
     if not math.isfinite(x):
-        raise ValueError(f"{where}: {key}={v!r} is not finite")
+        raise InputError(f"{where}: {key}={v!r} is not finite")
     return x
 
 
@@ -476,40 +478,40 @@ def _bool(v, key, where):
         return True
     if s in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{where}: {key}={v!r} is not a boolean (1/0, true/false)")
+    raise InputError(f"{where}: {key}={v!r} is not a boolean (1/0, true/false)")
 
 
 def _parse_thicken(body, where, spacing):
     kv = _kv(body, where)
     unknown = sorted(set(kv) - set(_THICKEN_KEYS))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {', '.join(_THICKEN_KEYS)}")
+        raise InputError(f"{where}: unknown key(s) {unknown}; known: {', '.join(_THICKEN_KEYS)}")
     if "axis" not in kv:
-        raise ValueError(f"{where}: needs axis=0|1|2")
+        raise InputError(f"{where}: needs axis=0|1|2")
     if kv["axis"] not in ("0", "1", "2"):
-        raise ValueError(f"{where}: axis={kv['axis']!r} is not 0, 1 or 2")
+        raise InputError(f"{where}: axis={kv['axis']!r} is not 0, 1 or 2")
     axis = int(kv["axis"])
 
     def mm_to_vox(key):
         if spacing is None:
-            raise ValueError(f"{where}: {key}= is in millimetres and needs the network grid's spacing")
+            raise InputError(f"{where}: {key}= is in millimetres and needs the network grid's spacing")
         return _float(kv[key], key, where) / float(spacing[axis])
 
     if ("factor" in kv) == ("mm" in kv):
-        raise ValueError(f"{where}: give exactly one of factor= (network voxels) or mm= (slice thickness)")
+        raise InputError(f"{where}: give exactly one of factor= (network voxels) or mm= (slice thickness)")
     factor = _float(kv["factor"], "factor", where) if "factor" in kv else mm_to_vox("mm")
     if factor.is_integer():
         factor = int(factor)
     profile = kv.get("profile", "box")
     if profile not in PROFILES:
-        raise ValueError(f"{where}: profile={profile!r} is not one of {', '.join(PROFILES)}")
+        raise InputError(f"{where}: profile={profile!r} is not one of {', '.join(PROFILES)}")
     if "fwhm" in kv and "fwhm_mm" in kv:
-        raise ValueError(f"{where}: give fwhm= or fwhm_mm=, not both")
+        raise InputError(f"{where}: give fwhm= or fwhm_mm=, not both")
     fwhm = _float(kv["fwhm"], "fwhm", where) if "fwhm" in kv else mm_to_vox("fwhm_mm") if "fwhm_mm" in kv else None
     if fwhm is not None and profile != "gaussian":
-        raise ValueError(f"{where}: fwhm only applies to profile=gaussian")
+        raise InputError(f"{where}: fwhm only applies to profile=gaussian")
     if "truncate" in kv and profile != "gaussian":
-        raise ValueError(f"{where}: truncate only applies to profile=gaussian")
+        raise InputError(f"{where}: truncate only applies to profile=gaussian")
     truncate = _float(kv["truncate"], "truncate", where) if "truncate" in kv else 3.0
     start = _float(kv["start"], "start", where) if "start" in kv else None
     count = None
@@ -517,11 +519,11 @@ def _parse_thicken(body, where, spacing):
         try:
             count = int(kv["count"])
         except ValueError:
-            raise ValueError(f"{where}: count={kv['count']!r} is not an integer") from None
+            raise InputError(f"{where}: count={kv['count']!r} is not an integer") from None
     try:
         return Thicken(axis, factor, SliceProfile(profile, fwhm, truncate), start, count)
     except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise InputError(f"{where}: {e}") from None
 
 
 # The spec word for "only the scan's own geometry": an image target keeps its slices as acquired (thickness read
@@ -561,48 +563,48 @@ def parse_spec(spec, network_spacing=None):
         part = raw.strip()
         where = f"degradation part {n} '{part}'"
         if not part:
-            raise ValueError(f"degradation part {n} of '{spec}' is empty")
+            raise InputError(f"degradation part {n} of '{spec}' is empty")
         cut = min((i for i in (part.find(":"), part.find("=")) if i >= 0), default=-1)
         if cut < 0:
-            raise ValueError(f"{where}: expected thicken:..., mask=... or noise=...")
+            raise InputError(f"{where}: expected thicken:..., mask=... or noise=...")
         name, sep, body = part[:cut].strip(), part[cut], part[cut + 1:].strip()
         if name == "thicken":
             if sep != ":":
-                raise ValueError(f"{where}: write thicken:axis=...,factor=...")
+                raise InputError(f"{where}: write thicken:axis=...,factor=...")
             op = _parse_thicken(body, where, network_spacing)
             if any(o.axis == op.axis for o in ops):
-                raise ValueError(f"{where}: axis {op.axis} is already thickened")
+                raise InputError(f"{where}: axis {op.axis} is already thickened")
             ops.append(op)
         elif name == "mask":
             if mask is not None:
-                raise ValueError(f"{where}: only one mask")
+                raise InputError(f"{where}: only one mask")
             if sep == "=":
                 path, invert = body, False
             else:
                 kv = _kv(body, where)
                 unknown = sorted(set(kv) - {"path", "invert"})
                 if unknown:
-                    raise ValueError(f"{where}: unknown key(s) {unknown}; known: path, invert")
+                    raise InputError(f"{where}: unknown key(s) {unknown}; known: path, invert")
                 path = kv.get("path", "")
                 invert = _bool(kv["invert"], "invert", where) if "invert" in kv else False
             if not path:
-                raise ValueError(f"{where}: needs a file path")
+                raise InputError(f"{where}: needs a file path")
             mask = Mask(path=path, invert=invert)
         elif name == "noise":
             if sigma is not None:
-                raise ValueError(f"{where}: only one noise level")
+                raise InputError(f"{where}: only one noise level")
             if sep == "=":
                 value = body
             else:
                 kv = _kv(body, where)
                 if set(kv) != {"sigma"}:
-                    raise ValueError(f"{where}: write noise=SIGMA or noise:sigma=SIGMA")
+                    raise InputError(f"{where}: write noise=SIGMA or noise:sigma=SIGMA")
                 value = kv["sigma"]
             sigma = _float(value, "noise", where)
             if sigma <= 0:
-                raise ValueError(f"{where}: the noise level must be positive")
+                raise InputError(f"{where}: the noise level must be positive")
         else:
-            raise ValueError(f"{where}: unknown forward model '{name}' (known: thicken, mask, noise)")
+            raise InputError(f"{where}: unknown forward model '{name}' (known: thicken, mask, noise)")
     return Degradation(tuple(ops), mask, sigma)
 
 
@@ -651,12 +653,12 @@ def match_target_grid(net_affine, net_shape, target_affine, target_shape, profil
         cos = float(np.dot(na[:3, a], ta[:3, a]) / (ns[a] * ts[a]))
         if cos < 1 - tol:
             angle = math.degrees(math.acos(max(-1.0, min(1.0, cos))))
-            raise ValueError(f"voxel axis {a} points differently: network {np.round(na[:3, a] / ns[a], 4).tolist()}, "
+            raise InputError(f"voxel axis {a} points differently: network {np.round(na[:3, a] / ns[a], 4).tolist()}, "
                              f"target {np.round(ta[:3, a] / ts[a], 4).tolist()} ({angle:.2f} degrees apart); "
                              f"the target must be on the network's axes")
         r = ts[a] / ns[a]
         if r < 1 - tol:
-            raise ValueError(f"voxel axis {a}: target spacing {ts[a]:g} mm is finer than the network's {ns[a]:g} mm; "
+            raise InputError(f"voxel axis {a}: target spacing {ts[a]:g} mm is finer than the network's {ns[a]:g} mm; "
                              f"resample the target to the network spacing along that axis first")
         factors.append(1 if abs(r - 1) <= tol else _snap(r))
     p0 = np.linalg.solve(na[:3, :3], ta[:3, 3] - na[:3, 3])  # target voxel 0 in network voxel coordinates
@@ -666,7 +668,7 @@ def match_target_grid(net_affine, net_shape, target_affine, target_shape, profil
         if f == 1:
             off = p0[a]
             if abs(off - round(off)) > tol:
-                raise ValueError(f"voxel axis {a}: target voxels are {off - math.floor(off):.4f} voxel off the "
+                raise InputError(f"voxel axis {a}: target voxels are {off - math.floor(off):.4f} voxel off the "
                                  f"network lattice (same spacing {ns[a]:g} mm, origins differ by {off:.4f} voxels)")
             off = int(round(off))
             lo, hi = max(0, -off), min(n, L - off)
@@ -680,7 +682,7 @@ def match_target_grid(net_affine, net_shape, target_affine, target_shape, profil
             start = _snap(p0[a] + f * lo)
             op = Thicken(a, f, profile, start, hi - lo) if hi > lo else None
         if hi <= lo:
-            raise ValueError(f"voxel axis {a}: no target slice lies inside the network grid (target slice 0 at "
+            raise InputError(f"voxel axis {a}: no target slice lies inside the network grid (target slice 0 at "
                              f"network voxel {p0[a]:.3f}, spacing ratio {f:g}, {n} target / {L} network slices)")
         slices.append(slice(lo, hi))
         if op is not None:
@@ -705,7 +707,7 @@ def target_sampling_grid(net_affine, net_shape, target_affine, target_shape, tol
         cos = float(np.dot(na[:3, a], ta[:3, a]) / (ns[a] * ts[a]))
         if cos < 1 - tol:
             angle = math.degrees(math.acos(max(-1.0, min(1.0, cos))))
-            raise ValueError(f"voxel axis {a} points differently: network {np.round(na[:3, a] / ns[a], 4).tolist()}, "
+            raise InputError(f"voxel axis {a} points differently: network {np.round(na[:3, a] / ns[a], 4).tolist()}, "
                              f"target {np.round(ta[:3, a] / ts[a], 4).tolist()} ({angle:.2f} degrees apart)")
         r = ts[a] / ns[a]
         if r > 1 + tol:
@@ -730,7 +732,7 @@ def trivial_inverse(degraded, axis, factor, kind="linear", start=None, length=No
     y = np.asarray(degraded)
     ax = _array_axis(y.ndim, axis)
     if kind not in ("linear", "nearest"):
-        raise ValueError(f"trivial inverse kind must be 'linear' or 'nearest', got {kind!r}")
+        raise InputError(f"trivial inverse kind must be 'linear' or 'nearest', got {kind!r}")
     m = y.shape[ax]
     start = (factor - 1.0) / 2.0 if start is None else float(start)
     length = int(round(m * factor)) if length is None else int(length)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from generation.seeds import seeds_to_z
 
 
@@ -46,7 +47,7 @@ def interpolate(runner, seeds, frames=8, space="z", kind="linear", psi=1.0, nois
     Returns (volumes [F, D, H, W, C] in [-1, 1], list of (segment, t)). Noise is the same for every frame.
     """
     if space not in SPACES or kind not in INTERPOLATIONS:
-        raise ValueError(f"interpolation {kind!r} in space {space!r}: expected space z or w and kind "
+        raise InputError(f"interpolation {kind!r} in space {space!r}: expected space z or w and kind "
                          f"{' or '.join(INTERPOLATIONS)}")
     fn = INTERPOLATIONS[kind]
     z = seeds_to_z(seeds, runner.z_dim)

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_output_dir
 from dnnlib.run_dir import is_run_dir
 from generation import pretrained
@@ -56,7 +57,7 @@ def _read_json(path, what):
     except OSError as e:
         raise type(e)(f"{path}: cannot read {what}: {e.strerror}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: {what} is not valid JSON ({e})") from None
+        raise InputError(f"{path}: {what} is not valid JSON ({e})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def _read_json(path, what):
 def _generator_kwargs(opts, manifest, source):
     """Generator kwargs from training options; c_dim / img_channels filled from the manifest if absent."""
     if "G_kwargs" not in opts:
-        raise ValueError(f"{source}: training_options.json has no 'G_kwargs'; cannot rebuild the generator")
+        raise InputError(f"{source}: training_options.json has no 'G_kwargs'; cannot rebuild the generator")
     kw = dict(opts["G_kwargs"])
     if "c_dim" not in kw:
         labels = (manifest or {}).get("labels") or {}
@@ -82,7 +83,7 @@ def _build_generator(kwargs, source):
     try:
         return Generator(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{source}: generator settings do not build a network: {e}") from None
+        raise InputError(f"{source}: generator settings do not build a network: {e}") from None
 
 
 def _restore(checkpoint, candidates, source):
@@ -96,7 +97,7 @@ def _restore(checkpoint, candidates, source):
     try:
         found, errors = read_first_readable(read, candidates)
     except ValueError as e:
-        raise ValueError(f"{source}: checkpoint does not hold this generator's weights ({e})") from None
+        raise InputError(f"{source}: checkpoint does not hold this generator's weights ({e})") from None
     if errors:
         warnings.warn(f"checkpoint {errors[0]} is unreadable; loaded {found} instead", stacklevel=3)
     return found
@@ -126,7 +127,7 @@ def _load_checkpoint(candidates, run_dir):
 def _load_saved_model(export_dir):
     meta = _read_json(os.path.join(export_dir, "assets", GENERATOR_JSON), "generator description")
     if "G_kwargs" not in meta:
-        raise ValueError(f"{export_dir}: assets/{GENERATOR_JSON} has no 'G_kwargs'")
+        raise InputError(f"{export_dir}: assets/{GENERATOR_JSON} has no 'G_kwargs'")
     G = _build_generator(dict(meta["G_kwargs"]), export_dir)
     # A SavedModel's variables are a checkpoint rooted at the exported module (the Generator itself).
     _restore(tf.train.Checkpoint(root=G), [os.path.join(export_dir, "variables", "variables")], export_dir)
@@ -163,7 +164,7 @@ def load_generator(path):
         raise FileNotFoundError(f"{path}: has checkpoints/ but no training_options.json; {expected}")
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise FileNotFoundError(f"{path}: no such file or directory; {expected}")
-    raise ValueError(f"{path}: not a network; {expected}")
+    raise InputError(f"{path}: not a network; {expected}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from volumes.volume_io import to_unit_range
 
 
@@ -18,7 +19,7 @@ def output_affine(geometry, img_shape):
         return np.eye(4)
     aff = np.asarray(aff, np.float64)
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
-        raise ValueError(f"the network's geometry has an invalid affine {aff.tolist()}")
+        raise InputError(f"the network's geometry has an invalid affine {aff.tolist()}")
     shape = (geometry or {}).get("shape")
     if shape is not None and tuple(int(s) for s in shape[:3]) != tuple(int(s) for s in img_shape):
         warnings.warn(f"the network's geometry shape {list(shape)} differs from its output {list(img_shape)}; "

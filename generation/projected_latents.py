@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 
 LATENT_FILE = "latent.npy"  # written by generation.projection_outputs.write_target_outputs
 NOISE_FILE = "noise.npz"
@@ -36,7 +37,7 @@ def _read_ws(file):
         with np.load(file) as z:
             key = next((k for k in ("ws", "w") if k in z.files), None)
             if key is None:
-                raise ValueError(f"{file}: expected an array named 'w' or 'ws', found {', '.join(z.files) or 'none'}")
+                raise InputError(f"{file}: expected an array named 'w' or 'ws', found {', '.join(z.files) or 'none'}")
             ws = z[key]
     else:
         ws = np.load(file, allow_pickle=False)
@@ -44,7 +45,7 @@ def _read_ws(file):
     if ws.ndim == 2:
         ws = ws[None]
     if ws.ndim != 3:
-        raise ValueError(f"{file}: latent of shape {list(ws.shape)}; expected [num_ws, w_dim] or [N, num_ws, w_dim]")
+        raise InputError(f"{file}: latent of shape {list(ws.shape)}; expected [num_ws, w_dim] or [N, num_ws, w_dim]")
     return ws
 
 
@@ -65,7 +66,7 @@ def load_projected(path, num_ws=None, w_dim=None):
     for name, file in _latent_files(os.fspath(path)):
         w = _read_ws(file)
         if (num_ws is not None and w.shape[1] != num_ws) or (w_dim is not None and w.shape[2] != w_dim):
-            raise ValueError(f"{file}: latent [{w.shape[1]}, {w.shape[2]}] does not fit this network "
+            raise InputError(f"{file}: latent [{w.shape[1]}, {w.shape[2]}] does not fit this network "
                              f"([{num_ws}, {w_dim}] ws)")
         names += [name] if len(w) == 1 else [f"{name}-{i:02d}" for i in range(len(w))]
         ws.append(w)

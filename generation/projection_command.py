@@ -76,7 +76,8 @@ def run_projection(opts):
     uint8 = bool(opts.get("uint8", False))
     summary = {}
     num_reference = int(opts.get("ood_reference", 0))
-    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False))) as out:
+    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False)),
+                           inputs=opts.get("inputs") or ()) as out:
         for group in _same_grid_groups(targets):
             reference = None
             if num_reference > 0:

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from volumes import records, volume_io
 from volumes.manifest import load_manifest, volume_affine
 
@@ -44,9 +45,9 @@ def find_manifest(network_path, data_dir=None):
             try:
                 m = EasyDict.load_json(cand)
             except (OSError, ValueError) as e:
-                raise ValueError(f"{cand}: unreadable dataset manifest ({e})") from None
+                raise InputError(f"{cand}: unreadable dataset manifest ({e})") from None
             if "shape" not in m or "spacing" not in m:
-                raise ValueError(f"{cand}: dataset manifest lacks shape/spacing; give the dataset folder the "
+                raise InputError(f"{cand}: dataset manifest lacks shape/spacing; give the dataset folder the "
                                  "network was trained on")
             return m
         p = os.path.dirname(p)
@@ -80,7 +81,7 @@ def dataset_targets(data_dir, indices):
                 break
     missing = sorted(want - set(found))
     if missing:
-        raise ValueError(f"{data_dir} has no volumes with indices {missing} "
+        raise InputError(f"{data_dir} has no volumes with indices {missing} "
                          f"(it holds {manifest.get('num_volumes', '?')} volumes)")
     out = []
     for i in indices:
@@ -144,7 +145,7 @@ def _with_spec_profiles(match, deg, path):
         given = spec_ops.pop(op.axis, None)
         if op.factor != 1 and given is not None:
             if abs(float(given.factor) - float(op.factor)) > 0.01 * float(op.factor):
-                raise ValueError(f"{path}: its slices along voxel axis {op.axis} are {float(op.factor):g} network "
+                raise InputError(f"{path}: its slices along voxel axis {op.axis} are {float(op.factor):g} network "
                                  f"voxels thick, the degradation says {float(given.factor):g}")
             op = replace(op, profile=given.profile)
         elif given is not None:
@@ -152,7 +153,7 @@ def _with_spec_profiles(match, deg, path):
         out.append(op)
     if spec_ops:
         axes = sorted(spec_ops)
-        raise ValueError(f"{path}: the degradation thickens voxel axes {axes}, but the scan is sampled at the "
+        raise InputError(f"{path}: the degradation thickens voxel axes {axes}, but the scan is sampled at the "
                          f"network's spacing along them (an image target's slice thickness is read from the scan)")
     return tuple(out)
 
@@ -170,10 +171,10 @@ def native_file_target(path, manifest, img_shape, deg):
 
     popts = preprocess.options_from_manifest(manifest)
     if popts.register_to:
-        raise ValueError(f"{path}: the dataset was registered to {popts.register_to}; a scan cannot be compared in "
+        raise InputError(f"{path}: the dataset was registered to {popts.register_to}; a scan cannot be compared in "
                          "its own geometry through a registration (its slices would be oblique to the network's): "
                          "project it without a degradation")
-    raw, raw_affine = volume_io.read_volume(path)
+    raw, raw_affine = volume_io.read_volume(path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
     preprocess.check_values(raw, str(path))
     vol, aff = raw, raw_affine
     if popts.reorient:
@@ -191,7 +192,7 @@ def native_file_target(path, manifest, img_shape, deg):
         match = dg.match_target_grid(net_affine, img_shape, grid, shape)  # box slices unless the spec says else
         ops = _with_spec_profiles(match, deg, path)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None
+        raise InputError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None
     fill = float(vol.min())
     offset = preprocess.lattice_offset(aff, grid)
     if offset is not None:
@@ -208,9 +209,9 @@ def native_file_target(path, manifest, img_shape, deg):
     crop = match.target_slices
     mask = None
     if deg.mask is not None:
-        m_arr, m_affine = volume_io.read_volume(deg.mask.path)
+        m_arr, m_affine = volume_io.read_volume(deg.mask.path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
         if m_arr.shape != raw.shape or not np.allclose(m_affine, raw_affine, atol=1e-3):
-            raise ValueError(f"{deg.mask.path}: a mask for {path} must be in the scan's space (shape {raw.shape}, its "
+            raise InputError(f"{deg.mask.path}: a mask for {path} must be in the scan's space (shape {raw.shape}, its "
                              f"affine); it has shape {m_arr.shape} and affine {np.round(m_affine, 3).tolist()}")
         if popts.reorient:
             m_arr, _, _ = volume_io.reorient_to_ras(m_arr, m_affine)
@@ -231,5 +232,5 @@ def check_target_shapes(targets, G, data_dir=None):
     for t in targets:
         if t.get("volume") is not None and tuple(t.volume.shape) != want:
             src = t.get("path") or data_dir or "the dataset"
-            raise ValueError(f"{src}: target {t.name} has shape {tuple(t.volume.shape)} on the dataset grid, but "
+            raise InputError(f"{src}: target {t.name} has shape {tuple(t.volume.shape)} on the dataset grid, but "
                              f"the network makes {want}; use the dataset the network was trained on")

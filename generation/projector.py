@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from dnnlib.ops.modulated_conv3d import modulation_of_activations
 from metrics.ms_ssim import ssim_per_volume_tf
 from training.train_state import Adam
@@ -149,21 +150,21 @@ class Projector:
         self.G = G
         self.opts = o = EasyDict({**default_options(), **(opts or {})})
         if o.loss not in LOSSES:
-            raise ValueError(f"loss {o.loss!r}: expected one of {', '.join(LOSSES)}")
+            raise InputError(f"loss {o.loss!r}: expected one of {', '.join(LOSSES)}")
         if not (math.isfinite(o.w_prior_weight) and o.w_prior_weight >= 0):
-            raise ValueError(f"w_prior_weight must be >= 0, got {o.w_prior_weight}")
+            raise InputError(f"w_prior_weight must be >= 0, got {o.w_prior_weight}")
         self.degradation = deg = degradation if degradation is not None else Degradation()
         if o.loss == "mse+ssim" and (deg.ops or deg.mask is not None):
-            raise ValueError(f"loss {o.loss!r} compares whole volumes on the network grid; it cannot be used with "
+            raise InputError(f"loss {o.loss!r} compares whole volumes on the network grid; it cannot be used with "
                              f"the degradation '{deg.spec()}' (thick slices or a mask): use loss 'mse'")
         self.mask = deg.weights()
         targets = np.asarray(targets, np.float32)
         want = (*deg.output_shape(G.img_shape), int(G.img_channels))
         if targets.ndim != 5 or targets.shape[1:] != want:
             grid = f"the degraded grid of '{deg.spec()}' is" if deg.ops else "the network makes"
-            raise ValueError(f"projection targets have shape {targets.shape[1:]}, {grid} {want}")
+            raise InputError(f"projection targets have shape {targets.shape[1:]}, {grid} {want}")
         if self.mask is not None and tuple(self.mask.shape[-3:]) != want[:3]:
-            raise ValueError(f"mask {deg.mask.path or '(array)'} has shape {self.mask.shape}, the degraded grid is "
+            raise InputError(f"mask {deg.mask.path or '(array)'} has shape {self.mask.shape}, the degraded grid is "
                              f"{want[:3]}")
         self.n = n = targets.shape[0]
         self.num_ws, self.w_dim = int(G.num_ws), int(G.w_dim)

@@ -7,6 +7,7 @@ traces once.
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.errors import InputError
 from generation.seeds import seed_noise, shared_noise
 
 
@@ -48,7 +49,7 @@ class Runner:
         if self.c_dim == 0:
             return np.zeros([n, 0], np.float32)
         if c is None:
-            raise ValueError(f"the network is conditional (c_dim = {self.c_dim}): a label is needed")
+            raise InputError(f"the network is conditional (c_dim = {self.c_dim}): a label is needed")
         return np.tile(np.asarray(c, np.float32).reshape(1, self.c_dim), [n, 1])
 
     def map(self, z, c=None, psi=1.0, truncation_cutoff=None):

@@ -7,6 +7,7 @@ runner batch at a time and the averages keep running sums, so memory does not gr
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from generation.seeds import seeds_to_z
 
 
@@ -37,7 +38,7 @@ def average_volume(runner, seeds, psi=1.0, noise_mode="random", c=None, truncati
     """Voxel-wise mean over the seeds' volumes [D, H, W, C], a running float64 sum over batches."""
     seeds = list(seeds)
     if not seeds:
-        raise ValueError("no seeds to average")
+        raise InputError("no seeds to average")
     total = None
     for _, vols in generate_batches(runner, seeds, psi, noise_mode, c, truncation_cutoff, progress):
         s = vols.astype(np.float64).sum(axis=0)
@@ -49,7 +50,7 @@ def mean_w(runner, seeds, psi=1.0, c=None, truncation_cutoff=None):
     """Mean W of the seeds [num_ws, w_dim], a running float64 sum over batches (ws of many seeds are large)."""
     seeds = list(seeds)
     if not seeds:
-        raise ValueError("no seeds to average")
+        raise InputError("no seeds to average")
     total = np.zeros([runner.num_ws, runner.w_dim], np.float64)
     for a in range(0, len(seeds), runner.batch_size):
         chunk = seeds[a : a + runner.batch_size]

@@ -4,12 +4,14 @@ the noise maps drawn from the same RandomState right after z; plus the label vec
 
 import numpy as np
 
+from dnnlib.errors import InputError
+
 SEED_LIMIT = 2**32  # numpy.random.RandomState accepts seeds in [0, 2^32)
 
 
 def seed_rng(seed):
     if not 0 <= int(seed) < SEED_LIMIT:
-        raise ValueError(f"seed {seed} is out of range: seeds must be in [0, 2^32)")
+        raise InputError(f"seed {seed} is out of range: seeds must be in [0, 2^32)")
     return np.random.RandomState(int(seed))
 
 
@@ -43,20 +45,20 @@ def make_label(c_dim, class_idx=None, label=None):
     """
     if c_dim == 0:
         if class_idx is not None or label is not None:
-            raise ValueError("a class index or label was given, but the network is unconditional (c_dim = 0); "
+            raise InputError("a class index or label was given, but the network is unconditional (c_dim = 0); "
                              "drop it")
         return None
     if (class_idx is None) == (label is None):
-        raise ValueError(f"the network is conditional (c_dim = {c_dim}): give exactly one of a class index or a "
+        raise InputError(f"the network is conditional (c_dim = {c_dim}): give exactly one of a class index or a "
                          "label vector")
     if class_idx is not None:
         if not 0 <= class_idx < c_dim:
-            raise ValueError(f"class index {class_idx} is out of range: the network has {c_dim} classes "
+            raise InputError(f"class index {class_idx} is out of range: the network has {c_dim} classes "
                              f"(0..{c_dim - 1})")
         c = np.zeros([c_dim], np.float32)
         c[class_idx] = 1
         return c
     c = np.asarray(label, np.float32).reshape(-1)
     if c.shape[0] != c_dim:
-        raise ValueError(f"the label has {c.shape[0]} values; the network expects c_dim = {c_dim}")
+        raise InputError(f"the label has {c.shape[0]} values; the network expects c_dim = {c_dim}")
     return c

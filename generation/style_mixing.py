@@ -3,6 +3,7 @@
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from generation.seeds import seeds_to_z
 
 # The column seeds give the coarse and middle thirds of the resolutions (anatomy), the rows the fine third (detail).
@@ -91,7 +92,7 @@ def parse_styles(text, G):
 
     def fail(why):
         one_line = "; ".join(" ".join(line.split()) for line in describe_presets(G).splitlines())
-        raise ValueError(f"styles {text!r}: {why} (presets: {one_line})")
+        raise InputError(f"styles {text!r}: {why} (presets: {one_line})")
 
     for tok in (t.strip() for t in text.split(",")):
         if tok in presets:

@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from dnnlib.errors import InputError
+
 _E_BLOCKS = ("mixed_9", "mixed_10")
 # Inside the last two blocks the TorchScript modules flatten the graph scopes: tower_1_mixed_conv_1 is
 # mixed_9/tower_1/mixed/conv_1.
@@ -55,7 +57,7 @@ def weights_from_torchscript(path):
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as e:
-        raise ValueError(f"{path}: not a TorchScript file torch can load ({type(e).__name__}: {e})") from None
+        raise InputError(f"{path}: not a TorchScript file torch can load ({type(e).__name__}: {e})") from None
     weights, unused = {}, []
     for key, value in module.state_dict().items():
         name = tf_name(key)

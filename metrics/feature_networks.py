@@ -23,6 +23,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.errors import InputError
+
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
 RANDOM = "random"
@@ -77,7 +79,7 @@ def parse_slice_network(feature_weights):
     if spec and spec.startswith(KERAS_PREFIX):
         return "keras", spec[len(KERAS_PREFIX):] or None
     if spec and spec.lower().endswith((".h5", ".keras")):
-        raise ValueError(f"{spec}: Keras InceptionV3 weights give slice FIDs that are not comparable with published "
+        raise InputError(f"{spec}: Keras InceptionV3 weights give slice FIDs that are not comparable with published "
                          f"ones; to use them anyway name them {KERAS_PREFIX}{spec}, or give the standard FID "
                          "Inception weights (classify_image_graph_def.pb, inception-2015-12-05.tgz, a converted .npz "
                          "or a TorchScript .pt), or nothing for the cached or downloaded standard network")
@@ -174,7 +176,7 @@ def keras_inception_v3(feature_weights=None, image_size=299):
                 full.load_weights(path)
                 model.set_weights(_notop_weights(full, model))
             except Exception:
-                raise ValueError(
+                raise InputError(
                     f"{path}: could not load InceptionV3 weights from it ({notop_error}); "
                     f"expected Keras' {INCEPTION_NOTOP_FILE}"
                 ) from None
@@ -201,7 +203,7 @@ def _check_weights_container(path):
     import h5py
 
     if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):
-        raise ValueError(f"{path}: not an HDF5 or .keras file; could not load InceptionV3 weights from it "
+        raise InputError(f"{path}: not an HDF5 or .keras file; could not load InceptionV3 weights from it "
                          f"(expected Keras' {INCEPTION_NOTOP_FILE})")
 
 
@@ -220,7 +222,7 @@ def scale_volumes(x, input_scale):
         axes = list(range(1, x.shape.rank))
         mean, var = tf.nn.moments(x, axes=axes, keepdims=True)
         return (x - mean) / tf.sqrt(var + 1e-8)
-    raise ValueError(f"unknown input scale {input_scale!r} for a 3D feature network: choose one of "
+    raise InputError(f"unknown input scale {input_scale!r} for a 3D feature network: choose one of "
                      f"{', '.join(INPUT_SCALES)}")
 
 
@@ -234,7 +236,7 @@ def _pool_to_vector(y):
 def load_3d_network(path, layer=None, input_scale="minus_one_one"):
     """A 3D feature network from a Keras model file or SavedModel directory; input volumes [B,D,H,W,C] in [-1,1]."""
     if not path:
-        raise ValueError("no 3D feature network given: a Keras .keras/.h5 model or SavedModel directory is needed")
+        raise InputError("no 3D feature network given: a Keras .keras/.h5 model or SavedModel directory is needed")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such 3D feature network (file or directory)")
     scale_volumes(tf.zeros([1, 1]), input_scale)  # validate early
@@ -258,11 +260,11 @@ def _keras_fn(path, layer):
         # safe_mode refuses Lambda layers and other deserialised Python code in a .keras file.
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
-        raise ValueError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
+        raise InputError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
     if layer:
         names = [lyr.name for lyr in model.layers]
         if layer not in names:
-            raise ValueError(f"feature layer {layer!r} is not a layer of {path}; layers: {', '.join(names)}")
+            raise InputError(f"feature layer {layer!r} is not a layer of {path}; layers: {', '.join(names)}")
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # keep the single-tensor call form
         model = keras.Model(inputs, model.get_layer(layer).output)
     return (lambda x: model(x, training=False)), f"Keras model {os.path.basename(path)}:{layer or 'output'}", model
@@ -273,15 +275,15 @@ def _savedmodel_fn(path, key):
         loaded = tf.saved_model.load(path)
         sig = loaded.signatures["serving_default"]
     except Exception as e:
-        raise ValueError(f"{path}: not a SavedModel with a serving_default signature ({e})") from None
+        raise InputError(f"{path}: not a SavedModel with a serving_default signature ({e})") from None
     outputs = list(sig.structured_outputs)
     if key is None and len(outputs) == 1:
         key = outputs[0]
     if key not in outputs:
-        raise ValueError(f"feature output {key!r}: {path} has outputs {', '.join(outputs)}; name one")
+        raise InputError(f"feature output {key!r}: {path} has outputs {', '.join(outputs)}; name one")
     _, kwargs = sig.structured_input_signature
     if len(kwargs) != 1:
-        raise ValueError(f"{path}: expected a SavedModel with one input tensor, found {', '.join(kwargs)}")
+        raise InputError(f"{path}: expected a SavedModel with one input tensor, found {', '.join(kwargs)}")
     arg = next(iter(kwargs))
     desc = f"SavedModel {os.path.basename(os.path.normpath(path))}:{key}"
     # `loaded` must outlive the signature (it owns the variables): FeatureNetwork keeps it as .model.

@@ -23,6 +23,7 @@ import zipfile
 import numpy as np
 
 from dnnlib import download
+from dnnlib.errors import InputError
 from metrics import fid_inception as fi
 
 NPZ_FORMAT = "stylegan3d-fid-inception-weights/1"
@@ -65,7 +66,7 @@ def weights_from_graph_def(data, where=GRAPH_MEMBER):
     try:
         graph.ParseFromString(data)
     except Exception as e:  # protobuf's DecodeError
-        raise ValueError(f"{where}: not a TensorFlow GraphDef ({type(e).__name__}: {e})") from None
+        raise InputError(f"{where}: not a TensorFlow GraphDef ({type(e).__name__}: {e})") from None
     nodes = {n.name: n for n in graph.node}
     weights, eps = {}, set()
     missing = []
@@ -87,10 +88,10 @@ def weights_from_graph_def(data, where=GRAPH_MEMBER):
             if "scale_after_normalization" in bn.attr and bn.attr["scale_after_normalization"].b:
                 weights[f"{scope}/batchnorm/gamma"] = const(f"{scope}/batchnorm/gamma")
     if missing:
-        raise ValueError(f"{where}: not the inception-2015-12-05 graph: {len(missing)} weight tensors missing, "
+        raise InputError(f"{where}: not the inception-2015-12-05 graph: {len(missing)} weight tensors missing, "
                          f"e.g. {', '.join(missing[:5])}")
     if len(eps) > 1:
-        raise ValueError(f"{where}: batch norms with different epsilons {sorted(eps)}; expected one")
+        raise InputError(f"{where}: batch norms with different epsilons {sorted(eps)}; expected one")
     return weights, (eps.pop() if eps else fi.DEFAULT_EPSILON)
 
 
@@ -100,7 +101,7 @@ def read_graph_def_bytes(path):
         with tarfile.open(path, "r:*") as tar:
             members = [m for m in tar.getmembers() if os.path.basename(m.name) == GRAPH_MEMBER and m.isfile()]
             if not members:
-                raise ValueError(f"{path}: archive has no {GRAPH_MEMBER}")
+                raise InputError(f"{path}: archive has no {GRAPH_MEMBER}")
             return tar.extractfile(members[0]).read()
     with open(path, "rb") as f:
         return f.read()
@@ -125,18 +126,18 @@ def load_npz(path):
     try:
         with np.load(path, allow_pickle=False) as z:
             if "__meta__" not in z.files:
-                raise ValueError(f"{path}: not an FID Inception .npz of this project (no __meta__ record)")
+                raise InputError(f"{path}: not an FID Inception .npz of this project (no __meta__ record)")
             meta = json.loads(str(z["__meta__"]))
             weights = {k: z[k] for k in z.files if k != "__meta__"}
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
+        raise InputError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
     if meta.get("format") != NPZ_FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {NPZ_FORMAT!r}")
+        raise InputError(f"{path}: format {meta.get('format')!r}, expected {NPZ_FORMAT!r}")
     eps = meta.get("variance_epsilon", fi.DEFAULT_EPSILON)
     fi.check_weights(weights)
     digest = fi.weights_digest(weights, eps)
     if meta.get("weights_sha256") != digest:
-        raise ValueError(f"{path}: weights sha256 {digest} differs from the recorded {meta.get('weights_sha256')}; "
+        raise InputError(f"{path}: weights sha256 {digest} differs from the recorded {meta.get('weights_sha256')}; "
                          "the file is damaged")
     return weights, eps, meta
 
@@ -163,7 +164,7 @@ def detect_format(path):
             return "npz"
         if any(n.endswith("/data.pkl") for n in names):
             return "torchscript"
-        raise ValueError(f"{path}: a zip archive that is neither our .npz nor a TorchScript file")
+        raise InputError(f"{path}: a zip archive that is neither our .npz nor a TorchScript file")
     if tarfile.is_tarfile(path):
         return "tgz"
     return "pb"
@@ -205,7 +206,7 @@ def load_fid_inception(path=None, cache_dir=None, log=None):
 def _default_entry():
     pinned = [k for k in DEFAULT_ORDER if KNOWN_FILES[k]["sha256"]]
     if not pinned:
-        raise ValueError("no FID Inception file has a verified sha256 pin; pass a local file")
+        raise InputError("no FID Inception file has a verified sha256 pin; pass a local file")
     return pinned[0], KNOWN_FILES[pinned[0]]
 
 

@@ -12,13 +12,14 @@ import os
 import time
 
 from dnnlib import EasyDict
-from dnnlib.fileutil import atomic_write_text
+from dnnlib.errors import InputError
+from dnnlib.fileutil import check_output_file, write_output_file
 from dnnlib.run_dir import is_run_dir
 from dnnlib.tb_log import scalar as tb_scalar
 from metrics import fid_3d, fid_slices, kid, memorization, metric_utils, mmd, ms_ssim, precision_recall
 
 
-class MetricOptionError(ValueError):
+class MetricOptionError(InputError):
     """An evaluation option that cannot work, found before any volume is generated. `option` is the keyword at
     fault (metrics, feature_weights or feature_network), so each front end can name its own flag."""
 
@@ -114,9 +115,9 @@ def make_options(G, dataset_dir, num=100, batch=4, feature_weights=None, feature
     of the held-out split), report_dir (where its report folders go, or None) and cells (k-means cells of its
     C_T, None = automatic)."""
     if int(num) < 2:
-        raise ValueError(f"need at least 2 volumes to evaluate, got num={num}")
+        raise InputError(f"need at least 2 volumes to evaluate, got num={num}")
     if int(batch) < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch}")
+        raise InputError(f"batch size must be at least 1, got {batch}")
     if dataset_dir is None:
         raise TypeError("no reals: give a dataset directory or a tf.data.Dataset")
     if isinstance(dataset_dir, str | os.PathLike) and not os.path.isdir(dataset_dir):
@@ -239,11 +240,16 @@ EVALUATION_KEYS = ("num", "batch", "feature_weights", "feature_network", "featur
 
 def run_metrics(opts):
     """The command behind run_metrics.py: evaluate opts.metrics on opts.network against opts.data, print the
-    table, write opts.json if given (replacing it) and append to the run's metric-<name>.jsonl files.
+    table, write opts.json if given and append to the run's metric-<name>.jsonl files.
 
     opts: EasyDict(network (path or generator), data (dataset directory or tf.data.Dataset), metrics (names),
-    json (path or None), run_log (bool, default True), + any of EVALUATION_KEYS). Returns the list of results.
+    json (path or None), overwrite (may opts.json replace a file written here before), inputs (paths the JSON
+    must not touch; default network and data), run_log (bool, default True), + any of EVALUATION_KEYS).
+    Returns the list of results.
     """
+    json_inputs = opts.get("inputs") or [p for p in (opts.network, opts.data) if isinstance(p, (str, os.PathLike))]
+    if opts.get("json"):  # refused before any work; checked again when the file is written
+        check_output_file(opts.json, json_inputs, bool(opts.get("overwrite", False)))
     names = list(opts.metrics)
     kwargs = {k: opts[k] for k in EVALUATION_KEYS if k in opts}
     run_dir = opts.network if opts.get("run_log", True) and is_run_dir(opts.network) else None
@@ -258,9 +264,10 @@ def run_metrics(opts):
                            network_source=getattr(network, "source", opts.network), **position, **kwargs)
     print(format_table(results))
     if opts.get("json"):
-        atomic_write_text(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
+        write_output_file(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
                                                  "options": kwargs, "results": results},
-                                                indent=2, sort_keys=True, default=str) + "\n")
+                                                indent=2, sort_keys=True, default=str) + "\n",
+                          overwrite=bool(opts.get("overwrite", False)), inputs=json_inputs)
         print(f"wrote {opts.json}")
     if run_dir:
         for name in names:

@@ -19,6 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_write_bytes
 
 
@@ -109,7 +110,7 @@ def iterate_reals(opts, num=None, shuffle=False):
         vol, _ = _split(element)
         vol = np.asarray(vol, np.float32)
         if vol.ndim != 5:
-            raise ValueError(f"reals must be batches [B,D,H,W,C]; got an element of shape {vol.shape}")
+            raise InputError(f"reals must be batches [B,D,H,W,C]; got an element of shape {vol.shape}")
         vol = vol[: num - done]
         done += vol.shape[0]
         yield vol
@@ -124,7 +125,7 @@ def _label_batches(opts, G):
     for element in _real_dataset(opts, shuffle=True, repeat=True):
         _, c = _split(element)
         if c is None:
-            raise ValueError(f"the generator is conditional (c_dim={G.c_dim}) but the reals carry no labels")
+            raise InputError(f"the generator is conditional (c_dim={G.c_dim}) but the reals carry no labels")
         yield np.asarray(c, np.float32)
 
 
@@ -149,7 +150,7 @@ def iterate_fakes(opts, num=None):
     for i in range(0, num, b):
         c = next(labels)
         if c.shape[0] < b:
-            raise ValueError(f"the reals' label batches hold {c.shape[0]} labels, fewer than the batch size {b}")
+            raise InputError(f"the reals' label batches hold {c.shape[0]} labels, fewer than the batch size {b}")
         img = gen(tf.constant(z_all[i : i + b]), tf.constant(c[:b]) if G.c_dim else None)
         yield np.clip(np.asarray(img, np.float32)[: num - i], -1.0, 1.0)
 
@@ -170,7 +171,7 @@ def collect(batches, extractor):
         for k, v in extractor(batch).items():
             parts.setdefault(k, []).append(np.asarray(v))
     if not parts:
-        raise ValueError("no volumes to evaluate (empty dataset?)")
+        raise InputError("no volumes to evaluate (empty dataset?)")
     return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
 
 
@@ -233,7 +234,7 @@ def feature_network(opts, kind):
         elif kind == "3d":
             net = feature_networks.load_3d_network(opts.feature_network, opts.feature_layer, opts.feature_input)
         else:
-            raise ValueError(f"unknown feature network kind {kind!r}: 'inception' or '3d'")
+            raise InputError(f"unknown feature network kind {kind!r}: 'inception' or '3d'")
         if not net.comparable:
             print(f"warning: {net.description}: metric values exercise the plumbing only and are NOT comparable")
         opts.session[key] = net

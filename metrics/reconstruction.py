@@ -10,6 +10,7 @@ Conventions (all three functions):
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from metrics import ms_ssim as _ms
 
 
@@ -22,12 +23,12 @@ def _as_float64(x):
 def _pair(a, b, per_volume):
     a, b = _as_float64(a), _as_float64(b)
     if a.shape != b.shape:
-        raise ValueError(f"reference and reconstruction differ in shape: {a.shape} vs {b.shape}")
+        raise InputError(f"reference and reconstruction differ in shape: {a.shape} vs {b.shape}")
     if a.size == 0:
-        raise ValueError("empty volumes")
+        raise InputError("empty volumes")
     if per_volume:
         if a.ndim != 5:
-            raise ValueError(f"per_volume=True needs a batch [N,D,H,W,C]; got shape {a.shape}")
+            raise InputError(f"per_volume=True needs a batch [N,D,H,W,C]; got shape {a.shape}")
         return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     return a.reshape(1, -1), b.reshape(1, -1)
 
@@ -44,7 +45,7 @@ def mse(a, b, per_volume=False):
 def psnr(a, b, data_range, per_volume=False):
     """Peak signal-to-noise ratio in dB: 10 log10(data_range^2 / MSE); +inf for identical volumes."""
     if not data_range > 0:
-        raise ValueError(f"data_range must be positive, got {data_range}")
+        raise InputError(f"data_range must be positive, got {data_range}")
     err = np.atleast_1d(mse(a, b, per_volume=per_volume))
     with np.errstate(divide="ignore"):
         values = 10.0 * np.log10(float(data_range) ** 2 / err)
@@ -70,9 +71,9 @@ def ssim_3d(a, b, data_range, kernel_size=11, sigma=1.5, k1=_ms.K1, k2=_ms.K2, p
     Without per_volume, a batch gives the mean over its volumes.
     """
     if not data_range > 0:
-        raise ValueError(f"data_range must be positive, got {data_range}")
+        raise InputError(f"data_range must be positive, got {data_range}")
     if per_volume and np.ndim(a) != 5:
-        raise ValueError(f"per_volume=True needs a batch [N,D,H,W,C]; got shape {np.shape(a)}")
+        raise InputError(f"per_volume=True needs a batch [N,D,H,W,C]; got shape {np.shape(a)}")
     values = _ms.ssim_per_volume_tf(a, b, data_range, kernel_size=kernel_size, sigma=sigma, k1=k1, k2=k2)
     values = values.numpy().astype(np.float64)
     return values if per_volume else float(np.mean(values))

@@ -6,8 +6,13 @@ or a hand edit can leave it empty, wrong or pointing at a checkpoint whose files
 exists but cannot be read (a truncated data shard) is skipped when restoring, with the next older one used.
 """
 
+import contextlib
+import errno
 import os
 import re
+import shutil
+
+from dnnlib.errors import InputError
 
 _INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 _DATA = re.compile(r"^ckpt-(\d+)\.data-(\d+)-of-(\d+)$")
@@ -58,5 +63,40 @@ def read_first_readable(read, candidates):
             text = str(e).strip()
             errors.append(f"{prefix}: {text.splitlines()[0][:200] if text else type(e).__name__}")
     if not errors:
-        raise ValueError("no checkpoint to read")
-    raise ValueError(f"no readable checkpoint ({errors[0]})")
+        raise InputError("no checkpoint to read")
+    raise InputError(f"no readable checkpoint ({errors[0]})")
+
+
+def _disk_full(error):
+    text = f"{getattr(error, 'message', '')} {error}"
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text \
+        or type(error).__name__ == "ResourceExhaustedError" and "Op:SaveV2" in text
+
+
+def save_checkpoint(manager, number):
+    """manager.save(checkpoint_number=number), leaving nothing partial behind.
+
+    If the save fails (a full disk, a quota, an I/O error), every file and folder this save began (ckpt-N.*,
+    ckpt-N_temp/) is removed, so the disk holds what it held before; the previous checkpoints are untouched, and
+    the newest intact one stays what a resume and every loader choose. A full disk is raised as OSError(ENOSPC)
+    naming the checkpoint and the last complete one (an input error: one line, exit 2); anything else unchanged.
+    """
+    directory = manager.directory
+    before = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    try:
+        return manager.save(checkpoint_number=number)
+    except Exception as e:
+        for name in set(os.listdir(directory)) - before if os.path.isdir(directory) else ():
+            if name.startswith((f"ckpt-{number}.", f"ckpt-{number}_temp")):
+                path = os.path.join(directory, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+        if not _disk_full(e):
+            raise
+        last = latest_intact_checkpoint(directory)
+        raise OSError(errno.ENOSPC, f"disk full while writing checkpoint ckpt-{number} in {directory}: the partial "
+                      f"checkpoint was removed; the last complete one is {last or 'none'} (free space, then "
+                      "resume)") from None

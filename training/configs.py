@@ -12,6 +12,7 @@ upsampling and 2D gain were defects). Demo configs use lazy regularisation, wher
 import copy
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 
 # StyleGAN2's lazy regularisation: path length every 4 G steps, R1/R2 every 16 D steps (lr/betas corrected).
 LAZY_REG_INTERVALS = (4, 16)
@@ -123,7 +124,7 @@ PAPER_CONFIGS = [name for name in CONFIGS if not name.startswith("demo")]
 def get_config(name):
     """A deep copy of the named config (callers may edit it freely)."""
     if name not in CONFIGS:
-        raise ValueError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
+        raise InputError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
     return EasyDict.from_obj(copy.deepcopy(CONFIGS[name]))
 
 
@@ -136,5 +137,5 @@ def build_networks(cfg, c_dim=0, img_channels=1):
     G = Generator(c_dim=c_dim, img_channels=img_channels, **copy.deepcopy(dict(cfg["G_kwargs"])))
     D = Discriminator(c_dim=c_dim, img_channels=img_channels, **copy.deepcopy(dict(cfg["D_kwargs"])))
     if tuple(G.img_shape) != tuple(D.img_shape):
-        raise ValueError(f"config: generator makes {G.img_shape} volumes but the discriminator expects {D.img_shape}")
+        raise InputError(f"config: generator makes {G.img_shape} volumes but the discriminator expects {D.img_shape}")
     return G, D

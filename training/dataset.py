@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from volumes.manifest import label_dim, load_manifest
 from volumes.records import STORAGE_DTYPES
 
@@ -52,7 +53,7 @@ def make_dataset(
         num_pipes, pipe_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         batch = input_context.get_per_replica_batch_size(batch_size)
     if batch < 1:
-        raise ValueError(f"batch size {batch_size} gives {batch} volumes per replica; it must be >= 1")
+        raise InputError(f"batch size {batch_size} gives {batch} volumes per replica; it must be >= 1")
     shard_files = len(files) >= num_pipes
     if num_pipes > 1 and shard_files:
         files = files[pipe_id::num_pipes]
@@ -82,7 +83,7 @@ def make_dataset(
         features["label"] = tf.io.FixedLenFeature([c_dim], tf.float32)
     mirror_axis = int(m.mirror_axis) if mirror else None
     if mirror and (mirror_axis is None or not 0 <= mirror_axis < 3):
-        raise ValueError(f"{dataset_dir}: manifest mirror_axis {m.mirror_axis!r} cannot be used for mirroring")
+        raise InputError(f"{dataset_dir}: manifest mirror_axis {m.mirror_axis!r} cannot be used for mirroring")
 
     def decode(count, serialized):
         ex = tf.io.parse_single_example(serialized, features)

@@ -11,6 +11,7 @@ import os
 from typing import NamedTuple
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from training.checkpoints import latest_intact_checkpoint
 
 PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}  # name -> conv compute dtype
@@ -127,7 +128,7 @@ def load_run_options(run_dir):
     try:
         return EasyDict.load_json(path)
     except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
 def build_options(explicit=None, **kwargs):
@@ -156,14 +157,14 @@ def build_options(explicit=None, **kwargs):
         if "aug" not in saved and "aug" not in explicit:
             args.aug = "noaug"  # a run from before augmentation existed: its checkpoint holds no pipeline
     if args.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise InputError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
     data = os.path.abspath(args.data) if args.data else default_demo_dataset()
     manifest = load_manifest(data)
     cfg = configs.get_config(args.config)
     shape = [int(s) for s in manifest.shape]
     if [int(s) for s in cfg.img_shape] != shape:
-        raise ValueError(f"config {args.config} makes {tuple(cfg.img_shape)} volumes but dataset {data} holds "
+        raise InputError(f"config {args.config} makes {tuple(cfg.img_shape)} volumes but dataset {data} holds "
                          f"{tuple(shape)}; pick a config of that shape or rebuild the dataset with dataset_tool.py "
                          f"at shape {'x'.join(map(str, cfg.img_shape))}")
     c_dim, channels = label_dim(manifest), int(manifest.get("channels", 1))
@@ -190,7 +191,7 @@ def build_options(explicit=None, **kwargs):
     batch_per_device = int(cfg.batch_gpu) if (args.batch is None and cfg.get("batch_per_device")) else None
     batch = int(args.batch or cfg.batch_size) if batch_per_device is None else None
     if loss_kwargs.pl_weight > 0 and (batch or batch_per_device) % loss_kwargs.pl_batch_shrink:
-        raise ValueError(f"batch {batch} is not divisible by the path-length batch shrink "
+        raise InputError(f"batch {batch} is not divisible by the path-length batch shrink "
                          f"{loss_kwargs.pl_batch_shrink} of config {args.config}; use a multiple of it")
     total_kimg = float(args.kimg if args.kimg is not None else cfg.total_kimg)
     kimg_per_tick = float(args.kimg_per_tick or cfg.kimg_per_tick)
@@ -271,18 +272,18 @@ def _augment_options(args, cfg, manifest):
 
     aug = args.aug or cfg.get("aug", "noaug")
     if aug not in AUG_MODES:
-        raise ValueError(f"unknown augmentation mode {aug!r}; choose one of {', '.join(AUG_MODES)}")
+        raise InputError(f"unknown augmentation mode {aug!r}; choose one of {', '.join(AUG_MODES)}")
     if aug == "fixed" and args.p is None:
-        raise ValueError("augmentation 'fixed' needs its probability p (0 to 1)")
+        raise InputError("augmentation 'fixed' needs its probability p (0 to 1)")
     p = float(args.p or 0.0)
     target = float(args.target)
     ada_kimg = float(args.ada_kimg if args.ada_kimg is not None else cfg.get("ada_kimg", 500.0))
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"augmentation probability p={p:g} is outside [0, 1]")
+        raise InputError(f"augmentation probability p={p:g} is outside [0, 1]")
     if not 0.0 < target < 1.0:
-        raise ValueError(f"ADA target {target:g} is outside (0, 1)")
+        raise InputError(f"ADA target {target:g} is outside (0, 1)")
     if ada_kimg <= 0:
-        raise ValueError(f"ADA speed ada_kimg={ada_kimg:g} must be positive")
+        raise InputError(f"ADA speed ada_kimg={ada_kimg:g} must be positive")
     parse_augpipe(args.augpipe)  # a bad group string fails now, not at the first step
     return aug, EasyDict(augpipe=str(args.augpipe), p=p, target=target, ada_kimg=ada_kimg, ada_interval=4,
                          mirror_axis=int(manifest.get("mirror_axis", 0)))
@@ -304,7 +305,7 @@ def check_resume_compatible(now, before, prefix):
     if before.get("c_dim", 0) != now["c_dim"]:
         problems.append(f"label dimension: checkpoint {before.get('c_dim', 0)} vs now {now['c_dim']}")
     if problems:
-        raise ValueError(f"cannot resume from {prefix}: the run was trained with a different config or dataset ("
+        raise InputError(f"cannot resume from {prefix}: the run was trained with a different config or dataset ("
                          + "; ".join(problems[:4]) + "); resume with the same config and a dataset of the same shape")
 
 

@@ -27,19 +27,21 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib import EasyDict, tb_log
+from dnnlib.errors import InputError
 from dnnlib.fileutil import write_record
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
 from training import multi_worker
 from training import snapshot as snap_io
 from training.augment import make_augment_pipe
-from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable
+from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable, save_checkpoint
 from training.dataset import make_dataset
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
 from training.train_options import STRATEGIES, check_resume_compatible, global_batch, load_run_options
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 from volumes.manifest import data_fingerprint, load_manifest
+from volumes.records import check_shards
 
 RUN_RECORD_NAME = "run.json"
 
@@ -69,16 +71,16 @@ def make_strategy(name="auto", collective_timeout=None):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
+            raise InputError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
         return multi_worker.make_multi_worker_strategy(collective_timeout)
-    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    raise InputError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def _tf_config_tasks():
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     except ValueError:
-        raise ValueError("the TF_CONFIG environment variable is not valid JSON") from None
+        raise InputError("the TF_CONFIG environment variable is not valid JSON") from None
     return sum(len(v) for v in cluster.values())
 
 
@@ -155,7 +157,7 @@ def restore_checkpoint(ckpt, prefix, log):
     try:
         found, errors = read_first_readable(lambda p: ckpt.read(p).assert_existing_objects_matched(), [prefix] + older)
     except ValueError as e:
-        raise ValueError(f"cannot resume from {prefix}: {e}") from None
+        raise InputError(f"cannot resume from {prefix}: {e}") from None
     if errors:
         log(f"warning: checkpoint {errors[0]} is unreadable; resumed from {found} instead")
     return found
@@ -178,6 +180,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
         opts.desc = f"{opts.desc}-b{opts.batch_size}"
     chief = is_chief(strategy)
     manifest = load_manifest(opts.data)
+    check_shards(opts.data, manifest)  # a corrupt record is refused before the run folder exists
     # Read before this run may overwrite them (a resume continues in the same directory).
     resumed_arch = resumed_architecture(opts.resume_run) if opts.get("resume") else None
 
@@ -243,7 +246,7 @@ def check_same_data(manifest, resumed_run, allow_change=False):
         return
     before = EasyDict.load_json(path)
     if data_fingerprint(before) != data_fingerprint(manifest):
-        raise ValueError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
+        raise InputError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
                          f"{path}) than the dataset given now ({manifest.get('num_volumes')} volumes); continue with "
                          "the same dataset, or allow the data change explicitly")
 
@@ -532,8 +535,9 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
 
 def _save(manager, state, chief):
     # Every worker saves (MultiWorkerMirroredStrategy may need them all); non-chiefs write to scratch dirs.
-    # CheckpointManager writes the 'checkpoint' index last, so a kill mid-save leaves the previous one current.
-    return manager.save(checkpoint_number=int(state.batch_idx.numpy()))
+    # CheckpointManager writes the 'checkpoint' index last, so a kill mid-save leaves the previous one current; a
+    # failed save (a full disk) is removed by save_checkpoint.
+    return save_checkpoint(manager, int(state.batch_idx.numpy()))
 
 
 def update_applied(out, precision):

@@ -8,6 +8,8 @@ front end can check its command name against COMMANDS quickly.
 
 import os
 
+from dnnlib.errors import InputError
+
 
 def create(opts):
     from dnnlib.fileutil import check_output_dir
@@ -54,7 +56,7 @@ def info(opts):
         for p in problems:
             print(f"problem: {p}")
         if problems:
-            raise ValueError(f"{opts.dataset}: {len(problems)} problem(s) found in the records")
+            raise InputError(f"{opts.dataset}: {len(problems)} problem(s) found in the records")
         print(f"verified {m.num_volumes} records: counts, shapes, checksums ok")
     if opts.get("picture"):
         from volumes.dataset_pictures import dataset_montage
@@ -102,6 +104,6 @@ COMMANDS = tuple(_RUNNERS)
 def run(opts):
     """Run opts.command with its options; returns the exit status (0). Raises ValueError/OSError for bad input."""
     if opts.command not in _RUNNERS:
-        raise ValueError(f"unknown command {opts.command!r}: expected one of {', '.join(COMMANDS)}")
+        raise InputError(f"unknown command {opts.command!r}: expected one of {', '.join(COMMANDS)}")
     _RUNNERS[opts.command](opts)
     return 0

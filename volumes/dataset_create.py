@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from dnnlib.easydict import EasyDict
+from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_output_dir, share_permissions
 from volumes import preprocess, records, work_pool
 from volumes.manifest import make_manifest, write_manifest
@@ -103,7 +104,7 @@ def create_dataset(
 
     def skip(path, reason):
         if strict:
-            raise ValueError(reason + " (strict mode stops at the first bad input)")
+            raise InputError(reason + " (strict mode stops at the first bad input)")
         skipped.append({"path": os.path.abspath(path), "reason": reason})
         log(f"skip: {reason}")
 
@@ -189,7 +190,7 @@ def create_dataset(
             affines.append(affine)
             file_rows.append(row)
         if not files:
-            raise ValueError(f"no usable volumes: all {len(inputs)} inputs were skipped ({len(skipped)} reasons above)")
+            raise InputError(f"no usable volumes: all {len(inputs)} inputs were skipped ({len(skipped)} reasons above)")
         shards = writer.close()
         for f in files:
             f["shard"] = writer.shard_map[f["shard"]]

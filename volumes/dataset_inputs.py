@@ -7,6 +7,7 @@ data files are not.
 import glob
 import os
 
+from dnnlib.errors import InputError
 from volumes.volume_io import VOLUME_SUFFIXES, has_suffix
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -77,7 +78,7 @@ def find_inputs(spec):
     else:
         raise FileNotFoundError(f"{spec}: no such folder, file, list file or matching pattern")
     if not paths:
-        raise ValueError(
+        raise InputError(
             f"{spec}: {what} holds no images (looked for {', '.join(VOLUME_SUFFIXES)} and DICOM folders)"
         )
     return paths, root

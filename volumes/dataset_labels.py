@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from volumes.volume_io import file_stem
 
 _FILENAME_GUESSES = ("filename", "file", "path", "image", "scan")
@@ -51,22 +52,22 @@ class LabelTable:
                     r["__line__"] = reader.line_num  # line of the CSV, for messages
                     rows.append(r)
         except (UnicodeDecodeError, csv.Error) as e:
-            raise ValueError(f"{self.path}: not a readable CSV label table ({e})") from None
+            raise InputError(f"{self.path}: not a readable CSV label table ({e})") from None
         if not rows:
-            raise ValueError(f"{self.path}: the label table has no rows")
+            raise InputError(f"{self.path}: the label table has no rows")
         header = [h for h in rows[0] if h not in ("__line__", None)]
         lower = {h.lower(): h for h in header}
         fc = filename_column or next((lower[g] for g in _FILENAME_GUESSES if g in lower), None)
         if fc not in header:
             wanted = repr(fc) if fc else f"(looked for {', '.join(_FILENAME_GUESSES)})"
-            raise ValueError(f"{self.path}: no file name column {wanted}; the columns are {header}")
+            raise InputError(f"{self.path}: no file name column {wanted}; the columns are {header}")
         sc = subject_column or next((lower[g] for g in _SUBJECT_GUESSES if g in lower), None)
         if sc is not None and sc not in header:
-            raise ValueError(f"subject column {sc!r} is not a column of {self.path} (have {header})")
+            raise InputError(f"subject column {sc!r} is not a column of {self.path} (have {header})")
         categorical, continuous = list(categorical or []), list(continuous or [])
         for c in categorical + continuous:
             if c not in header:
-                raise ValueError(f"{self.path}: column {c!r} not found (have {header})")
+                raise InputError(f"{self.path}: column {c!r} not found (have {header})")
         self.rows = rows
         self.filename_column, self.subject_column = fc, sc
         if not categorical and not continuous:
@@ -101,10 +102,10 @@ class LabelTable:
         try:
             x = float(v)
         except ValueError:
-            raise ValueError(f"{self._where(r, c)}: {v!r} is not a number (the column holds numbers; list "
+            raise InputError(f"{self._where(r, c)}: {v!r} is not a number (the column holds numbers; list "
                              f"{v.strip()!r} as a missing value, or make the column categorical)") from None
         if not math.isfinite(x):
-            raise ValueError(f"{self._where(r, c)}: {v!r} is not a finite number; labels must be finite")
+            raise InputError(f"{self._where(r, c)}: {v!r} is not a finite number; labels must be finite")
         return x
 
     def _numeric_column(self, c):
@@ -119,7 +120,7 @@ class LabelTable:
         odd, kind, usual = (text, "text", "numbers") if len(text) <= len(numbers) else (numbers, "a number", "text")
         r, v = odd[0]
         more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
-        raise ValueError(f"{self._where(r, c)}: {v!r} is {kind} in a column of {usual}{more}; list it as a missing "
+        raise InputError(f"{self._where(r, c)}: {v!r} is {kind} in a column of {usual}{more}; list it as a missing "
                          "value, or name the column as categorical or continuous")
 
     def fit(self, rows):
@@ -166,16 +167,16 @@ class LabelTable:
             rows = self._rows.get(key)
             if rows:
                 if len(rows) > 1:
-                    raise ValueError(f"{path}: {len(rows)} rows of {self.path} match it ({key!r})")
+                    raise InputError(f"{path}: {len(rows)} rows of {self.path} match it ({key!r})")
                 return rows[0]
-        raise ValueError(f"{path}: no row in {self.path} (column {self.filename_column!r})")
+        raise InputError(f"{path}: no row in {self.path} (column {self.filename_column!r})")
 
     def check_row(self, row, path):
         """ValueError naming the scan when a label of its row is missing."""
         for c, _ in self._kinds:
             if self._missing(row.get(c)):
                 shown = "empty" if not (row.get(c) or "").strip() else f"missing ({row[c].strip()!r})"
-                raise ValueError(f"{path}: label {c!r} is {shown} in {self.path} row {row['__line__']}")
+                raise InputError(f"{path}: label {c!r} is {shown} in {self.path} row {row['__line__']}")
 
     def encode(self, row, path):
         self.check_row(row, path)
@@ -184,7 +185,7 @@ class LabelTable:
             v = row[col["name"]]
             if col["type"] == "categorical":
                 if v not in col["categories"]:
-                    raise ValueError(f"{path}: category {v!r} of {col['name']!r} is not among the fitted ones")
+                    raise InputError(f"{path}: category {v!r} of {col['name']!r} is not among the fitted ones")
                 c[col["offset"] + col["categories"].index(v)] = 1.0
             else:
                 c[col["offset"]] = (self._number(row, col["name"]) - col["mean"]) / col["std"]

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_output_dir, share_permissions
 from volumes import records
 from volumes.manifest import load_manifest, volume_affine, write_manifest
@@ -107,7 +108,7 @@ def extract_dataset(dataset_dir, out_dir, indices=None, dtype="float32", overwri
     n = int(m.get("num_volumes", 0))
     outside = sorted(i for i in (wanted or ()) if i < 0 or i >= n)
     if outside:
-        raise ValueError(f"record indices {outside} are out of range: {dataset_dir} has records 0..{n - 1}")
+        raise InputError(f"record indices {outside} are out of range: {dataset_dir} has records 0..{n - 1}")
     written = []
     from volumes import dataset_pictures, visualize
 
@@ -142,15 +143,15 @@ def split_dataset(dataset_dir, out_dir, test_fraction=0.1, seed=0, overwrite=Fal
     without subjects every volume is its own subject. Returns {"train": [...indices], "test": [...]}.
     """
     if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test fraction {test_fraction} must be between 0 and 1")
+        raise InputError(f"test fraction {test_fraction} must be between 0 and 1")
     m = load_manifest(dataset_dir)
     files = sorted(m.get("files") or [], key=lambda f: int(f["index"]))
     if len(files) < 2:
-        raise ValueError(f"{dataset_dir}: {len(files)} volume(s) cannot be split")
+        raise InputError(f"{dataset_dir}: {len(files)} volume(s) cannot be split")
     subject_of = {int(f["index"]): str(f.get("subject", f"#{f['index']}")) for f in files}
     subjects = sorted(set(subject_of.values()))
     if len(subjects) < 2:
-        raise ValueError(f"{dataset_dir}: all volumes belong to one subject; nothing to split")
+        raise InputError(f"{dataset_dir}: all volumes belong to one subject; nothing to split")
     order = np.random.default_rng(seed).permutation(len(subjects))
     n_test = min(max(1, int(round(test_fraction * len(subjects)))), len(subjects) - 1)
     test_subjects = {subjects[i] for i in order[:n_test]}

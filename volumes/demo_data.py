@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from dnnlib.easydict import EasyDict
+from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_output_dir, check_output_dir, share_permissions
 from volumes import demo_cohort, preprocess, records, work_pool
 from volumes.manifest import load_manifest, make_manifest, write_manifest
@@ -221,7 +222,7 @@ def build_demo_dataset(
     cfg = _resolution(res)
     n = int(cfg.num_volumes if num_volumes is None else num_volumes)
     if n < 1:
-        raise ValueError(f"the demo dataset needs at least 1 volume, got {n}")
+        raise InputError(f"the demo dataset needs at least 1 volume, got {n}")
     check_output_dir(out_dir, overwrite=overwrite)
     t0 = time.time()
     template, t_affine = load_template()
@@ -288,7 +289,7 @@ def build_demo_dataset(
 
 def _resolution(res):
     if res not in RESOLUTIONS:
-        raise ValueError(f"demo resolution {res!r} unknown; choose one of {sorted(RESOLUTIONS)}")
+        raise InputError(f"demo resolution {res!r} unknown; choose one of {sorted(RESOLUTIONS)}")
     return RESOLUTIONS[res]
 
 

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
+from dnnlib.errors import InputError
 from volumes.records import STORAGE_DTYPES
 
 MANIFEST_NAME = "dataset.json"
@@ -31,18 +32,25 @@ def load_manifest(dataset_dir):
     try:
         m = EasyDict.load_json(path)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
     missing = [k for k in _REQUIRED_KEYS if k not in m]
     if missing:
-        raise ValueError(f"{path}: missing keys {missing}")
+        raise InputError(f"{path}: missing keys {missing}")
     if m.format != FORMAT:
-        raise ValueError(f"{path}: format {m.format!r} is not {FORMAT!r}")
+        raise InputError(f"{path}: format {m.format!r} is not {FORMAT!r}")
     if m.storage_dtype not in STORAGE_DTYPES:
-        raise ValueError(f"{path}: unknown storage_dtype {m.storage_dtype!r}")
+        raise InputError(f"{path}: unknown storage_dtype {m.storage_dtype!r}")
     if len(m.shape) != 3 or np.asarray(m.affine).shape != (4, 4):
-        raise ValueError(f"{path}: shape must have 3 entries and affine must be 4x4")
+        raise InputError(f"{path}: shape must have 3 entries and affine must be 4x4")
+    check_affine(m.affine, f"{path}: affine")
+    for f in m.get("files") or []:
+        if isinstance(f, dict) and f.get("affine") is not None:
+            check_affine(f["affine"], f"{path}: the affine of record {f.get('index')} ({f.get('path')})")
+    spacing = np.asarray(m.spacing, dtype=np.float64)
+    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or not np.all(spacing > 0):
+        raise InputError(f"{path}: spacing {m.spacing} must be three finite positive numbers")
     if not m.shards:
-        raise ValueError(f"{path}: the dataset has no shards")
+        raise InputError(f"{path}: the dataset has no shards")
     for s in m.shards:
         if not os.path.isfile(os.path.join(dataset_dir, s)):
             raise FileNotFoundError(f"{path}: shard {s} listed but missing from {dataset_dir}")
@@ -51,6 +59,22 @@ def load_manifest(dataset_dir):
     m.setdefault("compression", "GZIP")
     m.setdefault("synthetic", False)
     return m
+
+
+def check_affine(affine, what):
+    """Refuse an affine that cannot place voxels in the world: not 4x4 numbers, not finite, or singular."""
+    try:
+        a = np.asarray(affine, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} is not a 4x4 matrix of numbers") from None
+    if a.shape != (4, 4):
+        raise InputError(f"{what} is not a 4x4 matrix (shape {a.shape})")
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{what} holds non-finite numbers (NaN or infinity)")
+    scale = max(float(np.abs(a[:3, :3]).max()), 1e-300)
+    if abs(np.linalg.det(a[:3, :3] / scale)) < 1e-9:
+        raise InputError(f"{what} is singular: its 3x3 part maps the grid onto a plane, line or point")
+    return a
 
 
 def label_dim(manifest):
@@ -93,7 +117,7 @@ def make_manifest(
     """The dataset.json dict (docs/DESIGN.md). `files` entries need index and shard; extra keys are kept."""
     from volumes.volume_io import orientation_codes
 
-    affine = np.asarray(affine, dtype=np.float64)
+    affine = check_affine(affine, "the dataset's affine")
     manifest = {
         "format": FORMAT,
         "synthetic": bool(synthetic),

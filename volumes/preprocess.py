@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
+from dnnlib.errors import InputError
 from volumes import volume_io
 
 DEFAULT_BASE_SHAPE = (5, 6, 7)
@@ -45,7 +46,7 @@ def check_shape(shape, base_shape=DEFAULT_BASE_SHAPE):
     if len(shape) != 3 or shape not in valid_shapes(base_shape, max(max(shape), 1) * 2):
         choices = ", ".join("x".join(map(str, s)) for s in valid_shapes(base_shape))
         base = "x".join(map(str, base_shape))
-        raise ValueError(
+        raise InputError(
             f"shape {'x'.join(map(str, shape))} does not fit the generator: shapes must be the base shape "
             f"{base} times 2^k. Valid shapes: {choices}"
         )
@@ -126,7 +127,7 @@ def normalize_intensity(volume, mask, percentiles=(0.5, 99.5)):
     if hi <= lo:
         lo, hi = float(v.min()), float(v.max())
     if hi <= lo:
-        raise ValueError("constant volume")
+        raise InputError("constant volume")
     out = np.clip((v - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return out, {"method": "foreground_percentile_clip", "percentiles": list(percentiles), "clip": [lo, hi]}
 
@@ -279,7 +280,7 @@ class Template:
     """A registration target read once: image, and its foreground centre in world coordinates."""
 
     def __init__(self, path):
-        vol, aff = volume_io.read_volume(path)
+        vol, aff = volume_io.read_volume(path, max_voxels=volume_io.DEFAULT_MAX_VOXELS)
         vol, aff, _ = volume_io.reorient_to_ras(vol, aff)
         self.path = str(path)
         self.volume, self.affine = vol, aff
@@ -291,9 +292,9 @@ def check_values(volume, name):
     """ValueError for NaN/Inf or constant volumes (reasons name the file)."""
     bad = int(np.count_nonzero(~np.isfinite(volume)))
     if bad:
-        raise ValueError(f"{name}: {bad} NaN/Inf voxels")
+        raise InputError(f"{name}: {bad} NaN/Inf voxels")
     if float(volume.max()) == float(volume.min()):
-        raise ValueError(f"{name}: empty volume (every voxel is {float(volume.min()):g})")
+        raise InputError(f"{name}: empty volume (every voxel is {float(volume.min()):g})")
 
 
 def preprocess_volume(volume, affine, opts, template=None, name="volume"):
@@ -345,7 +346,7 @@ def preprocess_volume(volume, affine, opts, template=None, name="volume"):
         out = resample(volume, affine, out_affine, shape, fill, tx)
         t.resample = {"method": "linear", "antialias_sigma_mm": sigma, "spacing": list(map(float, opts.spacing))}
     if float(out.max()) == float(out.min()):
-        raise ValueError(f"{name}: the output grid holds no image (constant after crop/resample)")
+        raise InputError(f"{name}: the output grid holds no image (constant after crop/resample)")
     if opts.normalize:
         out, t.intensity = normalize_intensity(out, foreground_mask(out, opts.foreground_fraction), opts.percentiles)
         t.intensity["background"] = fill  # the scan's minimum: what 0 stands for when going back to its units

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from dnnlib.easydict import EasyDict
+from dnnlib.errors import InputError
 
 # name -> (NumPy little-endian dtype, full-scale value for [0, 1] data or None when stored as floats)
 STORAGE_DTYPES = {"uint16": ("<u2", 65535.0), "uint8": ("|u1", 255.0), "float16": ("<f2", None)}
@@ -194,4 +195,21 @@ def iterate_records(dataset_dir, manifest=None):
                 ex.serialized = rec
                 yield ex
         except tf.errors.OpError as e:
-            raise ValueError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None
+            raise InputError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None
+
+
+def check_shards(dataset_dir, manifest):
+    """Read every record of every shard, so TensorFlow checks each record's CRC (and GZIP's own checksum); an
+    InputError names the shard and the first record that cannot be read. Training calls this before it creates
+    its run folder, so a corrupt dataset costs nothing but the read."""
+    import tensorflow as tf
+
+    for name in manifest.shards:
+        path = os.path.join(str(dataset_dir), name)
+        count = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=manifest.get("compression") or None):
+                count += 1
+        except tf.errors.OpError as e:
+            raise InputError(f"{path}: corrupt shard: record {count} cannot be read "
+                             f"({e.message.splitlines()[0][:200]})") from None

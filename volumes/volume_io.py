@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_write_bytes
 
 # Extensions nibabel reads natively; anything else goes through SimpleITK.
@@ -75,13 +76,13 @@ def array_affine_to_sitk(volume, affine):
 
     volume = np.asarray(volume)
     if volume.ndim != 3:
-        raise ValueError(f"expected a 3D array, got shape {volume.shape}")
+        raise InputError(f"expected a 3D array, got shape {volume.shape}")
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(volume, (2, 1, 0))))
     lps = _LPS_FLIP @ np.asarray(affine, dtype=np.float64)
     m = lps[:3, :3]
     spacing = np.linalg.norm(m, axis=0)
     if np.any(spacing <= 0):
-        raise ValueError(f"degenerate affine (zero voxel size): {np.asarray(affine).tolist()}")
+        raise InputError(f"degenerate affine (zero voxel size): {np.asarray(affine).tolist()}")
     image.SetSpacing([float(s) for s in spacing])
     image.SetDirection([float(v) for v in (m / spacing[None, :]).ravel()])
     image.SetOrigin([float(v) for v in lps[:3, 3]])
@@ -126,7 +127,7 @@ def _read_dicom_series(path):
 
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
     if not ids:
-        raise ValueError(f"{path}: folder holds no DICOM series")
+        raise InputError(f"{path}: folder holds no DICOM series")
     # A study folder may also hold localisers; the series with the most slices is the volume.
     files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), sid) for sid in ids), key=len)
     reader = sitk.ImageSeriesReader()
@@ -158,7 +159,7 @@ def read_image(path):
         if has_suffix(path, (".mgz", ".mgh")):
             data, affine = _read_nibabel(path)
             if data.ndim != 3:
-                raise ValueError(f"{path}: expected a 3D image, got shape {data.shape}")
+                raise InputError(f"{path}: expected a 3D image, got shape {data.shape}")
             return array_affine_to_sitk(data, affine)
         return sitk.ReadImage(path)
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault here
@@ -189,7 +190,7 @@ def declared_voxels(path):
         if os.path.isdir(path):
             ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(path)
             if not ids:
-                raise ValueError(f"{path}: folder holds no DICOM series")
+                raise InputError(f"{path}: folder holds no DICOM series")
             files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path, sid) for sid in ids), key=len)
             first, count = files[0], len(files)
         else:
@@ -209,7 +210,7 @@ def check_size(path, max_voxels):
         return
     n = declared_voxels(path)
     if n > int(max_voxels):
-        raise ValueError(f"{path}: too large: the header declares {n} voxels, more than the limit of "
+        raise InputError(f"{path}: too large: the header declares {n} voxels, more than the limit of "
                          f"{int(max_voxels)}; skipped before reading its data")
 
 
@@ -230,7 +231,7 @@ def read_volume(path, max_voxels=None):
         else:
             image = read_image(path)
             if image.GetNumberOfComponentsPerPixel() > 1:
-                raise ValueError(
+                raise InputError(
                     f"{path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                     "expected a scalar 3D volume"
                 )
@@ -241,10 +242,10 @@ def read_volume(path, max_voxels=None):
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 4:
-        raise ValueError(f"{path}: 4D image (shape {tuple(data.shape)}); expected a single 3D volume")
+        raise InputError(f"{path}: 4D image (shape {tuple(data.shape)}); expected a single 3D volume")
     if data.ndim != 3 or min(data.shape) < 2:
         real_dims = sum(int(s) > 1 for s in data.shape)
-        raise ValueError(f"{path}: {real_dims}D image (shape {tuple(data.shape)}); expected a 3D volume")
+        raise InputError(f"{path}: {real_dims}D image (shape {tuple(data.shape)}); expected a 3D volume")
     return np.ascontiguousarray(data, dtype=np.float32), affine
 
 
@@ -281,17 +282,17 @@ def write_nifti(path, volume, affine, dtype="float32"):
 
     path = str(path)
     if not has_suffix(path, (".nii", ".nii.gz")):
-        raise ValueError(f"{path}: NIfTI output must end in .nii or .nii.gz")
+        raise InputError(f"{path}: NIfTI output must end in .nii or .nii.gz")
     if dtype not in _NIFTI_DTYPES:
-        raise ValueError(f"{path}: unsupported NIfTI dtype {dtype!r}; choose one of {sorted(_NIFTI_DTYPES)}")
+        raise InputError(f"{path}: unsupported NIfTI dtype {dtype!r}; choose one of {sorted(_NIFTI_DTYPES)}")
     volume = np.asarray(volume)
     if volume.ndim == 4 and volume.shape[-1] == 1:
         volume = volume[..., 0]  # viewers expect a plain 3D volume for one channel
     if volume.ndim not in (3, 4):
-        raise ValueError(f"write_nifti: expected [i,j,k] or [i,j,k,c], got shape {volume.shape}")
+        raise InputError(f"write_nifti: expected [i,j,k] or [i,j,k,c], got shape {volume.shape}")
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
-        raise ValueError(f"write_nifti: affine must be 4x4, got {affine.shape}")
+        raise InputError(f"write_nifti: affine must be 4x4, got {affine.shape}")
     np_dtype, scale = _NIFTI_DTYPES[dtype]
     if scale is None:
         data = volume.astype(np_dtype)

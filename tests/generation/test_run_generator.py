@@ -210,12 +210,15 @@ def test_interpolate_and_average(network, tmp_path):
 def test_existing_outdir_is_not_overwritten_unless_asked(network, tmp_path):
     out = tmp_path / "exists"
     commands.run(_opts(network, str(out), "generate", seeds=[0]))
-    (out / "seed0000.nii.gz").write_text("x")
     with pytest.raises(FileExistsError, match="already exists"):
         commands.run(_opts(network, str(out), "generate", seeds=[1]))
-    assert (out / "seed0000.nii.gz").read_text() == "x" and not (out / "seed0001.nii.gz").exists()
+    assert (out / "seed0000.nii.gz").exists() and not (out / "seed0001.nii.gz").exists()
     commands.run(_opts(network, str(out), "generate", seeds=[1], overwrite=True))
     assert not (out / "seed0000.nii.gz").exists() and (out / "seed0001.nii.gz").exists()
+    (out / "seed0001.nii.gz").write_text("x")  # edited by the user: no longer what the output's record lists
+    with pytest.raises(ValueError, match="seed0001.nii.gz"):
+        commands.run(_opts(network, str(out), "generate", seeds=[2], overwrite=True))
+    assert (out / "seed0001.nii.gz").read_text() == "x" and not (out / "seed0002.nii.gz").exists()
 
 
 def _fake_projection(network, root, seeds, psi):

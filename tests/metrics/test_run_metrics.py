@@ -26,8 +26,10 @@ CLI_ERRORS = [
 def test_flag_errors_exit_2_naming_the_flag(tmp_path, extra, expected):
     existing = tmp_path / "m.json"
     existing.write_text("{}")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     args = [a.format(json=existing, missing=tmp_path / "inception-2015-12-05.tgz") for a in extra]
-    p = run_script("run_metrics.py", f"--network={tmp_path}", f"--data={tmp_path}", *args,
+    p = run_script("run_metrics.py", f"--network={scratch}", f"--data={scratch}", *args,
                    env={"KERAS_HOME": str(tmp_path)}, timeout=300)
     assert p.returncode == 2, p.stderr
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
@@ -55,8 +57,11 @@ def test_run_metrics_table_and_json(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert [r["metric"] for r in saved["results"]] == ["mmd_linear_unbiased", "ms_ssim"]
     assert saved["options"]["num"] == 8
-    # The library replaces the file: refusing to is the front end's decision (--overwrite).
-    metric_main.run_metrics(EasyDict(opts, metrics=["mmd_linear_unbiased"]))
+    # The library applies the one output rule: an existing file is replaced only with overwrite, and only when
+    # the folder's record lists it as written here, unchanged.
+    with pytest.raises(FileExistsError):
+        metric_main.run_metrics(EasyDict(opts, metrics=["mmd_linear_unbiased"]))
+    metric_main.run_metrics(EasyDict(opts, metrics=["mmd_linear_unbiased"], overwrite=True))
     assert [r["metric"] for r in json.loads(out.read_text())["results"]] == ["mmd_linear_unbiased"]
 
 

@@ -138,7 +138,12 @@ def test_overwriting_our_own_earlier_outputs_still_works(tmp_path):
     for _ in range(2):  # a dataset we made carries the marker
         assert dataset_tool.run("create", _opts(overwrite=True, **src)) == 0
         assert os.path.isfile(tmp_path / "out" / OUTPUT_MARKER)
-    os.remove(tmp_path / "out" / OUTPUT_MARKER)  # as written before the marker: our dataset.json is enough
+    # Without its record, a folder holding our dataset.json is not known to be ours: never replaced.
+    record = (tmp_path / "out" / OUTPUT_MARKER).read_bytes()
+    os.remove(tmp_path / "out" / OUTPUT_MARKER)
+    with pytest.raises(ValueError, match="did not write"):
+        dataset_tool.run("create", _opts(overwrite=True, **src))
+    (tmp_path / "out" / OUTPUT_MARKER).write_bytes(record)
     assert dataset_tool.run("create", _opts(overwrite=True, **src)) == 0
     for _ in range(2):
         assert dataset_tool.run("extract", _opts(dataset=str(tmp_path / "out"), output=str(tmp_path / "nii"),
@@ -459,3 +464,14 @@ def test_disk_full_during_create_exits_2_with_one_line_and_leaves_nothing(tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "No space left" in err, err
     assert sorted(os.listdir(tmp_path)) == ["scans"]
+
+
+def test_overwrite_refuses_our_extract_output_once_a_user_file_is_added(tmp_path):
+    _project(tmp_path)
+    ds = str(tmp_path / "ds")  # made by _project
+    nii = tmp_path / "nii"
+    assert dataset_tool.run("extract", _opts(dataset=ds, output=str(nii))) == 0
+    (nii / "notes.txt").write_text("my reading of the volumes")
+    with pytest.raises(ValueError, match="notes.txt"):
+        dataset_tool.run("extract", _opts(dataset=ds, output=str(nii), overwrite=True))
+    assert (nii / "notes.txt").read_text() == "my reading of the volumes"

@@ -1,0 +1,110 @@
+"""Training and bad storage: a corrupt shard is refused before the run folder exists, and a disk that fills during
+a checkpoint leaves no partial checkpoint, the last complete one intact and resumable."""
+
+import errno
+import os
+import subprocess
+import uuid
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dnnlib.errors import InputError
+from tests.utils import make_tiny_dataset, tiny_options
+from training.checkpoints import latest_intact_checkpoint, save_checkpoint
+
+
+def _damage(path, how):
+    data = bytearray(open(path, "rb").read())
+    if how == "flipped":
+        mid = len(data) // 2
+        data[mid : mid + 8] = bytes(b ^ 0xFF for b in data[mid : mid + 8])
+    else:
+        data = data[: len(data) * 2 // 3]
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated"])
+def test_corrupt_shard_is_refused_before_the_run_folder_exists(tmp_path, how):
+    from training.training_loop import training_loop
+
+    data = make_tiny_dataset(str(tmp_path / "DS"), num=4)
+    shard = next(n for n in os.listdir(data) if n.endswith(".tfrecord.gz"))
+    _damage(os.path.join(data, shard), how)
+    opts = tiny_options(tmp_path, data)
+    with pytest.raises(InputError, match=f"{shard}: corrupt shard: record"):
+        training_loop(opts)
+    assert not os.path.exists(tmp_path / "results") or os.listdir(tmp_path / "results") == []
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (needs root); without it, the disk-full case is simulated by the test below."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); test_disk_full_simulated covers the same rule")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def _checkpoint():
+    v = tf.Variable(tf.zeros([256 * 1024]))  # 1 MiB per checkpoint: the third does not fit in 3 MiB
+    return v, tf.train.Checkpoint(v=v)
+
+
+def _assert_clean_disk_full(manager, directory, error):
+    assert error.value.errno == errno.ENOSPC
+    assert "ckpt-3" in str(error.value) and "ckpt-2" in str(error.value) and "\n" not in str(error.value)
+    assert sorted(n for n in os.listdir(directory) if n.startswith("ckpt-")) == [
+        "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    latest = latest_intact_checkpoint(directory)
+    assert latest.endswith("ckpt-2")
+    v, ckpt = _checkpoint()
+    ckpt.restore(latest).assert_consumed()
+    np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 2.0, np.float32))  # resume gets the last complete
+
+
+def test_disk_full_during_a_checkpoint_on_a_small_tmpfs(small_disk):
+    directory = str(small_disk / "checkpoints")
+    v, ckpt = _checkpoint()
+    manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=10, checkpoint_name="ckpt")
+    for n in (1, 2):
+        v.assign(tf.fill(v.shape, float(n)))
+        save_checkpoint(manager, n)
+    v.assign(tf.fill(v.shape, 3.0))
+    with pytest.raises(OSError) as error:
+        save_checkpoint(manager, 3)
+    _assert_clean_disk_full(manager, directory, error)
+    os.remove(os.path.join(directory, "ckpt-1.data-00000-of-00001"))  # space freed: saving works again
+    os.remove(os.path.join(directory, "ckpt-1.index"))
+    assert save_checkpoint(manager, 3).endswith("ckpt-3")
+
+
+def test_disk_full_simulated(tmp_path, monkeypatch):
+    directory = str(tmp_path / "checkpoints")
+    v, ckpt = _checkpoint()
+    manager = tf.train.CheckpointManager(ckpt, directory, max_to_keep=10, checkpoint_name="ckpt")
+    for n in (1, 2):
+        v.assign(tf.fill(v.shape, float(n)))
+        save_checkpoint(manager, n)
+    real_save = tf.train.CheckpointManager.save
+
+    def save_on_a_full_disk(self, checkpoint_number=None, **kw):
+        # What TensorFlow leaves when SaveV2 hits ENOSPC: a temporary folder with a partial shard.
+        temp = os.path.join(directory, f"ckpt-{checkpoint_number}_temp")
+        os.makedirs(temp)
+        with open(os.path.join(temp, f"part-00000-of-00001.data-00000-of-00001.tempstate{uuid.uuid4().int}"),
+                  "wb") as f:
+            f.write(b"\0" * 1000)
+        raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_on_a_full_disk)
+    with pytest.raises(OSError) as error:
+        save_checkpoint(manager, 3)
+    _assert_clean_disk_full(manager, directory, error)
+    assert not [n for n in os.listdir(directory) if "_temp" in n]
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    assert save_checkpoint(manager, 3).endswith("ckpt-3")
