@@ -29,6 +29,7 @@ import os
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from metrics import authenticity, data_copying, metric_utils
 from metrics.nearest_neighbours import NearestNeighbours, prepare
 
@@ -59,7 +60,7 @@ def check_split_grids(train, heldout):
 
     a, b = load_manifest(os.fspath(train)), load_manifest(os.fspath(heldout))
     if list(a.shape) != list(b.shape) or not np.allclose(a.spacing, b.spacing, rtol=1e-4):
-        raise ValueError(f"{os.fspath(heldout)}: held-out volumes are {'x'.join(map(str, b.shape))} at "
+        raise InputError(f"{os.fspath(heldout)}: held-out volumes are {'x'.join(map(str, b.shape))} at "
                          f"{b.spacing} mm but the training data {os.fspath(train)} are "
                          f"{'x'.join(map(str, a.shape))} at {a.spacing} mm; the audit needs a held-out split on "
                          "the same grid")
@@ -94,13 +95,13 @@ def read_split(opts, src, what, grid, distance, embed):
     vectors, slices, total = [], [], np.zeros(grid, np.float64)
     for batch in metric_utils.iterate_reals(EasyDict(opts, reals=src), num=ALL):
         if tuple(batch.shape[1:]) != tuple(grid):
-            raise ValueError(f"{_label(src, what)}: {what} volumes are {list(batch.shape[1:])} (D, H, W, C) but the "
+            raise InputError(f"{_label(src, what)}: {what} volumes are {list(batch.shape[1:])} (D, H, W, C) but the "
                              f"network makes {list(grid)}; the audit needs {what} data on the network's grid")
         vectors.append(prepare(embed(batch), distance))
         slices += mid_slices(batch)
         total += batch.sum(axis=0)
     if not vectors:
-        raise ValueError(f"{_label(src, what)}: the {what} split holds no volumes")
+        raise InputError(f"{_label(src, what)}: the {what} split holds no volumes")
     return np.concatenate(vectors), slices, (total / len(slices))[None].astype(np.float32)
 
 
@@ -122,9 +123,9 @@ def audit(opts, space, name):
 
     heldout = opts.get("heldout")
     if heldout is None:
-        raise ValueError(f"{name} needs a held-out split of the same population as the training data")
+        raise InputError(f"{name} needs a held-out split of the same population as the training data")
     if opts.num < MIN_CELL_SAMPLES:
-        raise ValueError(f"{name} needs at least {MIN_CELL_SAMPLES} generated volumes (a cell's Mann-Whitney test), "
+        raise InputError(f"{name} needs at least {MIN_CELL_SAMPLES} generated volumes (a cell's Mann-Whitney test), "
                          f"got num={opts.num}")
     check_split_grids(opts.reals, heldout)
     distance, embed, net = _embedder(opts, space)
@@ -134,12 +135,12 @@ def audit(opts, space, name):
     train, train_slices, train_mean = read_split(opts, opts.reals, "training", grid, distance, embed)
     held, _, _ = read_split(opts, heldout, "held-out", grid, distance, embed)
     if len(train) < 2:
-        raise ValueError(f"{_label(opts.reals, 'training')}: authenticity needs at least 2 training volumes, got "
+        raise InputError(f"{_label(opts.reals, 'training')}: authenticity needs at least 2 training volumes, got "
                          f"{len(train)}")
     authenticity.copy_threshold(np.zeros(len(held)), COPY_PERCENTILE)  # enough held-out volumes, before sampling
     cells = int(opts.get("cells") or default_cells(len(train), len(held)))
     if cells > len(train):
-        raise ValueError(f"{cells} cells need at least {cells} training volumes, got {len(train)}")
+        raise InputError(f"{cells} cells need at least {cells} training volumes, got {len(train)}")
 
     nn = NearestNeighbours(train, distance)
     held_d, held_idx = nn.query(held)

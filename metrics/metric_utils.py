@@ -59,7 +59,7 @@ def check_grids(G, reals):
     else:
         return
     if have != want:
-        raise ValueError(f"{where}: the reals are {_grid(have)} volumes but the network makes {_grid(want)}; "
+        raise InputError(f"{where}: the reals are {_grid(have)} volumes but the network makes {_grid(want)}; "
                          "metrics compare the two on one grid: use the dataset the network was trained on (or "
                          "one made on the network's grid)")
 

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 
 
 def voxel_mean(data, manifest, indices, progress=None):
@@ -28,7 +29,7 @@ def voxel_mean(data, manifest, indices, progress=None):
         if progress is not None:
             progress.update(1)
     if count != len(want):
-        raise ValueError(f"{data}: found {count} of the embedding's {len(want)} volumes; is it the embedded dataset?")
+        raise InputError(f"{data}: found {count} of the embedding's {len(want)} volumes; is it the embedded dataset?")
     return (total / count).astype(np.float32)
 
 

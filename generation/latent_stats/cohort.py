@@ -10,6 +10,7 @@ A dataset with neither has no covariates (embed still works; regress and traject
 
 import math
 
+from dnnlib.errors import InputError
 from volumes.dataset_labels import decode_labels
 
 KINDS = ("continuous", "categorical")
@@ -23,7 +24,7 @@ def covariate_kinds(manifest):
         for name, d in described.items():
             kind = (d or {}).get("kind", "continuous") if isinstance(d, dict) else "continuous"
             if kind not in KINDS:
-                raise ValueError(f"the manifest describes covariate {name!r} as kind {kind!r}; expected one of "
+                raise InputError(f"the manifest describes covariate {name!r} as kind {kind!r}; expected one of "
                                  f"{', '.join(KINDS)}")
             out[str(name)] = kind
         return out
@@ -55,10 +56,10 @@ def numeric_value(name, value, where):
         try:
             x = float(str(value).strip())
         except ValueError:
-            raise ValueError(f"{where}: covariate {name!r} holds text ({value!r}); a regression needs numbers: "
+            raise InputError(f"{where}: covariate {name!r} holds text ({value!r}); a regression needs numbers: "
                              "code it as numbers (e.g. 0/1 for two groups)") from None
     if not math.isfinite(x):
-        raise ValueError(f"{where}: covariate {name!r} has the value {value!r}; it must be a finite number")
+        raise InputError(f"{where}: covariate {name!r} has the value {value!r}; it must be a finite number")
     return x
 
 
@@ -67,4 +68,4 @@ def check_names(names, kinds, where):
     for n in names:
         if n not in kinds:
             have = ", ".join(sorted(kinds)) or "none: the dataset has neither files[i].covariates nor labels"
-            raise ValueError(f"{where}: covariate {n!r} is not in the cohort (have {have})")
+            raise InputError(f"{where}: covariate {n!r} is not in the cohort (have {have})")

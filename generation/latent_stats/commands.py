@@ -4,6 +4,7 @@ with latent_stats.json (options and summary). embed writes through its resumable
 import os
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 
 COMMANDS = ("embed", "atlas", "regress", "trajectory", "progress")
 RECORD = "latent_stats.json"
@@ -22,7 +23,7 @@ def _load_cohort(opts, emb):
     net = load_generator(network)
     check_grid(net.G, manifest, f"{network} and {data}", net.geometry)
     if (int(net.G.num_ws), int(net.G.w_dim)) != tuple(emb.latents.shape[1:]):
-        raise ValueError(f"{emb.path}: latents [{emb.latents.shape[1]}, {emb.latents.shape[2]}] do not fit {network} "
+        raise InputError(f"{emb.path}: latents [{emb.latents.shape[1]}, {emb.latents.shape[2]}] do not fit {network} "
                          f"([{int(net.G.num_ws)}, {int(net.G.w_dim)}] ws)")
     return net, manifest
 

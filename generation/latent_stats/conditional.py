@@ -15,6 +15,7 @@ from collections import Counter
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from generation.latent_stats import regression
 from generation.latent_stats.cohort import check_names, numeric_value
 
@@ -31,12 +32,12 @@ def fit_model(opts, emb, names):
     for n in names:
         missing = [emb.record.rows[i]["name"] for i, r in enumerate(rows) if n not in r or r[n] is None]
         if missing:
-            raise ValueError(f"{where}: covariate {n!r} is missing for {', '.join(missing[:5])}")
+            raise InputError(f"{where}: covariate {n!r} is missing for {', '.join(missing[:5])}")
     method = opts.get("method", "linear")
     design = regression.Design(names, kinds, rows, where)
     need = regression.min_subjects(design, method)
     if len(rows) < need:
-        raise ValueError(f"{where}: {method} regression on {', '.join(names)} ({len(design.columns)} parameters) needs "
+        raise InputError(f"{where}: {method} regression on {', '.join(names)} ({len(design.columns)} parameters) needs "
                          f"at least {need} subjects (with cross-validation); the embedding has {len(rows)}")
     Y = latent_vectors(emb)
     model = regression.fit(design, Y, method, opts.get("bandwidth"))
@@ -71,14 +72,14 @@ def prepare_regress(opts, emb):
     names = regress_covariates(opts)
     outside = [n for n in (opts.get("hold") or {}) if n not in names]
     if outside:
-        raise ValueError(f"held covariates {outside} are not in the model ({', '.join(names)}): add them to the "
+        raise InputError(f"held covariates {outside} are not in the model ({', '.join(names)}): add them to the "
                          "covariates or drop them")
     design, model, cv = fit_model(opts, emb, names)
     at_name, at_values = opts.at
     if design.kinds[at_name] == "categorical":
         unseen = [v for v in at_values if float(v) not in design.levels[at_name]]
         if unseen:
-            raise ValueError(f"{emb.record_path}: categorical covariate {at_name!r} has levels "
+            raise InputError(f"{emb.record_path}: categorical covariate {at_name!r} has levels "
                              f"{design.levels[at_name]}, not {unseen}")
     return design, model, cv
 
@@ -136,11 +137,11 @@ def parse_change(text):
     """'age=+20' -> ('age', 20.0, True) (added to the subject's value); 'group=1' -> ('group', 1.0, False)."""
     name, sep, value = str(text).partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise ValueError(f"change {text!r}: expected name=+delta (added), name=-delta or name=value (set)")
+        raise InputError(f"change {text!r}: expected name=+delta (added), name=-delta or name=value (set)")
     try:
         x = float(value)
     except ValueError:
-        raise ValueError(f"change {text!r}: {value!r} is not a number") from None
+        raise InputError(f"change {text!r}: {value!r} is not a number") from None
     return name.strip(), x, value.strip()[0] in "+-"
 
 
@@ -150,7 +151,7 @@ def find_subject(emb, subject):
         if str(subject) in (str(r["index"]), r["name"]):
             return k
     have = ", ".join(str(r["index"]) for r in emb.record.rows[:10])
-    raise ValueError(f"{emb.record_path}: no subject {subject!r} among the embedded volumes (indices {have}, ...)")
+    raise InputError(f"{emb.record_path}: no subject {subject!r} among the embedded volumes (indices {have}, ...)")
 
 
 def prepare_trajectory(opts, emb):
@@ -178,7 +179,7 @@ def run_trajectory(opts, emb, net, manifest, out, fitted=None):
     c1 = c0.copy()
     c1[j] = c0[j] + amount if relative else amount
     if design.kinds[name] == "categorical" and c1[j] not in design.levels[name]:
-        raise ValueError(f"{emb.record_path}: categorical covariate {name!r} has levels {design.levels[name]}, "
+        raise InputError(f"{emb.record_path}: categorical covariate {name!r} has levels {design.levels[name]}, "
                          f"not {c1[j]:g}")
     frames = max(2, int(opts.get("frames", 5)))
     path = np.stack([c0 + t * (c1 - c0) for t in np.linspace(0, 1, frames)])

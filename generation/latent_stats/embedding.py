@@ -21,6 +21,7 @@ import shutil
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 from dnnlib.fileutil import OUTPUT_MARKER, atomic_output_dir, atomic_write_text, check_output_dir
 
 EMBEDDING_JSON = "embedding.json"
@@ -45,14 +46,14 @@ def check_grid(G, manifest, where, geometry=None):
     want = tuple(int(s) for s in manifest.shape)
     have = tuple(int(s) for s in G.img_shape)
     if have != want or int(G.img_channels) != int(manifest.get("channels", 1)):
-        raise ValueError(f"{where}: the dataset's volumes are {list(want)} x {manifest.get('channels', 1)} channel(s), "
+        raise InputError(f"{where}: the dataset's volumes are {list(want)} x {manifest.get('channels', 1)} channel(s), "
                          f"the network makes {list(have)} x {int(G.img_channels)}: a network and a dataset on "
                          "different grids cannot be compared; use the dataset the network was trained on (or one "
                          "made with the same preprocessing)")
     spacing = (geometry or {}).get("spacing")
     if spacing is not None and not np.allclose(np.asarray(spacing, float), np.asarray(manifest.spacing, float),
                                                rtol=1e-3):
-        raise ValueError(f"{where}: the dataset's spacing is {list(manifest.spacing)} mm, the network's "
+        raise InputError(f"{where}: the dataset's spacing is {list(manifest.spacing)} mm, the network's "
                          f"{list(spacing)} mm: a network and a dataset on different grids cannot be compared")
 
 
@@ -61,11 +62,11 @@ def select_indices(manifest, data, indices):
     chosen = list(range(n)) if not indices else [int(i) for i in indices]
     bad = [i for i in chosen if not 0 <= i < n]
     if bad:
-        raise ValueError(f"{data} holds {n} volumes (indices 0-{n - 1}); no volumes {bad}")
+        raise InputError(f"{data} holds {n} volumes (indices 0-{n - 1}); no volumes {bad}")
     if len(set(chosen)) != len(chosen):
-        raise ValueError(f"indices {chosen}: each volume once")
+        raise InputError(f"indices {chosen}: each volume once")
     if not chosen:
-        raise ValueError(f"{data}: the dataset holds no volumes")
+        raise InputError(f"{data}: the dataset holds no volumes")
     return chosen
 
 
@@ -87,13 +88,13 @@ def _open_partial(part, record):
     rec_path = os.path.join(part, "options.json")
     if os.path.lexists(part):
         if not os.path.isfile(os.path.join(part, OUTPUT_MARKER)) or not os.path.isfile(rec_path):
-            raise ValueError(f"{part} exists but is not an unfinished embedding of this project; it is never "
+            raise InputError(f"{part} exists but is not an unfinished embedding of this project; it is never "
                              "touched: move it away or choose another output folder")
         with open(rec_path) as f:
             before = json.load(f)
         diff = sorted(k for k in RESULT_KEYS if before.get(k) != record.get(k))
         if diff:
-            raise ValueError(f"{part} is an unfinished embedding made with other options ({', '.join(diff)} differ); "
+            raise InputError(f"{part} is an unfinished embedding made with other options ({', '.join(diff)} differ); "
                              "rerun it with its own options to finish it, or remove it to start again")
         return True
     os.makedirs(os.path.join(part, "rows"))
@@ -147,7 +148,7 @@ def embed(opts):
         # The W statistics only start the optimisation and scale its latent noise: the cohort's mean label.
         vecs = [v for v in labels.values() if v is not None]
         if not vecs:
-            raise ValueError(f"{opts.network} is conditional (c_dim = {int(G.c_dim)}) but {opts.data} has no labels")
+            raise InputError(f"{opts.network} is conditional (c_dim = {int(G.c_dim)}) but {opts.data} has no labels")
         c = np.mean(vecs, axis=0)
 
     part = partial_dir(final)
@@ -233,10 +234,10 @@ def load_embedding(path):
     try:
         record = EasyDict.load_json(rec_path)
     except ValueError as e:
-        raise ValueError(f"{rec_path}: not valid JSON ({e})") from None
+        raise InputError(f"{rec_path}: not valid JSON ({e})") from None
     latents = np.load(os.path.join(path, LATENTS), allow_pickle=False).astype(np.float32)
     if latents.ndim != 3 or len(latents) != len(record.rows):
-        raise ValueError(f"{path}/{LATENTS}: shape {list(latents.shape)} does not match its {len(record.rows)} rows")
+        raise InputError(f"{path}/{LATENTS}: shape {list(latents.shape)} does not match its {len(record.rows)} rows")
     return EasyDict(record=record, latents=latents, path=path, record_path=rec_path)
 
 

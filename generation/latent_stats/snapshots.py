@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from dnnlib import EasyDict
+from dnnlib.errors import InputError
 
 
 def snapshot_networks(run):
@@ -57,7 +58,7 @@ def run_progress(opts, out):
     for name, path in snaps:
         net = load_generator(path)
         if shape is not None and tuple(net.G.img_shape) != shape:
-            raise ValueError(f"{path}: makes volumes of shape {list(net.G.img_shape)}, the run's earlier snapshots "
+            raise InputError(f"{path}: makes volumes of shape {list(net.G.img_shape)}, the run's earlier snapshots "
                              f"{list(shape)}")
         shape = tuple(net.G.img_shape)
         vols = generate(Runner(net.G, int(opts.get("batch", 4))), seeds, noise_mode=opts.get("noise_mode", "const"))
