@@ -9,7 +9,8 @@ from dnnlib import cli, tf_quiet
 from tests.utils import make_tiny_dataset, run_script
 from volumes.folder_kind import folder_kind
 
-FRONT_ENDS = ["run_training.py", "run_generator.py", "run_projector.py", "run_metrics.py", "run_latent.py", "dataset_tool.py"]
+FRONT_ENDS = ["run_training.py", "run_generator.py", "run_projector.py", "run_metrics.py", "run_latent.py",
+              "dataset_tool.py"]
 
 
 HELP = [(script, "--help") for script in FRONT_ENDS] + [("run_generator.py", "-h"), ("dataset_tool.py", "--helpfull")]
