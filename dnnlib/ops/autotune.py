@@ -284,6 +284,7 @@ def gradient_timer(paths, specs, seed=0):
     def build():
         import tensorflow as tf
 
+        _quiet_timer_retracing()
         inputs = [tf.cast(tf.random.stateless_normal(shape, seed=[seed, i]), dtype)
                   for i, (shape, dtype) in enumerate(specs)]
         runners = {}
@@ -301,3 +302,25 @@ def gradient_timer(paths, specs, seed=0):
         return runners
 
     return build
+
+
+class _TimerRetracingFilter:
+    """Drops TensorFlow's "frequent retracing" warning about the timers' own functions. Each candidate at each shape
+    is a new tf.function traced once on purpose (they never retrace), which TensorFlow's heuristic, counting traces
+    per function body, reads as a function made in a loop; the warning would only alarm a user at every start."""
+
+    @staticmethod
+    def filter(record):
+        msg = record.getMessage()
+        return not ("triggered tf.function retracing" in msg and "gradient_timer" in msg)
+
+
+_timer_filter = _TimerRetracingFilter()
+
+
+def _quiet_timer_retracing():
+    import logging as std_logging
+
+    logger = std_logging.getLogger("tensorflow")
+    if _timer_filter not in logger.filters:
+        logger.addFilter(_timer_filter)

@@ -249,6 +249,33 @@ def test_a_real_trace_times_and_records_each_shape():
     assert entry["path"] in ("tf", "fast_grad") and set(entry["median_s"]) == {"tf", "fast_grad"}
 
 
+def test_timing_many_shapes_does_not_warn_of_retracing():
+    # Each candidate at each shape is its own tf.function, traced once; TensorFlow's frequent-retracing heuristic
+    # would warn at the start of every training run. Other retracing warnings still pass.
+    import logging as std_logging
+
+    seen = []
+
+    class Keep(std_logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger, handler = std_logging.getLogger("tensorflow"), Keep()
+    logger.addHandler(handler)
+    try:
+        for n in range(2, 10):
+            runners = A.gradient_timer({"a": tf.math.square, "b": tf.math.sin}, [([n], tf.float32)])()
+            for run in runners.values():
+                run()
+        other = logger.makeRecord("tensorflow", std_logging.WARNING, "f", 1, "5 out of the last 6 calls to "
+                                  "<function mine> triggered tf.function retracing.", None, None)
+        logger.handle(other)
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "gradient_timer" in m]
+    assert any("<function mine>" in m for m in seen)
+
+
 # ----------------------------------------------------------------------------------------------
 # Every forced path of every op against the references.
 
