@@ -45,10 +45,25 @@ def covariate_lines(m):
             counts = {v: values.count(v) for v in sorted(set(values))}
             lines.append(f"  {name}: " + ", ".join(f"{k}: {n}" for k, n in counts.items()))
         else:
-            v = np.asarray(values, dtype=np.float64)
+            v = np.array([_number(x) for x in values])
+            if not np.all(np.isfinite(v)):
+                bad = next(x for x, y in zip(values, v, strict=True) if not np.isfinite(y))
+                lines.append(f"  {name}: {int(np.sum(~np.isfinite(v)))} of {len(v)} values are not finite "
+                             f"numbers (e.g. {bad!r})")
+                continue
             unit = f" {spec['unit']}" if spec.get("unit") else ""
             lines.append(f"  {name}: {v.min():.4g} to {v.max():.4g}{unit}, mean {v.mean():.4g} ({len(v)} volumes)")
     return lines
+
+
+def _number(x):
+    """float(x), NaN for what is not a number (text, booleans, lists)."""
+    if isinstance(x, bool) or not isinstance(x, int | float | str):
+        return float("nan")
+    try:
+        return float(x)
+    except ValueError:
+        return float("nan")
 
 
 def verify_dataset(dataset_dir):

@@ -46,6 +46,7 @@ def load_manifest(dataset_dir):
     for f in m.get("files") or []:
         if isinstance(f, dict) and f.get("affine") is not None:
             check_affine(f["affine"], f"{path}: the affine of record {f.get('index')} ({f.get('path')})")
+    check_covariates(m, path)
     spacing = np.asarray(m.spacing, dtype=np.float64)
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or not np.all(spacing > 0):
         raise InputError(f"{path}: spacing {m.spacing} must be three finite positive numbers")
@@ -75,6 +76,22 @@ def check_affine(affine, what):
     if abs(np.linalg.det(a[:3, :3] / scale)) < 1e-9:
         raise InputError(f"{what} is singular: its 3x3 part maps the grid onto a plane, line or point")
     return a
+
+
+def check_covariates(m, path):
+    """Refuse covariates whose layout is wrong: the description must map names to {"kind": ...}, each record's
+    covariates must be {name: value}. Values are not judged here (a text age is legal in a table); what reads them
+    as numbers says which one is not."""
+    described = m.get("covariates")
+    if described is None:
+        return
+    if not isinstance(described, dict) or not all(isinstance(d, dict) for d in described.values()):
+        raise InputError(f"{path}: 'covariates' must map each covariate's name to its description "
+                         '({"kind": "continuous" | "categorical", ...})')
+    for f in m.get("files") or []:
+        if isinstance(f, dict) and f.get("covariates") is not None and not isinstance(f["covariates"], dict):
+            raise InputError(f"{path}: the covariates of record {f.get('index')} ({f.get('path')}) must be "
+                             "{name: value}")
 
 
 def label_dim(manifest):

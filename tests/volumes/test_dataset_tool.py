@@ -361,3 +361,43 @@ def test_label_encoding_round_trips(tmp_path):
         t.lookup(str(tmp_path / "z.nii.gz"), str(tmp_path))
     with pytest.raises(ValueError, match="no row"):
         t.lookup(str(tmp_path / "w.nii.gz"), str(tmp_path))
+
+
+# A hand-edited manifest's covariates: a wrong layout is refused when the dataset is opened (naming the file);
+# values that are not numbers are listed by `info` as such instead of crashing it.
+_COVARIATE_LAYOUTS = [
+    ({"covariates": ["age"]}, "'covariates' must map"),
+    ({"covariates": {"age": "years"}}, "'covariates' must map"),
+    ({"covariates": {"age": {"kind": "continuous"}}, "file_covariates": [1, 2]}, "record 0"),
+]
+
+
+def _with_covariates(path, described, values):
+    from tests.utils import make_tiny_dataset
+
+    make_tiny_dataset(path, num=3)
+    m = json.load(open(path / "dataset.json"))
+    m["covariates"] = described
+    m["files"] = [{"index": i, "path": f"v{i}", "covariates": v} for i, v in enumerate(values)]
+    json.dump(m, open(path / "dataset.json", "w"))
+
+
+@pytest.mark.parametrize("change, message", _COVARIATE_LAYOUTS)
+def test_a_manifest_with_covariates_laid_out_wrongly_is_refused(tmp_path, change, message):
+    from dnnlib.errors import InputError
+    from volumes.manifest import load_manifest
+
+    values = [change.get("file_covariates", {"age": 30})] * 3
+    _with_covariates(tmp_path / "ds", change["covariates"], values)
+    with pytest.raises(InputError, match=message) as e:
+        load_manifest(str(tmp_path / "ds"))
+    assert "dataset.json" in str(e.value)
+
+
+def test_info_lists_covariate_values_that_are_not_numbers(tmp_path):
+    _with_covariates(tmp_path / "ds", {"age": {"kind": "continuous"}, "group": {"kind": "categorical"}},
+                     [{"age": 30, "group": 0}, {"age": "thirty", "group": 1}, {"age": float("nan"), "group": 1}])
+    r = run_script("dataset_tool.py", "info", f"--dataset={tmp_path / 'ds'}")
+    assert "Traceback" not in r.stderr
+    assert "age: 2 of 3 values are not finite numbers (e.g. 'thirty')" in r.stdout + r.stderr
+    assert "group: 0: 1, 1: 2" in r.stdout + r.stderr
