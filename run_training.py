@@ -32,6 +32,7 @@ CLI_ACTIONS = {
 }
 POSITIVE = ("batch", "batch_gpu", "kimg", "kimg_per_tick", "snap", "max_minutes", "samples", "keep_checkpoints",
             "metric_num")
+UNBOUNDED = ("max_minutes",)  # of POSITIVE, the one for which infinity means something (no time limit)
 NON_NEGATIVE = ("gamma", "r1_gamma", "r2_gamma", "collective_timeout", "max_skipped_steps")
 # Exit status when a peer worker was lost (sysexits EX_TEMPFAIL): the run can be resumed, a scheduler may requeue.
 WORKER_LOST_EXIT = 75
@@ -84,8 +85,8 @@ def validate_aug_flags(values):
         if not s or any(ch not in AUGPIPE_GROUPS for ch in s) or len(set(s)) != len(s):
             raise UserError(f"--augpipe={spec}: use distinct letters of {AUGPIPE_GROUPS} (b blit, g geometric, "
                             "c intensity, n noise and cutout), e.g. bgc")
-    if ada_kimg is not None and not ada_kimg > 0:
-        raise UserError(f"--ada_kimg={ada_kimg!r}: must be a positive number")
+    if ada_kimg is not None and not (ada_kimg > 0 and math.isfinite(ada_kimg)):
+        raise UserError(f"--ada_kimg={ada_kimg!r}: must be a positive number (finite)")
 
 
 def io_table(values):
@@ -103,8 +104,9 @@ def validate_flags(values):
     validate_aug_flags(values)
     for name in POSITIVE:
         v = values.get(name)
-        if v is not None and not v > 0:
-            raise UserError(f"--{name}={v!r}: must be a positive number")
+        if v is not None and not (v > 0 and (math.isfinite(v) or name in UNBOUNDED)):
+            raise UserError(f"--{name}={v!r}: must be a positive number" + ("" if name in UNBOUNDED else
+                                                                           " (finite)"))
     for name in NON_NEGATIVE:
         v = values.get(name)
         if v is not None and not (math.isfinite(v) and v >= 0):

@@ -73,6 +73,10 @@ BAD_FLAGS = [
     (dict(augpipe="bb"), "--augpipe=bb: use distinct letters"),
     (dict(augpipe=""), "--augpipe=: use distinct letters"),
     (dict(ada_kimg=0.0), "--ada_kimg=0.0: must be a positive number"),
+    (dict(ada_kimg=float("inf")), r"--ada_kimg=inf: must be a positive number \(finite\)"),
+    (dict(kimg=float("inf")), r"--kimg=inf: must be a positive number \(finite\)"),
+    (dict(kimg=float("nan")), "--kimg=nan: must be a positive number"),
+    (dict(kimg_per_tick=float("inf")), r"--kimg_per_tick=inf: must be a positive number \(finite\)"),
 ]
 
 
@@ -88,6 +92,7 @@ def test_good_flag_values_pass(tiny_data):
     run_training.validate_flags(_flag_values(data=tiny_data, batch=4, kimg=0.5, gamma=0.0, r2_gamma=2.0, snap=1))
     run_training.validate_flags(_flag_values(aug="fixed", p=0.0, target=0.9, augpipe="NCGB", ada_kimg=0.5))
     run_training.validate_flags(_flag_values(aug="ada", p=1.0, augpipe="b"))
+    run_training.validate_flags(_flag_values(max_minutes=float("inf")))  # no time limit
 
 
 def test_augpipe_letters_are_the_pipelines_groups():
