@@ -7,6 +7,8 @@ and log, and README.md with the commands that made it.
 
 import os
 
+from dnnlib.errors import InputError
+
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 
 
@@ -18,8 +20,14 @@ def names():
 
 
 def resolve(network):
-    """A path for `network`: an existing path as given, else the shipped network of that name, else as given."""
+    """A path for `network`: the shipped network of that name, else the path as given. A name that is also a path
+    where the user is (a folder ./demo) is refused rather than one of the two silently chosen."""
     network = os.fspath(network)
-    if os.path.exists(network) or os.path.exists(network + ".index") or network not in names():
+    if network not in names():
         return network
-    return os.path.join(ROOT, network)
+    shipped = os.path.join(ROOT, network)
+    if os.path.exists(network) or os.path.exists(network + ".index"):
+        raise InputError(f"{network!r} is both a shipped network ({shipped}) and a path here "
+                         f"({os.path.abspath(network)}); write ./{network} for the path or {shipped} for the "
+                         "shipped network")
+    return shipped

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dnnlib.errors import InputError
 from generation import pretrained
 from generation.network_loader import load_generator
 from tests.utils import REPO
@@ -30,8 +31,11 @@ def test_the_name_resolves_to_the_shipped_folder(tmp_path, monkeypatch):
     assert "demo" in pretrained.names()
     assert pretrained.resolve("demo") == DEMO
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "demo").mkdir()  # a folder of that name where the user is: the path wins
-    assert pretrained.resolve("demo") == "demo"
+    (tmp_path / "demo").mkdir()  # a folder of that name where the user is: neither is chosen silently
+    with pytest.raises(InputError, match=r"'demo' is both a shipped network .* write ./demo for the path"):
+        pretrained.resolve("demo")
+    assert pretrained.resolve("./demo") == "./demo"
+    assert pretrained.resolve(str(tmp_path / "demo")) == str(tmp_path / "demo")
 
 
 def test_parameters_and_options_match_the_record(demo, record):
