@@ -176,7 +176,7 @@ def _serving_fn(G):
     c_sig = tf.TensorSpec([None, G.c_dim], tf.float32, name="c")
     psi_sig = tf.TensorSpec([], tf.float32, name="psi")
 
-    @tf.function(input_signature=[z_sig, c_sig, psi_sig])
+    @tf.function(input_signature=[z_sig, c_sig, psi_sig], autograph=False)
     def serve(z, c, psi):
         # 'const' noise: a served generator is deterministic in (z, c, psi). Traced inside tf.saved_model.save,
         # so the FIR ops pick TensorFlow ops, not the C++ kernel (dnnlib/ops/upfirdn_3d.py).

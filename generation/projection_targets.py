@@ -17,6 +17,7 @@ import numpy as np
 
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
+from dnnlib.run_dir import RUN_OPTIONS_NAME
 from volumes import records, volume_io
 from volumes.manifest import load_manifest, volume_affine
 
@@ -33,15 +34,18 @@ def unique_names(names):
 
 def find_manifest(network_path, data_dir=None):
     """The dataset manifest whose pipeline preprocesses image targets: data_dir's, else the run's copy
-    (dataset.json in the network path or up to three folders above it: run dir, checkpoint, snapshot SavedModel).
+    (dataset.json in the network path, or up to three folders above it in a folder that is the network's run
+    (it holds training_options.json) or a shipped network's folder (record.json): checkpoint, snapshot SavedModel).
+    A dataset.json in any other folder above the network is not taken: it may be anybody's.
     A run's copy has no shards beside it, so it is read as plain JSON: only its geometry and pipeline are used."""
     if data_dir:
         return load_manifest(data_dir)
     p = os.path.abspath(str(network_path))
     p = p if os.path.isdir(p) else os.path.dirname(p)
-    for _ in range(4):
+    for level in range(4):
         cand = os.path.join(p, "dataset.json")
-        if os.path.isfile(cand):
+        ours = level == 0 or any(os.path.isfile(os.path.join(p, n)) for n in (RUN_OPTIONS_NAME, "record.json"))
+        if ours and os.path.isfile(cand):
             try:
                 m = EasyDict.load_json(cand)
             except (OSError, ValueError) as e:
@@ -52,7 +56,7 @@ def find_manifest(network_path, data_dir=None):
             return m
         p = os.path.dirname(p)
     raise FileNotFoundError(f"image targets are preprocessed with the training dataset's pipeline, but no "
-                            f"dataset.json was found at or above {network_path}; give the dataset folder the "
+                            f"dataset.json was found in {network_path} or its run folder; give the dataset folder the "
                             "network was trained on")
 
 

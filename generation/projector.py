@@ -121,7 +121,7 @@ def w_statistics(G, num_samples=10000, c=None, seed=123, chunk=1000):
     """(w_avg [w_dim], w_std scalar) from mapping num_samples (>= 2) random z; w_std = sqrt(E ||w - w_avg||^2)."""
     rng = np.random.RandomState(seed)
     z_dim, c_dim = int(G.z_dim), int(G.c_dim)
-    mapping = tf.function(lambda z, c_: G.mapping(z, c_, psi=1.0)[:, 0])
+    mapping = tf.function(lambda z, c_: G.mapping(z, c_, psi=1.0)[:, 0], autograph=False)
     ws = []
     for a in range(0, num_samples, chunk):
         n = min(chunk, num_samples - a)
@@ -184,7 +184,7 @@ class Projector:
         self.optimizer = Adam(self.params, lr=o.initial_learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
         self.rand = tf.random.Generator.from_seed(o.seed + 1)
         self._renormalize_noise()
-        self._step = tf.function(self._step_impl)
+        self._step = tf.function(self._step_impl, autograph=False)
 
     def _pool_window(self, factor):
         f = [1.0, 1.0, 1.0]

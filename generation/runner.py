@@ -20,9 +20,9 @@ class Runner:
         self.z_dim, self.c_dim, self.w_dim = int(G.z_dim), int(G.c_dim), int(G.w_dim)
         self.num_ws = int(G.num_ws)
         self.noise_shapes = [tuple(int(s) for s in shape) for shape in G.synthesis.noise_shapes]
-        self._map = tf.function(self._map_impl)
-        self._synth_mode = tf.function(self._synth_mode_impl)
-        self._synth_noise = tf.function(self._synth_noise_impl)
+        self._map = tf.function(self._map_impl, autograph=False)
+        self._synth_mode = tf.function(self._synth_mode_impl, autograph=False)
+        self._synth_noise = tf.function(self._synth_noise_impl, autograph=False)
 
     # Python scalars (psi, cutoff, mode) are trace-time constants: a run uses one value of each.
     def _map_impl(self, z, c, psi, truncation_cutoff):

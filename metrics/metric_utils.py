@@ -135,7 +135,7 @@ def _generator_fn(opts):
     if key not in opts.session:
         G = opts.G
         fn = lambda z, c: G(z, c, psi=opts.psi, noise_mode=opts.noise_mode)  # noqa: E731
-        opts.session[key] = tf.function(fn) if isinstance(G, tf.Module) else fn
+        opts.session[key] = tf.function(fn, autograph=False) if isinstance(G, tf.Module) else fn
     return opts.session[key]
 
 

@@ -46,10 +46,12 @@ class TrainSteps:
         # XLA compiles the per-replica compute alone (a nested tf.function), which may not hold a cross-replica
         # all-reduce: with XLA and several replicas the pl running mean uses each replica's own batch.
         self.sync_pl = not (xla and self.num_replicas > 1)
-        self._compute = {p: (tf.function(self._make_compute(p), jit_compile=True) if xla else self._make_compute(p))
-                         for p, _ in self.phases}
-        self._step = {p: tf.function(self._make_step(p)) for p, _ in self.phases}
-        self._ema = tf.function(self._ema_step)
+        # autograph=False: the steps hold no Python control flow on tensors (the one conditional is an explicit
+        # tf.cond), and converting every network and loss function they call made up a quarter of the tracing.
+        self._compute = {p: (tf.function(self._make_compute(p), jit_compile=True, autograph=False) if xla
+                             else self._make_compute(p)) for p, _ in self.phases}
+        self._step = {p: tf.function(self._make_step(p), autograph=False) for p, _ in self.phases}
+        self._ema = tf.function(self._ema_step, autograph=False)
 
     def __call__(self, phase, reals, real_c):
         """Run one phase; returns dict of Python floats (tag -> mean, 'finite', 'pl_mean', ...)."""
@@ -137,12 +139,16 @@ class TrainSteps:
             grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             loss_finite = tf.reduce_all([tf.math.is_finite(v) for v in [extra["objective"], *means.values()]])
             finite = tf.logical_and(grads_finite, loss_finite)
-            if finite:
+
+            def update():
                 opt.apply(grads, module.trainable_variables)
                 if need_pl:
                     state.pl_mean.assign(pl_new)
                 if track_w:
                     G.mapping.update_w_avg((extra["w_sum"] / B)[None])
+                return tf.constant(True)
+
+            tf.cond(finite, update, lambda: tf.constant(False))
             state.loss_scale.update(grads_finite)
             out = dict(means)
             out["objective"] = extra["objective"]

@@ -24,12 +24,17 @@ def test_target_names_are_file_stems(path, stem):
     assert volume_io.file_stem(path) == stem
 
 
-def test_find_manifest_looks_up_to_three_folders_above_the_network(tmp_path):
+def test_find_manifest_looks_up_to_three_folders_above_the_network_into_its_run(tmp_path):
     net = tmp_path / "run" / "snapshots" / "000010" / "generator"
     net.mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no dataset.json") as e:
         projection_targets.find_manifest(str(net))
     assert "--" not in str(e.value)
+    # Somebody's dataset.json in a folder that is not the network's run is not taken.
+    (tmp_path / "run" / "dataset.json").write_text(json.dumps({"shape": [4, 4, 4], "spacing": [2, 2, 2]}))
+    with pytest.raises(FileNotFoundError, match="no dataset.json"):
+        projection_targets.find_manifest(str(net))
+    (tmp_path / "run" / "training_options.json").write_text("{}")
     (tmp_path / "run" / "dataset.json").write_text(json.dumps({"shape": [4, 4, 4]}))
     with pytest.raises(ValueError, match="lacks shape/spacing"):
         projection_targets.find_manifest(str(net))
