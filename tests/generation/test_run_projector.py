@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dnnlib.run_dir import RUN_OPTIONS_NAME
 from generation.network_loader import export_generator, geometry_from_manifest
 from generation.projection_command import run_projection
 from generation.projector import LOSSES
@@ -51,11 +52,12 @@ def setup(tmp_path_factory):
     manifest = load_manifest(data)
     tf.random.set_seed(0)
     G, _ = configs.build_networks(configs.get_config("demo-tiny"))
-    # A run-like layout: the SavedModel two folders below a dataset.json copy (without shards).
+    # A run's layout: the SavedModel two folders below the run's options and its dataset.json copy (no shards).
     run = root / "run"
     net = str(run / "snapshots" / "generator")
     export_generator(G, geometry_from_manifest(manifest), net)
     shutil.copy(os.path.join(data, "dataset.json"), run / "dataset.json")
+    (run / RUN_OPTIONS_NAME).write_text(json.dumps({"config": "demo-tiny"}))
     return dict(root=root, scans=scans, data=data, manifest=manifest, net=net)
 
 
