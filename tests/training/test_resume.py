@@ -158,6 +158,45 @@ def test_sigkill_during_checkpoint_write_resumes_from_the_newest_complete_checkp
                  _weights(latest_intact_checkpoint(ckpt_dir)))
 
 
+def test_disk_full_at_a_checkpoint_mid_run_then_resume_ends_as_the_uninterrupted_run(runs, monkeypatch):
+    """The disk fills while the second checkpoint is written: training stops with one ENOSPC line naming the last
+    complete checkpoint, nothing partial is left, and a resume (space freed) ends with the uninterrupted run's
+    weights."""
+    import errno
+    import uuid
+
+    from training.checkpoints import latest_intact_checkpoint
+    from training.training_loop import training_loop
+
+    one_go, _, _, data, tmp = runs
+    real_save = tf.train.CheckpointManager.save
+
+    def save_until_the_disk_fills(self, checkpoint_number=None, **kw):
+        if checkpoint_number < 4:
+            return real_save(self, checkpoint_number=checkpoint_number, **kw)
+        # What TensorFlow leaves when SaveV2 hits ENOSPC: a temporary folder holding a partial shard.
+        temp = os.path.join(self.directory, f"ckpt-{checkpoint_number}_temp")
+        os.makedirs(temp)
+        with open(os.path.join(temp, f"part-00000-of-00001.data-00000-of-00001.tempstate{uuid.uuid4().int}"),
+                  "wb") as f:
+            f.write(b"\0" * 1000)
+        raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_until_the_disk_fills)
+    with pytest.raises(OSError) as error:
+        training_loop(tiny_options(tmp / "full", data, kimg=0.008, **ARGS))
+    assert error.value.errno == errno.ENOSPC and "\n" not in str(error.value)
+    assert "ckpt-4" in str(error.value) and "ckpt-2" in str(error.value)
+    (run_dir,) = [str(p) for p in (tmp / "full" / "results").iterdir()]
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    assert sorted(os.listdir(ckpt_dir)) == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    result = training_loop(tiny_options(tmp / "full", data, kimg=0.008, resume=run_dir, **ARGS))
+    assert result.cur_nimg == 8
+    _assert_same(_weights(latest_intact_checkpoint(os.path.join(one_go.run_dir, "checkpoints"))),
+                 _weights(latest_intact_checkpoint(ckpt_dir)))
+
+
 def test_resume_with_other_architecture_is_refused(runs):
     from training.training_loop import training_loop
 
