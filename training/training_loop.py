@@ -365,8 +365,11 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     snap_inputs = snap_io.SnapshotInputs(G, opts.samples, opts.seed)
     reals_np = None
     if chief and not dry_run:
-        reals_np, labels = next(iter(make_dataset(opts.data, opts.samples, shuffle=False, repeat=False,
-                                                  drop_remainder=False)))
+        try:
+            reals_np, labels = next(iter(make_dataset(opts.data, opts.samples, shuffle=False, repeat=False,
+                                                      drop_remainder=False)))
+        except tf.errors.DataLossError as e:
+            raise _damaged_mid_run(e, opts.data, None, state, strategy, chief, run_dir, log) from None
         reals_np = reals_np.numpy()
         snap_inputs = snap_io.SnapshotInputs(G, opts.samples, opts.seed, labels=labels.numpy())
     affine = np.asarray(manifest.affine, np.float64)
@@ -416,7 +419,10 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
         if tick_callback is not None and chief:
             tick_callback(int(state.cur_nimg.numpy()), G_ema)
         while not done:
-            reals, c = next(it)
+            try:
+                reals, c = next(it)
+            except tf.errors.DataLossError as e:
+                raise _damaged_mid_run(e, opts.data, manager, state, strategy, chief, run_dir, log) from None
             batch_idx = int(state.batch_idx.numpy())
             skipped = []
             for phase, interval in steps.phases:
@@ -531,6 +537,24 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             log(f"Samples (NIfTI + PNG) are in {last_snapshot}")
     return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=False,
                     skipped_steps=skips.total)
+
+
+def _damaged_mid_run(error, data, manager, state, strategy, chief, run_dir, log):
+    """The InputError for a record that could not be read after the start's check of every shard passed (the
+    dataset changed or was damaged during the run). The state is at a step boundary, so it is checkpointed first,
+    as on SIGTERM (single worker only: other workers would not join the save), and nothing trained is lost."""
+    step = int(state.batch_idx.numpy())
+    saved = ""
+    if manager is not None and not multi_worker.is_multi_worker(strategy):
+        path = _save(manager, state, chief)
+        saved = f"; checkpoint {path} saved, resume from {run_dir} once the dataset is whole again"
+    text = (error.message or "").strip().splitlines()
+    message = (f"{data}: a record could not be read at step {step} ({text[0][:200] if text else 'DataLossError'}): "
+               f"the dataset was changed or damaged after training started; `dataset_tool.py info "
+               f"--dataset={data}` names the shard{saved}")
+    if chief:
+        log(f"error: {message}")
+    return InputError(message)
 
 
 def _save(manager, state, chief):

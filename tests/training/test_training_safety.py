@@ -38,6 +38,33 @@ def test_corrupt_shard_is_refused_before_the_run_folder_exists(tmp_path, how):
     assert not os.path.exists(tmp_path / "results") or os.listdir(tmp_path / "results") == []
 
 
+def test_shard_damaged_during_the_run_stops_with_a_checkpoint_and_one_line(tmp_path):
+    """The start's check passed, then a shard was damaged: training saves where it is, stops with an InputError
+    naming the dataset and the command that finds the shard, and resumes once the shard is whole again."""
+    from training.training_loop import training_loop
+
+    data = make_tiny_dataset(str(tmp_path / "DS"), num=4)
+    shard = os.path.join(data, next(n for n in os.listdir(data) if n.endswith(".tfrecord.gz")))
+    whole = open(shard, "rb").read()
+
+    def damage_once(cur_nimg, G_ema):
+        if cur_nimg == 0:
+            _damage(shard, "flipped")
+
+    opts = tiny_options(tmp_path, data, kimg=0.004)
+    with pytest.raises(InputError) as error:
+        training_loop(opts, tick_callback=damage_once)
+    text = str(error.value)
+    assert f"{data}: a record could not be read at step 0" in text and "dataset_tool.py info" in text, text
+    (run_dir,) = [str(p) for p in (tmp_path / "results").iterdir()]
+    assert f"checkpoint {run_dir}" in text and "\n" not in text
+    assert "error: " + text in open(os.path.join(run_dir, "log.txt")).read()
+    assert latest_intact_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-0")
+    open(shard, "wb").write(whole)
+    result = training_loop(tiny_options(tmp_path, data, kimg=0.004, resume=run_dir))
+    assert result.cur_nimg == 4 and result.run_dir == run_dir
+
+
 @pytest.fixture()
 def small_disk(tmp_path):
     """A 3 MiB tmpfs (needs root); without it, the disk-full case is simulated by the test below."""
