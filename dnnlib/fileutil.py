@@ -4,6 +4,7 @@ the rules that keep an output folder from ever replacing something this project 
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import secrets
@@ -120,6 +121,21 @@ def _read_record(folder):
 def _write_record(folder, entries, **extra):
     atomic_write_text(os.path.join(folder, OUTPUT_MARKER),
                       json.dumps({"writer": _WRITER, **extra, "entries": entries}, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def _record_locked(folder):
+    """An exclusive lock for a read-modify-write of a folder's record. Without it, two commands adding files to one
+    folder at the same moment each write back the record they read, and one file's entry is lost (that file would
+    then count as foreign: kept, but never replaced). The lock is flock on the folder itself, so nothing is added
+    to the user's folder; where the file system has no flock, the update goes on unlocked."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def foreign_entries(folder):
@@ -371,15 +387,16 @@ def atomic_output_file(final_path, overwrite=False, inputs=()):
             os.unlink(tmp)
         raise
     st = os.lstat(final_path)
-    entries = _read_record(parent) or {}
-    extra = {}
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(parent, OUTPUT_MARKER), encoding="utf-8") as f:
-            extra = {k: v for k, v in json.load(f).items() if k in ("pid", "host")} if entries else {}
-    if _read_record(parent) is None and os.path.lexists(os.path.join(parent, OUTPUT_MARKER)):
-        return  # a record that is not ours is left alone: the file stays unrecorded, so it is never replaced
-    entries[os.path.basename(final_path)] = [st.st_size, st.st_mtime_ns]
-    _write_record(parent, entries, **extra)
+    with _record_locked(parent):
+        entries = _read_record(parent) or {}
+        extra = {}
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(parent, OUTPUT_MARKER), encoding="utf-8") as f:
+                extra = {k: v for k, v in json.load(f).items() if k in ("pid", "host")} if entries else {}
+        if _read_record(parent) is None and os.path.lexists(os.path.join(parent, OUTPUT_MARKER)):
+            return  # a record that is not ours is left alone: the file stays unrecorded, so it is never replaced
+        entries[os.path.basename(final_path)] = [st.st_size, st.st_mtime_ns]
+        _write_record(parent, entries, **extra)
 
 
 def write_output_file(final_path, data, overwrite=False, inputs=()):

@@ -205,3 +205,27 @@ def test_interrupt_between_moving_aside_and_moving_in_puts_the_old_output_back(t
             open(os.path.join(tmp, "new.txt"), "w").write("new")
     assert _tree(out) == sorted([OUTPUT_MARKER, "a.nii.gz"])
     assert os.listdir(tmp_path) == ["X"]
+
+
+_WRITE_FILES = """
+import os, sys
+from dnnlib.fileutil import write_output_file
+folder, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    write_output_file(os.path.join(folder, f"{tag}-{i:03d}.txt"), f"{tag} {i}")
+"""
+
+
+def test_files_written_into_one_folder_by_concurrent_commands_are_all_recorded(tmp_path):
+    """Four commands add files to one folder at once: every file is in the folder's record (none lost to another
+    command's update of the record), so --overwrite may replace each of them later."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    env = dict(os.environ, PYTHONPATH=REPO)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITE_FILES, str(folder), f"w{k}", "40"], env=env)
+             for k in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0] * 4
+    written = sorted(n for n in os.listdir(folder) if n != OUTPUT_MARKER)
+    assert len(written) == 160
+    assert sorted(json.load(open(folder / OUTPUT_MARKER))["entries"]) == written
+    assert fileutil.foreign_entries(str(folder)) == []
