@@ -18,11 +18,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from dnnlib.digest import CHUNK, sha256_path
 from dnnlib.errors import InputError
 
 CACHE_ENV = "STYLEGAN3D_CACHE"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 
 def default_cache_dir():
@@ -30,14 +30,6 @@ def default_cache_dir():
         return os.environ[CACHE_ENV]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "stylegan3d")
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_pin(sha256, url):
@@ -65,7 +57,7 @@ def download(url, sha256, cache_dir=None, filename=None, timeout=60.0, progress=
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     path = cached_path(url, cache_dir, filename)
     if os.path.isfile(path):
-        actual = sha256_file(path)
+        actual = sha256_path(path)
         if actual == pin:
             return path
         # A stale or damaged copy (not one we verified): fetch again and replace it atomically.
@@ -101,7 +93,7 @@ def _stream(url, out, timeout, progress):
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             last = 0.0
-            for chunk in iter(lambda: resp.read(_CHUNK), b""):
+            for chunk in iter(lambda: resp.read(CHUNK), b""):
                 out.write(chunk)
                 h.update(chunk)
                 size += len(chunk)

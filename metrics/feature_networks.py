@@ -17,12 +17,12 @@ any 3D network from the user's files.
   TensorFlow SavedModel directory with an optional output key; spatial outputs are averaged to a vector.
 """
 
-import hashlib
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from dnnlib.digest import sha256_path
 from dnnlib.errors import InputError
 
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -54,16 +54,7 @@ class FeatureNetwork:
 
 def file_digest(path):
     """sha256 of a file, or of every file under a directory (names included), to key caches."""
-    h = hashlib.sha256()
-    paths = [path]
-    if os.path.isdir(path):
-        paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
-    for p in paths:
-        h.update(os.path.relpath(p, path).encode() if p != path else b"")
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return sha256_path(path, names=True)[:16]
 
 
 def keras_cache_dir():
@@ -182,9 +173,8 @@ def keras_inception_v3(feature_weights=None, image_size=299):
                 ) from None
         ident, comparable = f"inception_v3-{file_digest(path)}-{image_size}", True
         desc = f"Keras InceptionV3 ({os.path.basename(path)}; not comparable with published FIDs)"
-        from dnnlib.download import sha256_file
 
-        network_id = {"name": KERAS_NAME, "weights_sha256": sha256_file(path), "file": os.path.basename(path),
+        network_id = {"name": KERAS_NAME, "weights_sha256": sha256_path(path), "file": os.path.basename(path),
                       "standard": False}
 
     # One trace for every batch size: tracing InceptionV3 is expensive.

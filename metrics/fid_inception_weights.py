@@ -23,6 +23,7 @@ import zipfile
 import numpy as np
 
 from dnnlib import download
+from dnnlib.digest import sha256_path
 from dnnlib.errors import InputError
 from metrics import fid_inception as fi
 
@@ -149,7 +150,7 @@ def convert_torchscript(src, dst):
 
     weights, _unused = weights_from_torchscript(src)
     fi.check_weights(weights)
-    source = {"file": os.path.basename(src), "file_sha256": download.sha256_file(src)}
+    source = {"file": os.path.basename(src), "file_sha256": sha256_path(src)}
     meta = save_npz(dst, weights, fi.DEFAULT_EPSILON, converted_from=source)
     return {**source, "weights_sha256": meta["weights_sha256"]}
 
@@ -177,7 +178,7 @@ def load_weights(path):
         raise FileNotFoundError(f"{path}: no such file (expected {GRAPH_MEMBER}, inception-2015-12-05.tgz, "
                                 "a converted .npz or a TorchScript .pt)")
     fmt = detect_format(path)
-    source = {"file": os.path.basename(path), "file_sha256": download.sha256_file(path), "format": fmt}
+    source = {"file": os.path.basename(path), "file_sha256": sha256_path(path), "format": fmt}
     if fmt == "npz":
         weights, eps, meta = load_npz(path)
         if meta.get("converted_from"):

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from dnnlib.digest import sha256_path
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_output_dir, share_permissions
@@ -43,7 +44,7 @@ def _work(path):
     try:
         vol01, affine, transform = preprocess.preprocess_file(path, _W.opts, _W.template, _W.max_voxels)
         stored = records.encode_volume(vol01, _W.opts.storage_dtype)
-        return ("ok", stored, affine, transform, records.sha256_file(path))
+        return ("ok", stored, affine, transform, sha256_path(path))
     except Exception as e:  # noqa: BLE001 - one broken scan must not sink a 10,000-scan job
         return ("skip", skip_reason(path, e))
 

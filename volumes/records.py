@@ -37,19 +37,6 @@ def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path, chunk=1 << 20):
-    """Checksum of a source file, or of all files of a DICOM folder in sorted order."""
-    h = hashlib.sha256()
-    paths = [path]
-    if os.path.isdir(path):
-        paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
-    for p in paths:
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    return h.hexdigest()
-
-
 def shard_name(s, num_shards):
     return f"data-{s:05d}-of-{num_shards:05d}.tfrecord.gz"
 

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from dnnlib import download
+from dnnlib.digest import sha256_path
 
 PAYLOAD = bytes(range(256)) * 4099  # just over 1 MiB: more than one read() chunk
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -98,7 +99,7 @@ def test_damaged_cached_file_is_replaced(server, tmp_path):
     cache.mkdir()
     (cache / "weights.bin").write_bytes(b"not the weights")
     path = download.download(f"{base}/weights.bin", PAYLOAD_SHA, cache_dir=cache, progress=True, log=lambda m: None)
-    assert download.sha256_file(path) == PAYLOAD_SHA
+    assert sha256_path(path) == PAYLOAD_SHA
 
 
 def test_requires_a_pin_and_honours_env_cache(tmp_path, monkeypatch):
