@@ -180,7 +180,9 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
         opts.desc = f"{opts.desc}-b{opts.batch_size}"
     chief = is_chief(strategy)
     manifest = load_manifest(opts.data)
-    check_shards(opts.data, manifest)  # a corrupt record is refused before the run folder exists
+    # A corrupt record is refused before the run folder exists; a resume skips the shards its run checked, unchanged.
+    shards_checked = {"data": os.path.realpath(opts.data),
+                      "shards": check_shards(opts.data, manifest, _checked_shards(opts))}
     # Read before this run may overwrite them (a resume continues in the same directory).
     resumed_arch = resumed_architecture(opts.resume_run) if opts.get("resume") else None
 
@@ -200,7 +202,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     logger = Logger(os.path.join(run_dir, "log.txt"), "a") if (chief and run_dir) else None
     try:
         return _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log_fn,
-                      tick_callback)
+                      tick_callback, shards_checked)
     except multi_worker.LOST_PEER_ERRORS as e:
         if not multi_worker.is_multi_worker(strategy):
             raise
@@ -217,6 +219,18 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
             logger.close()
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _checked_shards(opts):
+    """{shard: identity} the resumed run's record says were read whole from this same dataset folder, else {}."""
+    if not opts.get("resume"):
+        return {}
+    try:
+        checked = EasyDict.load_json(os.path.join(opts.resume_run, RUN_RECORD_NAME)).get("shards_checked") or {}
+    except (OSError, ValueError):
+        return {}
+    same_data = isinstance(checked, dict) and checked.get("data") == os.path.realpath(opts.data)
+    return checked.get("shards") or {} if same_data else {}
 
 
 def resumed_architecture(run_dir):
@@ -301,7 +315,8 @@ def projected_training_seconds(step_seconds, phases, total_nimg, batch_size):
     return sum(step_seconds[phase] * math.ceil(steps / max(int(interval), 1)) for phase, interval in phases)
 
 
-def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log, tick_callback=None):
+def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log, tick_callback=None,
+           shards_checked=None):
     start_time = time.time()
     G, D, G_ema, G_opt, D_opt, state, loss = _build(opts, strategy)
     record = EasyDict(
@@ -311,6 +326,7 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
         # Every constructor argument, defaults included: the networks as built, whatever the defaults become.
         G_kwargs=json.loads(json.dumps(G.get_config())), D_kwargs=json.loads(json.dumps(D.get_config())),
         resumed_from=None,
+        shards_checked=shards_checked,  # what the start read whole (check_shards): a resume skips it if unchanged
     )
     if resumed_arch is not None:
         now = dict(G_kwargs=record.G_kwargs, D_kwargs=record.D_kwargs, img_shape=opts.img_shape, c_dim=opts.c_dim)

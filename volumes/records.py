@@ -185,14 +185,30 @@ def iterate_records(dataset_dir, manifest=None):
             raise InputError(f"{path}: corrupt shard ({e.message.splitlines()[0][:200]})") from None
 
 
-def check_shards(dataset_dir, manifest):
+def shard_identity(path):
+    """What changes whenever a shard's bytes may have: device, inode, size, modification and change times (the
+    change time cannot be set back by anyone, so a rewritten or touched file never keeps its identity)."""
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def check_shards(dataset_dir, manifest, verified=None):
     """Read every record of every shard, so TensorFlow checks each record's CRC (and GZIP's own checksum); an
     InputError names the shard and the first record that cannot be read. Training calls this before it creates
-    its run folder, so a corrupt dataset costs nothing but the read."""
+    its run folder, so a corrupt dataset costs nothing but the read.
+
+    verified: {shard name: shard_identity} of an earlier check (a resumed run's record); a shard whose identity is
+    unchanged is not read again. Returns {shard name: identity} of every shard, as checked now."""
     import tensorflow as tf
 
+    verified = verified or {}
+    identities = {}
     for name in manifest.shards:
         path = os.path.join(str(dataset_dir), name)
+        identity = shard_identity(path)  # before the read: a change during it shows next time
+        identities[name] = identity
+        if verified.get(name) == identity:
+            continue
         count = 0
         try:
             for _ in tf.data.TFRecordDataset(path, compression_type=manifest.get("compression") or None):
@@ -200,3 +216,4 @@ def check_shards(dataset_dir, manifest):
         except tf.errors.OpError as e:
             raise InputError(f"{path}: corrupt shard: record {count} cannot be read "
                              f"({e.message.splitlines()[0][:200]})") from None
+    return identities

@@ -49,7 +49,7 @@ def runs(tmp_path_factory):
 
 
 def test_n_steps_equal_half_resume_half(runs):
-    one_go, half, resumed, _, _ = runs
+    one_go, half, resumed, data, tmp = runs
     assert resumed.run_dir == half.run_dir  # continued in place
     a = _weights(tf.train.latest_checkpoint(os.path.join(one_go.run_dir, "checkpoints")))
     b = _weights(tf.train.latest_checkpoint(os.path.join(resumed.run_dir, "checkpoints")))
@@ -62,6 +62,14 @@ def test_n_steps_equal_half_resume_half(runs):
     assert record.resumed_from.endswith("ckpt-2") and record.run_dir == half.run_dir
     options = EasyDict.load_json(os.path.join(half.run_dir, "training_options.json"))
     assert options.resume.endswith("ckpt-2") and "run_dir" not in options and options.total_kimg == 0.008
+    # The shards the first session read whole are recorded; the resume is given them, so it skips re-reading them.
+    from training.training_loop import _checked_shards
+    from volumes.records import shard_identity
+
+    shards = {n: shard_identity(os.path.join(data, n)) for n in os.listdir(data) if n.endswith(".tfrecord.gz")}
+    assert record.shards_checked == {"data": os.path.realpath(data), "shards": shards}
+    assert _checked_shards(tiny_options(tmp, data, resume=half.run_dir)) == shards
+    assert _checked_shards(tiny_options(tmp, data)) == {}
 
 
 def test_resume_keeps_earlier_snapshots_and_metric_lines_say_where_they_are(runs):

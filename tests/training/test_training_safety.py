@@ -65,6 +65,33 @@ def test_shard_damaged_during_the_run_stops_with_a_checkpoint_and_one_line(tmp_p
     assert result.cur_nimg == 4 and result.run_dir == run_dir
 
 
+def test_a_shard_checked_before_is_skipped_only_while_its_identity_is_unchanged(tmp_path, monkeypatch):
+    from volumes.manifest import load_manifest
+    from volumes.records import check_shards, shard_identity
+
+    data = make_tiny_dataset(str(tmp_path / "DS"), num=4)
+    manifest = load_manifest(data)
+    (name,) = manifest.shards
+    shard = os.path.join(data, name)
+    checked = check_shards(data, manifest)
+    assert checked == {name: shard_identity(shard)}
+    reads = []
+    real = tf.data.TFRecordDataset
+
+    def counted(*args, **kw):
+        reads.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tf.data, "TFRecordDataset", counted)
+    assert check_shards(data, manifest, checked) == checked and reads == []  # unchanged: not read again
+    os.utime(shard)  # touched, same bytes: read again
+    assert check_shards(data, manifest, checked) != checked and reads == [shard]
+    checked = check_shards(data, manifest)
+    _damage(shard, "flipped")  # damaged after the check: its identity changed, so it is read and refused
+    with pytest.raises(InputError, match=f"{name}: corrupt shard"):
+        check_shards(data, manifest, checked)
+
+
 @pytest.fixture()
 def small_disk(tmp_path):
     """A 3 MiB tmpfs (needs root); without it, the disk-full case is simulated by the test below."""
