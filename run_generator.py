@@ -10,11 +10,9 @@ Volumes are NIfTI in [0, 1] with the training data's affine; PNGs show mid-slice
 resolved into one options object for generation.commands.run (the logic lives in the generation package).
 """
 
-import math
-
 from absl import flags
 
-from dnnlib.cli import check_batch, check_float_flags, check_io, check_network_flag, parse_int_ranges
+from dnnlib.cli import check_batch, check_float_flags, check_io, check_network_flag, parse_int_ranges, parse_label
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from generation import pretrained
@@ -86,15 +84,7 @@ def build_options(argv, f=FLAGS):
                     truncation_cutoff=f.truncation_cutoff, noise_seed=f.noise_seed, class_idx=f.class_idx,
                     batch=f.batch, uint8=f.uint8, inputs=[p for p in inputs.values() if p])
     check_batch("batch", f.batch)
-    if f.label is not None:
-        try:
-            opts.label = [float(v) for v in f.label]
-        except ValueError:
-            raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
-        if not all(math.isfinite(v) for v in opts.label):
-            raise UserError(f"--label={','.join(f.label)}: every value must be a finite number")
-    else:
-        opts.label = None
+    opts.label = parse_label(f.label)
     opts.noise_mode = f.noise_mode or ("random" if cmd in ("generate", "average") else "const")
     if f.projected_w:
         _projected_w_options(cmd, f, opts)

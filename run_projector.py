@@ -19,11 +19,17 @@ metrics (see generation/reconstruction.py).
 Flags are validated here and resolved into one options object for generation.projection_command.run_projection.
 """
 
-import math
-
 from absl import flags
 
-from dnnlib.cli import check_batch, check_data_flag, check_float_flags, check_io, check_network_flag, parse_int_ranges
+from dnnlib.cli import (
+    check_batch,
+    check_data_flag,
+    check_float_flags,
+    check_io,
+    check_network_flag,
+    parse_int_ranges,
+    parse_label,
+)
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
 from generation import pretrained
@@ -134,14 +140,7 @@ def build_options(argv, f=FLAGS):
     if f.output_grid is not None and is_no_degradation(f.degradation):
         raise UserError(f"--output_grid needs a --degradation other than {f.degradation or 'none'!r} (use "
                         "--degradation=native for a scan's own slice thickness alone)")
-    label = None
-    if f.label is not None:
-        try:
-            label = [float(v) for v in f.label]
-        except ValueError:
-            raise UserError(f"--label={','.join(f.label)}: expected comma-separated numbers") from None
-        if not all(math.isfinite(v) for v in label):
-            raise UserError(f"--label={','.join(f.label)}: every value must be a finite number")
+    label = parse_label(f.label)
     return EasyDict(
         network=network, outdir=f.outdir, overwrite=f.overwrite, data=f.data,
         targets=targets,

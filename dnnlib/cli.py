@@ -216,6 +216,19 @@ def check_finite(flag, value, allow_none=True):
     return value
 
 
+def parse_label(values, flag="label"):
+    """A list flag of label values (absl's DEFINE_list: strings) as finite floats; None when not given."""
+    if values is None:
+        return None
+    try:
+        label = [float(v) for v in values]
+    except ValueError:
+        raise UserError(f"--{flag}={','.join(values)}: expected comma-separated numbers") from None
+    if not all(math.isfinite(v) for v in label):
+        raise UserError(f"--{flag}={','.join(values)}: every value must be a finite number")
+    return label
+
+
 def check_float_flags(flag_values, names=None):
     """check_finite for every float flag of flag_values (or the listed names) that was given a value."""
     for name in names if names is not None else list(flag_values):

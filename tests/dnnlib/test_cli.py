@@ -150,3 +150,16 @@ def test_tensorflow_start_up_is_quiet():
     r = run_script("run_training.py", "--cfg=demo-tiny", "--summary", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
     assert r.returncode == 0 and "demo-tiny: G" in r.stdout
     assert r.stderr == ""
+
+
+@pytest.mark.parametrize("values, expected", [(None, None), (["1", " -2.5", "3e-1"], [1.0, -2.5, 0.3]), ([], [])])
+def test_label_values_become_floats(values, expected):
+    assert cli.parse_label(values) == expected
+
+
+@pytest.mark.parametrize("values, message", [(["1", "a"], "--label=1,a: expected comma-separated numbers"),
+                                             (["nan"], "--label=nan: every value must be a finite number"),
+                                             (["1", "-inf"], "--label=1,-inf: every value must be a finite number")])
+def test_label_values_that_are_not_finite_numbers_are_refused(values, message):
+    with pytest.raises(cli.UserError, match=message):
+        cli.parse_label(values)
