@@ -69,8 +69,8 @@ def file_targets(paths, manifest):
         arr, affine, transform = preprocess.preprocess_like_manifest(path, manifest)
         vol = np.asarray(arr, np.float32)
         vol = vol[..., None] if vol.ndim == 3 else vol
-        out.append(EasyDict(name=volume_io.file_stem(path), volume=vol * 2 - 1, label=None, path=str(path),
-                            transform=transform, affine=np.asarray(affine, np.float64)))
+        out.append(EasyDict(name=volume_io.file_stem(path), volume=volume_io.from_unit_range(vol), label=None,
+                            path=str(path), transform=transform, affine=np.asarray(affine, np.float64)))
     return out
 
 
@@ -93,7 +93,7 @@ def dataset_targets(data_dir, indices):
         vol = records.decode_volume(ex.stored, manifest.storage_dtype).reshape(ex.shape)
         vol = vol[..., None] if vol.ndim == 3 else vol
         label = ex.label if ex.label.size else None
-        out.append(EasyDict(name=f"index{int(i):05d}", volume=vol * 2 - 1, label=label,
+        out.append(EasyDict(name=f"index{int(i):05d}", volume=volume_io.from_unit_range(vol), label=label,
                             affine=volume_affine(manifest, i)))
     return out
 
@@ -222,7 +222,7 @@ def native_file_target(path, manifest, img_shape, deg):
         inside = _binary_on_grid(m_arr, aff, grid, shape)[crop]
         mask = dg.Mask.from_array(inside, invert=deg.mask.invert, path=deg.mask.path)
     degradation = dg.Degradation(ops, mask, deg.sigma)
-    degraded = (out[crop] * 2 - 1).astype(np.float32)[..., None]
+    degraded = volume_io.from_unit_range(out[crop]).astype(np.float32)[..., None]
     transform = {"source_shape": list(raw.shape), "source_affine": np.asarray(raw_affine).tolist(),
                  "intensity": intensity}
     return EasyDict(name=volume_io.file_stem(path), volume=None, label=None, path=str(path), transform=transform,

@@ -11,6 +11,7 @@ import numpy as np
 from dnnlib.errors import InputError
 from volumes.manifest import label_dim, load_manifest
 from volumes.records import STORAGE_DTYPES
+from volumes.volume_io import from_unit_range
 
 # Shuffle raw records up to about this many bytes, so a 1 mm dataset does not fill the RAM.
 _SHUFFLE_BYTES = 1 << 30
@@ -92,7 +93,7 @@ def make_dataset(
         vol = tf.cast(vol, tf.float32)
         if scale is not None:
             vol = vol * (1.0 / scale)
-        vol = vol * 2.0 - 1.0
+        vol = from_unit_range(vol)
         if mirror_axis is not None:
             # Stateless per-example coin: reproducible for a given seed and position in the stream.
             coin = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), count]))

@@ -326,3 +326,8 @@ def _nifti_bytes(img, path):
 def to_unit_range(x):
     """Network range [-1, 1] -> file range [0, 1], clipped: what every written volume holds."""
     return np.clip((np.asarray(x, np.float32) + 1) / 2, 0, 1)
+
+
+def from_unit_range(x):
+    """File range [0, 1] -> network range [-1, 1] (NumPy arrays and tensors alike): what every network input holds."""
+    return x * 2 - 1

@@ -12,6 +12,7 @@ import numpy as np
 
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
+from volumes.volume_io import from_unit_range
 
 
 def voxel_mean(data, manifest, indices, progress=None):
@@ -23,7 +24,7 @@ def voxel_mean(data, manifest, indices, progress=None):
         if ex.index not in want:
             continue
         vol = records.decode_volume(ex.stored, manifest.storage_dtype).reshape(ex.shape).astype(np.float64)
-        vol = (vol[..., None] if vol.ndim == 3 else vol) * 2 - 1
+        vol = from_unit_range(vol[..., None] if vol.ndim == 3 else vol)
         total = vol if total is None else total + vol
         count += 1
         if progress is not None:

@@ -183,3 +183,13 @@ def test_missing_file():
 )
 def test_file_stem(path, stem):
     assert vio.file_stem(path) == stem
+
+
+def test_unit_range_and_network_range_map_onto_each_other():
+    import tensorflow as tf
+
+    unit = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
+    np.testing.assert_array_equal(vio.from_unit_range(unit), [-1.0, -0.5, 0.0, 1.0])
+    np.testing.assert_array_equal(vio.from_unit_range(tf.constant(unit)).numpy(), [-1.0, -0.5, 0.0, 1.0])
+    np.testing.assert_array_equal(vio.to_unit_range(vio.from_unit_range(unit)), unit)
+    np.testing.assert_array_equal(vio.to_unit_range([-3.0, 3.0]), [0.0, 1.0])  # clipped on the way out
