@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from dnnlib.ops.conv3d import conv3d
 from dnnlib.ops.fused_bias_act import fused_bias_act
-from dnnlib.ops.modulated_conv3d import NOISE_SCOPE, add_noise, modulated_conv3d
+from dnnlib.ops.modulated_conv3d import NOISE_SCOPE, add_noise, modulated_conv3d, modulation_for_memory
 from dnnlib.ops.upfirdn_3d import (
     conv_downsample_3d,
     downsample_3d,
@@ -55,7 +55,9 @@ def recompute_layers(enabled=True):
     old = getattr(_recompute_options, "enabled", False)
     _recompute_options.enabled = bool(enabled)
     try:
-        yield
+        # Memory first: the modulated convs take the lean path (per-sample weights), not the one timed fastest.
+        with modulation_for_memory() if enabled else contextlib.nullcontext():
+            yield
     finally:
         _recompute_options.enabled = old
 
@@ -78,7 +80,8 @@ def _recomputed(fn):
             # (same ops on the same inputs) and keep the forward's activations alive after all.
             with tf.control_dependencies([d for d in dys if d is not None]):
                 xs = [tf.identity(t) for t in tensors]
-            with tf.GradientTape() as tape:
+            # The backward pass is traced outside recompute_layers(): the lean modulation path is asked for here.
+            with tf.GradientTape() as tape, modulation_for_memory():
                 tape.watch(xs)
                 again = fn(*xs)
             dys = [tf.zeros_like(y) if d is None else d for d, y in zip(dys, again, strict=True)]
@@ -99,9 +102,10 @@ def _recompute_call(fn, args):
     given = [i for i, a in enumerate(flat) if a is not None]
     out_structure = []
 
-    # The recomputation in the backward pass runs outside the path-length pass's modulation_of_activations(), so
-    # it convolves with per-sample modulated weights (the same values): the scaled copies of the activations that
-    # form keeps would double the second-order pass's memory (bench/RESULTS.md, issue 21).
+    # The recomputation in the backward pass runs outside the path-length pass's modulation_of_activations() and
+    # inside modulation_for_memory(), so it convolves with per-sample modulated weights (the same values), whatever
+    # the autotuner measured fastest: the scaled copies of the activations that form keeps would double the
+    # second-order pass's memory (bench/RESULTS.md, issues 21 and 34).
     def inner(*tensors):
         full = list(flat)
         for i, t in zip(given, tensors, strict=True):

@@ -6,7 +6,8 @@
   - per-sample weights (`_per_sample_modulated_conv3d`): sample n is convolved with w * s_n * d_n.
 Elsewhere the faster for the shapes and dtype is measured at first trace and cached (dnnlib/ops/autotune.py;
 StyleGAN2's form kept unless the other is clearly faster); with autotuning off the fixed default is
-`_per_sample_weights`: per-sample weights for outputs of at least _PER_SAMPLE_MIN_VOXELS voxels per sample.
+`_per_sample_weights`: per-sample weights for outputs of at least _PER_SAMPLE_MIN_VOXELS voxels per sample;
+inside `modulation_for_memory()` (training with recomputed layers) per-sample weights at every size.
 Both compute the same function to every order of derivative. `add_noise` is x + noise * strength with a
 cheaper gradient. The NumPy reference is modulated_conv3d_ref.py.
 """
@@ -49,6 +50,21 @@ def modulation_of_activations():
         yield
     finally:
         _trace_options.scale_activations = old
+
+
+@contextlib.contextmanager
+def modulation_for_memory():
+    """Modulated convs traced inside this block (a static batch, outside modulation_of_activations) take per-sample
+    weights, the lean path, instead of the one measured fastest. For training with recomputed layers
+    (--recompute), whose point is memory: where the two paths time within noise the measurement keeps scaled
+    activations, whose extra full-volume tensors the recomputation then holds (2 mm step, G phase: 7.2 GiB
+    against 4.5, bench/RESULTS.md)."""
+    old = getattr(_trace_options, "for_memory", False)
+    _trace_options.for_memory = True
+    try:
+        yield
+    finally:
+        _trace_options.for_memory = old
 
 
 def _per_sample_weights(x, up):
@@ -153,6 +169,8 @@ def _path(x, weight, styles, dcoefs, up, resample_filter, compute_dtype):
     scale_activations = getattr(_trace_options, "scale_activations", False)
     if scale_activations or not x.shape.is_fully_defined():
         return autotune.choose("modulated_conv3d", "", fixed, (fixed,))
+    if getattr(_trace_options, "for_memory", False):
+        return autotune.choose("modulated_conv3d", "", "per_sample_weights", ("per_sample_weights",))
     names = _MODULATION_PATHS
     f = None if resample_filter is None else np.asarray(resample_filter, np.float64).round(6).tolist()
     key = (f"x{x.shape.as_list()} w{weight.shape.as_list()} up{None if up is None else list(up)} f{f} "

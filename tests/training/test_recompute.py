@@ -119,3 +119,43 @@ def test_recomputed_layers_draw_random_noise_once():
     assert grads() is not None
     draws = [op for op in graph.get_operations() if op.type == "RandomStandardNormal"]
     assert len(draws) == len(G.synthesis.noise_shapes) > 0
+
+
+@pytest.mark.parametrize("voxels", [(16, 32, 16), (8, 8, 8)])
+def test_recomputed_layers_take_the_lean_modulation_path_whatever_was_measured(monkeypatch, voxels):
+    """--recompute is for memory: modulated convs take per-sample weights (no scaled copy of the activations) even
+    where the measurement (here forced) chose scaled activations, at large and small sizes alike."""
+    from dnnlib.ops import autotune
+    from dnnlib.ops import modulated_conv3d as M
+
+    monkeypatch.setenv(autotune.ENV_FORCE, "modulated_conv3d=scaled_activations")
+    x, w, s = tf.zeros([2, *voxels, 4]), tf.zeros([3, 3, 3, 4, 4]), tf.zeros([2, 4])
+    assert M._path(x, w, s, None, None, None, tf.float32) == "scaled_activations"
+    with recompute_layers():
+        assert M._path(x, w, s, None, None, None, tf.float32) == "per_sample_weights"
+        with M.modulation_of_activations():  # the path-length pass's style gradients: scaled activations still
+            assert M._path(x, w, s, None, None, None, tf.float32) == "scaled_activations"
+    with recompute_layers(False):
+        assert M._path(x, w, s, None, None, None, tf.float32) == "scaled_activations"
+
+
+def test_the_backward_recomputation_takes_the_lean_modulation_path_too(monkeypatch):
+    """The layer's recomputation runs when the gradient is taken, outside recompute_layers() (as in TrainSteps): it
+    must convolve with per-sample weights as well, not the scaled activations measured (here forced) fastest."""
+    from dnnlib.ops import autotune
+    from dnnlib.ops import modulated_conv3d as M
+    from training import networks
+
+    monkeypatch.setenv(autotune.ENV_FORCE, "modulated_conv3d=scaled_activations")
+    paths, real = [], autotune.choose
+    monkeypatch.setattr(autotune, "choose", lambda op, *a, **k: paths.append((op, real(op, *a, **k))) or paths[-1][1])
+    rng = tf.random.Generator.from_seed(0)
+    x, w, s = rng.normal([2, 8, 8, 8, 4]), rng.normal([3, 3, 3, 4, 4]), rng.normal([2, 4])
+    with tf.GradientTape() as tape:
+        tape.watch([x, s])
+        with recompute_layers():
+            y = networks._recompute_call(lambda x_, s_: M.modulated_conv3d(x_, w, s_), [x, s])
+        loss = tf.reduce_sum(y**2)
+    grads = tape.gradient(loss, [x, s])
+    assert all(g is not None for g in grads)
+    assert [p for op, p in paths if op == "modulated_conv3d"] == ["per_sample_weights"] * 2  # forward, recomputation
