@@ -185,3 +185,17 @@ def write_dicom_series(img, folder, series_uid, name="{:04d}.dcm", tags=None):
             s.SetMetaData(tag, value)
         writer.SetFileName(os.path.join(str(folder), name.format(k)))
         writer.Execute(s)
+
+
+def fail_save_as_on_a_full_disk(directory, checkpoint_number):
+    """Leave what TensorFlow leaves when SaveV2 hits ENOSPC (a temporary folder holding a partial shard), then
+    raise its error: the body of a CheckpointManager.save stand-in for the disk-full tests."""
+    import uuid
+
+    import tensorflow as tf
+
+    temp = os.path.join(directory, f"ckpt-{checkpoint_number}_temp")
+    os.makedirs(temp)
+    with open(os.path.join(temp, f"part-00000-of-00001.data-00000-of-00001.tempstate{uuid.uuid4().int}"), "wb") as f:
+        f.write(b"\0" * 1000)
+    raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part; No space left on device [Op:SaveV2]")

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from dnnlib import EasyDict
-from tests.utils import REPO, make_tiny_dataset, tiny_options
+from tests.utils import REPO, fail_save_as_on_a_full_disk, make_tiny_dataset, tiny_options
 
 # demo-tiny, batch 2: 4 steps in all, a tick (and checkpoint) every 2 steps. Deterministic data order.
 ARGS = dict(kimg_per_tick=0.004, snap=1, samples=1, data_shuffle=False)
@@ -171,7 +171,6 @@ def test_disk_full_at_a_checkpoint_mid_run_then_resume_ends_as_the_uninterrupted
     complete checkpoint, nothing partial is left, and a resume (space freed) ends with the uninterrupted run's
     weights."""
     import errno
-    import uuid
 
     from training.checkpoints import latest_intact_checkpoint
     from training.training_loop import training_loop
@@ -182,13 +181,7 @@ def test_disk_full_at_a_checkpoint_mid_run_then_resume_ends_as_the_uninterrupted
     def save_until_the_disk_fills(self, checkpoint_number=None, **kw):
         if checkpoint_number < 4:
             return real_save(self, checkpoint_number=checkpoint_number, **kw)
-        # What TensorFlow leaves when SaveV2 hits ENOSPC: a temporary folder holding a partial shard.
-        temp = os.path.join(self.directory, f"ckpt-{checkpoint_number}_temp")
-        os.makedirs(temp)
-        with open(os.path.join(temp, f"part-00000-of-00001.data-00000-of-00001.tempstate{uuid.uuid4().int}"),
-                  "wb") as f:
-            f.write(b"\0" * 1000)
-        raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part; No space left on device [Op:SaveV2]")
+        fail_save_as_on_a_full_disk(self.directory, checkpoint_number)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save_until_the_disk_fills)
     with pytest.raises(OSError) as error:

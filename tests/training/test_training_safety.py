@@ -4,14 +4,13 @@ a checkpoint leaves no partial checkpoint, the last complete one intact and resu
 import errno
 import os
 import subprocess
-import uuid
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dnnlib.errors import InputError
-from tests.utils import make_tiny_dataset, tiny_options
+from tests.utils import fail_save_as_on_a_full_disk, make_tiny_dataset, tiny_options
 from training.checkpoints import latest_intact_checkpoint, save_checkpoint
 
 
@@ -147,13 +146,7 @@ def test_disk_full_simulated(tmp_path, monkeypatch):
     real_save = tf.train.CheckpointManager.save
 
     def save_on_a_full_disk(self, checkpoint_number=None, **kw):
-        # What TensorFlow leaves when SaveV2 hits ENOSPC: a temporary folder with a partial shard.
-        temp = os.path.join(directory, f"ckpt-{checkpoint_number}_temp")
-        os.makedirs(temp)
-        with open(os.path.join(temp, f"part-00000-of-00001.data-00000-of-00001.tempstate{uuid.uuid4().int}"),
-                  "wb") as f:
-            f.write(b"\0" * 1000)
-        raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part; No space left on device [Op:SaveV2]")
+        fail_save_as_on_a_full_disk(directory, checkpoint_number)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save_on_a_full_disk)
     with pytest.raises(OSError) as error:
