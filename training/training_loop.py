@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -198,11 +199,15 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
         run_dir = opts.resume_run
     else:
         run_dir = next_run_dir(opts.outdir, opts.desc + ("-resume" if opts.get("resume") else ""))
+    new_run_dir = run_dir if (chief and run_dir and run_dir != opts.get("resume_run")) else None
 
     logger = Logger(os.path.join(run_dir, "log.txt"), "a") if (chief and run_dir) else None
+    finished = False
     try:
-        return _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log_fn,
-                      tick_callback, shards_checked)
+        result = _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log_fn,
+                        tick_callback, shards_checked)
+        finished = True
+        return result
     except multi_worker.LOST_PEER_ERRORS as e:
         if not multi_worker.is_multi_worker(strategy):
             raise
@@ -219,6 +224,34 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
             logger.close()
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
+        if new_run_dir and not finished:
+            _remove_if_untrained(new_run_dir)
+
+
+# What a new run folder holds before its first snapshot and checkpoint: all written by this run at its start.
+_START_FILES = re.compile(r"^(log\.txt|(training_options|run|dataset)(\.\d+)?\.json|events\.out\.tfevents\..*)$")
+
+
+def _remove_if_untrained(run_dir):
+    """Remove a run folder this call created when it stopped (an error, a signal) before anything was trained into it:
+    no snapshot and no checkpoint, only the files every run writes at its start. Anything else found there (a
+    checkpoint, a snapshot, a file somebody else put in) keeps the folder and all it holds."""
+    for sub in ("checkpoints", "snapshots"):
+        path = os.path.join(run_dir, sub)
+        if os.path.lexists(path) and (not os.path.isdir(path) or os.path.islink(path) or os.listdir(path)):
+            return
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return
+    if any(n not in ("checkpoints", "snapshots") and not _START_FILES.match(n) for n in names):
+        return
+    for n in names:
+        path = os.path.join(run_dir, n)
+        with contextlib.suppress(OSError):
+            os.rmdir(path) if os.path.isdir(path) else os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(run_dir)
 
 
 def _checked_shards(opts):

@@ -91,6 +91,34 @@ def test_a_shard_checked_before_is_skipped_only_while_its_identity_is_unchanged(
         check_shards(data, manifest, checked)
 
 
+@pytest.mark.parametrize("stranger", [False, True])
+def test_a_run_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path, stranger):
+    """SIGTERM (or any error) after the run folder was made and before anything was trained into it: the folder,
+    holding only what every run writes at its start, is removed; a file somebody else put there keeps it whole."""
+    from dnnlib.cli import SigtermInterrupt
+    from training.training_loop import training_loop
+
+    data = make_tiny_dataset(str(tmp_path / "DS"), num=4)
+    results = tmp_path / "results"
+    (results / "00007-earlier-run").mkdir(parents=True)  # another run beside it is never touched
+
+    def stop_at_start(cur_nimg, G_ema):
+        (run_dir,) = [p for p in results.iterdir() if p.name != "00007-earlier-run"]
+        assert {"log.txt", "training_options.json", "run.json", "dataset.json"} <= set(os.listdir(run_dir))
+        if stranger:
+            (run_dir / "notes.txt").write_text("mine")
+        raise SigtermInterrupt("stopped by SIGTERM")
+
+    with pytest.raises(SigtermInterrupt):
+        training_loop(tiny_options(tmp_path, data), tick_callback=stop_at_start)
+    left = sorted(p.name for p in results.iterdir())
+    if stranger:
+        (run_dir,) = [results / n for n in left if n != "00007-earlier-run"]
+        assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / "log.txt").exists()
+    else:
+        assert left == ["00007-earlier-run"]
+
+
 @pytest.fixture()
 def small_disk(tmp_path):
     """A 3 MiB tmpfs (needs root); without it, the disk-full case is simulated by the test below."""
