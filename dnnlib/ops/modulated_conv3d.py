@@ -38,33 +38,32 @@ _no_autograph = tf.autograph.experimental.do_not_convert
 
 
 @contextlib.contextmanager
+def _trace_option(name):
+    """Set the thread's trace option `name` for the duration of the block."""
+    old = getattr(_trace_options, name, False)
+    setattr(_trace_options, name, True)
+    try:
+        yield
+    finally:
+        setattr(_trace_options, name, old)
+
+
 def modulation_of_activations():
     """Modulated convs traced inside this block scale the activations at every size (no per-sample weights).
 
     For gradients with respect to the styles alone (the path-length regulariser, the projector): through
     per-sample weights each layer's style gradient needs that layer's filter gradient, a conv, and a
     second-order pass differentiates that again; through scaled activations it is a reduction."""
-    old = getattr(_trace_options, "scale_activations", False)
-    _trace_options.scale_activations = True
-    try:
-        yield
-    finally:
-        _trace_options.scale_activations = old
+    return _trace_option("scale_activations")
 
 
-@contextlib.contextmanager
 def modulation_for_memory():
     """Modulated convs traced inside this block (a static batch, outside modulation_of_activations) take per-sample
     weights, the lean path, instead of the one measured fastest. For training with recomputed layers
     (--recompute), whose point is memory: where the two paths time within noise the measurement keeps scaled
     activations, whose extra full-volume tensors the recomputation then holds (2 mm step, G phase: 7.2 GiB
-    against 4.5, bench/RESULTS.md)."""
-    old = getattr(_trace_options, "for_memory", False)
-    _trace_options.for_memory = True
-    try:
-        yield
-    finally:
-        _trace_options.for_memory = old
+    against 4.0, bench/RESULTS.md)."""
+    return _trace_option("for_memory")
 
 
 def _per_sample_weights(x, up):
