@@ -244,6 +244,7 @@ def test_default_cells():
 def test_3d_feature_space_matches_brute_force(tmp_path):
     import keras
 
+    keras.utils.set_random_seed(0)  # the feature network's weights: fixed seed, the same distances every run
     inp = keras.Input((*SHAPE, 1))
     h = keras.layers.Conv3D(6, 3, strides=2, activation="tanh")(inp)
     model = keras.Model(inp, keras.layers.GlobalAveragePooling3D()(h))
@@ -256,7 +257,9 @@ def test_3d_feature_space_matches_brute_force(tmp_path):
     d_full = cdist(f_copies, f_train)
     rows = np.loadtxt(tmp_path / "report" / "memorization_3d" / "samples.csv", delimiter=",", skiprows=1)
     np.testing.assert_array_equal(rows[:, 1], d_full.argmin(1))
-    np.testing.assert_allclose(rows[:, 2], d_full.min(1), rtol=1e-3, atol=1e-6)
+    # Features of batches of 10 (the metric) and of 40 (here) differ by float32 rounding, about 1e-6 of their size:
+    # a larger share of the smallest distances (a noisy copy next to its source) than rtol alone allows.
+    np.testing.assert_allclose(rows[:, 2], d_full.min(1), rtol=1e-3, atol=2e-5)
     assert result.info["distance"] == "Euclidean"
     assert result.results["memorization_3d_nn_min_heldout"] == pytest.approx(
         cdist(model(HELD).numpy(), f_train).min(), rel=1e-3)
