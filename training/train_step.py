@@ -47,7 +47,7 @@ class TrainSteps:
         # all-reduce: with XLA and several replicas the pl running mean uses each replica's own batch.
         self.sync_pl = not (xla and self.num_replicas > 1)
         # autograph=False: the steps hold no Python control flow on tensors (the one conditional is an explicit
-        # tf.cond), and converting every network and loss function they call made up a quarter of the tracing.
+        # tf.cond), so converting every network and loss function they call would only add tracing time.
         self._compute = {p: (tf.function(self._make_compute(p), jit_compile=True, autograph=False) if xla
                              else self._make_compute(p)) for p, _ in self.phases}
         self._step = {p: tf.function(self._make_step(p), autograph=False) for p, _ in self.phases}

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from dnnlib import EasyDict, tb_log
+from dnnlib.cli import error_line
 from dnnlib.errors import InputError
 from dnnlib.fileutil import write_record
 from dnnlib.logging_util import Logger
@@ -597,8 +598,7 @@ def _damaged_mid_run(error, data, manager, state, strategy, chief, run_dir, log)
     if manager is not None and not multi_worker.is_multi_worker(strategy):
         path = _save(manager, state, chief)
         saved = f"; checkpoint {path} saved, resume from {run_dir} once the dataset is whole again"
-    text = (error.message or "").strip().splitlines()
-    message = (f"{data}: a record could not be read at step {step} ({text[0][:200] if text else 'DataLossError'}): "
+    message = (f"{data}: a record could not be read at step {step} ({error_line(error)[:200]}): "
                f"the dataset was changed or damaged after training started; `dataset_tool.py info "
                f"--dataset={data}` names the shard{saved}")
     if chief:

@@ -61,8 +61,8 @@ def modulation_for_memory():
     """Modulated convs traced inside this block (a static batch, outside modulation_of_activations) take per-sample
     weights, the lean path, instead of the one measured fastest. For training with recomputed layers
     (--recompute), whose point is memory: where the two paths time within noise the measurement keeps scaled
-    activations, whose extra full-volume tensors the recomputation then holds (2 mm step, G phase: 7.2 GiB
-    against 4.0, bench/RESULTS.md)."""
+    activations, and the recomputation would then hold their extra full-volume copies (x * s) of every layer's
+    input (figures in bench/RESULTS.md)."""
     return _trace_option("for_memory")
 
 
