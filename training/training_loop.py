@@ -264,7 +264,8 @@ def _checked_shards(opts):
     except (OSError, ValueError):
         return {}
     same_data = isinstance(checked, dict) and checked.get("data") == os.path.realpath(opts.data)
-    return checked.get("shards") or {} if same_data else {}
+    shards = checked.get("shards") if same_data else None
+    return shards if isinstance(shards, dict) else {}  # a hand-edited record only costs the re-read
 
 
 def resumed_architecture(run_dir):

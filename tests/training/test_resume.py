@@ -70,6 +70,15 @@ def test_n_steps_equal_half_resume_half(runs):
     assert record.shards_checked == {"data": os.path.realpath(data), "shards": shards}
     assert _checked_shards(tiny_options(tmp, data, resume=half.run_dir)) == shards
     assert _checked_shards(tiny_options(tmp, data)) == {}
+    # A garbled record (hand-edited) means only that the shards are read again, not a traceback.
+    path = os.path.join(half.run_dir, "run.json")
+    saved = open(path).read()
+    try:
+        for garbled in ({"data": os.path.realpath(data), "shards": "x"}, ["x"], "x"):
+            json.dump({**json.loads(saved), "shards_checked": garbled}, open(path, "w"))
+            assert _checked_shards(tiny_options(tmp, data, resume=half.run_dir)) == {}
+    finally:
+        open(path, "w").write(saved)
 
 
 def test_resume_keeps_earlier_snapshots_and_metric_lines_say_where_they_are(runs):
