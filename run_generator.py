@@ -15,9 +15,9 @@ from absl import flags
 from dnnlib.cli import check_batch, check_float_flags, check_io, check_network_flag, parse_int_ranges, parse_label
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from generation import pretrained
 from generation.commands import COMMANDS  # these two load no TensorFlow: flag errors come back before it loads
 from generation.interpolation import INTERPOLATIONS, SPACES
+from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS

@@ -21,8 +21,8 @@ from absl import flags
 from dnnlib.cli import check_data_flag, check_float_flags, check_io, check_network_flag, parse_int_ranges
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from generation import pretrained
 from generation.latent_stats.commands import COMMANDS  # loads no TensorFlow: flag errors come back fast
+from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS

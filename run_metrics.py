@@ -21,7 +21,7 @@ from absl import flags
 from dnnlib import EasyDict, UserError
 from dnnlib.cli import check_batch, check_data_flag, check_float_flags, check_io, check_network_flag
 from dnnlib.cli import main as cli_main
-from generation import pretrained
+from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
@@ -122,10 +122,14 @@ def main(argv):
         print(describe_metrics())
         return
     opts = options_from_flags(FLAGS)
-    from metrics.metric_main import MetricOptionError, run_metrics
+    from metrics.metric_main import MetricOptionError, check_options, run_metrics
+    from training.network_io import load_generator
+    from training.run_files import is_run_dir
 
     try:
-        run_metrics(opts)
+        check_options(opts)  # before loading, as calc_metrics would
+        run_dir = opts.network if opts.run_log and is_run_dir(opts.network) else None
+        run_metrics(EasyDict(opts, network=load_generator(opts.network), network_name=opts.network, run_dir=run_dir))
     except MetricOptionError as e:  # found before any work; the library names the option, we name its flag
         raise UserError(f"--{e.option}: {e}") from None
 

@@ -32,7 +32,7 @@ from dnnlib.cli import (
 )
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from generation import pretrained
+from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS

@@ -20,7 +20,8 @@ from absl import flags, logging
 from dnnlib.cli import check_data_flag, check_io
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from training.train_options import AUG_MODES, OPTIONS
+from training.augment_spec import AUG_MODES
+from training.train_options import OPTIONS
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS

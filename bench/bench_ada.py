@@ -103,7 +103,7 @@ def classify_orientation(volumes, reference, mirror_axis=0, return_margin=False)
 
 
 def _reals(dataset_dir, num):
-    from training.dataset import make_dataset
+    from volumes.dataset_reader import make_dataset
 
     out = []
     for batch in make_dataset(dataset_dir, batch_size=8, shuffle=False, repeat=False):
@@ -117,10 +117,10 @@ def _reals(dataset_dir, num):
 def leak():
     import tensorflow as tf
 
-    from generation.network_loader import load_generator
     from generation.runner import Runner
     from generation.sampling import generate
     from training.augment import AugmentPipe
+    from training.network_io import load_generator
     from volumes.manifest import load_manifest
 
     m = load_manifest(FLAGS.data)

@@ -89,7 +89,7 @@ def demo_rate(out, res, n, workers):
 
 
 def read_rate(path, volumes, batch=8):
-    from training.dataset import make_dataset
+    from volumes.dataset_reader import make_dataset
 
     ds = make_dataset(path, batch, shuffle=True, repeat=True)
     it = iter(ds)

@@ -31,9 +31,9 @@ def main(argv):
 
     from dnnlib.plots import line_plot
     from metrics.mmd import mmd_linear_batch, to_voxel_vectors
-    from training.dataset import make_dataset
     from training.train_options import build_options
     from training.training_loop import training_loop
+    from volumes.dataset_reader import make_dataset
 
     opts = build_options(config=FLAGS.config, data=FLAGS.data, outdir=FLAGS.outdir, max_minutes=FLAGS.minutes,
                          kimg=1000.0, kimg_per_tick=FLAGS.kimg_per_tick, snap=1000, samples=8)

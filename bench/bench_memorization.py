@@ -69,7 +69,7 @@ def positive_control(data, heldout, num, batch):
     import tensorflow as tf
 
     from metrics import metric_main
-    from training.dataset import make_dataset
+    from volumes.dataset_reader import make_dataset
 
     train = np.concatenate([np.asarray(v) for v, _ in make_dataset(data, batch_size=batch, shuffle=False,
                                                                     repeat=False)])

@@ -349,7 +349,7 @@ def main(argv):
     from bench.common import machine_line
     from dnnlib import EasyDict
     from dnnlib.cli import parse_int_ranges
-    from generation import pretrained
+    from training import pretrained
 
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")

@@ -299,7 +299,7 @@ def breakdown(name, base, quick):
 
 
 def data_input(name, base):
-    from training.dataset import make_dataset
+    from volumes.dataset_reader import make_dataset
     from volumes.demo_data import data_root
     from volumes.manifest import load_manifest
 

@@ -3,8 +3,6 @@
 import os
 import re
 
-RUN_OPTIONS_NAME = "training_options.json"
-
 
 def next_run_dir(outdir, desc):
     """Create and return outdir/NNNNN-desc with NNNNN one above the largest existing id."""
@@ -15,10 +13,3 @@ def next_run_dir(outdir, desc):
     path = os.path.join(outdir, f"{run_id:05d}-{safe_desc}")
     os.makedirs(path, exist_ok=False)
     return path
-
-
-def is_run_dir(path):
-    """A training run's directory: it holds the run's options (written before the first step)."""
-    if not isinstance(path, str | os.PathLike):
-        return False
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, RUN_OPTIONS_NAME))

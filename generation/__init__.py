@@ -1,6 +1,5 @@
 """Using a trained generator. run_generator.py calls commands.run, run_projector.py projection_command.run_projection.
 
-network_loader     the one loader: run directory, checkpoint prefix or SavedModel -> Generator + geometry
 seeds              seed -> z, seed noise, shared noise; label vectors
 runner             batched, compiled mapping and synthesis of one Generator
 sampling           seeds -> volumes, average volumes

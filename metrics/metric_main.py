@@ -14,7 +14,6 @@ import time
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
 from dnnlib.fileutil import check_output_file, write_output_file
-from dnnlib.run_dir import is_run_dir
 from dnnlib.tb_log import scalar as tb_scalar
 from metrics import fid_3d, fid_slices, kid, memorization, metric_utils, mmd, ms_ssim, precision_recall
 
@@ -155,7 +154,7 @@ def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, 
     preflight(list(names), **kwargs)
     opts = make_options(G, dataset_dir, **kwargs)
     if network_source is None:
-        network_source = os.fspath(G) if isinstance(G, str | os.PathLike) else getattr(G, "source", None)
+        network_source = getattr(G, "source", None)
     out = []
     for name in names:
         result = evaluate_metric(name, opts)
@@ -166,7 +165,7 @@ def calc_metrics(names, G=None, dataset_dir=None, run_dir=None, tb_writer=None, 
 
 
 def calc_metric(name, G=None, dataset_dir=None, num=100, batch=4, feature_weights=None, run_dir=None, **kwargs):
-    """One metric. G: a LoadedNetwork, a Generator, or a path (run dir, checkpoint, SavedModel).
+    """One metric. G: a LoadedNetwork or a Generator (front ends load networks from disk).
     dataset_dir: a dataset directory or a tf.data.Dataset of reals. Other keywords: see make_options."""
     return calc_metrics([name], G=G, dataset_dir=dataset_dir, num=num, batch=batch, feature_weights=feature_weights,
                         run_dir=run_dir, **kwargs)[0]
@@ -239,32 +238,28 @@ EVALUATION_KEYS = ("num", "batch", "feature_weights", "feature_network", "featur
 
 
 def run_metrics(opts):
-    """The command behind run_metrics.py: evaluate opts.metrics on opts.network against opts.data, print the
-    table, write opts.json if given and append to the run's metric-<name>.jsonl files.
+    """The command behind run_metrics.py: evaluate opts.metrics on the loaded opts.network against opts.data, print
+    the table, write opts.json if given and append to the run's metric-<name>.jsonl files.
 
-    opts: EasyDict(network (path or generator), data (dataset directory or tf.data.Dataset), metrics (names),
-    json (path or None), overwrite (may opts.json replace a file written here before), inputs (paths the JSON
-    must not touch; default network and data), run_log (bool, default True), + any of EVALUATION_KEYS).
-    Returns the list of results.
+    opts: EasyDict(network (a loaded generator: LoadedNetwork or Generator; the front end loads it), data (dataset
+    directory or tf.data.Dataset), metrics (names), network_name (what the user gave, for the JSON file), run_dir
+    (the run folder whose metric logs to append to, or None), json (path or None), overwrite (may opts.json
+    replace a file written here before), inputs (paths the JSON must not touch; default data), + any of
+    EVALUATION_KEYS). Returns the list of results.
     """
-    json_inputs = opts.get("inputs") or [p for p in (opts.network, opts.data) if isinstance(p, (str, os.PathLike))]
+    network, run_dir = opts.network, opts.get("run_dir")
+    network_name = opts.get("network_name") or getattr(network, "source", None)
+    json_inputs = opts.get("inputs") or [p for p in (network_name, opts.data) if isinstance(p, (str, os.PathLike))]
     if opts.get("json"):  # refused before any work; checked again when the file is written
         check_output_file(opts.json, json_inputs, bool(opts.get("overwrite", False)))
     names = list(opts.metrics)
     kwargs = {k: opts[k] for k in EVALUATION_KEYS if k in opts}
-    run_dir = opts.network if opts.get("run_log", True) and is_run_dir(opts.network) else None
-    network, position = opts.network, {}
-    if run_dir:
-        from generation.network_loader import load_generator
-
-        preflight(names, **kwargs)  # before loading, as calc_metrics would
-        network = load_generator(run_dir)
-        position = checkpoint_position(network.source)
+    position = checkpoint_position(network.source) if run_dir else {}
     results = calc_metrics(names, G=network, dataset_dir=opts.data, run_dir=run_dir,
-                           network_source=getattr(network, "source", opts.network), **position, **kwargs)
+                           network_source=network_name, **position, **kwargs)
     print(format_table(results))
     if opts.get("json"):
-        write_output_file(opts.json, json.dumps({"network": str(opts.network), "data": str(opts.data),
+        write_output_file(opts.json, json.dumps({"network": str(network_name), "data": str(opts.data),
                                                  "options": kwargs, "results": results},
                                                 indent=2, sort_keys=True, default=str) + "\n",
                           overwrite=bool(opts.get("overwrite", False)), inputs=json_inputs)
@@ -273,6 +268,11 @@ def run_metrics(opts):
         for name in names:
             print(f"appended to {os.path.join(run_dir, f'metric-{name}.jsonl')}")
     return results
+
+
+def check_options(opts):
+    """Fail before the network is loaded when a metric name or an option it needs is wrong (MetricOptionError)."""
+    preflight(list(opts.metrics), **{k: opts[k] for k in EVALUATION_KEYS if k in opts})
 
 
 def checkpoint_position(prefix):

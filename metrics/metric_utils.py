@@ -1,6 +1,6 @@
 """What every metric shares: feeding reals and fakes in batches, collecting features, caching real statistics.
 
-Reals come from a dataset directory (training.dataset.make_dataset) or any tf.data.Dataset yielding
+Reals come from a dataset directory (volumes.dataset_reader.make_dataset) or any tf.data.Dataset yielding
 volumes [B,D,H,W,C] in [-1,1] or (volumes, labels) pairs. Fakes come from a generator object (anything with
 z_dim, c_dim and __call__(z, c, psi=, noise_mode=) -> [N,D,H,W,C] in [-1,1]): z = RandomState(seed).randn,
 labels (conditional networks) drawn from the reals, outputs clipped to [-1, 1] as when written to disk.
@@ -21,18 +21,15 @@ import tensorflow as tf
 
 from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_write_bytes
+from volumes.dataset_reader import make_dataset
 
 
 def resolve_generator(G):
-    """A generator object from a LoadedNetwork, a Generator or a path (run dir, checkpoint or SavedModel)."""
-    if isinstance(G, str | os.PathLike):
-        from generation.network_loader import load_generator
-
-        return load_generator(os.fspath(G)).G
+    """The generator object of a LoadedNetwork, or G itself (metrics take loaded networks: front ends load them)."""
     if hasattr(G, "G") and not hasattr(G, "z_dim"):
         return G.G
     if not (hasattr(G, "z_dim") and hasattr(G, "c_dim") and callable(G)):
-        raise TypeError(f"not a generator: {type(G).__name__} (expected a path, LoadedNetwork or Generator)")
+        raise TypeError(f"not a generator: {type(G).__name__} (expected a LoadedNetwork or Generator)")
     return G
 
 
@@ -84,8 +81,6 @@ def dataset_key(reals):
 
 def _real_dataset(opts, shuffle=False, repeat=False):
     if isinstance(opts.reals, str | os.PathLike):
-        from training.dataset import make_dataset
-
         return make_dataset(os.fspath(opts.reals), batch_size=opts.batch, shuffle=shuffle, repeat=repeat,
                             seed=opts.seed)
     if isinstance(opts.reals, tf.data.Dataset):

@@ -41,31 +41,15 @@ import tensorflow as tf
 
 from dnnlib.ops.affine_resample_3d import affine_resample_3d
 from dnnlib.ops.upfirdn_3d import filter_3d, setup_filter
-from training.train_options import AUG_MODES
+from training.augment_spec import AUG_MODES, GROUPS, TRANSFORMS, parse_augpipe
 
 BACKGROUND = -1.0
-GROUPS = {
-    "b": ("mirror", "flip", "rotate90", "xint"),
-    "g": ("scale", "rotate", "aniso", "xfrac"),
-    "c": ("biasfield", "gamma", "brightness", "contrast", "invert"),
-    "n": ("noise", "cutout"),
-}
-TRANSFORMS = tuple(t for names in GROUPS.values() for t in names)
 # Strengths as ADA's defaults where ADA has the transform; log2-normal stds for the multiplicative ones.
 STRENGTHS = dict(xint_max=0.125, scale_std=0.2, rotate_max=1.0, aniso_std=0.2, xfrac_std=0.125,
                  biasfield_std=0.1, biasfield_order=3, gamma_std=0.25, brightness_std=0.2, contrast_std=0.5,
                  noise_std=0.1, cutout_size=0.5)
 _GAMMA_FLOOR = 0.01  # below it (and above 1) gamma continues with slope 1: finite gradients for any input
 _LOWPASS = setup_filter([1, 2, 1])  # anti-aliasing: gain 0 at Nyquist, 0.5 at half Nyquist
-
-
-def parse_augpipe(spec):
-    """Multipliers {transform: 1.0 or 0.0} for a group string such as "bgc" (letters of GROUPS, any order)."""
-    spec = str(spec).strip().lower()
-    if not spec or any(ch not in GROUPS for ch in spec) or len(set(spec)) != len(spec):
-        raise ValueError(f"augmentation pipeline {spec!r}: use distinct letters of {''.join(GROUPS)} "
-                         f"(b blit, g geometric, c intensity, n corruption), e.g. bgc")
-    return {t: (1.0 if any(t in GROUPS[ch] for ch in spec) else 0.0) for t in TRANSFORMS}
 
 
 def isotropic_planes(spacing, rtol=1e-6):

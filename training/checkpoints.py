@@ -67,6 +67,20 @@ def read_first_readable(read, candidates):
     raise InputError(f"no readable checkpoint ({errors[0]})")
 
 
+def restore_first_readable(checkpoint, candidates, partial=False):
+    """Restore tf.train.Checkpoint `checkpoint` from the first readable of the candidate prefixes (restore with
+    fallback); return (prefix read, errors of those before). partial: the files may hold more than checkpoint
+    tracks (a training checkpoint read for its generator alone)."""
+
+    def read(prefix):
+        status = checkpoint.read(prefix)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+
+    return read_first_readable(read, candidates)
+
+
 def _disk_full(error):
     text = f"{getattr(error, 'message', '')} {error}"
     return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text \

@@ -24,7 +24,6 @@ from dnnlib.ops.upfirdn_3d import (
     upsample_3d,
     upsample_conv_3d,
 )
-from training.configs import LEGACY_SYNTHESIS_KWARGS
 
 # The layer activations. All are positively homogeneous, act(c * z) = c * act(z) for c > 0, so a layer's
 # output gain is folded into its (tiny) weights, bias and noise strength instead of costing a pass over the
@@ -32,6 +31,9 @@ from training.configs import LEGACY_SYNTHESIS_KWARGS
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 NOISE_MODES = ("random", "const", "none")
+# Keys that the synthesis_kwargs of earlier runs (training_options.json, generator.json) may hold and that no longer
+# select anything: fused_modconv (the grouped conv is a bench formulation). Loaders drop them, resuming ignores them.
+LEGACY_SYNTHESIS_KWARGS = ("fused_modconv",)
 _SQRT_HALF = math.sqrt(0.5)
 
 # All control flow here is Python on static values: autograph conversion would only cost trace time,

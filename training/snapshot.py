@@ -50,7 +50,7 @@ def new_snapshot_dir(snapshots_root, step, cur_nimg):
 def write_snapshot(snap_dir, fakes, reals, affine, G_ema=None, geometry=None, options=None, overwrite=False):
     """snap_dir/: fakes_NN.nii.gz, fakes.png, reals.png, generator/ (SavedModel). Written atomically; an existing
     snap_dir is refused (FileExistsError) unless overwrite."""
-    from generation.network_loader import export_generator
+    from training.network_io import export_generator
 
     with atomic_output_dir(snap_dir, overwrite=overwrite) as tmp:
         for i, vol in enumerate(fakes):

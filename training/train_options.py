@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
-from training.checkpoints import latest_intact_checkpoint
+from training.augment_spec import AUG_MODES, parse_augpipe
+from training.run_files import load_run_options, resolve_resume
 
 PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}  # name -> conv compute dtype
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-AUG_MODES = ("ada", "fixed", "noaug")  # training/augment.py: adaptive p, fixed p, no augmentation
 DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
 
 
@@ -101,34 +101,6 @@ OPTIONS = (
 # strategy, collective_timeout: how this invocation is spread over devices and machines, not what is trained
 # (the global batch is kept, so a run continues on another number of workers or GPUs).
 _NOT_RESUMED = ("resume", "outdir", "desc", "allow_data_change", "strategy", "collective_timeout")
-
-
-def resolve_resume(path):
-    """(run_dir, checkpoint prefix) to resume from, given a run directory, its checkpoints/ or a ckpt-N prefix."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isfile(path + ".index"):
-        ckpt_dir = os.path.dirname(path)
-        return os.path.dirname(ckpt_dir), path
-    if os.path.isdir(path):
-        run_dir = path if os.path.isdir(os.path.join(path, "checkpoints")) else os.path.dirname(path)
-        ckpt_dir = os.path.join(run_dir, "checkpoints")
-        prefix = latest_intact_checkpoint(ckpt_dir)
-        if prefix is None:
-            raise FileNotFoundError(f"{path}: no checkpoint in {ckpt_dir} to resume from")
-        return run_dir, prefix
-    raise FileNotFoundError(f"{path}: not a run directory or a checkpoint prefix (<run>/checkpoints/ckpt-N) "
-                            "to resume from")
-
-
-def load_run_options(run_dir):
-    """The resolved options a run was started with (its training_options.json)."""
-    path = os.path.join(run_dir, "training_options.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing; cannot tell how the run in {run_dir} was configured")
-    try:
-        return EasyDict.load_json(path)
-    except ValueError as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
 def build_options(explicit=None, **kwargs):
@@ -268,8 +240,6 @@ def _set_d_penalties(loss_kwargs, args, img_shape):
 
 def _augment_options(args, cfg, manifest):
     """(aug mode, augment_kwargs) from the option values, the config's defaults and the dataset's mirror axis."""
-    from training.augment import parse_augpipe
-
     aug = args.aug or cfg.get("aug", "noaug")
     if aug not in AUG_MODES:
         raise InputError(f"unknown augmentation mode {aug!r}; choose one of {', '.join(AUG_MODES)}")
@@ -311,8 +281,8 @@ def check_resume_compatible(now, before, prefix):
 
 def _arch(kwargs):
     """Architecture-defining kwargs, flattened; compute dtype is allowed to change on resume, and keys that no
-    longer select anything (configs.LEGACY_SYNTHESIS_KWARGS) are left out."""
-    from training.configs import LEGACY_SYNTHESIS_KWARGS
+    longer select anything (networks.LEGACY_SYNTHESIS_KWARGS) are left out."""
+    from training.networks import LEGACY_SYNTHESIS_KWARGS
 
     out = {}
     for k, v in dict(kwargs).items():

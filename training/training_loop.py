@@ -36,16 +36,23 @@ from dnnlib.run_dir import next_run_dir
 from training import multi_worker
 from training import snapshot as snap_io
 from training.augment import make_augment_pipe
-from training.checkpoints import intact_checkpoints, latest_intact_checkpoint, read_first_readable, save_checkpoint
-from training.dataset import make_dataset
+from training.checkpoints import latest_intact_checkpoint, restore_first_readable, save_checkpoint
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
-from training.train_options import STRATEGIES, check_resume_compatible, global_batch, load_run_options
+from training.run_files import (
+    CHECKPOINTS_NAME,
+    MANIFEST_COPY_NAME,
+    OPTIONS_NAME,
+    RECORD_NAME,
+    checkpoints_dir,
+    older_checkpoints,
+    resumed_architecture,
+)
+from training.train_options import STRATEGIES, check_resume_compatible, global_batch
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
+from volumes.dataset_reader import make_dataset
 from volumes.manifest import data_fingerprint, load_manifest
 from volumes.records import check_shards
-
-RUN_RECORD_NAME = "run.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -155,9 +162,8 @@ def threading_main():
 
 def restore_checkpoint(ckpt, prefix, log):
     """Restore `prefix`; if it is torn (killed mid-write, truncated), fall back to older intact checkpoints."""
-    older = [p for p in intact_checkpoints(os.path.dirname(prefix)) if os.path.abspath(p) != os.path.abspath(prefix)]
     try:
-        found, errors = read_first_readable(lambda p: ckpt.read(p).assert_existing_objects_matched(), [prefix] + older)
+        found, errors = restore_first_readable(ckpt, [prefix] + older_checkpoints(prefix))
     except ValueError as e:
         raise InputError(f"cannot resume from {prefix}: {e}") from None
     if errors:
@@ -214,7 +220,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
             raise
         # Nothing is saved now: the step that failed may have updated some phases and not others.
         where = run_dir if chief else (opts.get("resume_run") or "the chief's run directory")
-        last = latest_intact_checkpoint(os.path.join(run_dir, "checkpoints")) if (chief and run_dir) else None
+        last = latest_intact_checkpoint(checkpoints_dir(run_dir)) if (chief and run_dir) else None
         last = last or ("none yet" if chief else "the chief's latest")
         message = (f"training stopped: {multi_worker.describe_lost_peer(e, opts.get('collective_timeout'))}. "
                    f"Last checkpoint: {last}; resume from {where} (with any number of workers)")
@@ -237,7 +243,7 @@ def _remove_if_untrained(run_dir):
     """Remove a run folder this call created when it stopped (an error, a signal) before anything was trained into it:
     no snapshot and no checkpoint, only the files every run writes at its start. Anything else found there (a
     checkpoint, a snapshot, a file somebody else put in) keeps the folder and all it holds."""
-    for sub in ("checkpoints", "snapshots"):
+    for sub in (CHECKPOINTS_NAME, "snapshots"):
         path = os.path.join(run_dir, sub)
         if os.path.lexists(path) and (not os.path.isdir(path) or os.path.islink(path) or os.listdir(path)):
             return
@@ -245,7 +251,7 @@ def _remove_if_untrained(run_dir):
         names = os.listdir(run_dir)
     except OSError:
         return
-    if any(n not in ("checkpoints", "snapshots") and not _START_FILES.match(n) for n in names):
+    if any(n not in (CHECKPOINTS_NAME, "snapshots") and not _START_FILES.match(n) for n in names):
         return
     for n in names:
         path = os.path.join(run_dir, n)
@@ -260,25 +266,12 @@ def _checked_shards(opts):
     if not opts.get("resume"):
         return {}
     try:
-        checked = EasyDict.load_json(os.path.join(opts.resume_run, RUN_RECORD_NAME)).get("shards_checked") or {}
+        checked = EasyDict.load_json(os.path.join(opts.resume_run, RECORD_NAME)).get("shards_checked") or {}
     except (OSError, ValueError):
         return {}
     same_data = isinstance(checked, dict) and checked.get("data") == os.path.realpath(opts.data)
     shards = checked.get("shards") if same_data else None
     return shards if isinstance(shards, dict) else {}  # a hand-edited record only costs the re-read
-
-
-def resumed_architecture(run_dir):
-    """G/D kwargs as built, img_shape and c_dim of the run a checkpoint belongs to.
-
-    Runs record the built kwargs in run.json; older runs saved them in training_options.json instead.
-    """
-    before = load_run_options(run_dir)
-    record_path = os.path.join(run_dir, RUN_RECORD_NAME)
-    if os.path.isfile(record_path):
-        record = EasyDict.load_json(record_path)
-        before.update({k: record[k] for k in ("G_kwargs", "D_kwargs") if k in record})
-    return before
 
 
 def _devices(strategy):
@@ -290,7 +283,7 @@ def _devices(strategy):
 
 def check_same_data(manifest, resumed_run, allow_change=False):
     """Refuse to continue a run on other data than it was trained on, unless allowed (then it is only logged)."""
-    path = os.path.join(resumed_run, "dataset.json")
+    path = os.path.join(resumed_run, MANIFEST_COPY_NAME)
     if allow_change or not os.path.isfile(path):
         return
     before = EasyDict.load_json(path)
@@ -301,7 +294,7 @@ def check_same_data(manifest, resumed_run, allow_change=False):
 
 
 def _is_latest(run_dir, prefix):
-    latest = latest_intact_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = latest_intact_checkpoint(checkpoints_dir(run_dir))
     return latest is not None and os.path.abspath(latest) == os.path.abspath(prefix)
 
 
@@ -374,7 +367,7 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     ckpt = tf.train.Checkpoint(G=G, D=D, G_ema=G_ema, G_opt=G_opt, D_opt=D_opt, state=state)
     manager = None
     if run_dir is not None:
-        manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "checkpoints"),
+        manager = tf.train.CheckpointManager(ckpt, checkpoints_dir(run_dir),
                                              max_to_keep=opts.keep_checkpoints, checkpoint_name="ckpt")
     if opts.get("resume"):
         record.resumed_from = restore_checkpoint(ckpt, opts.resume, log)
@@ -383,9 +376,9 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
 
     if chief and run_dir:
         # A resumed run adds to its records; earlier versions are kept beside them (training_options.1.json, ...).
-        write_record(os.path.join(run_dir, "training_options.json"), opts.to_json() + "\n")
-        write_record(os.path.join(run_dir, RUN_RECORD_NAME), record.to_json() + "\n")
-        write_record(os.path.join(run_dir, "dataset.json"), EasyDict(manifest).to_json() + "\n")
+        write_record(os.path.join(run_dir, OPTIONS_NAME), opts.to_json() + "\n")
+        write_record(os.path.join(run_dir, RECORD_NAME), record.to_json() + "\n")
+        write_record(os.path.join(run_dir, MANIFEST_COPY_NAME), EasyDict(manifest).to_json() + "\n")
 
     details = (f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}"
                f"\nRun:\n{json.dumps(record, indent=1, default=str)}\n")

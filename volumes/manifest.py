@@ -11,9 +11,11 @@ import numpy as np
 
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import InputError
-from volumes.records import STORAGE_DTYPES
 
 MANIFEST_NAME = "dataset.json"
+# storage_dtype name -> (NumPy little-endian dtype, full-scale value for [0, 1] data or None when stored as floats);
+# volumes/records.py encodes and decodes with it.
+STORAGE_DTYPES = {"uint16": ("<u2", 65535.0), "uint8": ("|u1", 255.0), "float16": ("<f2", None)}
 FORMAT = "stylegan3d-tfrecord-v1"
 _REQUIRED_KEYS = ("format", "shape", "spacing", "affine", "orientation", "mirror_axis", "storage_dtype", "shards")
 

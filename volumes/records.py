@@ -12,9 +12,7 @@ import numpy as np
 
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import InputError
-
-# name -> (NumPy little-endian dtype, full-scale value for [0, 1] data or None when stored as floats)
-STORAGE_DTYPES = {"uint16": ("<u2", 65535.0), "uint8": ("|u1", 255.0), "float16": ("<f2", None)}
+from volumes.manifest import STORAGE_DTYPES, load_manifest
 
 
 def encode_volume(volume01, storage_dtype="uint16"):
@@ -170,9 +168,7 @@ def iterate_records(dataset_dir, manifest=None):
     """Yield every record of a dataset as parsed NumPy (EasyDict from parse_example_numpy), shard by shard."""
     import tensorflow as tf
 
-    from volumes import manifest as manifest_mod
-
-    m = manifest or manifest_mod.load_manifest(dataset_dir)
+    m = manifest or load_manifest(dataset_dir)
     for s, name in enumerate(m.shards):
         path = os.path.join(str(dataset_dir), name)
         try:

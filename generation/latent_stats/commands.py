@@ -13,7 +13,7 @@ RECORD = "latent_stats.json"
 def _load_cohort(opts, emb):
     """(network, manifest) that embedding `emb` names (or opts' own), checked against each other and the latents."""
     from generation.latent_stats.embedding import check_grid
-    from generation.network_loader import load_generator
+    from training.network_io import load_generator
     from volumes.manifest import load_manifest
 
     network = opts.get("network") or emb.record.network

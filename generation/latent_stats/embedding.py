@@ -123,10 +123,10 @@ def embed(opts):
     opts: network, data, indices, outdir, overwrite, batch, progress_every and the projector's options
     (num_steps, initial_learning_rate, w_plus, ...; generation.projector.default_options)."""
     from generation.latent_stats.cohort import covariate_kinds, volume_covariates
-    from generation.network_loader import load_generator
     from generation.outputs import write_volume
     from generation.projection_targets import dataset_targets
     from generation.projector import default_options, w_statistics
+    from training.network_io import load_generator
     from volumes.manifest import load_manifest, volume_affine
     from volumes.work_pool import Progress
 

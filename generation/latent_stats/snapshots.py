@@ -41,10 +41,10 @@ def run_progress(opts, out):
     from PIL import Image
 
     from dnnlib.fileutil import atomic_write_bytes
-    from generation.network_loader import load_generator
     from generation.outputs import output_affine, write_volume
     from generation.runner import Runner
     from generation.sampling import generate
+    from training.network_io import load_generator
     from volumes import visualize
     from volumes.visualize import encode_image, png_scale
     from volumes.volume_io import to_unit_range

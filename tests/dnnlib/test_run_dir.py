@@ -1,10 +1,10 @@
-"""dnnlib.run_dir: run folders numbered like StyleGAN2's, and what counts as a run folder."""
+"""dnnlib.run_dir: run folders numbered like StyleGAN2's."""
 
 import os
 
 import pytest
 
-from dnnlib.run_dir import RUN_OPTIONS_NAME, is_run_dir, next_run_dir
+from dnnlib.run_dir import next_run_dir
 
 # (names already in outdir, desc, expected new name)
 NUMBERING_CASES = [
@@ -35,40 +35,3 @@ def test_next_run_dir_makes_outdir_and_counts_up(tmp_path):
     first = next_run_dir(outdir, "a")
     second = next_run_dir(outdir, "a")
     assert os.path.basename(first) == "00000-a" and os.path.basename(second) == "00001-a"
-
-
-def _run(tmp_path):
-    path = tmp_path / "00000-run"
-    path.mkdir()
-    (path / RUN_OPTIONS_NAME).write_text("{}")
-    return path
-
-
-def _without_options(tmp_path):
-    path = tmp_path / "00001-run"
-    (path / "checkpoints").mkdir(parents=True)
-    return path
-
-
-def _a_file(tmp_path):
-    path = tmp_path / RUN_OPTIONS_NAME
-    path.write_text("{}")
-    return path
-
-
-# (make the candidate, is it a run folder)
-IS_RUN_CASES = [
-    (_run, True),
-    (lambda tmp_path: str(_run(tmp_path)), True),
-    (_without_options, False),
-    (_a_file, False),
-    (lambda tmp_path: tmp_path / "missing", False),
-    (lambda tmp_path: None, False),
-    (lambda tmp_path: 3, False),
-]
-
-
-@pytest.mark.parametrize("make, expected", IS_RUN_CASES,
-                         ids=["path", "str", "no-options", "file", "missing", "none", "int"])
-def test_is_run_dir(tmp_path, make, expected):
-    assert is_run_dir(make(tmp_path)) is expected

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from generation import commands, sampling
-from generation.network_loader import export_generator, load_generator
 from generation.runner import Runner
 from tests.utils import run_script, tiny_generator
+from training.network_io import export_generator, load_generator
 from training.networks import NOISE_MODES
 from volumes.visualize import PLANE_NAMES as ORIENTATIONS
 from volumes.volume_io import to_unit_range

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dnnlib.run_dir import RUN_OPTIONS_NAME
-from generation.network_loader import export_generator, geometry_from_manifest
 from generation.projection_command import run_projection
 from generation.projector import LOSSES
 from tests.utils import REPO, run_script
 from training import configs
+from training.network_io import export_generator, geometry_from_manifest
 from training.networks import NOISE_MODES
+from training.run_files import OPTIONS_NAME as RUN_OPTIONS_NAME
 from volumes import preprocess, records
 from volumes.dataset_create import create_dataset
 from volumes.manifest import load_manifest

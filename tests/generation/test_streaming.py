@@ -12,9 +12,10 @@ import tensorflow as tf
 from PIL import Image
 
 from dnnlib.cli import SigtermInterrupt, sigterm_as_keyboard_interrupt
-from generation import commands, network_loader, outputs, sampling
+from generation import commands, outputs, sampling
 from generation.runner import Runner
 from tests.utils import tiny_generator
+from training import network_io as network_loader
 from volumes import visualize
 
 SHAPE = (20, 24, 28)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from generation.latent_stats import commands, embedding
 from generation.latent_stats.latent_volumes import synthesize
-from generation.network_loader import export_generator, geometry_from_manifest, load_generator
 from tests.utils import make_tiny_dataset, run_script, tiny_generator
+from training.network_io import export_generator, geometry_from_manifest, load_generator
 from volumes.manifest import load_manifest
 from volumes.volume_io import to_unit_range
 

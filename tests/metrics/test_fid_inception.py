@@ -184,7 +184,7 @@ def test_npz_round_trip_and_damage(tmp_path):
 
 
 def test_torch_names_map_to_graph_names():
-    from metrics.convert_fid_torchscript import tf_name
+    from metrics.fid_torchscript import tf_name
 
     assert tf_name("net.layers.conv_4.var") == "conv_4/batchnorm/moving_variance"
     assert tf_name("layers.mixed_2.tower_1.conv_2.weight") == "mixed_2/tower_1/conv_2/conv2d_params"

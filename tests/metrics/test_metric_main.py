@@ -144,15 +144,15 @@ def test_library_messages_name_no_flags():
 
 def test_real_generator_and_dataset_folder(tmp_path, net3d):
     """With the project's own Generator (demo-tiny), exported SavedModel and dataset folder."""
-    from generation.network_loader import export_generator
     from training.configs import build_networks
+    from training.network_io import export_generator, load_generator
 
     data = make_tiny_dataset(str(tmp_path / "data"))
     G, _ = build_networks("demo-tiny")
     export = str(tmp_path / "export")
     export_generator(G, {"shape": [20, 24, 28]}, export)
     kwargs = dict(dataset_dir=data, num=6, batch=4, feature_network=net3d[0], feature_layer="c2")
-    first = metric_main.calc_metrics(["fid_3d", "ms_ssim", "mmd_linear_unbiased"], G=export, **kwargs)
+    first = metric_main.calc_metrics(["fid_3d", "ms_ssim", "mmd_linear_unbiased"], G=load_generator(export), **kwargs)
     assert all(np.isfinite(v) for r in first for v in r.results.values())
     assert first[1].info["kernel_size"] == 5 and first[1].info["num_scales"] == 3
     cached = os.listdir(os.path.join(data, ".cache"))

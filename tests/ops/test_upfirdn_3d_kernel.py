@@ -11,8 +11,8 @@ from dnnlib.ops import conv3d as C
 from dnnlib.ops import custom_op_build
 from dnnlib.ops import upfirdn_3d as U
 from dnnlib.ops import upfirdn_3d_ref as R
-from generation import network_loader
 from training import configs
+from training import network_io as network_loader
 
 # (up, down, padding): isotropic and per-axis factors, zero-padding, cropping (negative) and both.
 CASES = [

@@ -124,7 +124,7 @@ def test_torn_checkpoint_falls_back_to_previous(runs):
 
     # A lost index file (killed before it was written): the previous intact checkpoint is picked up.
     os.remove(latest + ".index")
-    from training.train_options import resolve_resume
+    from training.run_files import resolve_resume
 
     _, prefix = resolve_resume(half.run_dir)
     assert prefix != latest and os.path.isfile(prefix + ".index")
@@ -219,7 +219,7 @@ def test_resume_with_other_architecture_is_refused(runs):
 
 
 def test_resume_of_missing_run_is_refused(tmp_path):
-    from training.train_options import resolve_resume
+    from training.run_files import resolve_resume
 
     with pytest.raises(FileNotFoundError, match="not a run directory or a checkpoint prefix"):
         resolve_resume(str(tmp_path / "nothing"))
@@ -232,8 +232,8 @@ def test_the_shipped_demo_run_can_be_resumed_by_todays_networks():
     # The shipped run (pretrained/demo/run) was trained by an older commit: its recorded kwargs hold keys that no
     # longer select anything. Resuming it must pass the architecture check against the demo config as built now.
     from training.configs import build_networks
+    from training.run_files import resumed_architecture
     from training.train_options import check_resume_compatible
-    from training.training_loop import resumed_architecture
 
     run = os.path.join(REPO, "pretrained", "demo", "run")
     before = resumed_architecture(run)

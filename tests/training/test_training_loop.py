@@ -77,8 +77,8 @@ def test_run_record_holds_what_the_run_learnt(tiny_run):
 
 def test_loader_reads_new_and_old_runs(tiny_run, tmp_path):
     """New runs: options + run.json. Older runs: the built kwargs and run_dir inside training_options.json."""
-    from generation.network_loader import load_generator
-    from training.training_loop import resumed_architecture
+    from training.network_io import load_generator
+    from training.run_files import resumed_architecture
 
     result, _ = tiny_run
     old = str(tmp_path / "old-run")
@@ -94,7 +94,7 @@ def test_loader_reads_new_and_old_runs(tiny_run, tmp_path):
 
 
 def test_loader_reads_the_run(tiny_run):
-    from generation.network_loader import load_generator
+    from training.network_io import load_generator
 
     result, _ = tiny_run
     net = load_generator(result.run_dir)

@@ -202,7 +202,7 @@ def test_existing_output_needs_overwrite(tmp_path):
 
 
 def test_labels_from_csv_and_subject_split(tmp_path):
-    from training import dataset
+    from volumes import dataset_reader as dataset
     from volumes.manifest import load_manifest
 
     scans = tmp_path / "scans"

@@ -46,7 +46,7 @@ def test_build_small_demo_set(tmp_path, template):
     assert on_disk["shape"] == [40, 48, 56] and on_disk["spacing"] == [4.0, 4.0, 4.0]
     assert on_disk["orientation"] == "RAS" and on_disk["mirror_axis"] == 0 and on_disk["num_volumes"] == 3
 
-    from training import dataset
+    from volumes import dataset_reader as dataset
 
     vols = np.concatenate(
         [x.numpy() for x, _ in dataset.make_dataset(tmp_path / "demo", 3, shuffle=False, repeat=False)]

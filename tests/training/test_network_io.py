@@ -1,4 +1,4 @@
-"""generation/network_loader.py: run dirs, checkpoint prefixes and SavedModels all give the same generator."""
+"""training/network_io.py: run dirs, checkpoint prefixes and SavedModels all give the same generator."""
 
 import json
 import os
@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from dnnlib import EasyDict
-from generation import network_loader
 from training import configs, networks
+from training import network_io as network_loader
 
 MANIFEST = {"format": "stylegan3d-tfrecord-v1", "shape": [20, 24, 28], "channels": 1, "spacing": [8, 8, 8],
             "affine": [[-8, 0, 0, 76], [0, 8, 0, -92], [0, 0, 8, -108], [0, 0, 0, 1]], "orientation": "RAS",

@@ -4,7 +4,6 @@ Nothing is unpickled: the architecture is rebuilt from JSON kwargs (Generator(**
 weights are restored from a tf.train checkpoint, so loading a file never executes code from it.
 """
 
-import json
 import os
 import warnings
 
@@ -14,9 +13,8 @@ import tensorflow as tf
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
 from dnnlib.fileutil import atomic_output_dir
-from dnnlib.run_dir import is_run_dir
-from generation import pretrained
-from training.checkpoints import intact_checkpoints, read_first_readable
+from training import pretrained, run_files
+from training.checkpoints import restore_first_readable
 
 GENERATOR_JSON = "generator.json"
 
@@ -50,16 +48,6 @@ def geometry_from_manifest(manifest):
     return {k: manifest[k] for k in keys if k in manifest}
 
 
-def _read_json(path, what):
-    try:
-        with open(path) as f:
-            return EasyDict.from_obj(json.load(f))
-    except OSError as e:
-        raise type(e)(f"{path}: cannot read {what}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: {what} is not valid JSON ({e})") from None
-
-
 # ----------------------------------------------------------------------------------------------
 # Building and restoring.
 
@@ -89,13 +77,8 @@ def _build_generator(kwargs, source):
 def _restore(checkpoint, candidates, source):
     """Read the first readable of the candidate prefixes (the one checkpoint rule); return the prefix read."""
 
-    def read(prefix):
-        status = checkpoint.read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-
     try:
-        found, errors = read_first_readable(read, candidates)
+        found, errors = restore_first_readable(checkpoint, candidates, partial=True)
     except ValueError as e:
         raise InputError(f"{source}: checkpoint does not hold this generator's weights ({e})") from None
     if errors:
@@ -103,18 +86,13 @@ def _restore(checkpoint, candidates, source):
     return found
 
 
-def _is_checkpoint_prefix(path):
-    return os.path.isfile(path + ".index")
-
-
 def _is_saved_model(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
 def _load_checkpoint(candidates, run_dir):
-    opts = _read_json(os.path.join(run_dir, "training_options.json"), "training options")
-    manifest_path = os.path.join(run_dir, "dataset.json")
-    manifest = _read_json(manifest_path, "dataset manifest") if os.path.isfile(manifest_path) else None
+    opts = run_files.read_json(os.path.join(run_dir, run_files.OPTIONS_NAME), "training options")
+    manifest = run_files.load_manifest_copy(run_dir)
     G = _build_generator(_generator_kwargs(opts, manifest, run_dir), run_dir)
     prefix = _restore(tf.train.Checkpoint(G_ema=G), candidates, candidates[0])
     if manifest is not None:
@@ -125,7 +103,7 @@ def _load_checkpoint(candidates, run_dir):
 
 
 def _load_saved_model(export_dir):
-    meta = _read_json(os.path.join(export_dir, "assets", GENERATOR_JSON), "generator description")
+    meta = run_files.read_json(os.path.join(export_dir, "assets", GENERATOR_JSON), "generator description")
     if "G_kwargs" not in meta:
         raise InputError(f"{export_dir}: assets/{GENERATOR_JSON} has no 'G_kwargs'")
     G = _build_generator(dict(meta["G_kwargs"]), export_dir)
@@ -145,22 +123,11 @@ def load_generator(path):
         return _load_saved_model(path)
     if _is_saved_model(os.path.join(path, "generator")):  # a snapshot directory snapshots/NNNNNN/
         return _load_saved_model(os.path.join(path, "generator"))
-    if is_run_dir(path):
-        ckpt_dir = os.path.join(path, "checkpoints")
-        candidates = intact_checkpoints(ckpt_dir)
-        if not candidates:
-            raise FileNotFoundError(f"{path}: run directory has no checkpoint in {ckpt_dir}")
-        return _load_checkpoint(candidates, path)
-    if _is_checkpoint_prefix(path):
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        if not os.path.isfile(os.path.join(run_dir, "training_options.json")):
-            raise FileNotFoundError(f"{path}: checkpoint found but {run_dir}/training_options.json is missing "
-                                    "(a checkpoint prefix must sit in <run>/checkpoints/)")
-        return _load_checkpoint([path], run_dir)
-    if intact_checkpoints(path) and is_run_dir(os.path.dirname(os.path.abspath(path))):
-        # <run>/checkpoints itself: its checkpoints, newest first.
-        return _load_checkpoint(intact_checkpoints(path), os.path.dirname(os.path.abspath(path)))
-    if os.path.isdir(path) and os.path.isdir(os.path.join(path, "checkpoints")):
+    found = run_files.checkpoints_to_load(path)
+    if found is not None:
+        run_dir, candidates = found
+        return _load_checkpoint(candidates, run_dir)
+    if os.path.isdir(path) and os.path.isdir(run_files.checkpoints_dir(path)):
         raise FileNotFoundError(f"{path}: has checkpoints/ but no training_options.json; {expected}")
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise FileNotFoundError(f"{path}: no such file or directory; {expected}")

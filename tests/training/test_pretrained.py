@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from dnnlib.errors import InputError
-from generation import pretrained
-from generation.network_loader import load_generator
 from tests.utils import REPO
+from training import pretrained
+from training.network_io import load_generator
 
 DEMO = os.path.join(REPO, "pretrained", "demo")
 

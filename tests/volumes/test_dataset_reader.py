@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training import dataset
+from volumes import dataset_reader as dataset
 from volumes import records
 from volumes.manifest import label_dim, load_manifest, make_manifest, write_manifest
 
