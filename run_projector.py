@@ -15,7 +15,7 @@ projection, 4x |difference|; columns: sagittal, coronal, axial), metrics.json (P
 in [0, 1]; with --ood_reference, the final data term and whether it flags the target as out of
 distribution). With --degradation: degraded.nii.gz beside target_degraded.nii.gz (the degraded grid),
 trivial_inverse.nii.gz, restored_<S>mm.nii.gz (--output_grid), degradation.json, and missing-information
-metrics (see generation/reconstruction.py).
+metrics (see generation/restoration/restored.py).
 Flags are validated here and resolved into one options object for generation.projection_command.run_projection.
 """
 
@@ -117,7 +117,7 @@ def build_options(argv, f=FLAGS):
         targets += _target_files(path)
     # Never write into, around or over what is read.
     check_float_flags(f)
-    from generation.degradation import is_no_degradation
+    from generation.restoration.spec import is_no_degradation
 
     mask = None if is_no_degradation(f.degradation) else _check_degradation(f.degradation, f.loss)
     inputs, outputs = io_table(f, network, mask)
@@ -179,7 +179,7 @@ def _check_degradation(spec, loss):
     factor here."""
     import os
 
-    from generation.degradation import parse_spec
+    from generation.restoration.spec import parse_spec
 
     try:
         deg = parse_spec(spec, network_spacing=(1e-6, 1e-6, 1e-6))

@@ -142,8 +142,8 @@ def _project(cfg, outdir, degradation):
 def thick_study(cfg, out, clean):
     """Rows (factor, index, psnr/ssim of the projection, the control and interpolation); kept volumes of the first
     index. clean: the folder of the projections of the clean volumes (the control)."""
-    from generation.degradation import parse_spec
-    from generation.reconstruction import missing_information
+    from generation.restoration.restored import missing_information
+    from generation.restoration.spec import parse_spec
 
     rows, keep = [], {}
     for f in cfg.factors:
@@ -259,7 +259,7 @@ def case_figure(path, thick, block, factor, axis, thick_psnr, block_psnr):
     from matplotlib.patches import Rectangle
 
     from dnnlib.fileutil import atomic_write_bytes
-    from generation.degradation import trivial_inverse
+    from generation.restoration.trivial_inverse import trivial_inverse
     from volumes.visualize import slice_2d
 
     shape = thick["truth"].shape

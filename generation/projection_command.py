@@ -1,6 +1,6 @@
 """What run_projector.py calls: run_projection(opts) gathers the targets, projects them batch by batch and
 writes one folder per target plus projection.json. With a degradation (opts.degradation, a spec string for
-generation.degradation.parse_spec) each target is compared on its own degraded grid: targets sharing a
+generation.restoration.spec.parse_spec) each target is compared on its own degraded grid: targets sharing a
 degraded grid (the same thickenings and noise level) are projected together, each with its own mask."""
 
 import json
@@ -40,10 +40,10 @@ def run_projection(opts):
     targets = []
     if opts.get("targets"):
         manifest = projection_targets.find_manifest(opts.network, opts.get("data"))
-    from generation.degradation import is_no_degradation
+    from generation.restoration.spec import is_no_degradation
 
     if not is_no_degradation(opts.get("degradation")):
-        from generation.degradation import parse_spec
+        from generation.restoration.spec import parse_spec
         from volumes.volume_io import voxel_sizes
 
         spacing = geometry.get("spacing") or (manifest.spacing if opts.get("targets") else None)
@@ -105,7 +105,7 @@ def run_projection(opts):
                     folder = os.path.join(out, t.name)
                     summary[t.name] = write_target_outputs(folder, t, i, res, t.affine, uint8)
                     if deg is not None:
-                        from generation.reconstruction import write_reconstruction_outputs
+                        from generation.restoration.restored import write_reconstruction_outputs
 
                         summary[t.name].update(write_reconstruction_outputs(folder, t, res.volumes[i],
                                                                             opts.get("output_grid"), uint8))
@@ -175,7 +175,7 @@ def _same_grid_groups(targets):
 def _batch_degradation(chunk):
     """One Degradation for a batch of targets on the same degraded grid: their masks stacked ([N,d,h,w], all
     voxels compared for a target without one)."""
-    from generation.degradation import Mask
+    from generation.restoration.masks import Mask
 
     first = chunk[0].degradation
     masks = [t.degradation.weights() for t in chunk]

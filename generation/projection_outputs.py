@@ -53,7 +53,7 @@ def comparison_rows(target, proj):
         rows.append(("target", unit(target.volume), net_sp))
     deg = target.get("degradation")
     if deg is not None:
-        from generation.reconstruction import trivial_inverse_volume
+        from generation.restoration.trivial_inverse import trivial_inverse_volume
 
         grid_sp = voxel_sizes(np.asarray(target.grid_affine, np.float64))
         rows.append(("degraded input", unit(target.degraded), grid_sp))

@@ -167,10 +167,13 @@ def native_file_target(path, manifest, img_shape, deg):
 
     Reoriented and normalised as the dataset's pipeline does; the network grid is placed on the scan as
     preprocessing would place it; the scan is resampled in-plane onto the network lattice (anti-aliased when
-    finer), its slices along coarser axes kept (`degradation.target_sampling_grid`); `match_target_grid` then
-    gives the thickenings (profile from `deg`'s thicken part on that axis, box by default) and the crop of the
-    scan the network grid covers. A mask file in `deg` is in the scan's own space (its shape and affine)."""
-    from generation import degradation as dg
+    finer), its slices along coarser axes kept (`restoration.grid_matching.target_sampling_grid`);
+    `match_target_grid` then gives the thickenings (profile from `deg`'s thicken part on that axis, box by
+    default) and the crop of the scan the network grid covers. A mask file in `deg` is in the scan's own space
+    (its shape and affine)."""
+    from generation.restoration.forward_models import Degradation
+    from generation.restoration.grid_matching import match_target_grid, target_sampling_grid
+    from generation.restoration.masks import Mask
     from volumes import preprocess
 
     popts = preprocess.options_from_manifest(manifest)
@@ -192,8 +195,8 @@ def native_file_target(path, manifest, img_shape, deg):
         centre = (np.asarray(vol.shape, np.float64) - 1) / 2
     net_affine = preprocess.output_grid(aff, vol.shape, centre, EasyDict(popts, resample=True), direction)
     try:
-        grid, shape = dg.target_sampling_grid(net_affine, img_shape, aff, vol.shape)
-        match = dg.match_target_grid(net_affine, img_shape, grid, shape)  # box slices unless the spec says else
+        grid, shape = target_sampling_grid(net_affine, img_shape, aff, vol.shape)
+        match = match_target_grid(net_affine, img_shape, grid, shape)  # box slices unless the spec says else
         ops = _with_spec_profiles(match, deg, path)
     except ValueError as e:
         raise InputError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None
@@ -220,8 +223,8 @@ def native_file_target(path, manifest, img_shape, deg):
         if popts.reorient:
             m_arr, _, _ = volume_io.reorient_to_ras(m_arr, m_affine)
         inside = _binary_on_grid(m_arr, aff, grid, shape)[crop]
-        mask = dg.Mask.from_array(inside, invert=deg.mask.invert, path=deg.mask.path)
-    degradation = dg.Degradation(ops, mask, deg.sigma)
+        mask = Mask.from_array(inside, invert=deg.mask.invert, path=deg.mask.path)
+    degradation = Degradation(ops, mask, deg.sigma)
     degraded = volume_io.from_unit_range(out[crop]).astype(np.float32)[..., None]
     transform = {"source_shape": list(raw.shape), "source_affine": np.asarray(raw_affine).tolist(),
                  "intensity": intensity}

@@ -10,7 +10,7 @@ Units: the MSEs are of volumes in the network's range [-1, 1]; the original meas
 ORIGINAL_MSE_SCALE = 127.5^2 = 16256.25 times larger. Without the noise regulariser the two losses differ by that
 constant only, which Adam ignores, so --noise_reg_weight=0 optimises exactly the original's loss; the regulariser's
 weight (NOISE_REG_WEIGHT against MSEs in [-1, 1]) is NOISE_REG_WEIGHT * ORIGINAL_MSE_SCALE in the original's units.
-With a degradation (generation.degradation: thick slices, a mask, a noise level) the generated volume is first
+With a degradation (generation.restoration: thick slices, a mask, a noise level) the generated volume is first
 degraded to the targets' sampling and both MSE terms are measured there, over the mask's voxels, times
 1/(2 sigma^2) with a noise level; SSIM needs whole volumes on the network grid and is refused with thickening or
 a mask. An optional prior on W (as BRGM) adds w_prior_weight * mean over the optimised W rows of
@@ -141,11 +141,12 @@ def w_statistics(G, num_samples=10000, c=None, seed=123, chunk=1000):
 class Projector:
     """Projects a batch of targets [N,D,H,W,C] in [-1, 1]. Build once, then run().
 
-    degradation: a generation.degradation.Degradation (its mask read) shared by the batch; the targets are then
-    on its degraded grid (degradation.output_shape(G.img_shape)). None = compare on the network grid."""
+    degradation: a generation.restoration.forward_models.Degradation (its mask read) shared by the batch; the
+    targets are then on its degraded grid (degradation.output_shape(G.img_shape)). None = compare on the network
+    grid."""
 
     def __init__(self, G, targets, c=None, opts=None, w_stats=None, degradation=None):
-        from generation.degradation import Degradation
+        from generation.restoration.forward_models import Degradation
 
         self.G = G
         self.opts = o = EasyDict({**default_options(), **(opts or {})})
@@ -212,7 +213,7 @@ class Projector:
         term (data: everything but the noise regulariser, weighted), the weighted regulariser (noise_reg_weighted)
         and their sum, loss."""
         o = self.opts
-        from generation.degradation import gaussian_data_term, noise_weight
+        from generation.restoration.data_term import gaussian_data_term, noise_weight
 
         deg = self.degradation
         degraded = deg(img)  # = deg.loss's comparison, degraded once for both terms

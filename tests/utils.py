@@ -199,3 +199,13 @@ def fail_save_as_on_a_full_disk(directory, checkpoint_number):
     with open(os.path.join(temp, f"part-00000-of-00001.data-00000-of-00001.tempstate{uuid.uuid4().int}"), "wb") as f:
         f.write(b"\0" * 1000)
     raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part; No space left on device [Op:SaveV2]")
+
+
+def random_affine(seed=0):
+    """A random rotation with anisotropic spacing and an offset origin."""
+    rng = np.random.RandomState(seed)
+    q, _ = np.linalg.qr(rng.randn(3, 3))
+    a = np.eye(4)
+    a[:3, :3] = q @ np.diag([1.2, 0.8, 2.0])
+    a[:3, 3] = rng.uniform(-50, 50, 3)
+    return a

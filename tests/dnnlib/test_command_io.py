@@ -129,7 +129,7 @@ def test_a_mask_or_template_is_judged_by_its_header_before_its_data_is_read(tmp_
     import nibabel as nib
 
     from dnnlib.errors import InputError
-    from generation.degradation import read_mask
+    from generation.restoration.masks import read_mask
     from volumes.preprocess import Template
 
     hdr = nib.Nifti1Header()

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from dnnlib import EasyDict
-from generation import degradation as dg
 from generation.projection_outputs import comparison_png, comparison_rows
 from generation.projection_trust import FACTORS, out_of_distribution
-from generation.reconstruction import trivial_inverse_volume
+from generation.restoration.forward_models import Degradation, Thicken
+from generation.restoration.trivial_inverse import trivial_inverse_volume
 from tests.utils import png_pixel
 from volumes import visualize
 
@@ -23,7 +23,7 @@ def _vol(seed):
 
 
 def _degraded_target(volume=True):
-    deg = dg.Degradation((dg.Thicken(2, 4.0),))
+    deg = Degradation((Thicken(2, 4.0),))
     vol = _vol(0)
     t = EasyDict(name="t", volume=vol if volume else None, affine=AFF, degradation=deg,
                  degraded=deg(vol[None]).numpy()[0], grid_affine=deg.affine(AFF))

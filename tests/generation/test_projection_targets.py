@@ -72,7 +72,7 @@ def _scan(tmp_path, affine=SCAN_AFFINE, name="scan.nii.gz", data=None):
 
 
 def test_native_target_keeps_the_scans_own_slices(tmp_path):
-    from generation.degradation import parse_spec
+    from generation.restoration.spec import parse_spec
 
     path, raw = _scan(tmp_path)
     mask = np.ones(SCAN_SHAPE, np.float32)
@@ -102,7 +102,7 @@ def test_native_target_keeps_the_scans_own_slices(tmp_path):
     ("mask_grid", "must be in the scan's space"),
 ])
 def test_native_target_errors(tmp_path, case, match):
-    from generation.degradation import parse_spec
+    from generation.restoration.spec import parse_spec
 
     affine = SCAN_AFFINE.copy()
     if case == "oblique":
@@ -133,8 +133,9 @@ DEGRADE_CASES = [("mask:path={mask},invert=1", 1), ("thicken:axis=2,factor=2;mas
 
 @pytest.mark.parametrize("spec, factor", DEGRADE_CASES, ids=["mask", "thick+mask"])
 def test_degrade_target_blanks_what_the_mask_hides(tmp_path, spec, factor):
-    from generation.degradation import parse_spec
-    from generation.reconstruction import missing_information, missing_metrics, trivial_inverse_volume
+    from generation.restoration.restored import missing_information, missing_metrics
+    from generation.restoration.spec import parse_spec
+    from generation.restoration.trivial_inverse import trivial_inverse_volume
 
     rng = np.random.RandomState(3)
     volume = rng.uniform(-0.9, 0.9, (6, 8, 10, 1)).astype(np.float32)

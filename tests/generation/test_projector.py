@@ -193,7 +193,7 @@ def test_projection_recovers_a_generated_volume(G):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Through a degradation (generation/degradation.py): the loss, its gradients, the W prior, the recovery study.
+# Through a degradation (generation/restoration/): the loss, its gradients, the W prior, the recovery study.
 
 
 def _mask(shape, seed=0):
@@ -203,10 +203,12 @@ def _mask(shape, seed=0):
 def test_degraded_loss_terms_match_numpy(G):
     # mse: the Gaussian data term of the thickened volume over the mask; mse_down: masked pooling (each window
     # averages its compared voxels) weighted by the compared fraction; both times 1/(2 sigma^2).
-    from generation import degradation as dg
-    from generation.degradation_ref import masked_mse_ref, thicken_ref
+    from generation.restoration.data_term_ref import masked_mse_ref
+    from generation.restoration.forward_models import Degradation, Thicken
+    from generation.restoration.forward_models_ref import thicken_ref
+    from generation.restoration.masks import Mask
 
-    deg = dg.Degradation((dg.Thicken(1, 3),), dg.Mask(weights=_mask((20, 8, 28))), sigma=0.5)
+    deg = Degradation((Thicken(1, 3),), Mask(weights=_mask((20, 8, 28))), sigma=0.5)
     rng = np.random.RandomState(2)
     targets = rng.uniform(-1, 1, [2, 20, 8, 28, 1]).astype(np.float32)
     p = projector.Projector(G, targets, opts=dict(downsample_factor=4), w_stats=(G.mapping.w_avg.numpy(), 1.0),
@@ -231,10 +233,11 @@ def test_degraded_loss_terms_match_numpy(G):
 
 
 def test_gradients_reach_latent_and_noise_through_thickening_and_mask(G):
-    from generation import degradation as dg
+    from generation.restoration.masks import Mask
+    from generation.restoration.spec import parse_spec
 
-    deg = dg.parse_spec("thicken:axis=2,factor=3.5,profile=gaussian;noise=0.2").with_mask(
-        dg.Mask(weights=_mask((20, 24, 8), seed=1)))  # 28 / 3.5 = 8 slices
+    deg = parse_spec("thicken:axis=2,factor=3.5,profile=gaussian;noise=0.2").with_mask(
+        Mask(weights=_mask((20, 24, 8), seed=1)))  # 28 / 3.5 = 8 slices
     targets = deg(_targets(G)).numpy()
     p = projector.Projector(G, targets, opts=dict(w_prior_weight=0.5), w_stats=(G.mapping.w_avg.numpy(), 2.0),
                             degradation=deg)
@@ -273,7 +276,7 @@ def test_w_prior_is_the_squared_distance_in_w_spreads(G):
     ("none", {"w_prior_weight": -1.0}, "w_prior_weight"),
 ])
 def test_bad_degraded_inputs(G, spec, opts, match):
-    from generation.degradation import parse_spec
+    from generation.restoration.spec import parse_spec
 
     with pytest.raises(ValueError, match=match):
         projector.Projector(G, np.zeros([1, 20, 24, 28, 1]), opts=opts, w_stats=(np.zeros(G.w_dim, np.float32), 1.0),
@@ -290,11 +293,12 @@ def test_projection_through_thick_slices_beats_the_trivial_inverse(G):
     # A generated volume, thickened by 3 along one axis, restored by projection through the same thickening,
     # against the trivial inverse (linear interpolation between thick-slice centres), on the slices between the
     # centres, where the thick slices hold no direct information.
-    from generation import degradation as dg
-    from generation.reconstruction import missing_information, trivial_inverse_volume
+    from generation.restoration.restored import missing_information
+    from generation.restoration.spec import parse_spec
+    from generation.restoration.trivial_inverse import trivial_inverse_volume
 
     truth = _targets(G, RECOVERY_SEEDS)
-    deg = dg.parse_spec("thicken:axis=2,factor=3")
+    deg = parse_spec("thicken:axis=2,factor=3")
     degraded = deg(truth).numpy()
     stats = projector.w_statistics(G, 500)
     res = projector.Projector(G, degraded, opts=dict(num_steps=150), w_stats=stats, degradation=deg).run()

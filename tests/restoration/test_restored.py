@@ -1,22 +1,12 @@
-"""generation/reconstruction.py: the trivial inverse on the network grid, where information is missing, the
-field-of-view grid of restored volumes."""
+"""generation/restoration/restored.py: where information is missing, the field-of-view grid of restored volumes,
+restored volumes on a grid and the missing-information metrics."""
 
 import numpy as np
 import pytest
 
-from generation import degradation as dg
-from generation import reconstruction
-from generation.degradation_ref import linear_inverse_ref
-
-
-def test_trivial_inverse_volume_undoes_each_axis_like_the_reference():
-    rng = np.random.RandomState(0)
-    deg = dg.parse_spec("thicken:axis=0,factor=2;thicken:axis=2,factor=3")
-    y = rng.randn(5, 6, 4, 1).astype(np.float32)  # network grid (10, 6, 12)
-    got = reconstruction.trivial_inverse_volume(deg, y, (10, 6, 12))
-    want = linear_inverse_ref(linear_inverse_ref(y[..., 0], axis=2, factor=3, length=12), axis=0, factor=2, length=10)
-    assert got.shape == (10, 6, 12, 1)
-    np.testing.assert_allclose(got[..., 0], want, atol=1e-5)
+from generation.restoration import restored
+from generation.restoration.masks import Mask
+from generation.restoration.spec import parse_spec
 
 
 # (spec, mask on the degraded grid or None, network shape, the missing voxels written out)
@@ -42,10 +32,10 @@ def _missing_cases():
 
 @pytest.mark.parametrize("spec, mask, shape, want", _missing_cases(), ids=["thick", "crop", "thick+mask", "mask"])
 def test_missing_information(spec, mask, shape, want):
-    deg = dg.parse_spec(spec)
+    deg = parse_spec(spec)
     if mask is not None:
-        deg = deg.with_mask(dg.Mask(weights=mask))
-    np.testing.assert_array_equal(reconstruction.missing_information(deg, shape), want)
+        deg = deg.with_mask(Mask(weights=mask))
+    np.testing.assert_array_equal(restored.missing_information(deg, shape), want)
 
 
 def test_fov_grid_covers_the_box_along_the_network_axes():
@@ -53,7 +43,7 @@ def test_fov_grid_covers_the_box_along_the_network_axes():
     # A scan in LPS at 1 x 1 x 5 mm: its box is x in [-20.5, 9.5] (30 voxels from 9 down), y [-40.5, -0.5],
     # z [-2.5, 47.5].
     scan = np.array([[-1.0, 0, 0, 9], [0, -1, 0, -1], [0, 0, 5, 0], [0, 0, 0, 1]])
-    aff, shape = reconstruction.fov_grid(net, scan, (30, 40, 10), 1.0)
+    aff, shape = restored.fov_grid(net, scan, (30, 40, 10), 1.0)
     assert shape == (30, 40, 50)
     np.testing.assert_allclose(aff, [[1, 0, 0, -20], [0, 1, 0, -40], [0, 0, 1, -2], [0, 0, 0, 1]], atol=1e-9)
 
@@ -62,13 +52,13 @@ def test_on_grid_and_missing_metrics():
     net = np.diag([2.0, 2.0, 2.0, 1.0])
     vol = np.random.RandomState(1).rand(4, 5, 6).astype(np.float32)
     # The network grid itself: values unchanged; a 1 mm grid's every other voxel is a network voxel.
-    np.testing.assert_allclose(reconstruction.on_grid(vol, net, net, vol.shape), vol, atol=1e-6)
-    fine = reconstruction.on_grid(vol, net, np.eye(4), (7, 9, 11))
+    np.testing.assert_allclose(restored.on_grid(vol, net, net, vol.shape), vol, atol=1e-6)
+    fine = restored.on_grid(vol, net, np.eye(4), (7, 9, 11))
     np.testing.assert_allclose(fine[::2, ::2, ::2], vol, atol=1e-6)
     np.testing.assert_allclose(fine[1, 0, 0], vol[:2, 0, 0].mean(), atol=1e-6)
     truth, rest = np.zeros((2, 2, 2)), np.zeros((2, 2, 2))
     rest[0, 0, 0] = 1.0  # [-1, 1] units: an error of 0.5 in [0, 1]
     missing = np.zeros((2, 2, 2), bool)
     missing[0, 0] = True
-    got = reconstruction.missing_metrics(truth, rest, missing)
+    got = restored.missing_metrics(truth, rest, missing)
     assert got["mse"] == pytest.approx(0.125) and got["psnr"] == pytest.approx(10 * np.log10(8))

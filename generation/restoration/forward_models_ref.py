@@ -1,5 +1,5 @@
-"""NumPy reference of the forward models in generation/degradation.py, written from their definitions with
-explicit loops (one thick slice and one network slice at a time), for the tests.
+"""NumPy reference of the forward models in forward_models.py, written from their definitions with explicit loops
+(one thick slice and one network slice at a time), for the tests.
 
 Volumes are [N,D,H,W,C] or [D,H,W]; `axis` counts spatial axes. Float64 throughout.
 """
@@ -9,7 +9,8 @@ import math
 import numpy as np
 
 
-def _move(x, axis):
+def axis_first(x, axis):
+    """x as float64 with spatial axis `axis` moved first, and the array axis it came from."""
     x = np.asarray(x, np.float64)
     ax = axis + 1 if x.ndim == 5 else axis
     return np.moveaxis(x, ax, 0), ax
@@ -39,7 +40,7 @@ def gaussian_weight(i, centre, fwhm, truncate):
 
 def thicken_ref(x, axis, factor, profile="box", fwhm_vox=None, start=None, count=None, truncate=3.0):
     """Thick slice j = (sum_i w_ij * slice_i) / (sum_i w_ij), centres start + j * factor."""
-    xs, ax = _move(x, axis)
+    xs, ax = axis_first(x, axis)
     length = xs.shape[0]
     start = (factor - 1) / 2 if start is None else start
     count = default_count(length, factor, start) if count is None else count
@@ -59,7 +60,7 @@ def thicken_ref(x, axis, factor, profile="box", fwhm_vox=None, start=None, count
 
 def block_mean_ref(x, axis, factor):
     """Integer factor, default start: the mean of each complete block of `factor` slices (reshape, not weights)."""
-    xs, ax = _move(x, axis)
+    xs, ax = axis_first(x, axis)
     m = xs.shape[0] // factor
     out = xs[: m * factor].reshape((m, factor) + xs.shape[1:]).mean(axis=1)
     return np.moveaxis(out, 0, ax)
@@ -75,39 +76,3 @@ def thick_affine_ref(affine, axis, factor, start=None):
     out[:3, 3] = a[:3, :3] @ e + a[:3, 3]
     out[:3, axis] = factor * a[:3, axis]
     return out
-
-
-def masked_mse_ref(x, y, w=None):
-    """Per item: sum over voxels and channels of w (x - y)^2 divided by the sum of the (broadcast) weights."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    n = x.shape[0]
-    out = np.zeros(n)
-    for k in range(n):
-        d = (x[k] - y[k]) ** 2
-        if w is None:
-            out[k] = d.mean()
-            continue
-        wk = np.asarray(w, np.float64)
-        wk = wk[k] if wk.ndim == 4 else wk
-        wk = np.broadcast_to(wk[..., None], d.shape)
-        out[k] = (wk * d).sum() / wk.sum() if wk.sum() > 0 else 0.0
-    return out
-
-
-def gaussian_nll_ref(x, y, sigma=None, w=None):
-    """Gaussian negative log-likelihood per compared voxel without the constant: masked MSE / (2 sigma^2)."""
-    scale = 1.0 if sigma is None else 1.0 / (2.0 * sigma**2)
-    return scale * masked_mse_ref(x, y, w)
-
-
-def linear_inverse_ref(y, axis, factor, length, start=None):
-    """Network slice i from the two thick slices around position i (np.interp per line, ends held)."""
-    ys, ax = _move(y, axis)
-    m = ys.shape[0]
-    start = (factor - 1) / 2 if start is None else start
-    pos = start + factor * np.arange(m)
-    flat = ys.reshape(m, -1)
-    out = np.empty((length, flat.shape[1]))
-    for k in range(flat.shape[1]):
-        out[:, k] = np.interp(np.arange(length), pos, flat[:, k])
-    return np.moveaxis(out.reshape((length,) + ys.shape[1:]), 0, ax)

@@ -1,6 +1,6 @@
-"""What a projection through a degradation restores, and how well: the trivial inverse it is compared with, the
-network-grid voxels whose values the degraded target does not pin down, restored volumes on a requested grid,
-and the per-target files of a reconstruction study.
+"""What a projection through a degradation restores, and how well: the network-grid voxels whose values the
+degraded target does not pin down and the metrics measured there (beside those of the trivial inverse), restored
+volumes on a requested grid, and the per-target files of a reconstruction study.
 
 "Missing information" (where the study's metrics are measured): network voxels between thick-slice centres
 along a thickened axis (every slice but those at a centre start + j * factor), outside what a crop keeps, or
@@ -13,19 +13,10 @@ import os
 
 import numpy as np
 
+from generation.restoration.data_term import masked_mse
+from generation.restoration.trivial_inverse import trivial_inverse_volume
+
 _CENTRE_EPS = 1e-6
-
-
-def trivial_inverse_volume(deg, degraded, net_shape, kind="linear"):
-    """The baseline restoration: `degradation.trivial_inverse` along each thickened (or cropped) axis, last op
-    first; a mask is left as is. degraded [d,h,w(,C)] on deg's grid -> [D,H,W(,C)] on the network grid."""
-    from generation.degradation import trivial_inverse
-
-    y = np.asarray(degraded, np.float32)
-    y5 = y[None] if y.ndim == 4 else y  # trivial_inverse takes [N,D,H,W,C] or [D,H,W]
-    for op in reversed(deg.ops):
-        y5 = trivial_inverse(y5, op.axis, float(op.factor), kind, op.first_centre, int(net_shape[op.axis]))
-    return y5[0] if y.ndim == 4 else y5
 
 
 def missing_information(deg, net_shape):
@@ -80,14 +71,14 @@ def on_grid(volume_unit, net_affine, grid_affine, grid_shape):
 
 def missing_metrics(truth, restored, missing):
     """{mse, psnr} in [0, 1] units over the `missing` voxels (truth and restored in [-1, 1])."""
+    from metrics.reconstruction import mse, psnr
     from volumes.volume_io import to_unit_range
 
     a = to_unit_range(np.asarray(truth))[..., 0] if np.ndim(truth) == 4 else to_unit_range(np.asarray(truth))
     b = to_unit_range(np.asarray(restored))[..., 0] if np.ndim(restored) == 4 else to_unit_range(np.asarray(restored))
     if not missing.any():
         return {"mse": 0.0, "psnr": float("inf")}
-    mse = float(np.mean((a[missing].astype(np.float64) - b[missing]) ** 2))
-    return {"mse": mse, "psnr": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf")}
+    return {"mse": mse(a[missing], b[missing]), "psnr": psnr(a[missing], b[missing], data_range=1.0)}
 
 
 def write_reconstruction_outputs(out, t, volume, output_grid=None, uint8=False):
@@ -98,7 +89,6 @@ def write_reconstruction_outputs(out, t, volume, output_grid=None, uint8=False):
     fit on the degraded grid and, when the truth is known (dataset and seed targets), missing-information MSE and
     PSNR of the projection and of the trivial inverse."""
     from dnnlib.fileutil import atomic_write_text
-    from generation.degradation import masked_mse
     from generation.native_grid import to_source_intensity
     from generation.outputs import write_volume
     from volumes import volume_io
