@@ -156,13 +156,13 @@ def main(argv):
         restrict_gpus(FLAGS.gpus)
     explicit = {name for name in values if FLAGS[name].present}
     from training import train_options, training_loop
-    from training.multi_worker import WorkerLost
+    from training.multi_worker import WorkerLost, make_strategy
 
     if FLAGS.strategy not in ("auto", "multi_worker") or not os.environ.get("TF_CONFIG"):
         strategy = None
     else:
         # Collective ops must be configured before TensorFlow does anything else (e.g. building demo data).
-        strategy = training_loop.make_strategy(FLAGS.strategy, FLAGS.collective_timeout)
+        strategy = make_strategy(FLAGS.strategy, FLAGS.collective_timeout)
     try:
         opts = train_options.build_options(explicit=explicit, **values)
     except ValueError as e:

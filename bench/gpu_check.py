@@ -150,10 +150,8 @@ def _kernel_builds():
 
 
 def _auto_strategy():
-    try:
-        from training.multi_worker import make_strategy
-    except ImportError:
-        from training.training_loop import make_strategy
+    from training.multi_worker import make_strategy
+
     try:
         s = make_strategy("auto")
     except (ValueError, RuntimeError) as e:

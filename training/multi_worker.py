@@ -1,4 +1,5 @@
-"""Several machines: the multi-worker strategy with bounded waits, and what a lost worker turns into.
+"""Choosing the distribution strategy, and for several machines the multi-worker strategy with bounded waits and
+what a lost worker turns into.
 
 Two mechanisms keep a worker from waiting forever for a peer that is gone:
 - the coordination service (on by default with MultiWorkerMirroredStrategy, hosted by task 0) exchanges
@@ -13,9 +14,14 @@ Either error ends training on every surviving worker with WorkerLost; the run co
 with any number of workers (the global batch is an option of the run, the per-device share is not).
 """
 
+import json
+import os
 import re
 
 import tensorflow as tf
+
+from dnnlib.errors import InputError
+from training.train_options import STRATEGIES
 
 # What a collective raises when a peer is gone (connection reset, heartbeat lost, timeout, abort).
 LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
@@ -84,3 +90,50 @@ def _tasks():
     except (ValueError, KeyError, TypeError, AttributeError):
         return set(), []
     return own, [t for t in every if t not in own]
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the strategy.
+
+
+def make_strategy(name="auto", collective_timeout=None):
+    """auto: multi-worker if TF_CONFIG names several tasks, mirrored if >1 GPU, else the default (one device).
+
+    collective_timeout: seconds after which a multi-worker collective fails (None/0: never).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = "multi_worker" if _tf_config_tasks() > 1 else ("mirrored" if len(gpus) > 1 else "default")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise InputError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
+        return make_multi_worker_strategy(collective_timeout)
+    raise InputError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _tf_config_tasks():
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except ValueError:
+        raise InputError("the TF_CONFIG environment variable is not valid JSON") from None
+    return sum(len(v) for v in cluster.values())
+
+
+def is_chief(strategy):
+    ext = strategy.extended
+    return bool(getattr(ext, "should_checkpoint", True))
+
+
+def worker_devices(strategy):
+    """The devices a strategy computes on (the default strategy: the first CPU or GPU)."""
+    try:
+        return list(strategy.extended.worker_devices)
+    except (RuntimeError, NotImplementedError, AttributeError):  # the default strategy has no device list
+        return [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")][:1]

@@ -257,38 +257,3 @@ def _augment_options(args, cfg, manifest):
     parse_augpipe(args.augpipe)  # a bad group string fails now, not at the first step
     return aug, EasyDict(augpipe=str(args.augpipe), p=p, target=target, ada_kimg=ada_kimg, ada_interval=4,
                          mirror_axis=int(manifest.get("mirror_axis", 0)))
-
-
-def check_resume_compatible(now, before, prefix):
-    """Refuse to resume with another architecture or dataset geometry; the message names what differs.
-
-    now, before: dicts with G_kwargs, D_kwargs (as built), img_shape and c_dim of this run and of the checkpoint's.
-    """
-    problems = []
-    for key in ("G_kwargs", "D_kwargs"):
-        a, b = _arch(before.get(key, {})), _arch(now[key])
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                problems.append(f"{key}.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}")
-    if before.get("img_shape") and list(before["img_shape"]) != list(now["img_shape"]):
-        problems.append(f"dataset shape: checkpoint {tuple(before['img_shape'])} vs now {tuple(now['img_shape'])}")
-    if before.get("c_dim", 0) != now["c_dim"]:
-        problems.append(f"label dimension: checkpoint {before.get('c_dim', 0)} vs now {now['c_dim']}")
-    if problems:
-        raise InputError(f"cannot resume from {prefix}: the run was trained with a different config or dataset ("
-                         + "; ".join(problems[:4]) + "); resume with the same config and a dataset of the same shape")
-
-
-def _arch(kwargs):
-    """Architecture-defining kwargs, flattened; compute dtype is allowed to change on resume, and keys that no
-    longer select anything (networks.LEGACY_SYNTHESIS_KWARGS) are left out."""
-    from training.networks import LEGACY_SYNTHESIS_KWARGS
-
-    out = {}
-    for k, v in dict(kwargs).items():
-        if isinstance(v, dict):
-            for k2, v2 in _arch(v).items():
-                out[f"{k}.{k2}"] = v2
-        elif not k.endswith("compute_dtype") and k not in LEGACY_SYNTHESIS_KWARGS:
-            out[k] = v
-    return out

@@ -33,10 +33,10 @@ from dnnlib.errors import InputError
 from dnnlib.fileutil import write_record
 from dnnlib.logging_util import Logger
 from dnnlib.run_dir import next_run_dir
-from training import multi_worker
+from training import multi_worker, resume
 from training import snapshot as snap_io
 from training.augment import make_augment_pipe
-from training.checkpoints import latest_intact_checkpoint, restore_first_readable, save_checkpoint
+from training.checkpoints import latest_intact_checkpoint, save_checkpoint
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
 from training.run_files import (
     CHECKPOINTS_NAME,
@@ -44,58 +44,18 @@ from training.run_files import (
     OPTIONS_NAME,
     RECORD_NAME,
     checkpoints_dir,
-    older_checkpoints,
     resumed_architecture,
 )
-from training.train_options import STRATEGIES, check_resume_compatible, global_batch
+from training.train_options import global_batch
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
 from training.train_step import TrainSteps
 from volumes.dataset_reader import make_dataset
-from volumes.manifest import data_fingerprint, load_manifest
+from volumes.manifest import load_manifest
 from volumes.records import check_shards
 
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive steps had a NaN/Inf loss or gradient: the run stops, the last good checkpoint stays."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Strategy.
-
-
-def make_strategy(name="auto", collective_timeout=None):
-    """auto: multi-worker if TF_CONFIG names several tasks, mirrored if >1 GPU, else the default (one device).
-
-    collective_timeout: seconds after which a multi-worker collective fails (training.multi_worker; None/0: never).
-    """
-    gpus = tf.config.list_physical_devices("GPU")
-    if name == "auto":
-        name = "multi_worker" if _tf_config_tasks() > 1 else ("mirrored" if len(gpus) > 1 else "default")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-    if name == "mirrored":
-        devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise InputError("the multi_worker strategy needs the TF_CONFIG environment variable (cluster and task)")
-        return multi_worker.make_multi_worker_strategy(collective_timeout)
-    raise InputError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-
-
-def _tf_config_tasks():
-    try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    except ValueError:
-        raise InputError("the TF_CONFIG environment variable is not valid JSON") from None
-    return sum(len(v) for v in cluster.values())
-
-
-def is_chief(strategy):
-    ext = strategy.extended
-    return bool(getattr(ext, "should_checkpoint", True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,21 +117,6 @@ def threading_main():
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints.
-
-
-def restore_checkpoint(ckpt, prefix, log):
-    """Restore `prefix`; if it is torn (killed mid-write, truncated), fall back to older intact checkpoints."""
-    try:
-        found, errors = restore_first_readable(ckpt, [prefix] + older_checkpoints(prefix))
-    except ValueError as e:
-        raise InputError(f"cannot resume from {prefix}: {e}") from None
-    if errors:
-        log(f"warning: checkpoint {errors[0]} is unreadable; resumed from {found} instead")
-    return found
-
-
-# ----------------------------------------------------------------------------------------------
 # The loop.
 
 
@@ -182,15 +127,15 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     tick_callback(cur_nimg, G_ema), if given, runs on the chief at the start and after every tick (benchmarks).
     """
     opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, as saved (JSON-clean)
-    strategy = strategy or make_strategy(opts.strategy, opts.get("collective_timeout"))
+    strategy = strategy or multi_worker.make_strategy(opts.strategy, opts.get("collective_timeout"))
     if opts.get("batch_size") is None:  # a paper config's per-device batch on every device, as the original
         opts.batch_size = global_batch(opts, strategy.num_replicas_in_sync)
         opts.desc = f"{opts.desc}-b{opts.batch_size}"
-    chief = is_chief(strategy)
+    chief = multi_worker.is_chief(strategy)
     manifest = load_manifest(opts.data)
     # A corrupt record is refused before the run folder exists; a resume skips the shards its run checked, unchanged.
     shards_checked = {"data": os.path.realpath(opts.data),
-                      "shards": check_shards(opts.data, manifest, _checked_shards(opts))}
+                      "shards": check_shards(opts.data, manifest, resume.checked_shards(opts))}
     # Read before this run may overwrite them (a resume continues in the same directory).
     resumed_arch = resumed_architecture(opts.resume_run) if opts.get("resume") else None
 
@@ -202,7 +147,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     elif not chief:
         run_dir = tempfile.mkdtemp(prefix="stylegan3d-worker-")
         tmp_dirs.append(run_dir)
-    elif opts.get("resume") and _is_latest(opts.resume_run, opts.resume):
+    elif opts.get("resume") and resume.is_latest_checkpoint(opts.resume_run, opts.resume):
         run_dir = opts.resume_run
     else:
         run_dir = next_run_dir(opts.outdir, opts.desc + ("-resume" if opts.get("resume") else ""))
@@ -261,43 +206,6 @@ def _remove_if_untrained(run_dir):
         os.rmdir(run_dir)
 
 
-def _checked_shards(opts):
-    """{shard: identity} the resumed run's record says were read whole from this same dataset folder, else {}."""
-    if not opts.get("resume"):
-        return {}
-    try:
-        checked = EasyDict.load_json(os.path.join(opts.resume_run, RECORD_NAME)).get("shards_checked") or {}
-    except (OSError, ValueError):
-        return {}
-    same_data = isinstance(checked, dict) and checked.get("data") == os.path.realpath(opts.data)
-    shards = checked.get("shards") if same_data else None
-    return shards if isinstance(shards, dict) else {}  # a hand-edited record only costs the re-read
-
-
-def _devices(strategy):
-    try:
-        return list(strategy.extended.worker_devices)
-    except (RuntimeError, NotImplementedError, AttributeError):  # the default strategy has no device list
-        return [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")][:1]
-
-
-def check_same_data(manifest, resumed_run, allow_change=False):
-    """Refuse to continue a run on other data than it was trained on, unless allowed (then it is only logged)."""
-    path = os.path.join(resumed_run, MANIFEST_COPY_NAME)
-    if allow_change or not os.path.isfile(path):
-        return
-    before = EasyDict.load_json(path)
-    if data_fingerprint(before) != data_fingerprint(manifest):
-        raise InputError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
-                         f"{path}) than the dataset given now ({manifest.get('num_volumes')} volumes); continue with "
-                         "the same dataset, or allow the data change explicitly")
-
-
-def _is_latest(run_dir, prefix):
-    latest = latest_intact_checkpoint(checkpoints_dir(run_dir))
-    return latest is not None and os.path.abspath(latest) == os.path.abspath(prefix)
-
-
 def _build(opts, strategy):
     from training.networks import Discriminator, Generator
 
@@ -350,7 +258,7 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     record = EasyDict(
         run_dir=run_dir, started=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start_time)),
         tensorflow=tf.__version__, python=platform.python_version(), strategy=type(strategy).__name__,
-        num_replicas=int(strategy.num_replicas_in_sync), devices=_devices(strategy),
+        num_replicas=int(strategy.num_replicas_in_sync), devices=multi_worker.worker_devices(strategy),
         # Every constructor argument, defaults included: the networks as built, whatever the defaults become.
         G_kwargs=json.loads(json.dumps(G.get_config())), D_kwargs=json.loads(json.dumps(D.get_config())),
         resumed_from=None,
@@ -358,8 +266,8 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     )
     if resumed_arch is not None:
         now = dict(G_kwargs=record.G_kwargs, D_kwargs=record.D_kwargs, img_shape=opts.img_shape, c_dim=opts.c_dim)
-        check_resume_compatible(now, resumed_arch, opts.resume)
-        check_same_data(manifest, opts.resume_run, allow_change=bool(opts.get("allow_data_change")))
+        resume.check_resume_compatible(now, resumed_arch, opts.resume)
+        resume.check_same_data(manifest, opts.resume_run, allow_change=bool(opts.get("allow_data_change")))
     B = int(opts.batch_size)
     steps = TrainSteps(strategy, G, D, G_opt, D_opt, loss, state, B, xla=opts.xla, batch_gpu=opts.get("batch_gpu"),
                        recompute=bool(opts.get("recompute")))
@@ -370,31 +278,11 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
         manager = tf.train.CheckpointManager(ckpt, checkpoints_dir(run_dir),
                                              max_to_keep=opts.keep_checkpoints, checkpoint_name="ckpt")
     if opts.get("resume"):
-        record.resumed_from = restore_checkpoint(ckpt, opts.resume, log)
+        record.resumed_from = resume.restore_checkpoint(ckpt, opts.resume, log)
         log(f"Resumed from {record.resumed_from} at kimg {int(state.cur_nimg.numpy()) / 1000:.3f}, "
             f"step {int(state.batch_idx.numpy())}")
 
-    if chief and run_dir:
-        # A resumed run adds to its records; earlier versions are kept beside them (training_options.1.json, ...).
-        write_record(os.path.join(run_dir, OPTIONS_NAME), opts.to_json() + "\n")
-        write_record(os.path.join(run_dir, RECORD_NAME), record.to_json() + "\n")
-        write_record(os.path.join(run_dir, MANIFEST_COPY_NAME), EasyDict(manifest).to_json() + "\n")
-
-    details = (f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}"
-               f"\nRun:\n{json.dumps(record, indent=1, default=str)}\n")
-    if dry_run:
-        log(details)
-    if dry_run or chief:
-        log(run_summary(opts, record, manifest))
-    if chief and run_dir:
-        # The full options go to the log file only: on the console they would bury the summary.
-        with open(os.path.join(run_dir, "log.txt"), "a") as f:
-            f.write(details)
-    if dry_run:
-        from training.networks import summary
-
-        log(summary(G))
-        log(summary(D))
+    _record_start(opts, record, manifest, run_dir, chief, dry_run, (G, D), log)
 
     def data_iter():
         seed = data_seed(opts.seed, int(state.cur_nimg.numpy()))
@@ -427,21 +315,7 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
     it = data_iter()
 
     if dry_run:
-        reals, c = next(it)
-        log(f"dry run: tracing the {len(steps.phases)} train step phases (each first call compiles), then timing one "
-            "step of each")
-        step_seconds = {}
-        for phase, _ in steps.phases:
-            t0 = time.time()
-            steps(phase, reals, c)
-            t1 = time.time()
-            steps(phase, reals, c)
-            step_seconds[phase] = time.time() - t1
-            log(f"dry run: phase {phase:<6} first call {t1 - t0:.2f}s (trace), then {step_seconds[phase]:.3f}s/step")
-        projected = projected_training_seconds(step_seconds, steps.phases, total_nimg, B)
-        log(f"dry run: {opts.total_kimg:g} kimg = {math.ceil(total_nimg / B)} steps of batch {B}: about "
-            f"{format_time(projected)} of train steps (snapshots, metrics and data loading come on top)")
-        log("dry run: nothing written")
+        _time_phases(steps, next(it), opts.total_kimg, B, log)
         return EasyDict(run_dir=None, snapshot_dir=None, cur_nimg=0)
 
     log(f"Training for {opts.total_kimg:g} kimg on {strategy.num_replicas_in_sync} replica(s), batch {B} "
@@ -468,20 +342,7 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             except tf.errors.DataLossError as e:
                 raise _damaged_mid_run(e, opts.data, manager, state, strategy, chief, run_dir, log) from None
             batch_idx = int(state.batch_idx.numpy())
-            skipped = []
-            for phase, interval in steps.phases:
-                if interval > 1 and batch_idx % interval:
-                    continue
-                out = steps(phase, reals, c)
-                if not update_applied(out, opts.precision):  # the step skipped this phase's update
-                    skipped.append(_nonfinite_term(out, phase))
-                    continue  # its NaN/Inf values stay out of the tick means and of ADA's r_t
-                if "Loss/signs/real" in out:  # all-reduced over replicas: every worker adapts p alike
-                    loss.augment_pipe.record_signs(out["Loss/signs/real"])
-                for k, v in out.items():
-                    if k.startswith("Loss/"):
-                        sums[k] = sums.get(k, 0.0) + v
-                        counts[k] = counts.get(k, 0) + 1
+            skipped = _run_phases(steps, batch_idx, reals, c, opts.precision, loss.augment_pipe, sums, counts)
             where = f"step {batch_idx} (kimg {int(state.cur_nimg.numpy()) / 1000:.3f})"
             if skips.record(skipped):
                 log(f"{where}: {'; '.join(skipped)} NaN/Inf; update skipped, training goes on "
@@ -536,20 +397,9 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
                 f"peak_mem {mem}  skipped {skipped_in_tick}  "
                 + " ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(means.items())))
             if writer is not None:
-                with writer.as_default():
-                    step = cur_nimg
-                    for k, v in means.items():
-                        tb_log.scalar(k, v, step)
-                    tb_log.scalar("Progress/kimg", cur_nimg / 1000, step)
-                    tb_log.scalar("Progress/skipped_steps", skipped_in_tick, step)
-                    tb_log.scalar("Progress/pl_mean", float(state.pl_mean.numpy()), step)
-                    tb_log.scalar("Progress/lr_G", float(G_opt.lr.numpy()), step)
-                    tb_log.scalar("Progress/lr_D", float(D_opt.lr.numpy()), step)
-                    tb_log.scalar("Timing/sec_per_kimg", sec_per_kimg, step)
-                    tb_log.scalar("Timing/sec_per_tick", tick_time, step)
-                    tb_log.scalar("Timing/maintenance_sec", maintenance, step)
-                    if state.loss_scale.enabled:
-                        tb_log.scalar("Progress/loss_scale", float(state.loss_scale.scale.numpy()), step)
+                timing = {"Timing/sec_per_kimg": sec_per_kimg, "Timing/sec_per_tick": tick_time,
+                          "Timing/maintenance_sec": maintenance}
+                _tick_scalars(writer, cur_nimg, means, timing, skipped_in_tick, state, G_opt, D_opt)
             sums, counts = {}, {}
 
             # ---- snapshot, checkpoint, metrics ----
@@ -581,6 +431,84 @@ def _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_
             log(f"Samples (NIfTI + PNG) are in {last_snapshot}")
     return EasyDict(run_dir=run_dir, snapshot_dir=last_snapshot, cur_nimg=cur_nimg, stopped=False,
                     skipped_steps=skips.total)
+
+
+def _record_start(opts, record, manifest, run_dir, chief, dry_run, networks, log):
+    """The run's records (options, run.json, the manifest copy) and the summary: in the log, on the console."""
+    if chief and run_dir:
+        # A resumed run adds to its records; earlier versions are kept beside them (training_options.1.json, ...).
+        write_record(os.path.join(run_dir, OPTIONS_NAME), opts.to_json() + "\n")
+        write_record(os.path.join(run_dir, RECORD_NAME), record.to_json() + "\n")
+        write_record(os.path.join(run_dir, MANIFEST_COPY_NAME), EasyDict(manifest).to_json() + "\n")
+    details = (f"Options:\n{json.dumps({k: v for k, v in opts.items() if k != 'cli_args'}, indent=1, default=str)}"
+               f"\nRun:\n{json.dumps(record, indent=1, default=str)}\n")
+    if dry_run:
+        log(details)
+    if dry_run or chief:
+        log(run_summary(opts, record, manifest))
+    if chief and run_dir:
+        # The full options go to the log file only: on the console they would bury the summary.
+        with open(os.path.join(run_dir, "log.txt"), "a") as f:
+            f.write(details)
+    if dry_run:
+        from training.networks import summary
+
+        for network in networks:
+            log(summary(network))
+
+
+def _time_phases(steps, batch, total_kimg, batch_size, log):
+    """--dry_run: trace each phase of the step, time a second call of each, and project the run's step time."""
+    reals, c = batch
+    log(f"dry run: tracing the {len(steps.phases)} train step phases (each first call compiles), then timing one "
+        "step of each")
+    step_seconds = {}
+    for phase, _ in steps.phases:
+        t0 = time.time()
+        steps(phase, reals, c)
+        t1 = time.time()
+        steps(phase, reals, c)
+        step_seconds[phase] = time.time() - t1
+        log(f"dry run: phase {phase:<6} first call {t1 - t0:.2f}s (trace), then {step_seconds[phase]:.3f}s/step")
+    total_nimg = int(round(total_kimg * 1000))
+    projected = projected_training_seconds(step_seconds, steps.phases, total_nimg, batch_size)
+    log(f"dry run: {total_kimg:g} kimg = {math.ceil(total_nimg / batch_size)} steps of batch {batch_size}: about "
+        f"{format_time(projected)} of train steps (snapshots, metrics and data loading come on top)")
+    log("dry run: nothing written")
+
+
+def _run_phases(steps, batch_idx, reals, c, precision, augment_pipe, sums, counts):
+    """One training step: every phase due at batch_idx (lazy regularisation skips the others). Adds the applied
+    phases' losses to sums/counts; returns the phases whose update was skipped for a non-finite value."""
+    skipped = []
+    for phase, interval in steps.phases:
+        if interval > 1 and batch_idx % interval:
+            continue
+        out = steps(phase, reals, c)
+        if not update_applied(out, precision):  # the step skipped this phase's update
+            skipped.append(_nonfinite_term(out, phase))
+            continue  # its NaN/Inf values stay out of the tick means and of ADA's r_t
+        if "Loss/signs/real" in out:  # all-reduced over replicas: every worker adapts p alike
+            augment_pipe.record_signs(out["Loss/signs/real"])
+        for k, v in out.items():
+            if k.startswith("Loss/"):
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
+    return skipped
+
+
+def _tick_scalars(writer, cur_nimg, means, timing, skipped, state, G_opt, D_opt):
+    """A tick's TensorBoard scalars, at step = images seen."""
+    with writer.as_default():
+        for k, v in {**means, **timing}.items():
+            tb_log.scalar(k, v, cur_nimg)
+        tb_log.scalar("Progress/kimg", cur_nimg / 1000, cur_nimg)
+        tb_log.scalar("Progress/skipped_steps", skipped, cur_nimg)
+        tb_log.scalar("Progress/pl_mean", float(state.pl_mean.numpy()), cur_nimg)
+        tb_log.scalar("Progress/lr_G", float(G_opt.lr.numpy()), cur_nimg)
+        tb_log.scalar("Progress/lr_D", float(D_opt.lr.numpy()), cur_nimg)
+        if state.loss_scale.enabled:
+            tb_log.scalar("Progress/loss_scale", float(state.loss_scale.scale.numpy()), cur_nimg)
 
 
 def _damaged_mid_run(error, data, manager, state, strategy, chief, run_dir, log):

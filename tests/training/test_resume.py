@@ -63,7 +63,7 @@ def test_n_steps_equal_half_resume_half(runs):
     options = EasyDict.load_json(os.path.join(half.run_dir, "training_options.json"))
     assert options.resume.endswith("ckpt-2") and "run_dir" not in options and options.total_kimg == 0.008
     # The shards the first session read whole are recorded; the resume is given them, so it skips re-reading them.
-    from training.training_loop import _checked_shards
+    from training.resume import checked_shards as _checked_shards
     from volumes.records import shard_identity
 
     shards = {n: shard_identity(os.path.join(data, n)) for n in os.listdir(data) if n.endswith(".tfrecord.gz")}
@@ -232,8 +232,8 @@ def test_the_shipped_demo_run_can_be_resumed_by_todays_networks():
     # The shipped run (pretrained/demo/run) was trained by an older commit: its recorded kwargs hold keys that no
     # longer select anything. Resuming it must pass the architecture check against the demo config as built now.
     from training.configs import build_networks
+    from training.resume import check_resume_compatible
     from training.run_files import resumed_architecture
-    from training.train_options import check_resume_compatible
 
     run = os.path.join(REPO, "pretrained", "demo", "run")
     before = resumed_architecture(run)

@@ -8,10 +8,8 @@ import tensorflow as tf
 
 
 def _make_strategy():
-    try:  # make_strategy may live beside the multi-worker helpers
-        from training.multi_worker import make_strategy
-    except ImportError:
-        from training.training_loop import make_strategy
+    from training.multi_worker import make_strategy
+
     return make_strategy
 
 
