@@ -22,9 +22,9 @@ ORIGINAL_D_RESAMPLE_FILTER = [1, 3, 3, 3, 1]
 # The R2 gamma the original's R2 config names. Its penalty was summed over three of the four non-batch axes of the
 # NCDHW gradient, leaving [N, W], then averaged with the [N, 1] loss: an effective weight of gamma / W.
 ORIGINAL_R2_GAMMA = 10.0
-# Keys that synthesis_kwargs of older runs (training_options.json, generator.json) may hold and that no longer
-# select anything: fused_modconv (the grouped conv is a bench variant now, bench/formulations.py). Loaders drop
-# them and resuming ignores them.
+# Keys that a saved synthesis_kwargs (training_options.json, generator.json) may hold and that select nothing:
+# fused_modconv (a grouped modulated conv, not a path of this package). Loaders drop them and resuming ignores
+# them.
 LEGACY_SYNTHESIS_KWARGS = ("fused_modconv",)
 
 

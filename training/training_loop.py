@@ -173,7 +173,8 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     """Train as `opts` (from train_options.build_options) says. Returns EasyDict(run_dir, snapshot_dir, ...).
 
     opts is not modified; it is saved as training_options.json, and what the run learns is saved as run.json.
-    tick_callback(cur_nimg, G_ema), if given, runs on the chief at the start and after every tick (benchmarks).
+    tick_callback(cur_nimg, G_ema), if given, is a progress callback: it runs on the chief at the start and after
+    every tick, with the images shown so far and the current EMA generator (to watch or evaluate a run as it goes).
     """
     opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, as saved (JSON-clean)
     strategy = strategy or make_strategy(opts.strategy, opts.get("collective_timeout"))
@@ -271,7 +272,7 @@ def _checked_shards(opts):
 def resumed_architecture(run_dir):
     """G/D kwargs as built, img_shape and c_dim of the run a checkpoint belongs to.
 
-    Runs record the built kwargs in run.json; older runs saved them in training_options.json instead.
+    The built kwargs come from run.json when it records them, else from training_options.json.
     """
     before = load_run_options(run_dir)
     record_path = os.path.join(run_dir, RUN_RECORD_NAME)
