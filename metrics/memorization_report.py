@@ -16,8 +16,9 @@ import os
 
 import numpy as np
 
+from dnnlib.csv_table import write_csv
 from dnnlib.fileutil import atomic_output_dir, atomic_write_bytes, atomic_write_text
-from dnnlib.plots import MISSING_MATPLOTLIB, csv_text
+from dnnlib.plots import MISSING_MATPLOTLIB
 
 
 def _to_uint8(img, lo, hi):
@@ -114,12 +115,12 @@ def write_report(folder, name, results, info, sample_d, sample_idx, heldout_d, h
         note = distance_histogram(os.path.join(tmp, "distances.png"), sample_d, heldout_d, info["copy_threshold"],
                                   f"{name}: {info['distance']} in {info['space'].split(' (')[0]}")
         atomic_write_bytes(os.path.join(tmp, "closest_pairs.png"), _png(pairs_image(pairs, train_slices), 2))
-        atomic_write_text(os.path.join(tmp, "samples.csv"), csv_text(
-            {"sample": list(range(len(sample_d))), "nearest_training": [int(i) for i in sample_idx],
-             "distance": [float(d) for d in sample_d]}))
-        atomic_write_text(os.path.join(tmp, "heldout.csv"), csv_text(
-            {"heldout": list(range(len(heldout_d))), "nearest_training": [int(i) for i in heldout_idx],
-             "distance": [float(d) for d in heldout_d]}))
+        write_csv(os.path.join(tmp, "samples.csv"),
+                  {"sample": list(range(len(sample_d))), "nearest_training": [int(i) for i in sample_idx],
+                   "distance": [float(d) for d in sample_d]})
+        write_csv(os.path.join(tmp, "heldout.csv"),
+                  {"heldout": list(range(len(heldout_d))), "nearest_training": [int(i) for i in heldout_idx],
+                   "distance": [float(d) for d in heldout_d]})
         atomic_write_text(os.path.join(tmp, "report.txt"), report_text(name, results, info, pairs, note))
         atomic_write_text(os.path.join(tmp, "summary.json"), json.dumps(
             {"results": results, "info": {k: v for k, v in info.items() if k != "report"}}, indent=2,
