@@ -20,12 +20,9 @@ import glob
 import itertools
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("networks", [], "leak: generators to classify (run dirs, snapshots, SavedModels).")

@@ -1,23 +1,21 @@
 """Benchmark the 3D kernels on this machine: conv3d forward, TF's gradients vs the fast ones, upfirdn.
 
-Usage: python bench/bench_conv3d.py [--quick] [--repeats 3] [--shapes 16x80x96x112x1,...]
+Usage: python -m bench.bench_conv3d [--quick] [--repeats 3] [--shapes 16x80x96x112x1,...]
 Prints GFLOP/s (FLOPs of a conv = 2 * N * D*H*W * k^3 * Cin * Cout) and ratios measured in this run.
 """
 
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from bench import formulations as F  # noqa: E402
-from dnnlib.ops import conv3d as C  # noqa: E402
-from dnnlib.ops import upfirdn_3d as U  # noqa: E402
+from bench import formulations as F
+from dnnlib.ops import conv3d as C
+from dnnlib.ops import upfirdn_3d as U
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small shapes only (about a minute).")

@@ -15,16 +15,13 @@ All measured in one run on this machine:
 """
 
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench import common  # noqa: E402
-from dnnlib.cli import run_main  # noqa: E402
+from bench import common
+from dnnlib.cli import run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small counts: checks the script in a few minutes.")

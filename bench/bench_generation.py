@@ -1,19 +1,16 @@
 """Generation throughput (volumes/s) and projector speed (steps/s), measured in one run.
 
-  TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_generation.py
-  TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_generation.py --paper_config=   # skip the 2 mm paper config
+  TF_CPP_MIN_LOG_LEVEL=2 python -m bench.bench_generation
+  TF_CPP_MIN_LOG_LEVEL=2 python -m bench.bench_generation --paper_config=   # skip the 2 mm paper config
 
 Networks are randomly initialised (speed does not depend on the weights). Each timing follows a warm-up call
 that traces the tf.function, so the figures are steady-state; the trace time is printed separately.
 """
 
 import os
-import sys
 import time
 
 from absl import app, flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("demo_config", "demo", "Demo config for generation and projector timings.")

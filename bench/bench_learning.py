@@ -1,6 +1,6 @@
 """Does it learn? Train the demo config briefly and track the linear MMD between fakes and reals.
 
-  python bench/bench_learning.py --minutes=10 --outdir=/tmp/bench_learning
+  python -m bench.bench_learning --minutes=10 --outdir=/tmp/bench_learning
 
 At the start and after every tick: N fakes of G_ema (random noise) vs N reals of the demo dataset,
 mmd_linear_batch8 (metrics/mmd.py, voxels in [0, 1]). Prints the curve, the start/end values and their
@@ -9,12 +9,9 @@ matplotlib), beside the snapshots.
 """
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "demo", "Training config.")

@@ -24,13 +24,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench import common  # noqa: E402
-from dnnlib import UserError  # noqa: E402
-from dnnlib.cli import run_main  # noqa: E402
+from bench import common
+from dnnlib import UserError
+from dnnlib.cli import run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "demo-tiny config only (checks the script quickly).")

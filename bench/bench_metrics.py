@@ -1,6 +1,6 @@
 """Time of each metric per 100 volumes at 80x96x112 (random volumes, random-weight feature networks).
 
-  TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_metrics.py --num=20 [--metrics=mmd,ms_ssim] [--shape=80,96,112]
+  TF_CPP_MIN_LOG_LEVEL=2 python -m bench.bench_metrics --num=20 [--metrics=mmd,ms_ssim] [--shape=80,96,112]
 
 The generator is a stand-in returning precomputed random volumes, so the figures are the metrics' own cost
 (features, statistics, kernels), reals and fakes included; each metric runs in a fresh session (no sharing of
@@ -9,16 +9,13 @@ products (what metrics/ms_ssim.py uses), sums of shifted slices, separable singl
 """
 
 import os
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from metrics import metric_main, ms_ssim  # noqa: E402
+from metrics import metric_main, ms_ssim
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num", 20, "Volumes per side (reals and fakes); figures are scaled to 100.")

@@ -4,8 +4,8 @@ Prints, per config: tf.nn.conv3d forward GFLOP/s at the network's largest 3x3x3 
 analytic conv FLOPs of G and D (forward; backward counted as 2x forward), the measured forward+backward
 time of G and D at the given batch, and the achieved fraction of the measured conv speed.
 
-    TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_networks.py            # demo + Gorig-Dres-3d-2mm-base567
-    TF_CPP_MIN_LOG_LEVEL=2 python bench/bench_networks.py --quick    # demo only
+    TF_CPP_MIN_LOG_LEVEL=2 python -m bench.bench_networks            # demo + Gorig-Dres-3d-2mm-base567
+    TF_CPP_MIN_LOG_LEVEL=2 python -m bench.bench_networks --quick    # demo only
 
 FLOPs are counted as implemented: a 2-FLOP multiply-add per tap; resampling convs run at the low
 resolution (transposed conv for upsampling, filter-then-strided conv for downsampling); dense layers,
@@ -15,16 +15,13 @@ filters and elementwise ops are left out (they are small next to the 3x3x3 convs
 import os
 import platform
 import resource
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from training import configs, networks  # noqa: E402
+from training import configs, networks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Only the demo config.")

@@ -16,13 +16,10 @@ and NRMSE per volume (metrics/reconstruction.py, [0, 1]) for the projection and 
 import glob
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench import common  # noqa: E402
+from bench import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "curve: the training run directory.")

@@ -14,12 +14,11 @@ import os
 import subprocess
 import sys
 
+from absl import app, flags
+
+from bench import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from absl import app, flags  # noqa: E402
-
-from bench import common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "demo", "The network (a shipped name, run dir or SavedModel).")

@@ -23,14 +23,12 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench import common, flops, formulations, op_profile  # noqa: E402
-from dnnlib import UserError  # noqa: E402
-from dnnlib.cli import run_main  # noqa: E402
-from dnnlib.ops import autotune  # noqa: E402
+from bench import common, flops, formulations, op_profile
+from dnnlib import UserError
+from dnnlib.cli import run_main
+from dnnlib.ops import autotune
 
 PAPER = ["Gorig-Dres-3d-2mm-base567", "Gorig-Dres-3d-1mm-base567"]
 

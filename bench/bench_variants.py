@@ -28,13 +28,11 @@ import os
 import sys
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench import common, flops, formulations, op_profile  # noqa: E402
-from dnnlib import UserError  # noqa: E402
-from dnnlib.cli import run_main  # noqa: E402
+from bench import common, flops, formulations, op_profile
+from dnnlib import UserError
+from dnnlib.cli import run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "demo", "Config to measure (training/configs.py name).")

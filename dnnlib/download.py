@@ -7,12 +7,10 @@ cached file whose hash matches is reused without touching the network. urllib on
 Cache folder: $STYLEGAN3D_CACHE, else $XDG_CACHE_HOME/stylegan3d, else ~/.cache/stylegan3d.
 """
 
-import contextlib
 import hashlib
 import os
 import re
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +18,7 @@ import urllib.request
 
 from dnnlib.digest import CHUNK, sha256_path
 from dnnlib.errors import InputError
+from dnnlib.fileutil import atomic_write_stream
 
 CACHE_ENV = "STYLEGAN3D_CACHE"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -62,25 +61,12 @@ def download(url, sha256, cache_dir=None, filename=None, timeout=60.0, progress=
             return path
         # A stale or damaged copy (not one we verified): fetch again and replace it atomically.
         log(f"{path}: sha256 {actual} is not the pinned {pin}; downloading it again")
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual, size = _stream(url, out, timeout, progress)
-            out.flush()
-            os.fsync(out.fileno())
+    # Refused content raises inside the block, so the temporary file goes and the cache keeps nothing of it.
+    with atomic_write_stream(path) as out:
+        actual, size = _stream(url, out, timeout, progress)
         if actual != pin:
             raise InputError(f"{url}: downloaded content has sha256 {actual}, expected the pinned {pin}; "
                              "nothing was cached")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a cache shared by users reads like any file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     log(f"fetched {url} -> {path} ({size} bytes, sha256 {actual})")
     return path
 

@@ -28,8 +28,14 @@ def current_umask():
     return mask
 
 
-def atomic_write_bytes(path, data):
-    """Write bytes to path via a temporary file in the same folder, fsync and an atomic rename."""
+@contextlib.contextmanager
+def atomic_write_stream(path):
+    """Yield a binary file to write path's content into, in as many pieces as needed (a download, a stream).
+
+    The file is a temporary one in the same folder; when the block ends without an exception it is fsynced and
+    renamed onto path in one step. An exception in the block (a failed check of what was written included) removes
+    it and leaves path as it was: nothing half-written is ever found under the final name.
+    """
     path = os.path.abspath(os.fspath(path))
     d = os.path.dirname(path)
     os.makedirs(d, exist_ok=True)
@@ -38,7 +44,7 @@ def atomic_write_bytes(path, data):
         # mkstemp makes 0600; the result is an ordinary file that the umask governs.
         os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -46,6 +52,12 @@ def atomic_write_bytes(path, data):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path, data):
+    """Write bytes to path via a temporary file in the same folder, fsync and an atomic rename."""
+    with atomic_write_stream(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path, text):

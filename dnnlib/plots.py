@@ -8,22 +8,11 @@ import io
 import math
 import os
 
+from dnnlib.csv_table import write_csv
 from dnnlib.easydict import EasyDict
-from dnnlib.fileutil import atomic_write_bytes, atomic_write_text
+from dnnlib.fileutil import atomic_write_bytes
 
 MISSING_MATPLOTLIB = "matplotlib is not installed (pip install matplotlib, or this project's [plots] extra)"
-
-
-def csv_text(columns):
-    """CSV of equally long columns {name: values}: a header line, then one row per index ('%.6g' for floats)."""
-    names = list(columns)
-    lengths = {len(columns[n]) for n in names}
-    if len(lengths) > 1:
-        raise ValueError(f"CSV columns differ in length: { {n: len(columns[n]) for n in names} }")
-    n_rows = lengths.pop() if lengths else 0
-    cell = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)  # noqa: E731
-    rows = [",".join(names)] + [",".join(cell(columns[n][i]) for n in names) for i in range(n_rows)]
-    return "\n".join(rows) + "\n"
 
 
 def line_plot(png_path, x, series, xlabel, ylabel, title=None, log_y=False, csv_path=None, x_name=None,
@@ -40,7 +29,7 @@ def line_plot(png_path, x, series, xlabel, ylabel, title=None, log_y=False, csv_
         if len(ys) != len(x):
             raise ValueError(f"series {name!r} has {len(ys)} values for {len(x)} x values")
     if csv_path is not None:
-        atomic_write_text(csv_path, csv_text({x_name or xlabel: x, **series}))
+        write_csv(csv_path, {x_name or xlabel: x, **series})
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure

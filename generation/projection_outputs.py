@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from dnnlib.csv_table import csv_text, write_csv
 from dnnlib.fileutil import atomic_write_text
 from generation.outputs import write_volume
 from volumes.volume_io import to_unit_range
@@ -87,13 +88,16 @@ def _comparison_title(target):
     return f"{target.name} ({kind}); degradation: {deg.spec() if deg is not None else 'none'}"
 
 
-def curve_csv(curve, i):
-    """The loss curve of target i of a batch as CSV text: step, lr and every recorded term."""
+def curve_columns(curve, i):
+    """The loss curve of target i of a batch as CSV columns: step, lr and every recorded term."""
     keys = [k for k in CURVE_KEYS if k in curve[0]]
-    lines = [",".join(["step", "lr", *keys])]
-    for r in curve:
-        lines.append(",".join([str(r["step"]), f"{r['lr']:.6g}", *(f"{float(r[k][i]):.6g}" for k in keys)]))
-    return "\n".join(lines) + "\n"
+    return {"step": [r["step"] for r in curve], "lr": [float(r["lr"]) for r in curve],
+            **{k: [float(r[k][i]) for r in curve] for k in keys}}
+
+
+def curve_csv(curve, i):
+    """The loss curve of target i of a batch as CSV text (loss.csv)."""
+    return csv_text(curve_columns(curve, i))
 
 
 def write_target_outputs(out, target, i, result, affine, uint8=False):
@@ -117,7 +121,7 @@ def write_target_outputs(out, target, i, result, affine, uint8=False):
     np.save(os.path.join(out, "latent.npy"), result.ws[i])
     np.savez(os.path.join(out, "noise.npz"), *[n[i] for n in result.noise])
     curve = result.curve
-    atomic_write_text(os.path.join(out, "loss.csv"), curve_csv(curve, i))
+    write_csv(os.path.join(out, "loss.csv"), curve_columns(curve, i))
     keys = [k for k in CURVE_KEYS if k != "noise_reg" and k in curve[0]]
     # loss.csv above holds the plotted data (and lr, noise_reg).
     plot = curve_png(os.path.join(out, "loss.png"), [{k: r[k][i] for k in keys} for r in curve], keys,

@@ -7,7 +7,7 @@ degradation (without a mask). The references are volumes of the dataset in use (
 like the network's training data, not among the targets) when there is one, else volumes the network generates
 itself (kind "generated": psi 1, random noise).
 
-Measured on the shipped demo network at 100 steps (bench figures in the README): held-out volumes land at 0.8-1.2x
+Measured on the shipped demo network at 100 steps: held-out volumes land at 0.8-1.2x
 other held-out volumes and about 4x the largest of two generated ones on the network grid, but 8.6x generated ones
 with 16 mm slices (degraded generated volumes are smooth and easy to fit: prefer dataset references there); the
 same held-out volumes upside down, inverted or shifted by 10 voxels land at 1.9-3.0x held-out and 7-12x generated

@@ -36,7 +36,7 @@ LOSSES = ("mse", "mse+ssim")
 # MSE of volumes in [0, 255] (the original's) / MSE of the same volumes in [-1, 1] (ours).
 ORIGINAL_MSE_SCALE = 127.5**2
 # The noise regulariser's weight against MSEs in [-1, 1]; what it is for: without it the noise maps alone reproduce
-# the target, and the found latent with fresh noise maps does not (bench/bench_projection_noise.py).
+# the target, and the found latent with fresh noise maps does not.
 NOISE_REG_WEIGHT = 1e5
 
 

@@ -16,47 +16,16 @@ import os
 
 import numpy as np
 
+from dnnlib.csv_table import write_csv
 from dnnlib.fileutil import atomic_output_dir, atomic_write_bytes, atomic_write_text
-from dnnlib.plots import MISSING_MATPLOTLIB, csv_text
-
-
-def _to_uint8(img, lo, hi):
-    return np.clip(np.round((np.asarray(img, np.float64) - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-
-
-def _row(panels, gap, height):
-    parts = []
-    for p in panels:
-        padded = np.zeros((height, p.shape[1]), np.uint8)
-        padded[: p.shape[0]] = p
-        parts += [padded, np.zeros((height, gap), np.uint8)]
-    return np.concatenate(parts[:-1], axis=1)
+from dnnlib.plots import MISSING_MATPLOTLIB
+from volumes.visualize import panel_groups_image, write_gray_png
 
 
 def pairs_image(pairs, train_slices, gap=2, group_gap=8):
     """uint8 picture, one row per pair (sample | nearest training | sample - training), volumes in [-1, 1]."""
-    rows = []
-    for _, _, t, s in pairs:
-        sample = [_to_uint8(x, -1, 1) for x in s]
-        train = [_to_uint8(x, -1, 1) for x in train_slices[t]]
-        diff = [_to_uint8(a - b, -1, 1) for a, b in zip(s, train_slices[t], strict=True)]
-        height = max(p.shape[0] for p in sample)
-        groups = [_row(g, gap, height) for g in (sample, train, diff)]
-        spacer = np.full((height, group_gap), 128, np.uint8)
-        rows.append(np.concatenate([groups[0], spacer, groups[1], spacer, groups[2]], axis=1))
-    out = []
-    for r in rows:
-        out += [r, np.zeros((gap, r.shape[1]), np.uint8)]
-    return np.concatenate(out[:-1], axis=0)
-
-
-def _png(img, scale):
-    from PIL import Image
-
-    img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-    buf = io.BytesIO()
-    Image.fromarray(img, mode="L").save(buf, format="PNG")
-    return buf.getvalue()
+    rows = [[s, train_slices[t], [a - b for a, b in zip(s, train_slices[t], strict=True)]] for _, _, t, s in pairs]
+    return panel_groups_image(rows, (-1, 1), gap, group_gap)
 
 
 def distance_histogram(path, sample_d, heldout_d, threshold, title):
@@ -113,13 +82,13 @@ def write_report(folder, name, results, info, sample_d, sample_idx, heldout_d, h
     with atomic_output_dir(folder, overwrite=True) as tmp:
         note = distance_histogram(os.path.join(tmp, "distances.png"), sample_d, heldout_d, info["copy_threshold"],
                                   f"{name}: {info['distance']} in {info['space'].split(' (')[0]}")
-        atomic_write_bytes(os.path.join(tmp, "closest_pairs.png"), _png(pairs_image(pairs, train_slices), 2))
-        atomic_write_text(os.path.join(tmp, "samples.csv"), csv_text(
-            {"sample": list(range(len(sample_d))), "nearest_training": [int(i) for i in sample_idx],
-             "distance": [float(d) for d in sample_d]}))
-        atomic_write_text(os.path.join(tmp, "heldout.csv"), csv_text(
-            {"heldout": list(range(len(heldout_d))), "nearest_training": [int(i) for i in heldout_idx],
-             "distance": [float(d) for d in heldout_d]}))
+        write_gray_png(os.path.join(tmp, "closest_pairs.png"), pairs_image(pairs, train_slices), scale=2)
+        write_csv(os.path.join(tmp, "samples.csv"),
+                  {"sample": list(range(len(sample_d))), "nearest_training": [int(i) for i in sample_idx],
+                   "distance": [float(d) for d in sample_d]})
+        write_csv(os.path.join(tmp, "heldout.csv"),
+                  {"heldout": list(range(len(heldout_d))), "nearest_training": [int(i) for i in heldout_idx],
+                   "distance": [float(d) for d in heldout_d]})
         atomic_write_text(os.path.join(tmp, "report.txt"), report_text(name, results, info, pairs, note))
         atomic_write_text(os.path.join(tmp, "summary.json"), json.dumps(
             {"results": results, "info": {k: v for k, v in info.items() if k != "report"}}, indent=2,

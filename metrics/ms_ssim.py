@@ -91,7 +91,7 @@ def filter_3d(x, taps, mode):
     mode 'valid': no padding, each axis shrinks by len(taps) - 1 (MONAI). mode 'reflect': scipy's 'reflect'
     padding (any width, even wider than the axis), same-size output (scipy.ndimage.gaussian_filter).
     Each pass is a product with a banded matrix, whose cost does not grow with the window (13 taps for the legacy
-    variant); bench/bench_metrics.py compares it with conv3d and with summing shifted slices.
+    variant), unlike a conv3d or a sum of shifted slices.
     """
     taps = tuple(float(t) for t in taps)
     md, mh, mw = (tf.constant(_filter_matrix(int(n), taps, mode)) for n in x.shape[1:])

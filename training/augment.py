@@ -42,6 +42,7 @@ import tensorflow as tf
 from dnnlib.ops.affine_resample_3d import affine_resample_3d
 from dnnlib.ops.upfirdn_3d import filter_3d, setup_filter
 from training.augment_spec import AUG_MODES, GROUPS, TRANSFORMS, parse_augpipe
+from volumes.volume_io import from_unit_range
 
 BACKGROUND = -1.0
 # Strengths as ADA's defaults where ADA has the transform; log2-normal stds for the multiplicative ones.
@@ -308,7 +309,7 @@ class AugmentPipe(tf.Module):
             u = (x + 1) / 2
             uc = tf.clip_by_value(u, _GAMMA_FLOOR, 1.0)
             g = tf.reshape(P["gamma"], [-1, 1, 1, 1, 1])
-            x = where(P["gamma_on"], (tf.pow(uc, g) + (u - uc)) * 2 - 1, x)
+            x = where(P["gamma_on"], from_unit_range(tf.pow(uc, g) + (u - uc)), x)
             # Brightness, contrast and inversion as one affine map: an off transform draws 0 / 1 / sign +1, which
             # leave x bit-identical (x + 0, x * 1), so no per-transform select is needed.
             scale = P["contrast"] * (1.0 - 2.0 * P["invert_on"])

@@ -31,8 +31,9 @@ from dnnlib.ops.upfirdn_3d import (
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 NOISE_MODES = ("random", "const", "none")
-# Keys that the synthesis_kwargs of earlier runs (training_options.json, generator.json) may hold and that no longer
-# select anything: fused_modconv (the grouped conv is a bench formulation). Loaders drop them, resuming ignores them.
+# Keys that a saved synthesis_kwargs (training_options.json, generator.json) may hold and that select nothing:
+# fused_modconv (a grouped modulated conv, not a path of this package). Loaders drop them and resuming ignores
+# them.
 LEGACY_SYNTHESIS_KWARGS = ("fused_modconv",)
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -51,7 +52,7 @@ def recompute_layers(enabled=True):
     layer), so a first-order pass holds the layers' inputs and one layer's activations at a time; the second-order
     passes (path length, R1) still hold each layer's recomputation until the second backward reaches it.
     Gradients of every order are the same. Per layer rather than per block: with whole blocks recomputed the 2 mm
-    path-length pass held as much as without (bench/RESULTS.md). Random noise is drawn before the layer, so the
+    path-length pass holds as much as without. Random noise is drawn before the layer, so the
     recomputation sees the same noise.
     """
     old = getattr(_recompute_options, "enabled", False)
@@ -107,7 +108,7 @@ def _recompute_call(fn, args):
     # The recomputation in the backward pass runs outside the path-length pass's modulation_of_activations() and
     # inside modulation_for_memory(), so it convolves with per-sample modulated weights (the same values), whatever
     # the autotuner measured fastest: the scaled copies of the activations that form keeps would double the
-    # second-order pass's memory (bench/RESULTS.md, issues 21 and 34).
+    # second-order pass's memory.
     def inner(*tensors):
         full = list(flat)
         for i, t in zip(given, tensors, strict=True):

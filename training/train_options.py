@@ -26,7 +26,7 @@ class Option(NamedTuple):
     default: object
     help: str
     choices: tuple = ()  # the allowed values, when the option is one of a fixed set
-    flag: bool = True  # False: set from code (tests, benchmarks), not exposed by run_training.py
+    flag: bool = True  # False: set from code only, not exposed by run_training.py
 
 
 OPTIONS = (

@@ -71,7 +71,7 @@ class TrainSteps:
         loss, B, sync_pl = self.loss, self.batch_size, self.sync_pl
 
         def term_gradients(term, variables, scale):
-            # Only ever switched on here: an outer recompute_layers() (a bench formulation) stays in force.
+            # Only ever switched on here: an outer recompute_layers() stays in force.
             with tf.GradientTape(watch_accessed_variables=False) as tape, \
                     recompute_layers() if self.recompute else contextlib.nullcontext():
                 tape.watch(variables)

@@ -124,7 +124,8 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     """Train as `opts` (from train_options.build_options) says. Returns EasyDict(run_dir, snapshot_dir, ...).
 
     opts is not modified; it is saved as training_options.json, and what the run learns is saved as run.json.
-    tick_callback(cur_nimg, G_ema), if given, runs on the chief at the start and after every tick (benchmarks).
+    tick_callback(cur_nimg, G_ema), if given, is a progress callback: it runs on the chief at the start and after
+    every tick, with the images shown so far and the current EMA generator (to watch or evaluate a run as it goes).
     """
     opts = EasyDict.from_obj(json.loads(json.dumps(opts, default=str)))  # private copy, as saved (JSON-clean)
     strategy = strategy or multi_worker.make_strategy(opts.strategy, opts.get("collective_timeout"))

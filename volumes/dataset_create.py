@@ -243,13 +243,14 @@ def _relabel(out_dir, shards, files, new_labels, storage_dtype):
     import tensorflow as tf
 
     by_index = dict(zip((f["index"] for f in files), new_labels, strict=True))
-    opts = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=6)
+
+    def relabelled(path):
+        for rec in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
+            ex = records.parse_example_numpy(rec, storage_dtype)
+            yield records.serialize_example(ex.stored.reshape(ex.shape), ex.index, by_index[ex.index])
+
     for name in shards:
         path = os.path.join(out_dir, name)
-        with tf.io.TFRecordWriter(path + ".relabel", opts) as w:
-            for rec in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
-                ex = records.parse_example_numpy(rec, storage_dtype)
-                w.write(records.serialize_example(ex.stored.reshape(ex.shape), ex.index, by_index[ex.index]))
-        os.replace(path + ".relabel", path)
+        records.rewrite_shard(path, relabelled(path))
     for f, label in zip(files, new_labels, strict=True):
         f["label"] = [float(v) for v in label]

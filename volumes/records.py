@@ -5,6 +5,7 @@ Record layout (docs/DESIGN.md): `volume` raw little-endian bytes of the storage 
 stored bytes, so `dataset_tool.py info` can verify every record without trusting the writer.
 """
 
+import contextlib
 import hashlib
 import os
 
@@ -84,16 +85,12 @@ class ShardedWriter:
     """
 
     def __init__(self, out_dir, num_shards):
-        import tensorflow as tf
-
         self.out_dir = out_dir
         self.num_shards = max(1, int(num_shards))
-        opts = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=6)
         self._names = [shard_name(s, self.num_shards) for s in range(self.num_shards)]
         self._writers = []
         for n in self._names:
-            self._writers.append(_writer_call(lambda n=n: tf.io.TFRecordWriter(os.path.join(out_dir, n), opts),
-                                              os.path.join(out_dir, n)))
+            self._writers.append(_open_shard(os.path.join(out_dir, n)))
         self._counts = [0] * self.num_shards
         self.count = 0
         self._names_out = None
@@ -143,6 +140,33 @@ class ShardedWriter:
         self.shard_map = {s: new_s for new_s, s in enumerate(kept)}
         self._names_out = names
         return names
+
+
+def rewrite_shard(path, examples):
+    """Replace the shard at `path` with the serialized `examples` (an iterable, which may read the old shard as it
+    goes), in the same format. They are written to a temporary file beside it that takes the shard's name only once
+    complete; on an error it is removed and the old shard stays."""
+    tmp = path + ".rewrite"
+    writer = _open_shard(tmp)
+    try:
+        for serialized in examples:
+            _writer_call(lambda serialized=serialized: writer.write(serialized), tmp)
+        _writer_call(writer.close, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def _open_shard(path):
+    """A TFRecordWriter on `path` in the shard format: GZIP at level 6."""
+    import tensorflow as tf
+
+    opts = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=6)
+    return _writer_call(lambda: tf.io.TFRecordWriter(path, opts), path)
 
 
 def _writer_call(fn, path):

@@ -59,9 +59,15 @@ def slice_2d(volume, axis, index=None):
 def _encode_png(gray_u8):
     from PIL import Image
 
-    buf = io.BytesIO()
-    Image.fromarray(gray_u8, mode="L").save(buf, format="PNG")
-    return buf.getvalue()
+    return encode_image(Image.fromarray(gray_u8, mode="L"), "PNG")
+
+
+def write_gray_png(path, gray_u8, scale=1):
+    """Write a uint8 greyscale picture as a PNG at path, enlarged `scale` times (nearest neighbour), atomically.
+    Returns the picture as written."""
+    img = _upscale(np.asarray(gray_u8, np.uint8), int(scale))
+    atomic_write_bytes(path, _encode_png(img))
+    return img
 
 
 def _pad_to(img, h, w, fill):
@@ -101,9 +107,7 @@ def mid_slices_png(path, volume_or_batch, drange=None, scale=1, gap=2):
     default [-1, 1] if any value is negative else [0, 1]. scale: integer nearest-neighbour enlargement.
     Written atomically. Returns the uint8 picture.
     """
-    img = _upscale(mid_slices_image(volume_or_batch, drange, gap), int(scale))
-    atomic_write_bytes(path, _encode_png(img))
-    return img
+    return write_gray_png(path, mid_slices_image(volume_or_batch, drange, gap), scale)
 
 
 def grid_image(volumes, rows, cols, axis=2, drange=None, gap=2):
@@ -130,9 +134,34 @@ def grid_png(path, volumes, rows, cols, axis=2, drange=None, scale=1, gap=2):
     volumes: [N,i,j,k] or [N,i,j,k,1] with N <= rows*cols, in [-1,1] or [0,1] (auto) or drange.
     Written atomically. Returns the uint8 picture.
     """
-    img = _upscale(grid_image(volumes, rows, cols, axis, drange, gap), int(scale))
-    atomic_write_bytes(path, _encode_png(img))
-    return img
+    return write_gray_png(path, grid_image(volumes, rows, cols, axis, drange, gap), scale)
+
+
+def panel_groups_image(rows, drange, gap=2, group_gap=8, group_fill=128):
+    """uint8 picture of side-by-side comparisons: one row per entry of `rows`, each a list of groups, each group a
+    list of 2-D slices (oriented for display, e.g. by slice_2d) mapped drange (lo, hi) -> black..white.
+
+    The panels of a group stand `gap` pixels apart, top-aligned (black below a shorter one); the groups of a row are
+    parted by a band `group_gap` wide of grey `group_fill`; rows stand `gap` apart (they must be equally wide)."""
+    def group(panels, height):
+        parts = []
+        for p in panels:
+            padded = np.zeros((height, p.shape[1]), np.uint8)
+            padded[: p.shape[0]] = p
+            parts += [padded, np.zeros((height, gap), np.uint8)]
+        return np.concatenate(parts[:-1], axis=1)
+
+    out = []
+    for groups in rows:
+        groups = [[_to_uint8(np.asarray(p), drange) for p in g] for g in groups]
+        height = max(p.shape[0] for g in groups for p in g)
+        spacer = np.full((height, group_gap), group_fill, np.uint8)
+        parts = []
+        for g in groups:
+            parts += [group(g, height), spacer]
+        row = np.concatenate(parts[:-1], axis=1)
+        out += [row, np.zeros((gap, row.shape[1]), np.uint8)]
+    return np.concatenate(out[:-1], axis=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,7 +199,7 @@ def write_grids(prefix, vols, rows, cols, row_labels=None, col_labels=None):
 
         gap = 2
         img = grid_image(to_unit_range(vols), rows, cols, axis, drange=(0, 1), gap=gap)
-        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+        img = _upscale(img, scale)
         img = labelled_grid(img, row_labels, col_labels, gap * scale)
         atomic_write_bytes(f"{prefix}_{name}.png", encode_image(Image.fromarray(img), "PNG"))
 
@@ -187,7 +216,7 @@ def write_strip_and_gif(png_path, gif_path, vols, axis=2, duration_ms=80):
     frames = [slice_to_uint8(slice_2d(np.asarray(v)[..., 0] if np.ndim(v) == 4 else np.asarray(v), axis))
               for v in vols]
     scale = png_scale(np.shape(vols)[1:4])
-    big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]
+    big = [_upscale(f, scale) for f in frames]
     strip = np.concatenate([np.pad(f, ((0, 0), (0, 2))) for f in big], axis=1)[:, :-2]
     atomic_write_bytes(png_path, encode_image(Image.fromarray(strip), "PNG"))
     loop = [Image.fromarray(f) for f in big + big[-2:0:-1]]

@@ -9,7 +9,7 @@ matrix gets none (the positions are parameters).
 Paths, chosen per trace like upfirdn_3d's: the C++ op (affine_resample_3d_kernel.cc: CPU, float32/64, when it
 builds) computes each output voxel's corners on the fly and is its own gradient (adjoint flag); TensorFlow ops (GPU,
 XLA, SavedModel export, other dtypes, no compiler) gather the 8 corners from index and weight tensors, and autodiff
-makes the gradient a scatter-add. bench/formulations.py keeps the formulations that lost (bench/bench_augment.py).
+makes the gradient a scatter-add.
 """
 
 import os

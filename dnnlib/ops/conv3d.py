@@ -10,7 +10,7 @@ path is kept unless another is clearly faster):
       input gradient  = forward conv of dy with the kernel flipped in all three spatial axes and in/out
                         channels swapped (padding mirrored),
       filter gradient = one 2-D filter gradient per depth tap, depth folded into the batch
-                        (`_filter_grad_depth_taps`; the other formulations live in bench/formulations.py).
+                        (`_filter_grad_depth_taps`).
     Both gradient functions are custom-gradient'ed in terms of each other, so second-order gradients
     (R1, path length) stay on that path.
 With autotuning off (DNNLIB_AUTOTUNE=0) the fixed default is `conv_path`'s device rule.
@@ -106,7 +106,7 @@ def _forward(x, w, pads):
 def _filter_grad_depth_taps(x, dy, pads, ksize):
     """The filter gradient as kd 2-D filter gradients, one per depth tap a, with depth folded into the batch:
     dw[a] = Conv2DBackpropFilter(x rows d + a - d0, dy rows d) over the rows d where both exist. TensorFlow's
-    2-D filter gradient is much faster on CPU than its 3-D one (bench/bench_conv3d.py)."""
+    2-D filter gradient is much faster on CPU than its 3-D one."""
     cin, cout = x.shape[-1], dy.shape[-1]
     (d0, _), hw_pads = pads[0], pads[1:]
     depth_in, depth_out = x.shape[1], dy.shape[1]

@@ -78,7 +78,7 @@ def fused_bias_act(x, b=None, axis=-1, act="linear", alpha=None, gain=None, clam
     fn, dfn, def_gain = spec[act]
     gain = float(def_gain if gain is None else gain)
     alpha = float(0.2 if alpha is None else alpha)
-    # One name scope for the op and its custom gradient: bench/bench_step.py attributes profiled time by it.
+    # One name scope for the op and its custom gradient, so that a profile can attribute their time.
     with tf.name_scope(SCOPE):
         return _bias_act(tf.convert_to_tensor(x), b, axis, fn, dfn, act, alpha, gain, clamp)
 

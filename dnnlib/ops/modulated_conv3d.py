@@ -22,14 +22,14 @@ from dnnlib.ops import autotune
 from dnnlib.ops.conv3d import conv3d
 from dnnlib.ops.upfirdn_3d import upsample_conv_3d
 
-# Name scopes of the modulation and the noise, by which bench/bench_step.py attributes profiled op time.
+# Name scopes of the modulation and the noise, so that a profile can attribute their op time.
 MODULATION_SCOPE, NOISE_SCOPE = "modulation", "noise"
 
 # Outputs of at least this many voxels per sample come from one conv per sample with its own modulated
 # weights. Scaling the activations instead (x*s before the conv, y*d after) costs two full-volume passes
 # forward and four backward per layer, two of them reductions over the volume; splitting the batch along
 # axis 0 is free and concatenating the outputs is one pass. Small volumes keep one batched conv: many tiny
-# convs would cost more than the passes they save (bench/RESULTS.md).
+# convs would cost more than the passes they save.
 _PER_SAMPLE_MIN_VOXELS = 8192
 _trace_options = threading.local()  # per thread: tf.distribute traces each replica in its own thread
 
@@ -62,7 +62,7 @@ def modulation_for_memory():
     weights, the lean path, instead of the one measured fastest. For training with recomputed layers
     (--recompute), whose point is memory: where the two paths time within noise the measurement keeps scaled
     activations, and the recomputation would then hold their extra full-volume copies (x * s) of every layer's
-    input (figures in bench/RESULTS.md)."""
+    input."""
     return _trace_option("for_memory")
 
 

@@ -103,8 +103,8 @@ def _correlate_axis(x, taps, out_len, down=1, pads=(0, 0), horizontal=False):
     negative) by pads, the same taps for every column.
 
     A depthwise conv2d on [A, L, 1, B] with the taps broadcast over the B "channels": on CPU faster than
-    shifted slices or a 1-channel conv2d (bench/bench_conv3d.py). The zero
-    padding goes to the conv as explicit padding, which saves a Pad copy and its gradient per pass.
+    shifted slices or a 1-channel conv2d. The zero padding goes to the conv as explicit padding, which saves a Pad
+    copy and its gradient per pass.
     horizontal: lay the rows out as [A, 1, L, B] with a 1 x taps kernel instead; TensorFlow's CPU depthwise
     kernels run that faster (fwd+bwd) when B is only the channel count (the W axis of NDHWC)."""
     taps = np.asarray(taps, dtype=np.float64)
@@ -193,7 +193,7 @@ def _upfirdn(x, taps3, up, down, pads):
         if n * u + p0 + p1 < len(t):
             raise ValueError(f"upfirdn_3d: axis of length {n * u} padded by ({p0}, {p1}) is shorter than "
                              f"the {len(t)}-tap filter")
-    # bench/bench_step.py attributes profiled time (these ops and their gradients) by this scope.
+    # One name scope for these ops and their gradients, so that a profile can attribute their time.
     with tf.name_scope(SCOPE):
         return _run_fir(_fir_path(x, taps3, up, down, pads), x, taps3, up, down, pads)
 
@@ -351,7 +351,7 @@ def upsample_conv_3d(x, w, f, up=2, padding=0):
 
 # On CPU TensorFlow's conv3d_transpose (Conv3DBackpropInputV2 forward, Conv3DBackpropFilterV2 backward) is erratic
 # and often much slower on small inputs, while on large ones the polyphase backward (prod(up) small-kernel filter
-# gradients) is the slower one (bench/bench_conv3d.py upsample rows).
+# gradients) is the slower one.
 POLYPHASE_MAX_ELEMENTS = 1_000_000  # voxels x input channels of one sample; above it, conv3d_transpose
 
 

@@ -159,8 +159,8 @@ class Upfirdn3dOp : public OpKernel {
     // One work item = a block of output rows [oh0, oh1) of one depth slice of one sample: the D pass fills
     // the input rows the block reads (plane A), the H pass makes the block's rows at input width (B), the
     // W pass writes them out. A and B hold up to 256 KB each: small enough to stay in cache, tall enough
-    // that little of the D pass is redone for the rows neighbouring blocks share (smaller blocks were slower
-    // at 1 mm, bench/RESULTS.md).
+    // that little of the D pass is redone for the rows neighbouring blocks share (smaller blocks are slower
+    // at 1 mm).
     const int64_t row_in = W * C;
     const int64_t rows_per_block = std::max<int64_t>(
         1, std::min<int64_t>(OH, (262144 / static_cast<int64_t>(sizeof(T))) / std::max<int64_t>(row_in, 1)));

@@ -69,22 +69,32 @@ def upfirdn_3d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     return y[:, :: down[0], :: down[1], :: down[2], :]
 
 
+def resample_pads(taps, up=1, down=1):
+    """(p0, p1), the zero padding before and after one axis that makes upfirdn with `taps` taps and factor up or
+    down (at most one of them > 1) a resampling on the pixel-centre grid, from the two conditions that define it:
+
+      size:    the output has n * up / down samples:  (n*up + p0 + p1 - taps) // down + 1 = n*up/down for every n
+               divisible by down, so p0 + p1 = taps - down;
+      centre:  output sample j is centred where it lies on the input's continuous axis, (j + 1/2) * down / up - 1/2
+               in input samples. The filter (a convolution) centres output j at z-position j*down + (taps - 1)/2 - p0
+               of the zero-inserted signal z (input position / up), so p0 = (taps - 1)/2 + (up - 1)/2 - (down - 1)/2,
+               rounded up when it is not whole (the extra tap goes before).
+    """
+    if up > 1 and down > 1:
+        raise ValueError("resample_pads: up or down, not both")
+    p0 = (taps + up - down) // 2  # ceil((taps + up - down - 1) / 2)
+    return p0, taps - down - p0
+
+
 def _resample_setup(f, up, down, padding):
-    # StyleGAN2's sizes: n*up when upsampling, n/down when downsampling, same size otherwise.
-    # In an up/downsampling op, axes with factor 1 are not filtered.
+    # In an up/downsampling op an axis whose factor is 1 is not filtered; plain filtering filters every axis.
     resampling = max(up) > 1 or max(down) > 1
     fs, pads = [], []
-    for (p0, p1), u, d in zip(_pairs(padding), up, down, strict=True):
+    for (extra0, extra1), u, d in zip(_pairs(padding), up, down, strict=True):
         fa = np.asarray(f, dtype=np.float64) if (u > 1 or d > 1 or not resampling) else np.ones(1)
-        fw = len(fa)
-        if u > 1:
-            p0, p1 = p0 + (fw + u - 1) // 2, p1 + (fw - u) // 2
-        elif d > 1:
-            p0, p1 = p0 + (fw - d + 1) // 2, p1 + (fw - d) // 2
-        else:
-            p0, p1 = p0 + fw // 2, p1 + (fw - 1) // 2
+        p0, p1 = resample_pads(len(fa), u, d)
         fs.append(fa)
-        pads += [p0, p1]
+        pads += [p0 + extra0, p1 + extra1]
     return fs, pads
 
 

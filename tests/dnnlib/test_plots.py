@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dnnlib import plots
+from dnnlib import csv_table, plots
 
 X = [1, 2, 3, 4]
 SERIES = {"loss": [1.0, 0.1, 0.01, 0.001], "mse": [0.5, 0.25, 0.125, 0.0625]}
@@ -49,4 +49,4 @@ def test_mismatched_lengths_are_refused(tmp_path):
     with pytest.raises(ValueError, match="'mse' has 2 values for 4 x values"):
         plots.line_plot(str(tmp_path / "p.png"), X, {"mse": [1.0, 2.0]}, "step", "value")
     with pytest.raises(ValueError, match="differ in length"):
-        plots.csv_text({"a": [1, 2], "b": [1]})
+        csv_table.csv_text({"a": [1, 2], "b": [1]})

@@ -85,6 +85,38 @@ def test_resampling_helpers_match_reference(monkeypatch, host, factor):
                                rtol=1e-5, atol=1e-6)
 
 
+def _stylegan2_pads(k, up=1, down=1):
+    """StyleGAN2's padding rule (upfirdn2d.upsample2d / downsample2d / filter2d) for k taps, written out here so
+    that neither the op nor the reference is checked against itself."""
+    if up > 1:
+        p = k - up
+        return (p + 1) // 2 + up - 1, p // 2
+    if down > 1:
+        p = k - down
+        return (p + 1) // 2, p // 2
+    return k // 2, (k - 1) // 2
+
+
+def test_reference_pads_follow_stylegan2():
+    for k in range(1, 9):
+        assert R.resample_pads(k) == _stylegan2_pads(k)
+        for factor in (2, 3, 4):
+            assert R.resample_pads(k, up=factor) == _stylegan2_pads(k, up=factor), (k, factor)
+            assert R.resample_pads(k, down=factor) == _stylegan2_pads(k, down=factor), (k, factor)
+
+
+@pytest.mark.parametrize("up,down", [((2, 1, 3), (1, 1, 1)), ((1, 1, 1), (2, 3, 1)), ((1, 1, 1), (1, 1, 1))])
+@pytest.mark.parametrize("taps", [F4, [1, 2, 1], [1, 4, 6, 4, 1]])
+def test_op_pads_follow_stylegan2(up, down, taps):
+    extra = (1, 0, 2, 3, 0, 1)
+    _, pads = U._resample_setup(taps, up, down, extra, 1)
+    resampling = max(up) > 1 or max(down) > 1
+    for axis, (u, d) in enumerate(zip(up, down, strict=True)):
+        k = len(taps) if (u > 1 or d > 1 or not resampling) else 1  # an axis not resampled is not filtered
+        p0, p1 = _stylegan2_pads(k, u, d)
+        assert pads[axis] == (p0 + extra[2 * axis], p1 + extra[2 * axis + 1]), (axis, u, d)
+
+
 def test_output_sizes_and_untouched_axes():
     x = tf.random.normal([1, 8, 6, 5, 1])
     f = U.setup_filter(F4)
