@@ -42,14 +42,9 @@ import tensorflow as tf
 from dnnlib.ops.affine_resample_3d import affine_resample_3d
 from dnnlib.ops.upfirdn_3d import filter_3d, setup_filter
 from training.train_options import AUG_MODES
+from training.train_options import AUGMENT_GROUPS as GROUPS
 
 BACKGROUND = -1.0
-GROUPS = {
-    "b": ("mirror", "flip", "rotate90", "xint"),
-    "g": ("scale", "rotate", "aniso", "xfrac"),
-    "c": ("biasfield", "gamma", "brightness", "contrast", "invert"),
-    "n": ("noise", "cutout"),
-}
 TRANSFORMS = tuple(t for names in GROUPS.values() for t in names)
 # Strengths as ADA's defaults where ADA has the transform; log2-normal stds for the multiplicative ones.
 STRENGTHS = dict(xint_max=0.125, scale_std=0.2, rotate_max=1.0, aniso_std=0.2, xfrac_std=0.125,
