@@ -24,6 +24,7 @@ from dnnlib.ops.upfirdn_3d import (
     upsample_3d,
     upsample_conv_3d,
 )
+from metrics.generator_interface import NOISE_MODES
 from training.configs import LEGACY_SYNTHESIS_KWARGS
 
 # The layer activations. All are positively homogeneous, act(c * z) = c * act(z) for c > 0, so a layer's
@@ -31,7 +32,6 @@ from training.configs import LEGACY_SYNTHESIS_KWARGS
 # output volume forward and backward: act(z + b) * g == act(g * z + g * b).
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
-NOISE_MODES = ("random", "const", "none")
 _SQRT_HALF = math.sqrt(0.5)
 
 # All control flow here is Python on static values: autograph conversion would only cost trace time,
