@@ -32,66 +32,21 @@ from dnnlib.cli import parse_int_ranges
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import UserError
 from dnnlib.fileutil import check_output
+from dnnlib.option_table import defaults as table_defaults
+from dnnlib.option_table import define_flags as define_table_flags
 from volumes import dataset_commands
 from volumes.dataset_commands import COMMANDS
+from volumes.dataset_options import ALIASES, OPTIONS
 
 FLAGS = flags.FLAGS
 
 
 def define_flags(fv=FLAGS):
-    """Register the flags (only when run as a program, so importing this module defines no global flags)."""
-
-    def define(kind, name, default, help_text, **kw):
-        getattr(flags, f"DEFINE_{kind}")(name, default, help=help_text, flag_values=fv, **kw)
-
-    define("string", "input", None, "create: folder, glob pattern or list file of scans.")
-    define("string", "output", None, "create/extract/split/demo: output folder (not overwritten without --overwrite).")
-    define("string", "dataset", None, "info/extract/split: dataset folder.")
-    define("bool", "overwrite", False, "Replace an existing --output.")
-    define("string", "spacing", "2", "create: output voxel size in mm, one value or x,y,z.")
-    define("string", "shape", None, "create: output shape DxHxW; default keeps a 160x192x224 mm field of view "
-           "(80x96x112 at 2 mm, 160x192x224 at 1 mm). Must be --base_shape x 2^k.")
-    define("string", "base_shape", "5x6x7", "Base (constant) shape of the generator; valid shapes are base x 2^k.")
-    define("bool", "reorient", True, "create: reorient to RAS (exact axis permutation/flip, RAS output grid).")
-    define("bool", "resample", True, "create: resample to --spacing (else keep the scans' spacing; all must agree).")
-    define("bool", "antialias", True, "create: Gaussian pre-filter when the output spacing is coarser.")
-    define("string", "register_to", None, "create: affine-register every scan to this template volume (SimpleITK).")
-    define("enum", "center", "foreground", "create: centre of the crop/pad.", enum_values=["foreground", "image"])
-    define("bool", "normalize", True, "create: clip to foreground percentiles, map to [0, 1] (else clip to [0, 1]).")
-    define("list", "percentiles", ["0.5", "99.5"], "create: low,high foreground percentiles of the intensity clip.")
-    define("float", "foreground_fraction", 0.1, "create: foreground = voxels above min + f * (p99.5 - min).")
-    define("enum", "storage_dtype", "uint16", "create/demo: stored voxel type.",
-           enum_values=["uint16", "uint8", "float16"])
-    define("string", "labels", None, "create: CSV with a filename column plus categorical/continuous columns.")
-    define("string", "filename_column", None, "create: CSV column of file names (default: filename/file/path/...).")
-    define("list", "categorical", [], "create: categorical label columns (one-hot).")
-    define("list", "continuous", [], "create: continuous label columns (z-scored). Neither given: numeric "
-           "columns are continuous, text columns categorical, and a column mixing numbers and text is an error.")
-    define("string", "subject_column", None, "create: subject id column, kept for split (default subject/...).")
-    define("list", "missing_values", [], "create: --labels cells that mean 'missing' (e.g. n/a,NA); a scan whose "
-           "label is missing is skipped with a reason. Other text in a column of numbers is an error.")
-    define("integer", "max_voxels", 512**3, "create: skip scans whose header declares more voxels than this "
-           "(judged before reading their data); also bounds the workers by available memory.")
-    define("integer", "workers", None, "create/demo: worker processes (default: all cores).")
-    define("integer", "num_shards", 0, "create: number of TFRecord shards (0: ~256 MB each).")
-    define("bool", "strict", False, "create: stop at the first bad input instead of skipping it.")
-    define("bool", "verify", True, "info: read and check every record.")
-    define("bool", "full", False, "info: print the whole manifest as JSON (with every file entry).")
-    define("string", "picture", None, "info: also draw the dataset's montage (three mid-slices of up to 12 "
-           "volumes, their names, the skipped inputs) into this PNG. create writes <output>/montage.png, extract "
-           "writes one beside the volumes.")
-    define("string", "indices", None, "extract: records to write, e.g. 0-9,20 (default: all).")
-    define("enum", "dtype", "float32", "extract: NIfTI voxel type.", enum_values=["float32", "uint16", "uint8"])
-    define("float", "test_fraction", 0.1, "split: fraction of subjects in the test part.")
-    define("integer", "seed", 0, "split/demo: random seed.")
-    define("enum", "res", "demo", "demo: 'demo' = 40x48x56 at 4 mm, '2mm' = 80x96x112 at 2 mm.",
-           enum_values=["demo", "2mm"])
-    define("integer", "num_volumes", None, "demo: number of volumes (default 200).")
-    define("bool", "progress", True, "Show a progress bar.")
-    # Names used by StyleGAN2-ADA's dataset_tool and by our other front ends.
-    flags.DEFINE_alias("source", "input", flag_values=fv)
-    flags.DEFINE_alias("dest", "output", flag_values=fv)
-    flags.DEFINE_alias("outdir", "output", flag_values=fv)
+    """Register the option table's flags and their aliases (only when run as a program, so importing this module
+    defines no global flags)."""
+    define_table_flags(OPTIONS, fv)
+    for alias, name in ALIASES.items():
+        flags.DEFINE_alias(alias, name, flag_values=fv)
 
 
 def parse_triple(text, flag, kind=float):
@@ -181,10 +136,10 @@ def _check_output(f, inputs, outputs):
 
 
 def defaults():
-    """Every flag's default as an EasyDict: tests (and scripts) fill it in and call run()."""
-    saved = flags.FlagValues()
-    define_flags(saved)
-    return EasyDict({name: saved[name].default for name in saved})
+    """Every flag's default as an EasyDict (aliases included): tests (and scripts) fill it in and call run()."""
+    values = table_defaults(OPTIONS)
+    values.update({alias: values[name] for alias, name in ALIASES.items()})
+    return values
 
 
 def build_options(command, f=None):

@@ -15,46 +15,14 @@ from absl import flags
 from dnnlib.cli import check_batch, check_float_flags, check_io, check_network_flag, parse_int_ranges, parse_label
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from generation.commands import COMMANDS  # these two load no TensorFlow: flag errors come back before it loads
-from generation.interpolation import INTERPOLATIONS, SPACES
+from dnnlib.option_table import define_flags
+from generation.commands import COMMANDS  # with the option table, no TensorFlow: flag errors come back fast
+from generation.generate_options import OPTIONS
 from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
-flags.DEFINE_string("outdir", None, "Output directory (must not exist unless --overwrite).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
-flags.DEFINE_string("seeds", None, "Seeds, e.g. 0-9,20 (generate, interpolate, average).")
-flags.DEFINE_string("row_seeds", None, "style-mix: seeds of the rows (they give the styles not replaced).")
-flags.DEFINE_string("col_seeds", None, "style-mix: seeds of the columns (they give the styles in --styles).")
-flags.DEFINE_string("styles", None, "style-mix: ws taken from the column seed: presets (coarse, middle, "
-                    "fine: lowest, middle, highest third of the resolutions; at 2 mm coarse = ws 0-2 (5x6x7, "
-                    "10x12x14), middle = 3-4 (20x24x28), fine = 5-9 (40x48x56, 80x96x112); on the demo network "
-                    "coarse = ws 0, middle = 1-4, fine = 5-7; style-mix prints the network's own), a resolution or "
-                    "range such as 10x12x14 or 5x6x7-10x12x14, ws index ranges such as 0-3 (0-6: the original's "
-                    "default), all, or none. Default: the column's anatomy (coarse and middle), the row's detail.")
-flags.DEFINE_float("psi", 0.5, "Truncation psi (1 = none).")
-flags.DEFINE_integer("truncation_cutoff", None, "Truncate only the first N ws (default: all).")
-# The values of training.networks.NOISE_MODES, written out to keep TensorFlow out of flag parsing (a test
-# checks that they agree).
-flags.DEFINE_enum("noise_mode", None, ["random", "const", "none"],
-                  "Per-layer noise. Default: random (from the seed) for generate/average, const for "
-                  "style-mix/interpolate, whose noise is shared by every volume (random = one draw from --noise_seed).")
-flags.DEFINE_integer("noise_seed", 0, "style-mix/interpolate: seed of the shared noise when --noise_mode=random.")
-flags.DEFINE_integer("class_idx", None, "Conditional networks: class index (one-hot label).")
-flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, comma-separated floats.")
-flags.DEFINE_integer("batch", 4, "Volumes per generator call.")
-flags.DEFINE_bool("uint8", False, "Also write a uint8 copy of every volume (*_uint8.nii.gz).")
-flags.DEFINE_integer("frames", 16, "interpolate: frames per segment between consecutive seeds (ends included).")
-flags.DEFINE_enum("space", "z", list(SPACES), "interpolate: latent space.")
-flags.DEFINE_enum("interp", "linear", list(INTERPOLATIONS), "interpolate: linear or spherical.")
-flags.DEFINE_integer("axis", 2, "interpolate: slice axis of the strip/GIF (0 sagittal, 1 coronal, 2 axial).")
-flags.DEFINE_bool("save_frames", True, "interpolate: write every frame as NIfTI (frameNNNN.nii.gz, beside "
-                  "interpolation_frames.png); --nosave_frames writes the pictures only.")
-flags.DEFINE_string("projected_w", None, "Latents of run_projector.py (its --outdir, one target's folder or a "
-                    "latent.npy / projected_w.npz) instead of seeds: generate re-synthesises them (with the "
-                    "projection's noise maps unless --noise_mode is given), style-mix uses them as the rows, "
-                    "interpolate goes through them in W. Alias --latent.")
+define_flags(OPTIONS)  # the option table's flags: name, type, default, help and allowed values
 
 
 def io_table(f, network):

@@ -21,50 +21,14 @@ from absl import flags
 from dnnlib.cli import check_data_flag, check_float_flags, check_io, check_network_flag, parse_int_ranges
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
+from dnnlib.option_table import define_flags, option_key
 from generation.latent_stats.commands import COMMANDS  # loads no TensorFlow: flag errors come back fast
+from generation.latent_stats.options import EMBED_PROJECTOR_OPTIONS, OPTIONS
 from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("outdir", None, "Output directory (must not exist unless --overwrite).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
-flags.DEFINE_string("network", None, "embed: run directory, checkpoint prefix, generator SavedModel or shipped name; "
-                    "other commands: overrides the embedding's network.")
-flags.DEFINE_string("data", None, "embed: dataset folder (or a split of one); other commands: overrides the "
-                    "embedding's dataset.")
-flags.DEFINE_string("indices", None, "embed: dataset volume indices, e.g. 0-9 (default: all).")
-flags.DEFINE_string("embedding", None, "atlas, regress, trajectory: a folder written by embed.")
-flags.DEFINE_string("run", None, "progress: a training run directory.")
-flags.DEFINE_string("seeds", "0-5", "progress: seeds shown in every snapshot.")
-# The projector's settings (embed).
-flags.DEFINE_integer("num_steps", 1000, "embed: projector optimisation steps per volume.")
-flags.DEFINE_float("lr", 0.3, "embed: projector's initial (peak) learning rate.")
-flags.DEFINE_bool("w_plus", False, "embed: one W per layer (W+) instead of one W.")
-flags.DEFINE_float("noise_reg_weight", 1e5, "embed: weight of the projector's noise-map regulariser.")
-flags.DEFINE_float("initial_noise_factor", 0.05, "embed: initial latent noise as a fraction of the W spread.")
-flags.DEFINE_float("w_prior_weight", 0.0, "embed: weight of the prior on W.")
-flags.DEFINE_integer("w_avg_samples", 10000, "embed: mapping samples for the W mean and spread.")
-flags.DEFINE_integer("seed", 0, "embed: seed of the projector's random draws.")
-flags.DEFINE_integer("batch", 4, "Volumes per projector batch (embed) or per generator call.")
-flags.DEFINE_integer("progress_every", 100, "embed: print a projector line every N steps.")
-# atlas
-flags.DEFINE_integer("segments", 4, "atlas: segments of each discrete geodesic of the intrinsic mean.")
-flags.DEFINE_integer("geodesic_steps", 100, "atlas: optimisation steps of the intrinsic mean.")
-flags.DEFINE_float("geodesic_lr", None, "atlas: Adam step in latent units (default: 2% of the latents' spread).")
-# regress / trajectory
-flags.DEFINE_list("covariates", None, "regress, trajectory: covariates of the model (default: the one of --at or "
-                  "--change; it is always included).")
-flags.DEFINE_enum("method", "linear", ["linear", "kernel"], "regress, trajectory: linear least squares or Gaussian "
-                  "kernel (Nadaraya-Watson) regression.")
-flags.DEFINE_float("bandwidth", None, "kernel: bandwidth in standard deviations of the covariates (default: by "
-                   "leave-one-out error).")
-flags.DEFINE_integer("folds", None, "Cross-validation folds (default: leave-one-out up to 50 subjects, else 10).")
-flags.DEFINE_string("at", None, "regress: covariate and its values, e.g. age=30,50,70.")
-flags.DEFINE_list("hold", None, "regress: other covariates' values, e.g. group=1 (default: mean / most frequent).")
-flags.DEFINE_string("subject", None, "trajectory: the subject, by dataset index (or row name such as index00003).")
-flags.DEFINE_string("change", None, "trajectory: covariate change, e.g. age=+20 (added) or group=1 (set).")
-flags.DEFINE_integer("frames", 5, "trajectory: frames of the strip/GIF along the change.")
-flags.DEFINE_integer("axis", 2, "Slice axis of strips and GIFs (0 sagittal, 1 coronal, 2 axial).")
+define_flags(OPTIONS)  # the option table's flags (embed's projector flags are run_projector.py's rows)
 
 
 def _parse_at(text):
@@ -134,10 +98,7 @@ def build_options(argv, f=FLAGS):
         _check_outdir(f, [network, f.data])
         opts.update(network=network, data=f.data,
                     indices=parse_int_ranges(f.indices, "--indices") if f.indices else None,
-                    num_steps=f.num_steps, initial_learning_rate=f.lr, w_plus=f.w_plus,
-                    regularize_noise_weight=f.noise_reg_weight, initial_noise_factor=f.initial_noise_factor,
-                    w_prior_weight=f.w_prior_weight, w_avg_samples=f.w_avg_samples, seed=f.seed,
-                    progress_every=f.progress_every)
+                    **{option_key(o): f[o.name].value for o in EMBED_PROJECTOR_OPTIONS})
         return opts
     if cmd == "progress":
         if not f.run:

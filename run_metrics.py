@@ -21,41 +21,14 @@ from absl import flags
 from dnnlib import EasyDict, UserError
 from dnnlib.cli import check_batch, check_data_flag, check_float_flags, check_io, check_network_flag
 from dnnlib.cli import main as cli_main
+from dnnlib.option_table import define_flags
+from metrics.metric_options import OPTIONS
 from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("network", None, "Run directory, checkpoint prefix (<run>/checkpoints/ckpt-N) or SavedModel.")
-flags.DEFINE_string("data", None, "Dataset directory of the reals (made by dataset_tool.py).")
-flags.DEFINE_list("metrics", ["fid_slices", "kid", "mmd", "ms_ssim"],
-                  "Comma-separated metric names; --metrics=list prints them with descriptions.")
-flags.DEFINE_integer("num", 100, "Number of fakes (and at most as many reals).")
-flags.DEFINE_integer("batch", 4, "Volumes per batch.")
-flags.DEFINE_string("feature_weights", None, "Slice metrics: standard FID Inception weights (.pb/.tgz/.npz/.pt; "
-                    "default: cached or pinned download); keras:<.h5|.keras> = Keras InceptionV3 (not comparable); "
-                    "'random' = plumbing only.")
-flags.DEFINE_string("feature_network", None, "3D feature network: Keras .keras/.h5 file or SavedModel directory.")
-flags.DEFINE_string("feature_layer", None, "Layer (Keras) or output key (SavedModel) of the 3D network.")
-# The choices of --feature_input and --noise_mode are also metrics.feature_networks.INPUT_SCALES and
-# training.networks.NOISE_MODES; repeated here so flag errors are reported without importing TensorFlow.
-flags.DEFINE_enum("feature_input", "minus_one_one", ["minus_one_one", "zero_one", "zscore"],
-                  "Intensity scaling of volumes fed to the 3D network.")
-flags.DEFINE_integer("slice_step", 0, "Slice FID: 0 = middle slice only, k = every k-th slice around the middle.")
-flags.DEFINE_integer("kernel_size", 11, "MS-SSIM window (odd); reduced to the largest that fits, and reported.")
-flags.DEFINE_integer("seed", 0, "Seed of the latents (and of pair sampling).")
-flags.DEFINE_float("psi", 1.0, "Truncation psi of the fakes.")
-flags.DEFINE_enum("noise_mode", "random", ["random", "const", "none"], "Noise mode of the generator.")
-flags.DEFINE_string("cache_dir", None, "Where to cache real statistics (default <data>/.cache).")
-flags.DEFINE_string("json", None, "Write all results to this JSON file.")
-flags.DEFINE_bool("overwrite", False, "Allow --json to replace an existing file (and --report_dir a report this "
-                  "project wrote).")
-flags.DEFINE_string("heldout", None, "memorization*: dataset directory of a held-out split of the training data's "
-                    "population (e.g. dataset_tool.py split's test/), the reference the samples are judged against.")
-flags.DEFINE_string("report_dir", None, "memorization*: write each audit's report (table, distance plot, closest "
-                    "pairs) to <report_dir>/<metric>/.")
-flags.DEFINE_integer("cells", 0, "memorization*: k-means cells of the C_T test (0 = about one per 10 held-out "
-                     "volumes, at most 10).")
-flags.DEFINE_bool("run_log", True, "Append results to <run>/metric-<name>.jsonl when --network is a run directory.")
+define_flags(OPTIONS)  # the option table's flags: name, type, default, help and allowed values
+
 
 
 # Volumes generated for one evaluation: more than this is a typo, refused before anything is allocated.

@@ -32,49 +32,13 @@ from dnnlib.cli import (
 )
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
+from dnnlib.option_table import define_flags, option_key
+from generation.projection_options import OPTIONS, PROJECTOR_OPTIONS
 from training import pretrained
 from volumes.folder_kind import folder_kind
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("network", None, "Run directory, checkpoint prefix or generator SavedModel.")
-flags.DEFINE_string("outdir", None, "Output directory (must not exist unless --overwrite).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --outdir.")
-flags.DEFINE_list("target", None, "Image files to project, comma-separated; a DICOM series folder is one scan, "
-                  "any other folder stands for every scan in it (searched as dataset_tool.py create does).")
-flags.DEFINE_string("data", None, "Dataset folder: source of --indices and of the preprocessing manifest.")
-flags.DEFINE_string("indices", None, "Dataset volume indices to project, e.g. 0-3,10 (needs --data).")
-flags.DEFINE_string("target_seeds", None, "Generated seeds to project (tests recovery of a known latent).")
-flags.DEFINE_float("target_psi", 1.0, "Truncation psi of the --target_seeds volumes.")
-# The values of training.networks.NOISE_MODES, written out to keep TensorFlow out of flag parsing (a test
-# checks that they agree).
-flags.DEFINE_enum("target_noise_mode", "random", ["random", "const", "none"], "Noise of the --target_seeds volumes.")
-flags.DEFINE_integer("num_steps", 1000, "Optimisation steps.")
-flags.DEFINE_float("lr", 0.3, "Initial (peak) learning rate.")
-flags.DEFINE_bool("w_plus", False, "Optimise one W per layer (W+) instead of one W tiled over the layers.")
-# The values of generation.projector.LOSSES, written out for the same reason (checked by the same test).
-flags.DEFINE_enum("loss", "mse", ["mse", "mse+ssim"], "Loss: MSE full res + MSE 8x pooled, optionally + SSIM.")
-flags.DEFINE_float("ssim_weight", 1.0, "Weight of (1 - SSIM) with --loss=mse+ssim.")
-flags.DEFINE_float("noise_reg_weight", 1e5, "Weight of the 3D noise-map regulariser.")
-flags.DEFINE_float("initial_noise_factor", 0.05, "Initial latent noise as a fraction of the W spread.")
-flags.DEFINE_integer("w_avg_samples", 10000, "Mapping samples for the W mean and spread.")
-flags.DEFINE_integer("seed", 0, "Seed of the optimisation's random draws.")
-flags.DEFINE_integer("batch", 4, "Targets optimised together in one batch.")
-flags.DEFINE_integer("progress_every", 100, "Print a progress line every N steps.")
-flags.DEFINE_integer("class_idx", None, "Conditional networks: class index (one-hot label).")
-flags.DEFINE_list("label", None, "Conditional networks: explicit label vector, comma-separated floats.")
-flags.DEFINE_bool("uint8", False, "Also write uint8 copies of the dataset-grid volumes.")
-flags.DEFINE_string("degradation", None, "Forward model applied to the generated volume before the loss, parts "
-                    "joined by ';': thicken:axis=A,mm=T|factor=F[,profile=box|gaussian][,fwhm_mm=V], mask=PATH "
-                    "(mask:path=PATH,invert=1 excludes its voxels), noise=SIGMA; 'native': only a --target scan's own "
-                    "geometry. Any spec but 'none' compares --target scans in their own geometry, their thick slices "
-                    "read from their spacing; 'none' (as no flag) resamples them onto the network grid.")
-flags.DEFINE_float("output_grid", None, "With --degradation: also write the restored volume on an isotropic grid of "
-                   "this spacing (mm) over each target's field of view.")
-flags.DEFINE_integer("ood_reference", 2, "Out-of-distribution check: first project this many reference volumes "
-                     "the same way (--data volumes that are not targets, else generated ones) and warn about a target "
-                     "whose final data term is more than 1.75x (dataset) or 6x (generated) the largest of theirs "
-                     "(generation/projection_trust.py). 0: no check (saves their projection time).")
-flags.DEFINE_float("w_prior_weight", 0.0, "Weight of the prior on W: ||w - w_avg||^2 / w_std^2 (BRGM-like).")
+define_flags(OPTIONS)  # the option table's flags: name, type, default, help and allowed values
 
 
 def _positive(name, value, minimum=1):
@@ -147,13 +111,11 @@ def build_options(argv, f=FLAGS):
         indices=parse_int_ranges(f.indices, "--indices") if f.indices else [],
         target_seeds=parse_int_ranges(f.target_seeds, "--target_seeds") if f.target_seeds else [],
         target_psi=f.target_psi, target_noise_mode=f.target_noise_mode,
-        num_steps=f.num_steps, initial_learning_rate=f.lr, w_plus=f.w_plus, loss=f.loss, ssim_weight=f.ssim_weight,
-        regularize_noise_weight=f.noise_reg_weight, initial_noise_factor=f.initial_noise_factor,
-        w_avg_samples=f.w_avg_samples, seed=f.seed, batch=f.batch, progress_every=f.progress_every,
+        **{option_key(o): f[o.name].value for o in PROJECTOR_OPTIONS if o.flag},
+        batch=f.batch, progress_every=f.progress_every,
         class_idx=f.class_idx, label=label, uint8=f.uint8, inputs=[p for v in inputs.values() for p in
                                                                     (v if isinstance(v, list) else [v]) if p],
-        degradation=f.degradation, output_grid=f.output_grid, w_prior_weight=f.w_prior_weight,
-        ood_reference=f.ood_reference,
+        degradation=f.degradation, output_grid=f.output_grid, ood_reference=f.ood_reference,
     )
 
 

@@ -20,7 +20,8 @@ from absl import flags, logging
 from dnnlib.cli import check_data_flag, check_io
 from dnnlib.cli import main as cli_main
 from dnnlib.errors import UserError
-from training.augment_spec import AUG_MODES
+from dnnlib.option_table import define_flags as define_table_flags
+from training.augment_spec import AUG_MODES, GROUPS
 from training.train_options import OPTIONS
 from volumes.folder_kind import folder_kind
 
@@ -37,21 +38,12 @@ UNBOUNDED = ("max_minutes",)  # of POSITIVE, the one for which infinity means so
 NON_NEGATIVE = ("gamma", "r1_gamma", "r2_gamma", "collective_timeout", "max_skipped_steps")
 # Exit status when a peer worker was lost (sysexits EX_TEMPFAIL): the run can be resumed, a scheduler may requeue.
 WORKER_LOST_EXIT = 75
-# The group letters of training.augment.GROUPS, written out to keep TensorFlow out of flag checks (a test checks
-# that they agree).
-AUGPIPE_GROUPS = "bgcn"
-_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
-           list: flags.DEFINE_list}
+AUGPIPE_GROUPS = "".join(GROUPS)  # the letters --augpipe accepts
 
 
 def define_flags(flag_values=FLAGS):
     """One flag per entry of the option table (same name, type, default and help), plus the CLI actions."""
-    for o in FLAG_OPTIONS:
-        if o.choices:
-            flags.DEFINE_enum(o.name, o.default, list(o.choices), o.help, flag_values=flag_values)
-        else:
-            default = list(o.default) if o.type is list else o.default
-            _DEFINE[o.type](o.name, default, o.help, flag_values=flag_values)
+    define_table_flags(FLAG_OPTIONS, flag_values)
     for name, help_text in CLI_ACTIONS.items():
         flags.DEFINE_bool(name, False, help_text, flag_values=flag_values)
     flags.DEFINE_integer("gpus", None, "StyleGAN2-ADA's --gpus=N: train on the first N GPUs (CUDA_VISIBLE_DEVICES; "

@@ -12,5 +12,7 @@ projection_targets image files, dataset volumes and generated seeds as targets
 projection_outputs one target's folder: volumes, latent, noise, loss curve, comparison, metrics
 native_grid        a projection back in its source file's grid and intensity units
 projection_command run_projection(opts)
+projection_options the projector's option table: run_projector.py's flags, the projector's defaults, LOSSES
+generate_options   run_generator.py's option table
 latent_stats/      latent-space statistics over a cohort (run_latent.py): embed, atlas, regress, trajectory, progress
 """

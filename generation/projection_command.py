@@ -26,12 +26,16 @@ def run_projection(opts):
     from dnnlib.fileutil import atomic_output_dir
     from generation import projection_targets
     from generation.outputs import output_affine
+    from generation.projection_options import command_defaults
     from generation.projection_outputs import write_target_outputs
     from generation.projector import Projector, default_options, w_statistics
     from generation.seeds import make_label
     from training.network_io import load_generator
 
-    opts = EasyDict(opts)
+    # Every option absent from opts takes the table's default, but the out-of-distribution check: a library
+    # caller that does not ask for it (ood_reference absent) gets none, as its reference projections cost time.
+    given = EasyDict(opts)  # recorded in projection.json as given
+    opts = EasyDict({**command_defaults(), "ood_reference": 0, **given})
     net = load_generator(opts.network)
     G = net.G
     c = make_label(int(G.c_dim), opts.get("class_idx"), opts.get("label"))
@@ -56,8 +60,8 @@ def run_projection(opts):
     if opts.get("indices"):
         targets += projection_targets.dataset_targets(opts.data, opts.indices)
     if opts.get("target_seeds"):
-        targets += projection_targets.seed_targets(G, opts.target_seeds, opts.get("target_psi", 1.0),
-                                                   opts.get("target_noise_mode", "random"), c)
+        targets += projection_targets.seed_targets(G, opts.target_seeds, opts.target_psi,
+                                                   opts.target_noise_mode, c)
     for t, name in zip(targets, projection_targets.unique_names([t.name for t in targets]), strict=True):
         t.name = name
     projection_targets.check_target_shapes(targets, G, opts.get("data"))
@@ -68,15 +72,15 @@ def run_projection(opts):
         if deg is not None and t.get("degradation") is None:
             projection_targets.degrade_target(t, deg)
 
-    popts = {k: opts[k] for k in default_options() if k in opts}
-    print(f"projecting {len(targets)} target(s) with {popts.get('num_steps', 1000)} steps; "
-          f"W statistics from {popts.get('w_avg_samples', 10000)} samples")
-    w_stats = w_statistics(G, popts.get("w_avg_samples", 10000), c, popts.get("seed", 0))
-    batch = int(opts.get("batch", 4))
-    uint8 = bool(opts.get("uint8", False))
+    popts = {k: opts[k] for k in default_options()}
+    print(f"projecting {len(targets)} target(s) with {popts['num_steps']} steps; "
+          f"W statistics from {popts['w_avg_samples']} samples")
+    w_stats = w_statistics(G, popts["w_avg_samples"], c, popts["seed"])
+    batch = int(opts.batch)
+    uint8 = bool(opts.uint8)
     summary = {}
-    num_reference = int(opts.get("ood_reference", 0))
-    with atomic_output_dir(opts.outdir, overwrite=bool(opts.get("overwrite", False)),
+    num_reference = int(opts.ood_reference)
+    with atomic_output_dir(opts.outdir, overwrite=bool(opts.overwrite),
                            inputs=opts.get("inputs") or ()) as out:
         for group in _same_grid_groups(targets):
             reference = None
@@ -93,14 +97,14 @@ def run_projection(opts):
                 names = ", ".join(t.name for t in chunk)
 
                 def progress(row, names=names):
-                    print(f"[{names}] {progress_line(row, popts.get('num_steps', 1000))}", flush=True)
+                    print(f"[{names}] {progress_line(row, popts['num_steps'])}", flush=True)
 
                 if deg is None:
                     projector = Projector(G, np.stack([t.volume for t in chunk]), c, popts, w_stats)
                 else:
                     projector = Projector(G, np.stack([t.degraded for t in chunk]), c, popts, w_stats,
                                           degradation=_batch_degradation(chunk))
-                res = projector.run(progress, int(opts.get("progress_every", 100)))
+                res = projector.run(progress, int(opts.progress_every))
                 for i, t in enumerate(chunk):
                     folder = os.path.join(out, t.name)
                     summary[t.name] = write_target_outputs(folder, t, i, res, t.affine, uint8)
@@ -115,7 +119,7 @@ def run_projection(opts):
                         _rewrite_metrics(folder, summary[t.name])
                     print(f"{t.name}: " + "  ".join(f"{k} {v:.4g}" for k, v in summary[t.name].items()
                                                     if isinstance(v, float)))
-        record = EasyDict(options=opts, metrics=summary)
+        record = EasyDict(options=given, metrics=summary)
         if deg is not None:
             record.degradation = deg.describe()
         record.save_json(os.path.join(out, "projection.json"))

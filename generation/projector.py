@@ -29,34 +29,21 @@ import tensorflow as tf
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
 from dnnlib.ops.modulated_conv3d import modulation_of_activations
+from generation.projection_options import (
+    LOSSES,
+    NOISE_REG_WEIGHT,  # noqa: F401  (the regulariser's default weight, named in this module's docstring)
+    projector_defaults,
+)
 from metrics.ms_ssim import ssim_per_volume_tf
 from training.train_state import Adam
 
-LOSSES = ("mse", "mse+ssim")
 # MSE of volumes in [0, 255] (the original's) / MSE of the same volumes in [-1, 1] (ours).
 ORIGINAL_MSE_SCALE = 127.5**2
-# The noise regulariser's weight against MSEs in [-1, 1]; what it is for: without it the noise maps alone reproduce
-# the target, and the found latent with fresh noise maps does not.
-NOISE_REG_WEIGHT = 1e5
 
 
 def default_options():
-    return EasyDict(
-        num_steps=1000,
-        initial_learning_rate=0.3,
-        lr_rampup_length=0.05,
-        lr_rampdown_length=0.25,
-        initial_noise_factor=0.05,
-        noise_ramp_length=0.75,
-        regularize_noise_weight=NOISE_REG_WEIGHT,
-        w_avg_samples=10000,
-        w_plus=False,
-        loss="mse",
-        ssim_weight=1.0,
-        downsample_factor=8,
-        w_prior_weight=0.0,
-        seed=0,
-    )
+    """The Projector's settings at their defaults (the option table's, generation.projection_options)."""
+    return projector_defaults()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,13 +24,13 @@ import tensorflow as tf
 
 from dnnlib.digest import sha256_path
 from dnnlib.errors import InputError
+from metrics.metric_options import INPUT_SCALES
 
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
 RANDOM = "random"
 KERAS_PREFIX = "keras:"
 KERAS_NAME = "keras-inception_v3-imagenet"
-INPUT_SCALES = ("minus_one_one", "zero_one", "zscore")
 
 
 class FeatureNetwork:

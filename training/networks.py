@@ -24,13 +24,13 @@ from dnnlib.ops.upfirdn_3d import (
     upsample_3d,
     upsample_conv_3d,
 )
+from metrics.generator_interface import NOISE_MODES
 
 # The layer activations. All are positively homogeneous, act(c * z) = c * act(z) for c > 0, so a layer's
 # output gain is folded into its (tiny) weights, bias and noise strength instead of costing a pass over the
 # output volume forward and backward: act(z + b) * g == act(g * z + g * b).
 _ACT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
-NOISE_MODES = ("random", "const", "none")
 # Keys that a saved synthesis_kwargs (training_options.json, generator.json) may hold and that select nothing:
 # fused_modconv (a grouped modulated conv, not a path of this package). Loaders drop them and resuming ignores
 # them.

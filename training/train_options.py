@@ -8,25 +8,16 @@ training_loop takes. They are saved as training_options.json and are enough to r
 
 import copy
 import os
-from typing import NamedTuple
 
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
+from dnnlib.option_table import Option
 from training.augment_spec import AUG_MODES, parse_augpipe
 from training.run_files import load_run_options, resolve_resume
 
 PRECISIONS = {"fp32": "float32", "mixed_fp16": "float16", "mixed_bf16": "bfloat16"}  # name -> conv compute dtype
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 DEMO_MINUTES = 11.0  # training budget of the no-flag demo run (plus start-up and the final snapshot)
-
-
-class Option(NamedTuple):
-    name: str
-    type: type  # str, int, float, bool or list (a comma-separated flag)
-    default: object
-    help: str
-    choices: tuple = ()  # the allowed values, when the option is one of a fixed set
-    flag: bool = True  # False: set from code only, not exposed by run_training.py
 
 
 OPTIONS = (

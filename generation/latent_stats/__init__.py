@@ -9,4 +9,5 @@ conditional   regress (atlases along a covariate) and trajectory (one subject mo
 snapshots     progress: the same seeds through every snapshot of a training run
 figures       side-by-side and difference pictures shared by the commands
 commands      COMMANDS and run(opts) (importable without TensorFlow)
+options       run_latent.py's option table (embed's projector options are generation.projection_options' rows)
 """

@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 
 import nibabel as nib
 import numpy as np
@@ -12,7 +11,6 @@ from generation import commands, sampling
 from generation.runner import Runner
 from tests.utils import run_script, tiny_generator
 from training.network_io import export_generator, load_generator
-from training.networks import NOISE_MODES
 from volumes.visualize import PLANE_NAMES as ORIENTATIONS
 from volumes.volume_io import to_unit_range
 
@@ -133,12 +131,6 @@ def test_unsafe_outdir_is_refused_and_nothing_moves(network, tmp_path, outdir, p
 def test_current_folder_is_never_an_outdir(network):
     r = _run("generate", f"--network={network}", "--seeds=1", "--outdir=.", "--overwrite")
     assert r.returncode == 2 and "current folder" in r.stderr
-
-
-def test_noise_mode_flag_offers_the_networks_noise_modes():
-    # The flag spells the modes out so flag parsing needs no TensorFlow; they must stay training.networks'.
-    r = _run("--helpfull")
-    assert re.search(r"--noise_mode: <([^>]*)>", r.stdout).group(1).split("|") == list(NOISE_MODES)
 
 
 def _opts(network, outdir, command, **kw):

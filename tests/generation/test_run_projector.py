@@ -4,7 +4,6 @@ generated seeds as targets in one batch, every per-target output, geometry of th
 import csv
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +14,9 @@ import pytest
 import tensorflow as tf
 
 from generation.projection_command import run_projection
-from generation.projector import LOSSES
 from tests.utils import REPO, run_script
 from training import configs
 from training.network_io import export_generator, geometry_from_manifest
-from training.networks import NOISE_MODES
 from training.run_files import OPTIONS_NAME as RUN_OPTIONS_NAME
 from volumes import preprocess, records
 from volumes.dataset_create import create_dataset
@@ -198,13 +195,6 @@ def test_a_target_folder_of_files_stands_for_its_scans(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.splitlines() == [str([str(tmp_path / "a.nrrd"), str(tmp_path / "b.nii.gz")]),
                                      str([str(tmp_path / "b.nii.gz")])]
-
-
-def test_enum_flags_offer_the_librarys_values():
-    # The flags spell the values out so flag parsing needs no TensorFlow; they must stay the library's.
-    r = _run("--helpfull")
-    for flag, values in (("target_noise_mode", NOISE_MODES), ("loss", LOSSES)):
-        assert re.search(rf"--{flag}: <([^>]*)>", r.stdout).group(1).split("|") == list(values)
 
 
 # ---------------------------------------------------------------------------------------------------------------

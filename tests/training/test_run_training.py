@@ -95,13 +95,6 @@ def test_good_flag_values_pass(tiny_data):
     run_training.validate_flags(_flag_values(max_minutes=float("inf")))  # no time limit
 
 
-def test_augpipe_letters_are_the_pipelines_groups():
-    # Spelled out in run_training.py so flag checks need no TensorFlow; they must stay training.augment's.
-    from training.augment import GROUPS
-
-    assert run_training.AUGPIPE_GROUPS == "".join(GROUPS)
-
-
 def test_bad_flags_exit_2_with_one_line(tmp_path):
     proc = run_script("run_training.py", f"--data={tmp_path / 'missing'}", f"--outdir={tmp_path / 'out'}")
     assert proc.returncode == 2
