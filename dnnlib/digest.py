@@ -1,4 +1,5 @@
-"""The one sha256 of a file or folder: pinned downloads, dataset source checksums and cache keys all use it."""
+"""The one sha256 of bytes, a file or a folder: pinned downloads, dataset source and record checksums and cache keys
+all use it."""
 
 import hashlib
 import os
@@ -21,3 +22,8 @@ def sha256_path(path, names=False):
             while block := f.read(CHUNK):
                 h.update(block)
     return h.hexdigest()
+
+
+def sha256_bytes(data):
+    """Hex sha256 of bytes in memory (a record's stored volume)."""
+    return hashlib.sha256(data).hexdigest()

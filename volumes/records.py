@@ -6,11 +6,11 @@ stored bytes, so `dataset_tool.py info` can verify every record without trusting
 """
 
 import contextlib
-import hashlib
 import os
 
 import numpy as np
 
+from dnnlib.digest import sha256_bytes
 from dnnlib.easydict import EasyDict
 from dnnlib.errors import InputError
 from volumes.manifest import STORAGE_DTYPES, load_manifest
@@ -30,10 +30,6 @@ def decode_volume(stored, storage_dtype="uint16"):
     _, scale = STORAGE_DTYPES[storage_dtype]
     v = np.asarray(stored).astype(np.float32)
     return v if scale is None else v / np.float32(scale)
-
-
-def sha256_bytes(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def shard_name(s, num_shards):

@@ -1,0 +1,56 @@
+"""bench/bench_capacity.py: the widened generator makes the narrow one's volumes, and its rules per variable."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bench import bench_capacity
+from training.configs import get_config
+from training.networks import Generator
+
+
+def test_widened_generator_makes_the_narrow_ones_volumes():
+    tf.random.set_seed(3)
+    kwargs = dict(get_config("demo-tiny").G_kwargs, c_dim=0, img_channels=1)
+    narrow = Generator(**kwargs)
+    for v in narrow.trainable_variables:  # trained-like weights: no zero biases, no unit styles
+        v.assign(v + tf.random.normal(v.shape, stddev=0.3, seed=1))
+    wide = Generator(**bench_capacity.wide_kwargs(kwargs, 16))
+    assert sum(int(np.prod(v.shape)) for v in wide.trainable_variables) > \
+        2 * sum(int(np.prod(v.shape)) for v in narrow.trainable_variables)
+    z = tf.constant(np.random.RandomState(0).standard_normal([3, narrow.z_dim]), tf.float32)
+    before = wide(z, None, noise_mode="const").numpy()
+    bench_capacity.widen_generator(narrow, wide)
+    want = narrow(z, None, noise_mode="const").numpy()
+    got = wide(z, None, noise_mode="const").numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    assert np.abs(before - want).max() > 0.1  # the check can fail: a fresh wide network makes other volumes
+
+
+# (path, narrow shape, wide shape, what the new parts must hold)
+RULE_CASES = [
+    (("synthesis", "blocks", 1, "conv0", "weight"), (3, 3, 3, 4, 2), (3, 3, 3, 8, 4), "zero-new-inputs"),
+    (("synthesis", "blocks", 1, "torgb", "weight"), (1, 1, 1, 4, 1), (1, 1, 1, 8, 1), "torgb-gain"),
+    (("synthesis", "blocks", 1, "conv0", "bias"), (2,), (4,), "fresh"),
+    (("synthesis", "blocks", 0, "const"), (1, 2, 2, 2, 4), (1, 2, 2, 2, 8), "fresh"),
+    (("mapping", "layers", 0, "weight"), (4, 4), (4, 4), "copy"),
+]
+
+
+@pytest.mark.parametrize("path, old_shape, new_shape, rule", RULE_CASES)
+def test_widen_value_rules(path, old_shape, new_shape, rule):
+    rng = np.random.RandomState(1)
+    old, fresh = rng.standard_normal(old_shape), rng.standard_normal(new_shape)
+    out = bench_capacity.widen_value(path, old, fresh)
+    block = tuple(slice(0, n) for n in old_shape)
+    if rule == "torgb-gain":
+        np.testing.assert_allclose(out[block], old * np.sqrt(new_shape[3] / old_shape[3]))
+    else:
+        np.testing.assert_array_equal(out[block], old)
+    if rule == "zero-new-inputs":
+        assert np.all(out[..., old_shape[3]:, :old_shape[4]] == 0)
+        np.testing.assert_array_equal(out[..., old_shape[4]:], fresh[..., old_shape[4]:])
+    if rule == "fresh":
+        rest = np.ones(new_shape, bool)
+        rest[block] = False
+        np.testing.assert_array_equal(out[rest], fresh[rest])
