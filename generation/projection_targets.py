@@ -17,7 +17,7 @@ import numpy as np
 
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
-from training.run_files import OPTIONS_NAME
+from training.run_files import MANIFEST_COPY_NAME, OPTIONS_NAME
 from volumes import records, volume_io
 from volumes.manifest import load_manifest, volume_affine
 
@@ -43,7 +43,7 @@ def find_manifest(network_path, data_dir=None):
     p = os.path.abspath(str(network_path))
     p = p if os.path.isdir(p) else os.path.dirname(p)
     for level in range(4):
-        cand = os.path.join(p, "dataset.json")
+        cand = os.path.join(p, MANIFEST_COPY_NAME)
         ours = level == 0 or any(os.path.isfile(os.path.join(p, n)) for n in (OPTIONS_NAME, "record.json"))
         if ours and os.path.isfile(cand):
             try:

@@ -6,7 +6,7 @@ import os
 from dnnlib import EasyDict
 from dnnlib.errors import InputError
 from training.checkpoints import latest_intact_checkpoint, restore_first_readable
-from training.run_files import MANIFEST_COPY_NAME, RECORD_NAME, checkpoints_dir, older_checkpoints
+from training.run_files import MANIFEST_COPY_NAME, RECORD_NAME, checkpoints_dir, load_manifest_copy, older_checkpoints
 from volumes.manifest import data_fingerprint
 
 
@@ -47,10 +47,10 @@ def _arch(kwargs):
 
 def check_same_data(manifest, resumed_run, allow_change=False):
     """Refuse to continue a run on other data than it was trained on, unless allowed (then it is only logged)."""
-    path = os.path.join(resumed_run, MANIFEST_COPY_NAME)
-    if allow_change or not os.path.isfile(path):
+    before = None if allow_change else load_manifest_copy(resumed_run)
+    if before is None:
         return
-    before = EasyDict.load_json(path)
+    path = os.path.join(resumed_run, MANIFEST_COPY_NAME)
     if data_fingerprint(before) != data_fingerprint(manifest):
         raise InputError(f"{resumed_run} was trained on other data ({before.get('num_volumes')} volumes listed in "
                          f"{path}) than the dataset given now ({manifest.get('num_volumes')} volumes); continue with "

@@ -19,6 +19,8 @@ OPTIONS_NAME = "training_options.json"
 RECORD_NAME = "run.json"
 MANIFEST_COPY_NAME = MANIFEST_NAME
 CHECKPOINTS_NAME = "checkpoints"
+SNAPSHOTS_NAME = "snapshots"
+LOG_NAME = "log.txt"
 
 
 def is_run_dir(path):
@@ -30,6 +32,10 @@ def is_run_dir(path):
 
 def checkpoints_dir(run_dir):
     return os.path.join(run_dir, CHECKPOINTS_NAME)
+
+
+def snapshots_dir(run_dir):
+    return os.path.join(run_dir, SNAPSHOTS_NAME)
 
 
 def is_checkpoint_prefix(path):

@@ -40,11 +40,14 @@ from training.checkpoints import latest_intact_checkpoint, save_checkpoint
 from training.loss import StyleGAN2Loss, lazy_regularization_ratio
 from training.run_files import (
     CHECKPOINTS_NAME,
+    LOG_NAME,
     MANIFEST_COPY_NAME,
     OPTIONS_NAME,
     RECORD_NAME,
+    SNAPSHOTS_NAME,
     checkpoints_dir,
     resumed_architecture,
+    snapshots_dir,
 )
 from training.train_options import global_batch
 from training.train_state import Adam, TrainState, copy_weights, ema_beta
@@ -154,7 +157,7 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
         run_dir = next_run_dir(opts.outdir, opts.desc + ("-resume" if opts.get("resume") else ""))
     new_run_dir = run_dir if (chief and run_dir and run_dir != opts.get("resume_run")) else None
 
-    logger = Logger(os.path.join(run_dir, "log.txt"), "a") if (chief and run_dir) else None
+    logger = Logger(os.path.join(run_dir, LOG_NAME), "a") if (chief and run_dir) else None
     finished = False
     try:
         result = _train(opts, run_dir, strategy, chief, manifest, resumed_arch, dry_run, max_steps, log_fn,
@@ -189,7 +192,7 @@ def _remove_if_untrained(run_dir):
     """Remove a run folder this call created when it stopped (an error, a signal) before anything was trained into it:
     no snapshot and no checkpoint, only the files every run writes at its start. Anything else found there (a
     checkpoint, a snapshot, a file somebody else put in) keeps the folder and all it holds."""
-    for sub in (CHECKPOINTS_NAME, "snapshots"):
+    for sub in (CHECKPOINTS_NAME, SNAPSHOTS_NAME):
         path = os.path.join(run_dir, sub)
         if os.path.lexists(path) and (not os.path.isdir(path) or os.path.islink(path) or os.listdir(path)):
             return
@@ -197,7 +200,7 @@ def _remove_if_untrained(run_dir):
         names = os.listdir(run_dir)
     except OSError:
         return
-    if any(n not in (CHECKPOINTS_NAME, "snapshots") and not _START_FILES.match(n) for n in names):
+    if any(n not in (CHECKPOINTS_NAME, SNAPSHOTS_NAME) and not _START_FILES.match(n) for n in names):
         return
     for n in names:
         path = os.path.join(run_dir, n)
@@ -449,7 +452,7 @@ def _record_start(opts, record, manifest, run_dir, chief, dry_run, networks, log
         log(run_summary(opts, record, manifest))
     if chief and run_dir:
         # The full options go to the log file only: on the console they would bury the summary.
-        with open(os.path.join(run_dir, "log.txt"), "a") as f:
+        with open(os.path.join(run_dir, LOG_NAME), "a") as f:
             f.write(details)
     if dry_run:
         from training.networks import summary
@@ -581,7 +584,7 @@ class SkippedSteps:
 
 def _snapshot(options, run_dir, cur_nimg, G_ema, inputs, reals, affine, geometry, writer, step):
     # Named by step, never reused: a resumed run that reaches the same kimg writes a new folder.
-    snap_dir = snap_io.new_snapshot_dir(os.path.join(run_dir, "snapshots"), step, cur_nimg)
+    snap_dir = snap_io.new_snapshot_dir(snapshots_dir(run_dir), step, cur_nimg)
     fakes = snap_io.generate_fakes(G_ema, inputs)
     snap_io.write_snapshot(snap_dir, fakes, reals, affine, G_ema=G_ema, geometry=geometry, options=options)
     if writer is not None:

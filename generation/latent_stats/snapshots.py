@@ -17,14 +17,15 @@ from dnnlib.errors import InputError
 def snapshot_networks(run):
     """[(name, path for load_generator)] of a run directory, oldest first."""
     from training.checkpoints import intact_checkpoints
+    from training.run_files import checkpoints_dir, snapshots_dir
 
-    snap_dir = os.path.join(run, "snapshots")
+    snap_dir = snapshots_dir(run)
     found = []
     if os.path.isdir(snap_dir):
         found = [(d, os.path.join(snap_dir, d)) for d in sorted(os.listdir(snap_dir))
                  if os.path.isfile(os.path.join(snap_dir, d, "generator", "saved_model.pb"))]
     if not found:
-        found = [(os.path.basename(p), p) for p in reversed(intact_checkpoints(os.path.join(run, "checkpoints")))]
+        found = [(os.path.basename(p), p) for p in reversed(intact_checkpoints(checkpoints_dir(run)))]
     if not found:
         raise FileNotFoundError(f"{run}: no snapshot generators (snapshots/*/generator) and no intact checkpoints "
                                 "(checkpoints/ckpt-N); give a training run directory")
