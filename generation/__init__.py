@@ -1,4 +1,4 @@
-"""Using a trained generator. run_generator.py calls commands.run, run_projector.py projection_command.run_projection.
+"""Using a trained generator (loaded by training.network_io). run_generator.py calls commands.run, run_projector.py projection_command.run_projection.
 
 seeds              seed -> z, seed noise, shared noise; label vectors
 runner             batched, compiled mapping and synthesis of one Generator
@@ -14,5 +14,6 @@ native_grid        a projection back in its source file's grid and intensity uni
 projection_command run_projection(opts)
 projection_options the projector's option table: run_projector.py's flags, the projector's defaults, LOSSES
 generate_options   run_generator.py's option table
+restoration/       forward models of a clinical acquisition and what projection through them restores
 latent_stats/      latent-space statistics over a cohort (run_latent.py): embed, atlas, regress, trajectory, progress
 """
