@@ -1,4 +1,5 @@
-"""Using a trained generator (loaded by training.network_io). run_generator.py calls commands.run, run_projector.py projection_command.run_projection.
+"""Using a trained generator (loaded by training.network_io). run_generator.py calls commands.run, run_projector.py
+projection_command.run_projection.
 
 seeds              seed -> z, seed noise, shared noise; label vectors
 runner             batched, compiled mapping and synthesis of one Generator
