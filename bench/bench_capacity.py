@@ -106,10 +106,13 @@ def widen_run(run_dir, fmap, out):
     from training.checkpoints import intact_checkpoints
     from training.training_loop import _build
 
+    found = intact_checkpoints(run_files.checkpoints_dir(run_dir))
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no intact checkpoint in {run_files.checkpoints_dir(run_dir)} to widen")
+    prefix = found[0]
     opts = run_files.load_run_options(run_dir)
     record = run_files.load_run_record(run_dir)
     opts.G_kwargs = record.get("G_kwargs", opts.G_kwargs)
-    prefix = intact_checkpoints(run_files.checkpoints_dir(run_dir))[0]
     strategy = tf.distribute.get_strategy()
     narrow = _build(opts, strategy)
     names = ("G", "D", "G_ema", "G_opt", "D_opt", "state")

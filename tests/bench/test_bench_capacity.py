@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from bench import bench_capacity
+from tests.utils import run_script
 from training.configs import get_config
 from training.networks import Generator
 
@@ -54,3 +55,15 @@ def test_widen_value_rules(path, old_shape, new_shape, rule):
         rest = np.ones(new_shape, bool)
         rest[block] = False
         np.testing.assert_array_equal(out[rest], fresh[rest])
+
+
+def test_a_folder_without_checkpoints_is_one_error_line_and_nothing_written(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "training_options.json").write_text('{"config": "demo-tiny"}')
+    out = tmp_path / "out"
+    p = run_script("bench/bench_capacity.py", "widen", f"--run={run}", f"--out={out}", timeout=300)
+    assert p.returncode == 2, p.stderr
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "no intact checkpoint" in err[0], p.stderr
+    assert not out.exists()
