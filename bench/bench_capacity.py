@@ -12,8 +12,9 @@ their variable, so the new weights' first steps are not Adam's 1/sqrt(1 - beta_2
     python -m bench.bench_capacity widen --run=<run dir> --fmap=128 --out=<folder>
     python -m bench.bench_capacity train --run=<folder>/<wide run> --minutes=60      # continue the wide run
 
-`train` continues a run from its own training_options.json (its networks as recorded), for runs whose networks
-no named config builds; the narrow run continues with run_training.py --resume.
+A widening that a named config builds (demo at --fmap=128: demo-wide) is recorded under that config, so the wide run
+continues with run_training.py --resume like any run. `train` continues a run from its own training_options.json
+(its networks as recorded), for runs whose networks no named config builds.
 """
 
 import copy
@@ -47,6 +48,19 @@ def wide_kwargs(G_kwargs, fmap):
     syn.update(fmap_base=int(fmap), fmap_max=int(fmap), fmap_min=int(round(syn["fmap_min"] * ratio)))
     kw["synthesis_kwargs"] = syn
     return kw
+
+
+def wide_config_name(config, G_kwargs):
+    """The named config that builds these widened G_kwargs (config + "-wide", e.g. demo-wide), else None. A wide run
+    recorded under it continues with run_training.py --resume like any run."""
+    from training import configs
+
+    name = f"{config}-wide"
+    if name not in configs.CONFIGS:
+        return None
+    keys = ("fmap_base", "fmap_min", "fmap_max")
+    want = configs.get_config(name).G_kwargs.synthesis_kwargs
+    return name if all(want[k] == G_kwargs["synthesis_kwargs"][k] for k in keys) else None
 
 
 def widen_value(path, old, fresh):
@@ -118,6 +132,10 @@ def widen_run(run_dir, fmap, out):
     names = ("G", "D", "G_ema", "G_opt", "D_opt", "state")
     tf.train.Checkpoint(**dict(zip(names, narrow[:6], strict=True))).read(prefix).assert_existing_objects_matched()
     wide_opts = EasyDict(opts, G_kwargs=wide_kwargs(opts.G_kwargs, fmap), desc=f"{opts.get('desc', 'run')}-fmap{fmap}")
+    config = wide_config_name(opts.get("config"), wide_opts.G_kwargs)
+    if config:
+        wide_opts.config = config
+        wide_opts.cli_args = dict(opts.get("cli_args", {}), config=config)
     wide = _build(wide_opts, strategy)
     widen_generator(narrow[0], wide[0])
     widen_generator(narrow[2], wide[2])

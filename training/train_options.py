@@ -78,7 +78,8 @@ OPTIONS = (
            "skipped steps (0 = never, as the original; 1 = at the first). Counted in the tick line and TensorBoard "
            "(Progress/skipped_steps)."),
     Option("max_minutes", float, None, "Stop (with a final snapshot) after this many minutes of training "
-           f"(default: {DEMO_MINUTES:g} for the no-flag demo, --config=demo without --kimg; else no limit)."),
+           f"(default: {DEMO_MINUTES:g} for the no-flag demo, and for --config=demo or demo-wide without --kimg; "
+           "else no limit)."),
     Option("samples", int, 8, "Sample volumes written per snapshot."),
     Option("keep_checkpoints", int, 3, "Checkpoints kept (the last K)."),
     Option("allow_data_change", bool, False, "With --resume: continue on a dataset other than the run's own (same "
@@ -162,7 +163,7 @@ def build_options(explicit=None, **kwargs):
     snap = int(args.snap) if args.snap else max(1, min(50, int(round(2.0 / kimg_per_tick))))
     # The no-flag demo must end in a time a new user waits for, whatever the machine: a wall-clock budget.
     max_minutes = args.max_minutes
-    if max_minutes is None and args.config == "demo" and args.kimg is None:
+    if max_minutes is None and args.config in configs.CPU_DEMO_CONFIGS and args.kimg is None:
         max_minutes = DEMO_MINUTES
     metrics = list(args.metrics or [])
     metric_kwargs = {k: args[f"metric_{k}"] for k in ("feature_weights", "feature_network", "feature_layer")

@@ -28,6 +28,14 @@ def test_widened_generator_makes_the_narrow_ones_volumes():
     assert np.abs(before - want).max() > 0.1  # the check can fail: a fresh wide network makes other volumes
 
 
+def test_a_widening_a_config_builds_is_recorded_under_its_name():
+    demo = dict(get_config("demo").G_kwargs)
+    assert bench_capacity.wide_config_name("demo", bench_capacity.wide_kwargs(demo, 128)) == "demo-wide"
+    assert bench_capacity.wide_config_name("demo", bench_capacity.wide_kwargs(demo, 256)) is None
+    tiny = dict(get_config("demo-tiny").G_kwargs)
+    assert bench_capacity.wide_config_name("demo-tiny", bench_capacity.wide_kwargs(tiny, 16)) is None
+
+
 # (path, narrow shape, wide shape, what the new parts must hold)
 RULE_CASES = [
     (("synthesis", "blocks", 1, "conv0", "weight"), (3, 3, 3, 4, 2), (3, 3, 3, 8, 4), "zero-new-inputs"),

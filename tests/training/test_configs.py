@@ -81,6 +81,21 @@ def test_pinned_parameter_counts(name, g_total, mapping, d_total):
     assert f"{g_total:,}" in networks.summary(G) and f"{d_total:,}" in networks.summary(D)
 
 
+def test_demo_wide_doubles_only_the_synthesis_features():
+    # The shipped "demo" generator's count (pretrained/demo/record.json) and the count bench_capacity's widening
+    # of it measured; D, the mapping and every training setting stay those of "demo".
+    G, D = configs.build_networks("demo")
+    G_wide, D_wide = configs.build_networks("demo-wide")
+    assert (networks.count_params(G), networks.count_params(G_wide)) == (265_328, 952_920)
+    assert networks.count_params(G_wide.mapping) == networks.count_params(G.mapping)
+    assert networks.count_params(D_wide) == networks.count_params(D)
+    demo, wide = configs.get_config("demo"), configs.get_config("demo-wide")
+    assert wide.G_kwargs.synthesis_kwargs.pop("fmap_base") == 2 * demo.G_kwargs.synthesis_kwargs.pop("fmap_base")
+    for key in ("fmap_min", "fmap_max"):
+        assert wide.G_kwargs.synthesis_kwargs.pop(key) == 2 * demo.G_kwargs.synthesis_kwargs.pop(key)
+    assert wide == demo
+
+
 @pytest.mark.parametrize("name", list(configs.CONFIGS))
 def test_output_shapes_of_every_config(name):
     # Tracing gives the shapes without running the full-size convolutions.

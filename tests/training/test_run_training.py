@@ -10,7 +10,7 @@ from absl import flags
 import run_training
 from dnnlib import UserError
 from tests.utils import make_tiny_dataset, run_script
-from training.train_options import OPTIONS, PRECISIONS, STRATEGIES, build_options
+from training.train_options import DEMO_MINUTES, OPTIONS, PRECISIONS, STRATEGIES, build_options
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,15 @@ def test_options_resolution(tiny_data):
     opts = build_options(data=tiny_data, config="demo-tiny", metrics=["fid_3d"], metric_feature_network="/x/net.keras",
                          metric_feature_layer="pool")
     assert opts.metric_kwargs == {"feature_network": "/x/net.keras", "feature_layer": "pool"}
+
+
+@pytest.mark.parametrize("config", ["demo", "demo-wide"])
+def test_cpu_demo_configs_get_the_time_budget_without_kimg(tmp_path, config):
+    data = make_tiny_dataset(str(tmp_path / "demo-shaped"), num=2, shape=(40, 48, 56), spacing=4.0)
+    opts = build_options(data=data, config=config)
+    assert opts.max_minutes == DEMO_MINUTES and opts.aug == "ada"
+    assert build_options(data=data, config=config, kimg=1).max_minutes is None
+    assert build_options(data=data, config=config, max_minutes=3).max_minutes == 3.0
 
 
 BAD_OPTIONS = [
