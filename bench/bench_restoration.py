@@ -33,6 +33,7 @@ def define_flags():
     flags.DEFINE_string("data", "pretrained/demo/heldout", "Dataset of volumes the network never saw.")
     flags.DEFINE_string("indices", "0-3", "Volumes of --data to restore.")
     flags.DEFINE_integer("num_steps", 200, "Projector steps.")
+    flags.DEFINE_bool("w_plus", False, "Project into W+ (one W per layer) instead of W.")
     flags.DEFINE_integer("w_avg_samples", 10000, "Mapping samples for the W mean and spread.")
     flags.DEFINE_list("factors", ["2", "4", "6"], "Thick-slice factors (voxels per slice); empty: no thick study.")
     flags.DEFINE_integer("axis", 2, "Array axis thickened (2: superior on RAS data).")
@@ -131,6 +132,7 @@ def _project(cfg, outdir, degradation):
     opts = EasyDict(default_options())
     opts.update(network=cfg.network, outdir=outdir, overwrite=cfg.overwrite, data=cfg.data, targets=[],
                 indices=list(cfg.indices), target_seeds=[], num_steps=cfg.num_steps, w_avg_samples=cfg.w_avg_samples,
+                w_plus=cfg.w_plus,
                 batch=len(cfg.indices), progress_every=max(1, cfg.num_steps // 4), uint8=False,
                 degradation=degradation)
     return run_projection(opts)
@@ -313,7 +315,8 @@ def run(cfg):
     finally:
         if not cfg.out:
             shutil.rmtree(out, ignore_errors=True)
-    where = f"{cfg.data}, indices {','.join(map(str, cfg.indices))}, {cfg.num_steps} steps, network {cfg.network}"
+    where = (f"{cfg.data}, indices {','.join(map(str, cfg.indices))}, {'W+' if cfg.w_plus else 'W'}, "
+             f"{cfg.num_steps} steps, network {cfg.network}")
     if thick_rows:
         print_rows(f"thick slices along axis {cfg.axis} ({where}): PSNR (dB) between slice centres, SSIM whole "
                    "volume; interpolation = linear between thick slices; unhidden = projection of the clean volume "
@@ -351,7 +354,7 @@ def main(argv):
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = EasyDict(network=pretrained.resolve(FLAGS.network), data=FLAGS.data,
-                   indices=parse_int_ranges(FLAGS.indices, "--indices"), num_steps=FLAGS.num_steps,
+                   indices=parse_int_ranges(FLAGS.indices, "--indices"), num_steps=FLAGS.num_steps, w_plus=FLAGS.w_plus,
                    w_avg_samples=FLAGS.w_avg_samples, factors=_ints(FLAGS.factors, "factors"), axis=FLAGS.axis,
                    blocks=_ints(FLAGS.blocks, "blocks"), out=FLAGS.out, overwrite=FLAGS.overwrite,
                    figure=FLAGS.figure, figure_factor=FLAGS.figure_factor)

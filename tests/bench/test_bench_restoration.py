@@ -70,7 +70,7 @@ def test_inside_metrics_against_numpy():
 
 def test_both_studies_on_one_volume(tmp_path, capsys):
     cfg = EasyDict(network=os.path.join(REPO, "pretrained", "demo"), data=os.path.join(REPO, "pretrained", "demo",
-                   "heldout"), indices=[0], num_steps=2, w_avg_samples=50, factors=[2], axis=2, blocks=[8],
+                   "heldout"), indices=[0], num_steps=2, w_plus=True, w_avg_samples=50, factors=[2], axis=2, blocks=[8],
                    out=str(tmp_path / "out"), overwrite=False, figure=str(tmp_path / "case.png"), figure_factor=2)
     tables = B.run(cfg)
     printed = capsys.readouterr().out
