@@ -150,19 +150,23 @@ def widen_run(run_dir, fmap, out):
     print(f"widened {prefix}: G {params[0]:,} -> {params[1]:,} parameters; max |EMA output difference| {diff:.2e}")
 
     wide_dir = next_run_dir(out, wide_opts.desc)
-    for name in (run_files.MANIFEST_COPY_NAME,):
+    try:  # a failure below leaves no half-written run folder (wide_dir is new: this call made it)
+        name = run_files.MANIFEST_COPY_NAME
         shutil.copy(os.path.join(run_dir, name), os.path.join(wide_dir, name))
-    wide_opts.update(resume=None, resume_run=None, outdir=out)
-    with open(os.path.join(wide_dir, run_files.OPTIONS_NAME), "w") as f:
-        f.write(wide_opts.to_json() + "\n")
-    with open(os.path.join(wide_dir, run_files.RECORD_NAME), "w") as f:
-        json.dump({"G_kwargs": G_w.get_config(), "D_kwargs": record.get("D_kwargs", opts.D_kwargs),
-                   "widened_from": prefix, "max_output_difference": diff}, f, indent=1)
-    number = int(os.path.basename(prefix).split("-")[1])
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**dict(zip(names, wide[:6], strict=True))),
-                                         run_files.checkpoints_dir(wide_dir), max_to_keep=None,
-                                         checkpoint_name="ckpt")
-    print(f"wrote {manager.save(checkpoint_number=number)} in {wide_dir}")
+        wide_opts.update(resume=None, resume_run=None, outdir=out)
+        with open(os.path.join(wide_dir, run_files.OPTIONS_NAME), "w") as f:
+            f.write(wide_opts.to_json() + "\n")
+        with open(os.path.join(wide_dir, run_files.RECORD_NAME), "w") as f:
+            json.dump({"G_kwargs": G_w.get_config(), "D_kwargs": record.get("D_kwargs", opts.D_kwargs),
+                       "widened_from": prefix, "max_output_difference": diff}, f, indent=1)
+        number = int(os.path.basename(prefix).split("-")[1])
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(**dict(zip(names, wide[:6], strict=True))),
+                                             run_files.checkpoints_dir(wide_dir), max_to_keep=None,
+                                             checkpoint_name="ckpt")
+        print(f"wrote {manager.save(checkpoint_number=number)} in {wide_dir}")
+    except BaseException:
+        shutil.rmtree(wide_dir, ignore_errors=True)
+        raise
     return wide_dir, diff
 
 

@@ -114,11 +114,9 @@ CONFIGS["demo-wide"] = copy.deepcopy(CONFIGS["demo"])
 CONFIGS["demo-wide"].G_kwargs.synthesis_kwargs.update(fmap_base=128, fmap_min=16, fmap_max=128)
 
 # Augmentation defaults (training/augment.py): every config has "aug" and "ada_kimg". The paper trained without
-# augmentation, so its configs keep noaug; the demo learns from a few dozen volumes, where D overfits first, so
-# it adapts p, fast enough (0 -> 1 in its 20 kimg) to matter within a demo run (demo-wide alike). demo-tiny (tests)
-# stays noaug.
-# The CPU demo configs a user trains (not the tests' demo-tiny): augmentation on, and a no-flag run gets a
-# wall-clock budget (train_options.DEMO_MINUTES).
+# augmentation, so its configs keep noaug; the CPU demo configs a user trains learn from a few dozen volumes, where D
+# overfits first, so they adapt p, fast enough (0 -> 1 in 20 kimg) to matter within a demo run; a no-flag run of them
+# gets a wall-clock budget (train_options.DEMO_MINUTES). demo-tiny (tests) stays noaug.
 CPU_DEMO_CONFIGS = ("demo", "demo-wide")
 for _name, _cfg in CONFIGS.items():
     _demo = _name in CPU_DEMO_CONFIGS
