@@ -1,5 +1,8 @@
 """bench/bench_capacity.py: the widened generator makes the narrow one's volumes, and its rules per variable."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -75,3 +78,38 @@ def test_a_folder_without_checkpoints_is_one_error_line_and_nothing_written(tmp_
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "no intact checkpoint" in err[0], p.stderr
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def shipped_demo_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("narrow") / "run"
+    shutil.copytree("pretrained/demo/run", run)
+    return run
+
+
+def test_widening_the_shipped_demo_run_gives_a_demo_wide_run_that_makes_its_volumes(shipped_demo_run, tmp_path):
+    out = tmp_path / "out"
+    p = run_script("bench/bench_capacity.py", "widen", f"--run={shipped_demo_run}", f"--out={out}", "--fmap=128",
+                   timeout=600)
+    assert p.returncode == 0, p.stderr
+    (wide,) = list(out.iterdir())
+    options = json.loads((wide / "training_options.json").read_text())
+    assert options["config"] == "demo-wide" and options["cli_args"]["config"] == "demo-wide"
+    record = json.loads((wide / "run.json").read_text())
+    assert record["max_output_difference"] < 1e-4
+    assert (wide / "dataset.json").read_bytes() == (shipped_demo_run / "dataset.json").read_bytes()
+    assert sorted(f.name for f in (wide / "checkpoints").iterdir() if f.name.startswith("ckpt-5834."))
+
+
+def test_a_widening_that_fails_after_making_its_run_folder_removes_it(shipped_demo_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(shipped_demo_run, run)
+    (run / "dataset.json").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("not the project's")
+    p = run_script("bench/bench_capacity.py", "widen", f"--run={run}", f"--out={out}", timeout=600)
+    assert p.returncode == 2, p.stderr
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "dataset.json" in err[0], p.stderr
+    assert sorted(f.name for f in out.iterdir()) == ["mine.txt"]
