@@ -57,6 +57,18 @@ def check_same_data(manifest, resumed_run, allow_change=False):
                          "the same dataset, or allow the data change explicitly")
 
 
+def continues_in_place(run_dir, prefix):
+    """Does resuming from `prefix` continue in run_dir itself? Only from its newest intact checkpoint, and only in a
+    folder this run may write: a run shipped under pretrained/ or a read-only folder is continued in a new run
+    folder (results/NNNNN-<desc>-resume), so that its files stay as they are."""
+    from training import pretrained
+
+    shipped = os.path.commonpath([os.path.realpath(run_dir), os.path.realpath(pretrained.ROOT)]) == \
+        os.path.realpath(pretrained.ROOT)
+    return is_latest_checkpoint(run_dir, prefix) and not shipped and os.access(run_dir, os.W_OK) and \
+        os.access(checkpoints_dir(run_dir), os.W_OK)
+
+
 def is_latest_checkpoint(run_dir, prefix):
     """Is prefix the newest intact checkpoint of run_dir (resuming from it continues the run's own line)."""
     latest = latest_intact_checkpoint(checkpoints_dir(run_dir))

@@ -144,14 +144,15 @@ def training_loop(opts, strategy=None, dry_run=False, max_steps=None, log_fn=pri
     resumed_arch = resumed_architecture(opts.resume_run) if opts.get("resume") else None
 
     # Run directory: a new results/NNNNN-desc, or the resumed run's own directory when continuing its latest
-    # checkpoint. Non-chief workers get a scratch directory they delete at the end.
+    # checkpoint in a folder it may write (resume.continues_in_place). Non-chief workers get a scratch directory
+    # they delete at the end.
     tmp_dirs = []
     if dry_run:
         run_dir = None
     elif not chief:
         run_dir = tempfile.mkdtemp(prefix="stylegan3d-worker-")
         tmp_dirs.append(run_dir)
-    elif opts.get("resume") and resume.is_latest_checkpoint(opts.resume_run, opts.resume):
+    elif opts.get("resume") and resume.continues_in_place(opts.resume_run, opts.resume):
         run_dir = opts.resume_run
     else:
         run_dir = next_run_dir(opts.outdir, opts.desc + ("-resume" if opts.get("resume") else ""))

@@ -246,3 +246,39 @@ def test_the_shipped_demo_run_can_be_resumed_by_todays_networks():
     other["G_kwargs"]["synthesis_kwargs"]["fmap_max"] = 32
     with pytest.raises(ValueError, match="fmap_max"):
         check_resume_compatible(other, before, run)
+
+
+def _files(folder):
+    return {os.path.relpath(os.path.join(d, f), folder): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, fs in os.walk(folder) for f in fs}
+
+
+def test_a_shipped_run_is_continued_in_a_new_run_folder_and_left_as_it_was(runs, monkeypatch):
+    from training import pretrained
+    from training.training_loop import training_loop
+
+    _, half, _, data, tmp = runs
+    shipped = os.path.dirname(half.run_dir)
+    monkeypatch.setattr(pretrained, "ROOT", shipped)  # as if the run lay in pretrained/
+    before = _files(half.run_dir)
+    out = tmp / "continued"
+    res = training_loop(tiny_options(out, data, kimg=0.012, resume=half.run_dir, **ARGS))
+    assert os.path.dirname(res.run_dir) == str(out / "results") and res.run_dir.endswith("-resume")
+    assert _files(half.run_dir) == before
+    ckpts = sorted(f for f in os.listdir(os.path.join(res.run_dir, "checkpoints")) if f.endswith(".index"))
+    assert ckpts[-1] == "ckpt-6.index"  # continued from the run's newest intact checkpoint to step 6
+    assert "Resumed from" in open(os.path.join(res.run_dir, "log.txt")).read()
+
+
+@pytest.mark.parametrize("where, writable, in_place", [
+    ("own", True, True), ("own", False, False), ("shipped", True, False)])
+def test_where_a_resume_continues(runs, monkeypatch, where, writable, in_place):
+    from training import pretrained, resume
+    from training.checkpoints import latest_intact_checkpoint
+
+    half = runs[1]
+    latest = latest_intact_checkpoint(os.path.join(half.run_dir, "checkpoints"))
+    monkeypatch.setattr(pretrained, "ROOT", os.path.dirname(half.run_dir) if where == "shipped" else "/nonexistent")
+    monkeypatch.setattr(os, "access", lambda path, mode: writable)
+    assert resume.continues_in_place(half.run_dir, latest) is in_place
+    assert not resume.continues_in_place(half.run_dir, os.path.join(os.path.dirname(latest), "ckpt-1"))
