@@ -29,11 +29,15 @@ FLAGS = flags.FLAGS
 def define_flags():
     """The flags, defined only when run as a script: tests import this module beside others that define
     --network and --data."""
+    from dnnlib.option_table import defaults
+    from generation.projection_options import PROJECTOR_OPTIONS
+
     flags.DEFINE_string("network", "demo", "The network (a shipped name, run dir or SavedModel).")
     flags.DEFINE_string("data", "pretrained/demo/heldout", "Dataset of volumes the network never saw.")
     flags.DEFINE_string("indices", "0-3", "Volumes of --data to restore.")
     flags.DEFINE_integer("num_steps", 200, "Projector steps.")
-    flags.DEFINE_bool("w_plus", False, "Project into W+ (one W per layer) instead of W.")
+    flags.DEFINE_bool("w_plus", defaults(PROJECTOR_OPTIONS).w_plus, "Project into W+ (one W per layer), as the "
+                      "projector by default; --now_plus: one W tiled over the layers.")
     flags.DEFINE_integer("w_avg_samples", 10000, "Mapping samples for the W mean and spread.")
     flags.DEFINE_list("factors", ["2", "4", "6"], "Thick-slice factors (voxels per slice); empty: no thick study.")
     flags.DEFINE_integer("axis", 2, "Array axis thickened (2: superior on RAS data).")

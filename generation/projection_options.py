@@ -25,7 +25,10 @@ PROJECTOR_OPTIONS = (
     Option("noise_reg_weight", float, NOISE_REG_WEIGHT, "Weight of the 3D noise-map regulariser.",
            key="regularize_noise_weight"),
     Option("w_avg_samples", int, 10000, "Mapping samples for the W mean and spread."),
-    Option("w_plus", bool, False, "Optimise one W per layer (W+) instead of one W tiled over the layers."),
+    # W+ by default (the original and StyleGAN2-ADA optimise one W): from the latent alone it reproduces unseen
+    # volumes far better, and every restoration that beats its baseline does so in W+ (bench/RESULTS.md).
+    Option("w_plus", bool, True, "Optimise one W per synthesis layer (W+); --now_plus: one W tiled over the layers, "
+           "as the original."),
     Option("loss", str, "mse", "Loss: MSE full res + MSE 8x pooled, optionally + SSIM.", choices=LOSSES),
     Option("ssim_weight", float, 1.0, "Weight of (1 - SSIM) with --loss=mse+ssim."),
     Option("downsample_factor", int, 8, "Pooling of the coarse MSE term (in network voxels).", flag=False),

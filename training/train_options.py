@@ -57,9 +57,9 @@ OPTIONS = (
            "InceptionV3 (not comparable); see run_metrics.py --helpfull."),
     Option("metric_feature_network", str, None, "3D feature network (Keras file or SavedModel) for fid_3d."),
     Option("metric_feature_layer", str, None, "Layer of --metric_feature_network whose output is the feature."),
-    Option("resume", str, None, "Run directory (latest checkpoint) or checkpoint prefix to continue from. The run continues "
-           "in its own folder from its latest checkpoint; from an older one, or a shipped (pretrained/) or read-only "
-           "run, in a new run folder <outdir>/NNNNN-<desc>-resume."),
+    Option("resume", str, None, "Run directory (latest checkpoint) or checkpoint prefix to continue from. The run "
+           "continues in its own folder from its latest checkpoint; from an older one, or a shipped (pretrained/) or "
+           "read-only run, in a new run folder <outdir>/NNNNN-<desc>-resume."),
     Option("seed", int, 0, "Random seed (weights, latents, data order)."),
     Option("precision", str, "fp32", "Compute precision of the conv layers (fp16 with dynamic loss scaling).",
            choices=tuple(PRECISIONS)),

@@ -122,7 +122,9 @@ def embed(opts):
 
     opts: network, data, indices, outdir, overwrite, batch, progress_every and the projector's options
     (num_steps, initial_learning_rate, w_plus, ...; generation.projector.default_options)."""
+    from dnnlib.option_table import defaults
     from generation.latent_stats.cohort import covariate_kinds, volume_covariates
+    from generation.latent_stats.options import EMBED_PROJECTOR_OPTIONS
     from generation.outputs import write_volume
     from generation.projection_targets import dataset_targets
     from generation.projector import default_options, w_statistics
@@ -139,9 +141,12 @@ def embed(opts):
     check_grid(G, manifest, f"{opts.network} and {opts.data}", net.geometry)
     kinds = covariate_kinds(manifest)
     labels = _labels_of(opts.data, manifest, chosen)
-    popts = EasyDict({k: opts[k] for k in default_options() if k in opts})
-    settings = dict(default_options(), **popts, network=os.path.abspath(opts.network),
-                    data=os.path.abspath(opts.data), indices=chosen, batch=int(opts.get("batch", 4)))
+    # The projector's settings: embed's own defaults where they differ from the projector's (W:
+    # generation.latent_stats.options), then what opts gives.
+    embed_defaults = {k: v for k, v in defaults(EMBED_PROJECTOR_OPTIONS, by_key=True).items() if k in default_options()}
+    popts = EasyDict({**embed_defaults, **{k: opts[k] for k in default_options() if k in opts}})
+    settings = {**default_options(), **popts, "network": os.path.abspath(opts.network),
+                "data": os.path.abspath(opts.data), "indices": chosen, "batch": int(opts.get("batch", 4))}
     record = {k: settings[k] for k in RESULT_KEYS}
     c = None
     if int(G.c_dim):

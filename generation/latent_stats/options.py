@@ -8,10 +8,15 @@ from dnnlib.option_table import Option, pick
 from generation import projection_options
 from generation.latent_stats.regression import METHODS
 
-# The projector's settings embed offers, as run_projector.py's flags.
-EMBED_PROJECTOR_OPTIONS = pick(projection_options.OPTIONS, "num_steps", "lr", "w_plus", "noise_reg_weight",
-                               "initial_noise_factor", "w_prior_weight", "w_avg_samples", "seed", "progress_every",
-                               help_prefix="embed (the projector's): ")
+# The projector's settings embed offers, as run_projector.py's flags. One default differs: embed projects into W
+# unless --w_plus. Latent statistics (means, regressions, trajectories) are taken where the mapping network puts
+# its outputs; per-layer W+ latents reconstruct better but lie off that distribution.
+EMBED_PROJECTOR_OPTIONS = tuple(
+    o._replace(default=False, help="embed (the projector's, but W by default): optimise one W per synthesis layer "
+               "(W+) instead of one W tiled over the layers.") if o.name == "w_plus" else o
+    for o in pick(projection_options.OPTIONS, "num_steps", "lr", "w_plus", "noise_reg_weight",
+                  "initial_noise_factor", "w_prior_weight", "w_avg_samples", "seed", "progress_every",
+                  help_prefix="embed (the projector's): "))
 
 OPTIONS = (
     Option("outdir", str, None, "Output directory (must not exist unless --overwrite)."),

@@ -178,7 +178,7 @@ def test_projector_step_scales_activations_instead_of_per_sample_weights(G, monk
 def test_projection_recovers_a_generated_volume(G):
     targets = _targets(G)
     others = _targets(G, [100, 101, 102])
-    p = projector.Projector(G, targets, opts=dict(num_steps=40, w_avg_samples=500, loss="mse+ssim"))
+    p = projector.Projector(G, targets, opts=dict(num_steps=40, w_avg_samples=500, loss="mse+ssim", w_plus=False))
     res = p.run()
     assert res.ws.shape == (2, G.num_ws, G.w_dim) and len(res.curve) == 40
     np.testing.assert_allclose(res.ws[:, 0], res.ws[:, -1])  # one W tiled over the layers
@@ -190,6 +190,14 @@ def test_projection_recovers_a_generated_volume(G):
     rand = np.mean([psnr(unit(targets[i]), unit(o), 1.0) for i in range(2) for o in others])
     assert got > rand + 5.0, (got, rand)
     assert np.all(res.curve[-1]["mse"] < res.curve[0]["mse"])
+
+
+def test_the_default_is_w_plus_one_w_per_layer(G):
+    # The original's single W is --now_plus (w_plus=False); by default each layer's W moves on its own.
+    assert projector.default_options().w_plus is True
+    res = projector.Projector(G, _targets(G), opts=dict(num_steps=3, w_avg_samples=100)).run()
+    assert res.ws.shape == (2, G.num_ws, G.w_dim)
+    assert np.abs(res.ws[:, 0] - res.ws[:, -1]).max() > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -301,7 +309,8 @@ def test_projection_through_thick_slices_beats_the_trivial_inverse(G):
     deg = parse_spec("thicken:axis=2,factor=3")
     degraded = deg(truth).numpy()
     stats = projector.w_statistics(G, 500)
-    res = projector.Projector(G, degraded, opts=dict(num_steps=150), w_stats=stats, degradation=deg).run()
+    # The truth is a generated volume, in W: the single-W projection (the original's) is the model that matches it.
+    res = projector.Projector(G, degraded, opts=dict(num_steps=150, w_plus=False), w_stats=stats, degradation=deg).run()
     baseline = trivial_inverse_volume(deg, degraded, G.img_shape)
     missing = missing_information(deg, G.img_shape)
     assert missing.sum() == 20 * 24 * (28 - 9)  # all but the 9 slice centres 1, 4, ..., 25 (27: not covered)
