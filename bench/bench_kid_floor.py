@@ -16,13 +16,17 @@ from absl import app, flags
 from bench import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Dataset the stand-in fakes are drawn from (e.g. the training split).")
-flags.DEFINE_string("heldout", None, "Dataset of held-out volumes (run_metrics.py's --data).")
-flags.DEFINE_integer("num", 100, "Volumes of --data per seed (run_metrics.py's --num); all of --heldout are used "
-                     "up to this many.")
-flags.DEFINE_integer("slice_step", 8, "Every k-th slice about the middle along each axis (0: the middle slice).")
-flags.DEFINE_string("feature_weights", None, "Standard FID Inception weights (.npz/.pb/.tgz/.pt).")
-flags.DEFINE_list("seeds", ["0"], "Draws of --data to score.")
+
+
+def define_flags():
+    """The flags, defined only when run as a script: tests import this module beside others that define --data."""
+    flags.DEFINE_string("data", None, "Dataset the stand-in fakes are drawn from (e.g. the training split).")
+    flags.DEFINE_string("heldout", None, "Dataset of held-out volumes (run_metrics.py's --data).")
+    flags.DEFINE_integer("num", 100, "Volumes of --data per seed (run_metrics.py's --num); all of --heldout are "
+                         "used up to this many.")
+    flags.DEFINE_integer("slice_step", 8, "Every k-th slice about the middle along each axis (0: the middle slice).")
+    flags.DEFINE_string("feature_weights", None, "Standard FID Inception weights (.npz/.pb/.tgz/.pt).")
+    flags.DEFINE_list("seeds", ["0"], "Draws of --data to score.")
 
 
 def slice_features(net, path, num, seed, step, shuffle):
@@ -34,9 +38,27 @@ def slice_features(net, path, num, seed, step, shuffle):
     return metric_utils.collect(batches, fid_slices.slice_extractor(net, step))
 
 
-def main(_):
-    from metrics import feature_networks, frechet
+def floor_rows(net, data, heldout, num, seeds, step):
+    """One row per seed: [seed, KID per axis, KID, FID per axis, FID] of --num volumes of data against heldout."""
+    from metrics import frechet
     from metrics.kid import kernel_inception_distance
+
+    axes = ("axis0", "axis1", "axis2")
+    reals = slice_features(net, heldout, num, 0, step, shuffle=False)  # as run_metrics reads its --data
+    rows = []
+    for seed in seeds:
+        fakes = slice_features(net, data, num, seed, step, shuffle=True)
+        kid = [kernel_inception_distance(reals[a], fakes[a], seed=0) for a in axes]
+        fid = [frechet.frechet_distance_from_features(reals[a], fakes[a]) for a in axes]
+        rows.append([seed, *kid, float(np.mean(kid)), *fid, float(np.mean(fid))])
+    return rows
+
+
+HEADERS = ["seed", "kid_axis0", "kid_axis1", "kid_axis2", "kid", "fid_axis0", "fid_axis1", "fid_axis2", "fid"]
+
+
+def main(_):
+    from metrics import feature_networks
 
     if not (FLAGS.data and FLAGS.heldout and FLAGS.feature_weights):
         raise app.UsageError("--data, --heldout and --feature_weights are required")
@@ -44,16 +66,10 @@ def main(_):
     net = feature_networks.slice_network(FLAGS.feature_weights)
     if not net.comparable:
         raise app.UsageError(f"{FLAGS.feature_weights}: not the standard FID Inception ({net.description})")
-    reals = slice_features(net, FLAGS.heldout, FLAGS.num, 0, FLAGS.slice_step, shuffle=False)  # as run_metrics
-    rows = []
-    for seed in [int(s) for s in FLAGS.seeds]:
-        fakes = slice_features(net, FLAGS.data, FLAGS.num, seed, FLAGS.slice_step, shuffle=True)
-        kid = [kernel_inception_distance(reals[a], fakes[a], seed=0) for a in ("axis0", "axis1", "axis2")]
-        fid = [frechet.frechet_distance_from_features(reals[a], fakes[a]) for a in ("axis0", "axis1", "axis2")]
-        rows.append([seed, *kid, float(np.mean(kid)), *fid, float(np.mean(fid))])
-    headers = ["seed", "kid_axis0", "kid_axis1", "kid_axis2", "kid", "fid_axis0", "fid_axis1", "fid_axis2", "fid"]
-    common.print_table(rows, headers, floatfmt="{:.4f}")
+    rows = floor_rows(net, FLAGS.data, FLAGS.heldout, FLAGS.num, [int(s) for s in FLAGS.seeds], FLAGS.slice_step)
+    common.print_table(rows, HEADERS, floatfmt="{:.4f}")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
