@@ -39,6 +39,8 @@ def define_flags():
     flags.DEFINE_bool("w_plus", defaults(PROJECTOR_OPTIONS).w_plus, "Project into W+ (one W per layer), as the "
                       "projector by default; --now_plus: one W tiled over the layers.")
     flags.DEFINE_integer("w_avg_samples", 10000, "Mapping samples for the W mean and spread.")
+    flags.DEFINE_float("w_prior_weight", defaults(PROJECTOR_OPTIONS).w_prior_weight, "Weight of the projector's prior "
+                       "on W (run_projector.py --w_prior_weight).")
     flags.DEFINE_list("factors", ["2", "4", "6"], "Thick-slice factors (voxels per slice); empty: no thick study.")
     flags.DEFINE_integer("axis", 2, "Array axis thickened (2: superior on RAS data).")
     flags.DEFINE_list("blocks", ["16", "8"], "Edges of the hidden cube in voxels; empty: no block study.")
@@ -136,7 +138,7 @@ def _project(cfg, outdir, degradation):
     opts = EasyDict(default_options())
     opts.update(network=cfg.network, outdir=outdir, overwrite=cfg.overwrite, data=cfg.data, targets=[],
                 indices=list(cfg.indices), target_seeds=[], num_steps=cfg.num_steps, w_avg_samples=cfg.w_avg_samples,
-                w_plus=cfg.w_plus,
+                w_plus=cfg.w_plus, w_prior_weight=cfg.w_prior_weight,
                 batch=len(cfg.indices), progress_every=max(1, cfg.num_steps // 4), uint8=False,
                 degradation=degradation)
     return run_projection(opts)
@@ -320,7 +322,8 @@ def run(cfg):
         if not cfg.out:
             shutil.rmtree(out, ignore_errors=True)
     where = (f"{cfg.data}, indices {','.join(map(str, cfg.indices))}, {'W+' if cfg.w_plus else 'W'}, "
-             f"{cfg.num_steps} steps, network {cfg.network}")
+             f"{cfg.num_steps} steps, "
+             f"w_prior_weight {cfg.w_prior_weight:g}, network {cfg.network}")
     if thick_rows:
         print_rows(f"thick slices along axis {cfg.axis} ({where}): PSNR (dB) between slice centres, SSIM whole "
                    "volume; interpolation = linear between thick slices; unhidden = projection of the clean volume "
@@ -359,7 +362,8 @@ def main(argv):
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = EasyDict(network=pretrained.resolve(FLAGS.network), data=FLAGS.data,
                    indices=parse_int_ranges(FLAGS.indices, "--indices"), num_steps=FLAGS.num_steps, w_plus=FLAGS.w_plus,
-                   w_avg_samples=FLAGS.w_avg_samples, factors=_ints(FLAGS.factors, "factors"), axis=FLAGS.axis,
+                   w_prior_weight=FLAGS.w_prior_weight, w_avg_samples=FLAGS.w_avg_samples,
+                   factors=_ints(FLAGS.factors, "factors"), axis=FLAGS.axis,
                    blocks=_ints(FLAGS.blocks, "blocks"), out=FLAGS.out, overwrite=FLAGS.overwrite,
                    figure=FLAGS.figure, figure_factor=FLAGS.figure_factor)
     if cfg.axis not in (0, 1, 2):

@@ -1,6 +1,8 @@
 """bench/bench_restoration.py: the baselines against closed forms, and both studies end to end on one held-out
 volume of the shipped demo network with a few projector steps."""
 
+import glob
+import json
 import math
 import os
 
@@ -70,8 +72,9 @@ def test_inside_metrics_against_numpy():
 
 def test_both_studies_on_one_volume(tmp_path, capsys):
     cfg = EasyDict(network=os.path.join(REPO, "pretrained", "demo"), data=os.path.join(REPO, "pretrained", "demo",
-                   "heldout"), indices=[0], num_steps=2, w_plus=True, w_avg_samples=50, factors=[2], axis=2, blocks=[8],
-                   out=str(tmp_path / "out"), overwrite=False, figure=str(tmp_path / "case.png"), figure_factor=2)
+                   "heldout"), indices=[0], num_steps=2, w_plus=True, w_prior_weight=0.01, w_avg_samples=50,
+                   factors=[2], axis=2, blocks=[8], out=str(tmp_path / "out"), overwrite=False,
+                   figure=str(tmp_path / "case.png"), figure_factor=2)
     tables = B.run(cfg)
     printed = capsys.readouterr().out
     assert [(r["factor"], r["index"]) for r in tables["thick"]] == [(2, 0)]
@@ -80,6 +83,9 @@ def test_both_studies_on_one_volume(tmp_path, capsys):
     for row in tables["thick"] + tables["block"]:
         assert all(math.isfinite(v) for k, v in row.items() if k not in ("factor", "block", "index")), row
     assert printed.count("median") == 2
+    # Every projection (the control, each degradation) used the prior's weight given.
+    records = glob.glob(os.path.join(cfg.out, "**", "projection.json"), recursive=True)
+    assert records and all(json.load(open(r))["options"]["w_prior_weight"] == 0.01 for r in records)
     # The background fill is the input as it is: the block hidden (0), never the truth.
     volumes, _ = B.dataset_volumes(cfg.data)
     block = np.zeros(volumes[0].shape, bool)
