@@ -22,22 +22,31 @@ from absl import app, flags
 from bench import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "curve: the training run directory.")
-flags.DEFINE_string("network", "demo", "project: the network (a name, run dir or SavedModel).")
-flags.DEFINE_string("heldout", None, "Dataset of held-out volumes (the test part of dataset_tool.py split).")
-flags.DEFINE_string("train", None, "project: the training part (for the mean-volume baseline).")
-flags.DEFINE_integer("num", 20, "curve: fakes and reals per evaluation.")
-flags.DEFINE_string("indices", "0-9", "project: held-out volumes to project.")
-flags.DEFINE_integer("num_steps", 300, "project: optimisation steps.")
-flags.DEFINE_string("out", None, "Output prefix (curve) or folder (project).")
-flags.DEFINE_list("metrics", ["mmd"], "curve: metrics of each snapshot against the held-out volumes (e.g. mmd,kid).")
-flags.DEFINE_string("feature_weights", None, "curve: standard FID Inception weights for kid/fid_slices (a local file).")
-flags.DEFINE_integer("every", 1, "curve: evaluate every this many snapshots (and always the last).")
+
+
+def define_flags():
+    """The flags, defined only when run as a script."""
+    flags.DEFINE_string("run", None, "curve: the training run directory.")
+    flags.DEFINE_string("network", "demo", "project: the network (a name, run dir or SavedModel).")
+    flags.DEFINE_string("heldout", None, "Dataset of held-out volumes (the test part of dataset_tool.py split).")
+    flags.DEFINE_string("train", None, "project: the training part (for the mean-volume baseline).")
+    flags.DEFINE_integer("num", 20, "curve: fakes and reals per evaluation.")
+    flags.DEFINE_string("indices", "0-9", "project: held-out volumes to project.")
+    flags.DEFINE_integer("num_steps", 300, "project: optimisation steps.")
+    flags.DEFINE_string("out", None, "Output prefix (curve) or folder (project).")
+    flags.DEFINE_list("metrics", ["mmd"], "curve: metrics of each snapshot against the held-out volumes (e.g. "
+                      "mmd,kid).")
+    flags.DEFINE_string("feature_weights", None, "curve: standard FID Inception weights for kid/fid_slices (a local "
+                        "file).")
+    flags.DEFINE_integer("every", 1, "curve: evaluate every this many snapshots (and always the last).")
+    flags.DEFINE_integer("slice_step", 8, "curve: kid/fid_slices: every k-th slice about the middle along each "
+                         "axis (0: the middle slice), as run_metrics.py --slice_step.")
 
 
 def curve():
     from dnnlib.plots import line_plot
     from metrics import metric_main
+    from training.network_io import load_generator
 
     snaps = sorted(glob.glob(os.path.join(FLAGS.run, "snapshots", "*", "generator")))
     snaps = [s for i, s in enumerate(snaps) if i % FLAGS.every == 0 or i == len(snaps) - 1]
@@ -46,8 +55,8 @@ def curve():
         kimg = common.snapshot_kimg(snap)
         row = dict(kimg=kimg)
         for name in FLAGS.metrics:
-            r = metric_main.calc_metric(name, G=snap, dataset_dir=FLAGS.heldout, num=FLAGS.num, batch=4,
-                                        feature_weights=FLAGS.feature_weights)
+            r = metric_main.calc_metric(name, G=load_generator(snap), dataset_dir=FLAGS.heldout, num=FLAGS.num,
+                                        batch=4, feature_weights=FLAGS.feature_weights, slice_step=FLAGS.slice_step)
             row.update({k: float(v) for k, v in r.results.items()})
         rows.append(row)
         print(f"kimg {kimg:8.3f}  " + "  ".join(f"{k} {v:.5g}" for k, v in row.items() if k != "kimg"), flush=True)
@@ -110,4 +119,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
