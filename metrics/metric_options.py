@@ -23,7 +23,7 @@ OPTIONS = (
            choices=INPUT_SCALES),
     Option("slice_step", int, 0, "Slice FID: 0 = middle slice only, k = every k-th slice around the middle."),
     Option("kernel_size", int, 11, "MS-SSIM window (odd); reduced to the largest that fits, and reported."),
-    Option("seed", int, 0, "Seed of the latents (and of pair sampling)."),
+    Option("seed", int, 0, "Seed of the latents, of their random noise maps and of pair sampling."),
     Option("psi", float, 1.0, "Truncation psi of the fakes."),
     Option("noise_mode", str, "random", "Noise mode of the generator.", choices=NOISE_MODES),
     Option("cache_dir", str, None, "Where to cache real statistics (default <data>/.cache)."),

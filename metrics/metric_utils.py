@@ -3,7 +3,9 @@
 Reals come from a dataset directory (volumes.dataset_reader.make_dataset) or any tf.data.Dataset yielding
 volumes [B,D,H,W,C] in [-1,1] or (volumes, labels) pairs. Fakes come from a generator object (anything with
 z_dim, c_dim and __call__(z, c, psi=, noise_mode=) -> [N,D,H,W,C] in [-1,1]): z = RandomState(seed).randn,
-labels (conditional networks) drawn from the reals, outputs clipped to [-1, 1] as when written to disk.
+labels (conditional networks) drawn from the reals, outputs clipped to [-1, 1] as when written to disk. A
+Generator's 'random' noise maps are drawn from the seed too (fake_noise), so a metric gives the same value on every
+run and at every batch size.
 
 Real-side results (features, statistics) are cached on disk under <dataset>/.cache (or opts.cache_dir), keyed by
 a hash of the manifest (with its file checksums) and shard files, the feature network id, the number of volumes
@@ -125,13 +127,38 @@ def _label_batches(opts, G):
 
 
 def _generator_fn(opts):
-    """G's forward pass; a tf.Module generator is traced once per session (batches are padded to a fixed size)."""
+    """G's forward pass (z, c, noise maps or None); a tf.Module generator is traced once per session (batches are
+    padded to a fixed size)."""
     key = ("generator_fn",)
     if key not in opts.session:
         G = opts.G
-        fn = lambda z, c: G(z, c, psi=opts.psi, noise_mode=opts.noise_mode)  # noqa: E731
+
+        def fn(z, c, noise):
+            if noise is None:
+                return G(z, c, psi=opts.psi, noise_mode=opts.noise_mode)
+            return G.synthesis(G.mapping(z, c, psi=opts.psi), noise=noise)
+
         opts.session[key] = tf.function(fn, autograph=False) if isinstance(G, tf.Module) else fn
     return opts.session[key]
+
+
+NOISE_STREAM = 1  # the fakes' noise maps: a stream of the metric's seed apart from the latents'
+
+
+def fake_noise(G, seed, noise_mode):
+    """For 'random' noise of a Generator with noise inputs: a function n -> the next n fakes' maps (list of
+    [n,D,H,W,1] float32), drawn volume after volume from (seed, NOISE_STREAM), so the first k fakes get the same maps
+    whatever the batch size. None otherwise (G draws its own, or there is none)."""
+    shapes = getattr(getattr(G, "synthesis", None), "noise_shapes", None)
+    if noise_mode != "random" or not shapes:
+        return None
+    rng = np.random.default_rng([int(seed), NOISE_STREAM])
+
+    def draw(n):
+        per_volume = [[rng.standard_normal(shape[1:], dtype=np.float32) for shape in shapes] for _ in range(n)]
+        return [np.stack([maps[k] for maps in per_volume]) for k in range(len(shapes))]
+
+    return draw
 
 
 def iterate_fakes(opts, num=None):
@@ -142,11 +169,13 @@ def iterate_fakes(opts, num=None):
     z_all = np.random.RandomState(opts.seed).randn(total, G.z_dim).astype(np.float32)
     labels = _label_batches(opts, G)
     gen = _generator_fn(opts)
+    noise = fake_noise(G, opts.seed, opts.noise_mode)
     for i in range(0, num, b):
         c = next(labels)
         if c.shape[0] < b:
             raise InputError(f"the reals' label batches hold {c.shape[0]} labels, fewer than the batch size {b}")
-        img = gen(tf.constant(z_all[i : i + b]), tf.constant(c[:b]) if G.c_dim else None)
+        maps = None if noise is None else [tf.constant(m) for m in noise(b)]
+        img = gen(tf.constant(z_all[i : i + b]), tf.constant(c[:b]) if G.c_dim else None, maps)
         yield np.clip(np.asarray(img, np.float32)[: num - i], -1.0, 1.0)
 
 

@@ -43,6 +43,36 @@ def test_iterate_fakes_seeded_and_clipped():
     assert out.max() == 1.0 and out.min() == -1.0
 
 
+def test_a_generators_random_noise_comes_from_the_seed_whatever_the_batch():
+    # A metric's value must not change from run to run: the noise maps of a real Generator are drawn from the seed,
+    # volume after volume, so the first fakes are the same at any batch size, and they are the maps written out.
+    from training import configs
+
+    tf.random.set_seed(0)
+    G, _ = configs.build_networks(configs.get_config("demo-tiny"))
+    strengths = [v for v in G.synthesis.variables if "noise_strength" in v.name]
+    assert strengths
+    for v in strengths:  # 0 in a fresh network, as StyleGAN2's: the maps would not reach the volumes
+        v.assign(tf.fill(v.shape, 0.5))
+    reals = tf.data.Dataset.from_tensor_slices(np.zeros((4, 20, 24, 28, 1), np.float32)).batch(2)
+
+    def fakes(batch, seed=3, noise_mode="random", num=5):
+        opts = metric_main.make_options(G, reals, num=num, batch=batch, seed=seed, noise_mode=noise_mode)
+        return np.concatenate(list(metric_utils.iterate_fakes(opts)))
+
+    a = fakes(2)
+    np.testing.assert_array_equal(a, fakes(2))
+    np.testing.assert_allclose(fakes(3), a, atol=1e-5)  # other padding, same first five
+    draw = metric_utils.fake_noise(G, 3, "random")
+    maps = [np.concatenate(parts) for parts in zip(draw(2), draw(3), strict=True)]
+    z = np.random.RandomState(3).randn(5, G.z_dim).astype(np.float32)
+    want = G.synthesis(G.mapping(tf.constant(z)), noise=[tf.constant(m) for m in maps]).numpy()
+    np.testing.assert_allclose(a, np.clip(want, -1, 1), atol=1e-5)
+    assert np.abs(fakes(2, seed=4) - a).max() > 1e-3
+    assert np.abs(fakes(2, noise_mode="const") - a).max() > 1e-4  # the maps do reach the volumes
+    assert metric_utils.fake_noise(G, 3, "const") is None and metric_utils.fake_noise(FakeG(), 3, "random") is None
+
+
 def test_collect_counts_volumes():
     batches = [np.zeros((3, 2, 2, 2, 1)), np.zeros((2, 2, 2, 2, 1))]
     out = metric_utils.collect(batches, lambda b: {"f": np.ones((b.shape[0] * 3, 4))})
