@@ -375,5 +375,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from dnnlib.cli import run_main
+
     define_flags()
-    app.run(main)
+    app.run(run_main(main))  # SIGTERM unwinds: the projection in progress leaves no temporary folder in --out
